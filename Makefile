@@ -1,0 +1,53 @@
+# Countersign: every entry point a developer or CI needs.
+#   make test    install the Python dependencies and the pinned reference tools (cached), run every test tier
+#   make lint    ruff + mypy --strict
+#   make demo    run the demo against a local registry
+#   make bench   run the benchmark and print its table
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/countersign
+PYTHON ?= python3
+# The virtualenv lives outside the repository and is keyed by the interpreter, so clean clones reuse it.
+VENV ?= $(CACHE)/venv-$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PY := $(VENV)/bin/python
+export COUNTERSIGN_TOOLS ?= $(CACHE)/tools
+# The stamp names the dependency pins and this checkout, so a change to either reinstalls.
+DEPS_STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
+PYTEST_ARGS ?=
+
+.PHONY: deps tools test test-unit test-integration lint demo bench clean-cache
+
+deps: $(DEPS_STAMP)
+
+$(DEPS_STAMP):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.stamp-*
+	@touch $@
+
+tools:
+	@tools/install.sh >/dev/null
+
+test: deps tools
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: deps
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: deps tools
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: deps
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+demo: deps tools
+	$(PY) -m examples.demo
+
+bench: deps tools
+	$(PY) -m bench.run
+
+clean-cache:
+	rm -rf $(VENV)

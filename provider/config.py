@@ -1,0 +1,521 @@
+"""Configuration: YAML, validated at load, every error naming the offending field.
+
+    apiVersion: countersign.dev/v1alpha1
+    server: {port: 8443, tls: {certFile, keyFile, clientCAFile}, deadlines: {verify: 2.5, mutate: 0.9}}
+    registries: {"127.0.0.1:5000": {insecure: true}}
+    verifiers: {pinned: {type: digest-pin}, sbom: {type: sbom, options: {...}}}
+    policies:
+      - name: default
+        scopes: ["*"]
+        allOf: [pinned, sbom]
+
+See docs/configuration.md for every field. The fingerprint of everything that can change a verdict is part
+of every verdict cache key, so a new configuration never serves a verdict made under the old one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from provider.reference import ImageReference
+from provider.registry.auth import Credentials
+from provider.registry.client import Limits, RegistrySettings
+
+__all__ = [
+    "API_VERSION",
+    "CacheConfig",
+    "Config",
+    "ConfigError",
+    "Policy",
+    "ServerConfig",
+    "TLSConfig",
+    "VerifierConfig",
+    "load_config",
+    "parse_config",
+]
+
+API_VERSION = "countersign.dev/v1alpha1"
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; `path` is the field (e.g. `policies[1].allOf[0]`)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+    reload_interval: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    address: str = "0.0.0.0"
+    port: int = 8443
+    tls: TLSConfig | None = None
+    max_keys: int = 1000
+    max_key_bytes: int = 4096
+    max_body_bytes: int = 1024 * 1024
+    verify_deadline: float = 2.5
+    mutate_deadline: float = 0.9
+    background_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    verdict_ttl: float = 300.0
+    tag_ttl: float = 30.0
+    max_verdicts: int = 10_000
+    content_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierConfig:
+    name: str
+    type: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Which verifiers an image in `scopes` (and `namespaces`, when set) must pass: k of `verifiers`."""
+
+    name: str
+    scopes: tuple[str, ...]
+    namespaces: tuple[str, ...] | None
+    mode: str  # "allOf" | "anyOf" | "threshold"
+    verifiers: tuple[str, ...]
+    threshold: int
+
+    def describe(self) -> str:
+        names = ", ".join(self.verifiers)
+        if self.mode == "allOf":
+            return f"all of [{names}]"
+        if self.mode == "anyOf":
+            return f"any of [{names}]"
+        return f"at least {self.threshold} of [{names}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    limits: Limits = field(default_factory=Limits)
+    registries: Mapping[str, RegistrySettings] = field(default_factory=dict)
+    docker_configs: tuple[Path, ...] = ()
+    verifiers: Mapping[str, VerifierConfig] = field(default_factory=dict)
+    policies: tuple[Policy, ...] = ()
+    fingerprint: str = ""
+
+    def policy_for(self, reference: ImageReference, namespace: str | None) -> Policy | None:
+        """The most specific policy whose scope matches the repository (and namespace, when set)."""
+        best: tuple[tuple[int, int, int], Policy] | None = None
+        for policy in self.policies:
+            if policy.namespaces is not None and not any(
+                fnmatch.fnmatchcase(namespace or "", pattern) for pattern in policy.namespaces
+            ):
+                continue
+            for scope in policy.scopes:
+                score = scope_specificity(scope, reference)
+                if score is None:
+                    continue
+                rank = (1 if policy.namespaces is not None else 0, *score)
+                if best is None or rank > best[0]:
+                    best = (rank, policy)
+        return best[1] if best is not None else None
+
+
+def scope_specificity(scope: str, reference: ImageReference) -> tuple[int, int] | None:
+    """None when `scope` does not match; else a rank where higher is more specific.
+
+    An exact repository beats any pattern; among patterns, more literal characters win; `*` is last.
+    A scope without `/` names a whole registry (`registry.example.com` means `registry.example.com/*`).
+    """
+    name = reference.name
+    pattern = scope if ("/" in scope or scope == "*") else f"{scope}/*"
+    if not any(c in pattern for c in "*?["):
+        return (1, len(pattern)) if pattern == name else None
+    if not fnmatch.fnmatchcase(name, pattern):
+        return None
+    literal = len(re.sub(r"\[[^\]]*\]|[*?]", "", pattern))
+    return (0, literal)
+
+
+# --- parsing ----------------------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
+
+
+class _Reader:
+    """Typed access to a YAML mapping that records the path and rejects unknown keys."""
+
+    def __init__(self, data: object, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(path, f"expected a mapping, got {_kind(data)}")
+        self.data: dict[str, Any] = data
+        self.path = path
+        self.used: set[str] = set()
+
+    def sub(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str) -> Any:
+        self.used.add(key)
+        return self.data.get(key)
+
+    def child(self, key: str) -> _Reader:
+        value = self.get(key)
+        return _Reader({} if value is None else value, self.sub(key))
+
+    def string(self, key: str, default: str | None = None) -> str:
+        value = self.get(key)
+        if value is None:
+            if default is None:
+                raise ConfigError(self.sub(key), "required")
+            return default
+        if not isinstance(value, str) or not value:
+            raise ConfigError(self.sub(key), f"expected a non-empty string, got {_kind(value)}")
+        return value
+
+    def optional_string(self, key: str) -> str | None:
+        return None if self.get(key) is None else self.string(key)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(self.sub(key), f"expected true or false, got {_kind(value)}")
+        return value
+
+    def integer(self, key: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(self.sub(key), f"expected an integer, got {_kind(value)}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise ConfigError(self.sub(key), f"must be {bound}, got {value}")
+        return value
+
+    def duration(self, key: str, default: float, minimum: float = 0.0, maximum: float | None = None) -> float:
+        value = self.get(key)
+        if value is None:
+            return default
+        seconds = parse_duration(value, self.sub(key))
+        if seconds < minimum or (maximum is not None and seconds > maximum):
+            bound = f"between {minimum:g}s and {maximum:g}s" if maximum is not None else f">= {minimum:g}s"
+            raise ConfigError(self.sub(key), f"must be {bound}, got {seconds:g}s")
+        return seconds
+
+    def path_value(self, key: str, base: Path) -> Path | None:
+        value = self.optional_string(key)
+        return None if value is None else (base / Path(value).expanduser())
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            known = ", ".join(sorted(self.used))
+            raise ConfigError(self.sub(str(unknown[0])), f"unknown field (known here: {known})")
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def parse_duration(value: object, path: str) -> float:
+    """Seconds from a number (seconds) or a string like "2.5s", "900ms", "5m", "1h"."""
+    if isinstance(value, bool):
+        raise ConfigError(path, "expected a duration, got a boolean")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value.strip())
+        if m:
+            number, unit = float(m.group(1)), m.group(2) or "s"
+            return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+    raise ConfigError(path, f"expected a duration like 2.5s, 900ms or 5m, got {value!r}")
+
+
+def _string_list(value: object, path: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError(path, f"expected a list of strings, got {_kind(value)}")
+    if not value and not allow_empty:
+        raise ConfigError(path, "must not be empty")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise ConfigError(f"{path}[{i}]", f"expected a non-empty string, got {_kind(item)}")
+        out.append(item)
+    return tuple(out)
+
+
+def _parse_server(r: _Reader, base: Path) -> ServerConfig:
+    defaults = ServerConfig()
+    tls: TLSConfig | None = None
+    if r.get("tls") is not None:
+        t = r.child("tls")
+        cert, key = t.path_value("certFile", base), t.path_value("keyFile", base)
+        if cert is None:
+            raise ConfigError(t.sub("certFile"), "required when tls is set")
+        if key is None:
+            raise ConfigError(t.sub("keyFile"), "required when tls is set")
+        tls = TLSConfig(
+            cert_file=cert,
+            key_file=key,
+            client_ca_file=t.path_value("clientCAFile", base),
+            reload_interval=t.duration("reloadInterval", 2.0, minimum=0.1, maximum=3600),
+        )
+        t.finish()
+    limits = r.child("limits")
+    deadlines = r.child("deadlines")
+    server = ServerConfig(
+        address=r.string("address", defaults.address),
+        port=r.integer("port", defaults.port, minimum=0, maximum=65535),
+        tls=tls,
+        max_keys=limits.integer("maxKeys", defaults.max_keys, minimum=1, maximum=100_000),
+        max_key_bytes=limits.integer("maxKeyBytes", defaults.max_key_bytes, minimum=64, maximum=65536),
+        max_body_bytes=limits.integer(
+            "maxBodyBytes", defaults.max_body_bytes, minimum=1024, maximum=64 << 20
+        ),
+        verify_deadline=deadlines.duration("verify", defaults.verify_deadline, minimum=0.05, maximum=29),
+        mutate_deadline=deadlines.duration("mutate", defaults.mutate_deadline, minimum=0.05, maximum=29),
+        background_timeout=deadlines.duration(
+            "background", defaults.background_timeout, minimum=0.1, maximum=600
+        ),
+    )
+    limits.finish()
+    deadlines.finish()
+    return server
+
+
+def _parse_registries(data: object, path: str, base: Path) -> dict[str, RegistrySettings]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, f"expected a mapping of registry host to settings, got {_kind(data)}")
+    out: dict[str, RegistrySettings] = {}
+    for host, value in data.items():
+        r = _Reader(value if value is not None else {}, f"{path}[{host!r}]")
+        if not isinstance(host, str) or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", host):
+            raise ConfigError(r.path, "registry keys are host names with an optional port")
+        username = r.optional_string("username")
+        password = r.optional_string("password")
+        password_file = r.path_value("passwordFile", base)
+        if password is not None and password_file is not None:
+            raise ConfigError(r.sub("passwordFile"), "set either password or passwordFile, not both")
+        if password_file is not None:
+            try:
+                password = password_file.read_text("utf-8").strip()
+            except OSError as e:
+                raise ConfigError(r.sub("passwordFile"), f"cannot read: {e}") from e
+        if (username is None) != (password is None):
+            raise ConfigError(r.path, "username and password go together")
+        min_tls = r.string("minTLS", "1.2")
+        if min_tls not in ("1.2", "1.3"):
+            raise ConfigError(r.sub("minTLS"), f"must be '1.2' or '1.3', got {min_tls!r}")
+        ca_file = r.path_value("caFile", base)
+        insecure = r.boolean("insecure", False)
+        if insecure and ca_file is not None:
+            raise ConfigError(r.sub("caFile"), "has no effect with insecure: true (plain HTTP)")
+        out[host] = RegistrySettings(
+            insecure=insecure,
+            ca_file=ca_file,
+            min_tls=min_tls,
+            credentials=Credentials(username, password) if username and password is not None else None,
+        )
+        r.finish()
+    return out
+
+
+def _parse_verifiers(data: object, path: str) -> dict[str, VerifierConfig]:
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(path, "expected a non-empty mapping of verifier name to {type, options}")
+    out: dict[str, VerifierConfig] = {}
+    for name, value in data.items():
+        r = _Reader(value, f"{path}.{name}")
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ConfigError(r.path, "verifier names are lowercase letters, digits, '.', '_' and '-'")
+        options = r.get("options")
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            raise ConfigError(r.sub("options"), f"expected a mapping, got {_kind(options)}")
+        out[name] = VerifierConfig(name=name, type=r.string("type"), options=options)
+        r.finish()
+    return out
+
+
+def _parse_policies(data: object, path: str, verifiers: Mapping[str, VerifierConfig]) -> tuple[Policy, ...]:
+    if not isinstance(data, list) or not data:
+        raise ConfigError(path, "expected a non-empty list of policies")
+    policies: list[Policy] = []
+    seen_names: set[str] = set()
+    seen_scopes: dict[tuple[str, tuple[str, ...] | None], str] = {}
+    for i, value in enumerate(data):
+        r = _Reader(value, f"{path}[{i}]")
+        if r.get("scope") is not None and r.get("scopes") is not None:
+            raise ConfigError(r.sub("scopes"), "set either scope or scopes, not both")
+        scopes = _string_list(
+            r.get("scopes") if r.get("scopes") is not None else r.get("scope"), r.sub("scopes")
+        )
+        name = r.string("name", scopes[0])
+        if name in seen_names:
+            raise ConfigError(r.sub("name"), f"duplicate policy name {name!r}")
+        seen_names.add(name)
+        namespaces = (
+            _string_list(r.get("namespaces"), r.sub("namespaces"))
+            if r.get("namespaces") is not None
+            else None
+        )
+        modes = [m for m in ("allOf", "anyOf", "threshold") if r.get(m) is not None]
+        if len(modes) != 1:
+            raise ConfigError(r.path, "set exactly one of allOf, anyOf or threshold")
+        mode = modes[0]
+        if mode == "threshold":
+            t = r.child("threshold")
+            names = _string_list(t.get("of"), t.sub("of"))
+            count = t.integer("count", 0, minimum=1, maximum=len(names))
+            if t.get("count") is None:
+                raise ConfigError(t.sub("count"), "required")
+            t.finish()
+            list_path = t.sub("of")
+        else:
+            # An empty list would verify nothing and admit everything: refused on purpose.
+            names = _string_list(r.get(mode), r.sub(mode))
+            count = len(names) if mode == "allOf" else 1
+            list_path = r.sub(mode)
+        for j, verifier in enumerate(names):
+            if verifier not in verifiers:
+                known = ", ".join(sorted(verifiers)) or "none"
+                raise ConfigError(f"{list_path}[{j}]", f"unknown verifier {verifier!r} (defined: {known})")
+        if len(set(names)) != len(names):
+            raise ConfigError(list_path, "lists a verifier twice")
+        for k, scope in enumerate(scopes):
+            if not re.fullmatch(r"[A-Za-z0-9.\-_/:\[\]*?@]+", scope):
+                raise ConfigError(f"{r.sub('scopes')}[{k}]", f"invalid scope {scope!r}")
+            key = (scope, namespaces)
+            if key in seen_scopes:
+                raise ConfigError(
+                    f"{r.sub('scopes')}[{k}]",
+                    f"scope {scope!r} is already claimed by policy {seen_scopes[key]!r}",
+                )
+            seen_scopes[key] = name
+        policies.append(
+            Policy(
+                name=name, scopes=scopes, namespaces=namespaces, mode=mode, verifiers=names, threshold=count
+            )
+        )
+        r.finish()
+    return tuple(policies)
+
+
+def _parse_limits(r: _Reader) -> Limits:
+    d = Limits()
+    limits = Limits(
+        max_manifest_bytes=r.integer(
+            "maxManifestBytes", d.max_manifest_bytes, minimum=1024, maximum=64 << 20
+        ),
+        max_blob_bytes=r.integer("maxBlobBytes", d.max_blob_bytes, minimum=1024, maximum=1 << 30),
+        max_referrers=r.integer("maxReferrers", d.max_referrers, minimum=1, maximum=100_000),
+        max_referrer_pages=r.integer("maxReferrerPages", d.max_referrer_pages, minimum=1, maximum=1000),
+    )
+    r.finish()
+    return limits
+
+
+def _fingerprint(doc: Mapping[str, Any]) -> str:
+    """Hash of everything that can change a verdict; secrets are left out (the hash is exposed)."""
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                str(k): ("<secret>" if str(k) in ("password", "passwordFile") else scrub(v))
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    relevant = {k: scrub(doc.get(k)) for k in ("registries", "auth", "limits", "verifiers", "policies")}
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_config(data: object, base: Path = Path(".")) -> Config:
+    """Validate a parsed YAML document; relative file paths are resolved against `base`."""
+    r = _Reader(data, "")
+    api_version = r.string("apiVersion", API_VERSION)
+    if api_version != API_VERSION:
+        raise ConfigError("apiVersion", f"unsupported {api_version!r}; this version reads {API_VERSION!r}")
+    server = _parse_server(r.child("server"), base)
+    c = r.child("cache")
+    d = CacheConfig()
+    cache = CacheConfig(
+        verdict_ttl=c.duration("verdictTTL", d.verdict_ttl, minimum=0, maximum=86400),
+        tag_ttl=c.duration("tagTTL", d.tag_ttl, minimum=0, maximum=86400),
+        max_verdicts=c.integer("maxVerdicts", d.max_verdicts, minimum=0, maximum=10_000_000),
+        content_bytes=c.integer("contentBytes", d.content_bytes, minimum=0, maximum=16 << 30),
+    )
+    c.finish()
+    limits = _parse_limits(r.child("limits"))
+    registries = _parse_registries(r.get("registries"), "registries", base)
+    a = r.child("auth")
+    docker_configs = tuple(
+        base / Path(p).expanduser()
+        for p in _string_list(a.get("dockerConfigs") or [], a.sub("dockerConfigs"), allow_empty=True)
+    )
+    a.finish()
+    verifiers = _parse_verifiers(r.get("verifiers"), "verifiers")
+    policies = _parse_policies(r.get("policies"), "policies", verifiers)
+    r.finish()
+    assert isinstance(data, dict)
+    return Config(
+        server=server,
+        cache=cache,
+        limits=limits,
+        registries=registries,
+        docker_configs=docker_configs,
+        verifiers=verifiers,
+        policies=policies,
+        fingerprint=_fingerprint(data),
+    )
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a YAML configuration file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError("", f"cannot read {path}: {e}") from e
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError("", f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError("", f"{path} is not valid YAML: {e}") from e
+    return parse_config(data, base=path.parent)

@@ -1,0 +1,274 @@
+"""The engine: keys in, one outcome per distinct key out, within a deadline.
+
+For each distinct key, concurrently: parse -> resolve the digest (verified bytes) -> verdict cache ->
+policy -> the policy's verifiers, concurrently, over one shared `ImageReader` -> combine -> cache.
+
+Three outcomes, never confused (see docs/rego.md):
+- `Decided`: a value (allowed or denied for a definite reason); cached by Gatekeeper and by us.
+- `Invalid`: the key is not an image reference; an item error; cacheable.
+- `Undecided`: could not be decided now (registry down, rate limited, deadline); never cached.
+
+Concurrent requests for the same image share one verification. A verification that misses a request's
+deadline keeps running (bounded by `background_timeout`) so that its verdict warms the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from provider.cache import SingleFlight, TTLCache
+from provider.config import Config, ConfigError
+from provider.metrics import Metrics
+from provider.reference import ImageReference, Key, ReferenceError, parse_key, parse_reference
+from provider.registry.auth import CredentialStore
+from provider.registry.cached import CachedRegistry, ImageReader
+from provider.registry.client import DEADLINE, RegistryClient
+from provider.registry.errors import IntegrityError, InvalidContent, NotFound, RegistryError, TooLarge
+from provider.verdict import Decision, VerifierOutcome, combine, denial_value, verdict_value
+from verifiers.base import Context, Report, Subject, Undecided, Verifier
+from verifiers.plugins import PluginError, create_verifier
+
+__all__ = ["Decided", "Engine", "Invalid", "Outcome", "Undecided", "UndecidedKey", "build_verifiers"]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    value: Any  # the verdict object (verify) or the replacement string (mutate)
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class UndecidedKey:
+    reason: str
+    message: str
+
+
+Outcome = Decided | Invalid | UndecidedKey
+
+
+def _definite_reason(error: RegistryError) -> str:
+    if isinstance(error, NotFound):
+        return "content_not_found"
+    if isinstance(error, IntegrityError):
+        return "registry_integrity_error"
+    if isinstance(error, TooLarge):
+        return "content_too_large"
+    return "content_invalid"
+
+
+def build_verifiers(config: Config) -> dict[str, Verifier]:
+    """Instantiate every configured verifier; errors point at `verifiers.<name>.<field>`."""
+    built: dict[str, Verifier] = {}
+    for name, vc in config.verifiers.items():
+        try:
+            built[name] = create_verifier(vc.type, name, vc.options)
+        except PluginError as e:
+            raise ConfigError(f"verifiers.{name}.{e.path}", e.message) from e
+    return built
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        registry: CachedRegistry,
+        verifiers: Mapping[str, Verifier],
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.verifiers = dict(verifiers)
+        self.metrics = metrics or Metrics()
+        self._verdicts: TTLCache[tuple[str, str, str, str], dict[str, Any]] = TTLCache(
+            config.cache.verdict_ttl, config.cache.max_verdicts
+        )
+        self._verifications: SingleFlight[tuple[str, str], Outcome] = SingleFlight()
+        self._pins: SingleFlight[str, Outcome] = SingleFlight()
+
+    @classmethod
+    async def create(cls, config: Config, metrics: Metrics | None = None) -> Engine:
+        """Build the engine and its registry client (inside the running event loop)."""
+        metrics = metrics or Metrics()
+        verifiers = build_verifiers(config)
+        client = RegistryClient(
+            settings=config.registries,
+            credentials=CredentialStore(docker_configs=config.docker_configs),
+            limits=config.limits,
+            observe=metrics.observe_registry,
+        )
+        registry = CachedRegistry(
+            client, content_bytes=config.cache.content_bytes, tag_ttl=config.cache.tag_ttl, metrics=metrics
+        )
+        return cls(config, registry, verifiers, metrics)
+
+    async def close(self) -> None:
+        await self._verifications.drain()
+        await self._pins.drain()
+        await self.registry.close()
+        await self.registry.client.close()
+
+    # --- verify ----------------------------------------------------------------------------------------
+
+    async def verify(self, raw_keys: Sequence[str], budget: float) -> dict[str, Outcome]:
+        """One outcome per distinct key, answered within `budget` seconds (work may go on after it)."""
+        results: dict[str, Outcome] = {}
+        tasks: dict[str, asyncio.Task[Outcome]] = {}
+        for raw in dict.fromkeys(raw_keys):
+            try:
+                key = parse_key(raw)
+            except ReferenceError as e:
+                results[raw] = Invalid(str(e))
+                continue
+            flight = (key.namespace or "", str(key.reference))
+            tasks[raw] = self._verifications.task(
+                flight, functools.partial(self._bounded, self._verify_key, key)
+            )
+        await self._wait(tasks, budget, results)
+        return results
+
+    async def _wait(
+        self, tasks: Mapping[str, asyncio.Task[Outcome]], budget: float, results: dict[str, Outcome]
+    ) -> None:
+        if tasks:
+            await asyncio.wait(set(tasks.values()), timeout=max(budget, 0.0))
+        for raw, task in tasks.items():
+            if not task.done():
+                results[raw] = UndecidedKey(
+                    "deadline_exceeded",
+                    f"not finished within the {budget:.2f}s deadline; it goes on in the background",
+                )
+            elif task.cancelled():
+                results[raw] = UndecidedKey("cancelled", "verification was cancelled")
+            elif (exc := task.exception()) is not None:
+                log.error("verification of %s failed", raw, exc_info=exc)
+                results[raw] = UndecidedKey("internal_error", f"internal error: {type(exc).__name__}")
+            else:
+                results[raw] = task.result()
+
+    async def _bounded(self, work: Callable[[_T], Awaitable[Outcome]], arg: _T) -> Outcome:
+        """Run one verification with its own deadline (the background bound), so registry retries know it."""
+        timeout = self.config.server.background_timeout
+        DEADLINE.set(asyncio.get_running_loop().time() + timeout)  # this task's own context copy
+        try:
+            async with asyncio.timeout(timeout):
+                return await work(arg)
+        except TimeoutError:
+            return UndecidedKey("deadline_exceeded", f"not finished within {timeout:g}s")
+
+    async def _verify_key(self, key: Key) -> Outcome:
+        ref = key.reference
+        try:
+            manifest = await self.registry.resolve(ref)
+        except NotFound as e:
+            return Decided(denial_value(key, "", "manifest_not_found", str(e)))
+        except Undecided as e:
+            return UndecidedKey(e.reason, e.message)
+        except RegistryError as e:
+            return Decided(denial_value(key, "", _definite_reason(e), str(e)))
+        cache_key = (self.config.fingerprint, key.namespace or "", str(ref), manifest.digest)
+        cached = self._verdicts.get(cache_key)
+        self.metrics.cache_lookup("verdict", cached is not None)
+        if cached is not None:
+            return Decided(cached)
+        policy = self.config.policy_for(ref, key.namespace)
+        if policy is None:
+            value = denial_value(
+                key,
+                manifest.digest,
+                "no_policy",
+                f"no policy scope matches {ref.name}; images are denied by default",
+            )
+            self._verdicts.put(cache_key, value)
+            return Decided(value)
+        subject = Subject(
+            reference=ref,
+            digest=manifest.digest,
+            media_type=manifest.media_type,
+            size=manifest.size,
+            manifest=manifest.data,
+            namespace=key.namespace,
+        )
+        deadline = DEADLINE.get() or asyncio.get_running_loop().time() + self.config.server.background_timeout
+        context = Context(registry=ImageReader(self.registry), deadline=deadline)
+        outcomes = await asyncio.gather(
+            *(self._run(self.verifiers[name], subject, context) for name in policy.verifiers)
+        )
+        decision = combine(policy, outcomes)
+        if not isinstance(decision, Decision):
+            return UndecidedKey(decision.reason, f"{ref.name}@{manifest.digest} {decision.message}")
+        value = verdict_value(key, manifest.digest, policy, outcomes, decision.allowed)
+        self._verdicts.put(cache_key, value)
+        return Decided(value)
+
+    async def _run(self, verifier: Verifier, subject: Subject, context: Context) -> VerifierOutcome:
+        try:
+            report = await verifier.verify(subject, context)
+        except Undecided as e:
+            outcome = VerifierOutcome(verifier.name, verifier.type, None, e)
+        except RegistryError as e:
+            report = Report.fail(_definite_reason(e), str(e))
+            outcome = VerifierOutcome(verifier.name, verifier.type, report)
+        except Exception as e:  # a plugin bug: fail closed, never cache it, say so in the logs
+            log.exception("verifier %s (%s) raised", verifier.name, verifier.type)
+            outcome = VerifierOutcome(
+                verifier.name,
+                verifier.type,
+                None,
+                Undecided("verifier_error", f"verifier {verifier.name} raised {type(e).__name__}: {e}"),
+            )
+        else:
+            if not isinstance(report, Report):
+                outcome = VerifierOutcome(
+                    verifier.name,
+                    verifier.type,
+                    None,
+                    Undecided("verifier_error", f"verifier {verifier.name} returned {type(report).__name__}"),
+                )
+            else:
+                outcome = VerifierOutcome(verifier.name, verifier.type, report)
+        result = "undecided" if outcome.report is None else ("passed" if outcome.report.passed else "failed")
+        self.metrics.verifier_results.labels(verifier.name, verifier.type, result).inc()
+        return outcome
+
+    # --- mutate ----------------------------------------------------------------------------------------
+
+    async def mutate(self, raw_keys: Sequence[str], budget: float) -> dict[str, Outcome]:
+        """Tag -> digest: each value is the complete replacement reference (`name@digest`)."""
+        results: dict[str, Outcome] = {}
+        tasks: dict[str, asyncio.Task[Outcome]] = {}
+        for raw in dict.fromkeys(raw_keys):
+            try:
+                ref = parse_reference(raw)
+            except ReferenceError as e:
+                results[raw] = Invalid(str(e))
+                continue
+            if ref.digest is not None:
+                results[raw] = Decided(raw)  # already pinned: never rewrite what the user pinned
+                continue
+            tasks[raw] = self._pins.task(str(ref), functools.partial(self._bounded, self._pin, ref))
+        await self._wait(tasks, budget, results)
+        return results
+
+    async def _pin(self, ref: ImageReference) -> Outcome:
+        try:
+            manifest = await self.registry.resolve(ref)
+        except NotFound as e:
+            return Invalid(f"cannot pin {ref}: {e}")
+        except Undecided as e:
+            return UndecidedKey(e.reason, e.message)
+        except (IntegrityError, TooLarge, InvalidContent) as e:
+            return Invalid(f"cannot pin {ref}: {e}")
+        return Decided(ref.pinned(manifest.digest))

@@ -1,0 +1,61 @@
+"""Prometheus metrics. Each app owns its own registry, so several apps in one process never clash."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.request_latency = Histogram(
+            "countersign_request_duration_seconds",
+            "Time to answer a Gatekeeper request, by endpoint.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "countersign_requests_total",
+            "Requests by endpoint and HTTP status.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.keys = Counter(
+            "countersign_keys_total",
+            "Keys answered, by endpoint and outcome (allowed, denied, invalid, undecided).",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.verifier_results = Counter(
+            "countersign_verifier_results_total",
+            "Verifier runs by verifier name, type and outcome (passed, failed, undecided).",
+            ["verifier", "type", "outcome"],
+            registry=self.registry,
+        )
+        self.registry_requests = Counter(
+            "countersign_registry_requests_total",
+            "HTTP requests to registries, by registry, method and status (or error class).",
+            ["registry", "method", "status"],
+            registry=self.registry,
+        )
+        self.cache = Counter(
+            "countersign_cache_requests_total",
+            "Cache lookups by cache (verdict, tag, content) and result (hit, miss).",
+            ["cache", "result"],
+            registry=self.registry,
+        )
+
+    def observe_registry(self, registry: str, method: str, status: str) -> None:
+        self.registry_requests.labels(registry, method, status).inc()
+
+    def cache_lookup(self, cache: str, hit: bool) -> None:
+        self.cache.labels(cache, "hit" if hit else "miss").inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

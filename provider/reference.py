@@ -1,0 +1,196 @@
+"""Image references, parsed and normalized the way the container runtimes do it.
+
+The grammar is the one of the distribution project's `reference` package (what docker, containerd and
+CRI-O use): an optional domain, a path of lowercase components, an optional tag, an optional digest.
+Normalization follows the runtimes: no domain means Docker Hub (`docker.io`), the legacy `index.docker.io`
+becomes `docker.io`, a single-component path on Docker Hub gains `library/`, and a reference with neither
+tag nor digest means the tag `latest`. Nothing else is rewritten: like the runtimes, we treat other spellings
+of Hub (`registry-1.docker.io`, `Docker.io`) as registries of their own, so that what we verify is what the
+runtime pulls. Only sha256 and sha512 digests are accepted, in lowercase hex, since those are what we verify.
+
+A Gatekeeper key may carry a namespace prefix, `[namespace]reference`, for per-namespace policy. A key that
+starts with a bracketed IPv6 registry (`[::1]:5000/repo`) has no prefix: a `]` followed by `:` or `/` closes
+a host, never a namespace (a reference cannot start with either).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "DOCKER_HUB",
+    "MAX_KEY_BYTES",
+    "ImageReference",
+    "Key",
+    "ReferenceError",
+    "parse_key",
+    "parse_reference",
+]
+
+DOCKER_HUB = "docker.io"
+# Exactly what distribution/reference rewrites (case-sensitive): `registry-1.docker.io` is left alone.
+_DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io"})
+MAX_NAME_LENGTH = 255  # distribution/reference: NameTotalLengthMax
+MAX_KEY_BYTES = 4096
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+# All patterns are used with fullmatch: `$` would also match before a trailing newline.
+_COMPONENT_RE = re.compile(_COMPONENT)
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
+_DOMAIN_RE = re.compile(rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?")
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_DIGEST_HEX = {"sha256": 64, "sha512": 128}
+_DIGEST_RE = re.compile(r"(sha256|sha512):([a-f0-9]+)")
+# distribution/reference's anchoredIdentifierRegexp: a bare 64-hex name is an image ID, not a repository
+# (containerd's CRI resolves it locally as `sha256:<hex>`), so ParseNormalizedNamed refuses it.
+_IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
+_NAMESPACE_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")  # a Kubernetes namespace (DNS label)
+
+
+class ReferenceError(ValueError):
+    """The string is not a valid image reference; the message says which part is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageReference:
+    """A normalized image reference. `registry` is the domain as users write it (`docker.io` for Hub)."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """`registry/repository`, the part that names a repository."""
+        return f"{self.registry}/{self.repository}"
+
+    def __str__(self) -> str:
+        out = self.name
+        if self.tag is not None:
+            out += f":{self.tag}"
+        if self.digest is not None:
+            out += f"@{self.digest}"
+        return out
+
+    def pinned(self, digest: str) -> str:
+        """The replacement reference that names only the digest: `registry/repository@digest`."""
+        return f"{self.name}@{digest}"
+
+    @property
+    def reference(self) -> str:
+        """What to ask the registry for: the digest when there is one, else the tag."""
+        if self.digest is not None:
+            return self.digest
+        assert self.tag is not None  # parse_reference defaults the tag when there is no digest
+        return self.tag
+
+
+def validate_digest(digest: str) -> str:
+    """Return `digest` when it is a well-formed sha256 or sha512 digest, else raise ReferenceError."""
+    m = _DIGEST_RE.fullmatch(digest)
+    if m is None:
+        raise ReferenceError(
+            f"invalid digest {digest!r}: expected sha256:<64 lowercase hex> or sha512:<128 lowercase hex>"
+        )
+    algorithm, hex_part = m.groups()
+    if len(hex_part) != _DIGEST_HEX[algorithm]:
+        raise ReferenceError(
+            f"invalid digest {digest!r}: {algorithm} needs {_DIGEST_HEX[algorithm]} hex characters, "
+            f"got {len(hex_part)}"
+        )
+    return digest
+
+
+def _split_domain(name: str) -> tuple[str, str]:
+    i = name.find("/")
+    first = name[:i] if i >= 0 else ""
+    if i < 0 or ("." not in first and ":" not in first and first != "localhost" and first.lower() == first):
+        return DOCKER_HUB, name
+    return first, name[i + 1 :]
+
+
+def parse_reference(text: str) -> ImageReference:
+    """Parse and normalize an image reference; raise ReferenceError with the reason when it is invalid."""
+    if not text:
+        raise ReferenceError("empty image reference")
+    if any(c.isspace() for c in text):
+        raise ReferenceError(f"invalid image reference {text!r}: contains white space")
+    if _IDENTIFIER_RE.fullmatch(text):
+        raise ReferenceError(
+            f"invalid image reference {text!r}: a 64-character hexadecimal name is an image ID, "
+            "not a repository"
+        )
+    remainder = text
+    digest: str | None = None
+    if "@" in remainder:
+        remainder, _, digest_part = remainder.partition("@")
+        if "@" in digest_part:
+            raise ReferenceError(f"invalid image reference {text!r}: more than one '@'")
+        digest = validate_digest(digest_part)
+    tag: str | None = None
+    # A tag follows the last ':' that comes after the last '/' (a ':' before it belongs to a port).
+    last_slash = remainder.rfind("/")
+    colon = remainder.rfind(":")
+    if colon > last_slash:
+        remainder, tag = remainder[:colon], remainder[colon + 1 :]
+        if not _TAG_RE.fullmatch(tag):
+            raise ReferenceError(f"invalid image reference {text!r}: invalid tag {tag!r}")
+    if not remainder:
+        raise ReferenceError(f"invalid image reference {text!r}: no repository name")
+    domain, path = _split_domain(remainder)
+    if not _DOMAIN_RE.fullmatch(domain):
+        raise ReferenceError(f"invalid image reference {text!r}: invalid registry {domain!r}")
+    if domain in _DOCKER_HUB_ALIASES:
+        domain = DOCKER_HUB
+    if not path:
+        raise ReferenceError(f"invalid image reference {text!r}: no repository name")
+    for component in path.split("/"):
+        if not _COMPONENT_RE.fullmatch(component):
+            if component.lower() != component:
+                raise ReferenceError(
+                    f"invalid image reference {text!r}: repository name must be lowercase, "
+                    f"got path component {component!r}"
+                )
+            raise ReferenceError(f"invalid image reference {text!r}: invalid path component {component!r}")
+    if domain == DOCKER_HUB and "/" not in path:
+        path = f"library/{path}"
+    if len(domain) + 1 + len(path) > MAX_NAME_LENGTH:
+        raise ReferenceError(
+            f"invalid image reference {text!r}: name longer than {MAX_NAME_LENGTH} characters"
+        )
+    if tag is None and digest is None:
+        tag = "latest"
+    return ImageReference(registry=domain, repository=path, tag=tag, digest=digest)
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A Gatekeeper key: the exact string received, an optional namespace, and the parsed reference."""
+
+    raw: str
+    namespace: str | None
+    reference: ImageReference
+
+
+def parse_key(raw: str) -> Key:
+    """Parse `[namespace]reference` or `reference`; raise ReferenceError when it is not valid."""
+    size = len(raw.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise ReferenceError(f"key longer than {MAX_KEY_BYTES} bytes ({size} bytes)")
+    namespace: str | None = None
+    rest = raw
+    if raw.startswith("["):
+        end = raw.find("]")
+        if end < 0:
+            raise ReferenceError(f"invalid key {raw[:80]!r}: '[' without a closing ']'")
+        if raw[end + 1 : end + 2] not in (":", "/"):  # else `[...]` is an IPv6 registry host, not a prefix
+            namespace = raw[1:end]
+            if not _NAMESPACE_RE.fullmatch(namespace):
+                raise ReferenceError(
+                    f"invalid key {raw[:80]!r}: namespace {namespace!r} is not a Kubernetes namespace name"
+                )
+            rest = raw[end + 1 :]
+    return Key(raw=raw, namespace=namespace, reference=parse_reference(rest))

@@ -1,0 +1,118 @@
+"""The cached, coalesced view of registries that the engine and the verifiers read through.
+
+- manifests and blobs by (registry, repository, digest) in a byte-bounded LRU (content-addressed, so
+  never stale);
+- tag -> digest with a short TTL;
+- concurrent reads of the same thing share one HTTP request;
+- referrers are listed once per image verification (`ImageReader`) and filtered client-side per verifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from provider.cache import ByteLRU, SingleFlight, TTLCache
+from provider.metrics import Metrics
+from provider.reference import ImageReference
+from provider.registry.client import Manifest, RegistryClient
+from verifiers.base import Descriptor, RegistryReader, Subject
+
+__all__ = ["CachedRegistry", "ImageReader"]
+
+_Key = tuple[str, str, str]  # (registry, repository, digest or tag)
+
+
+def _size(value: Manifest | bytes) -> int:
+    return len(value.data) if isinstance(value, Manifest) else len(value)
+
+
+class CachedRegistry:
+    def __init__(
+        self, client: RegistryClient, *, content_bytes: int, tag_ttl: float, metrics: Metrics | None = None
+    ) -> None:
+        self.client = client
+        self._content: ByteLRU[_Key, Manifest | bytes] = ByteLRU(content_bytes, _size)
+        self._tags: TTLCache[_Key, str] = TTLCache(tag_ttl, max_entries=50_000)
+        self._manifest_flights: SingleFlight[_Key, Manifest] = SingleFlight()
+        self._blob_flights: SingleFlight[_Key, bytes] = SingleFlight()
+        self._referrer_flights: SingleFlight[_Key, list[Descriptor]] = SingleFlight()
+        self._metrics = metrics
+
+    def _hit(self, cache: str, hit: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.cache_lookup(cache, hit)
+
+    async def resolve(self, ref: ImageReference) -> Manifest:
+        """The manifest the reference names now: by digest when it has one, else its tag (TTL-cached)."""
+        if ref.digest is not None:
+            return await self.manifest(ref, ref.digest)
+        tag = ref.reference
+        tag_key = (ref.registry, ref.repository, tag)
+        digest = self._tags.get(tag_key)
+        self._hit("tag", digest is not None)
+        if digest is not None:
+            return await self.manifest(ref, digest)
+        manifest = await self._manifest_flights.do(tag_key, lambda: self.client.get_manifest(ref, tag))
+        self._tags.put(tag_key, manifest.digest)
+        self._content.put((ref.registry, ref.repository, manifest.digest), manifest)
+        return manifest
+
+    async def manifest(self, ref: ImageReference, digest: str) -> Manifest:
+        key = (ref.registry, ref.repository, digest)
+        cached = self._content.get(key)
+        self._hit("content", isinstance(cached, Manifest))
+        if isinstance(cached, Manifest):
+            return cached
+        manifest = await self._manifest_flights.do(key, lambda: self.client.get_manifest(ref, digest))
+        self._content.put(key, manifest)
+        return manifest
+
+    async def blob(self, ref: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
+        key = (ref.registry, ref.repository, descriptor.digest)
+        cached = self._content.get(key)
+        hit = isinstance(cached, bytes) and len(cached) == descriptor.size
+        self._hit("content", hit)
+        if hit:
+            assert isinstance(cached, bytes)
+            return cached
+        data = await self._blob_flights.do(key, lambda: self.client.get_blob(ref, descriptor, max_bytes))
+        self._content.put(key, data)
+        return data
+
+    async def referrers(self, ref: ImageReference, digest: str) -> list[Descriptor]:
+        key = (ref.registry, ref.repository, digest)
+        return await self._referrer_flights.do(key, lambda: self.client.list_referrers(ref, digest))
+
+    async def close(self) -> None:
+        for flights in (self._manifest_flights, self._blob_flights, self._referrer_flights):
+            await flights.drain()
+
+
+class ImageReader(RegistryReader):
+    """What one image's verifiers read through: referrers listed once, then filtered per verifier."""
+
+    def __init__(self, registry: CachedRegistry) -> None:
+        self._registry = registry
+        self._referrers: dict[tuple[str, str], asyncio.Task[list[Descriptor]]] = {}
+
+    async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Sequence[Descriptor]:
+        key = (subject.reference.name, subject.digest)
+        task = self._referrers.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._registry.referrers(subject.reference, subject.digest))
+            self._referrers[key] = task
+        found = await asyncio.shield(task)
+        if artifact_type is None:
+            return list(found)
+        return [d for d in found if d.artifact_type == artifact_type]
+
+    async def manifest(self, reference: ImageReference, digest: str) -> tuple[bytes, str]:
+        m = await self._registry.manifest(reference, digest)
+        return m.data, m.media_type
+
+    async def blob(self, reference: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
+        return await self._registry.blob(reference, descriptor, max_bytes)
+
+    async def resolve(self, reference: ImageReference) -> Descriptor:
+        return (await self._registry.resolve(reference)).descriptor

@@ -1,0 +1,637 @@
+"""The async OCI registry client used on the request path.
+
+One `aiohttp.ClientSession` per process. Every manifest and blob read is checked against its digest and a
+size limit before anything else sees it; redirects are followed by hand so that `Authorization` never
+leaves the registry's origin; 429 and 5xx are retried only when the `Retry-After` (or backoff) fits inside
+the request's deadline; authentication follows the distribution token flow (`WWW-Authenticate: Bearer`)
+with a token cache per (registry, scope), or Basic.
+
+The deadline is read from `DEADLINE` (a context variable holding an event-loop time), which the engine
+sets for each verification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import email.utils
+import hashlib
+import json
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from provider.reference import DOCKER_HUB, ImageReference, ReferenceError, validate_digest
+from provider.registry.auth import Challenge, Credentials, CredentialStore, parse_challenges
+from provider.registry.errors import (
+    AuthenticationFailed,
+    IntegrityError,
+    InvalidContent,
+    NotFound,
+    RateLimited,
+    RegistryError,
+    TooLarge,
+    Unavailable,
+)
+from verifiers.base import Descriptor
+
+__all__ = [
+    "DEADLINE",
+    "MANIFEST_MEDIA_TYPES",
+    "Limits",
+    "Manifest",
+    "RegistryClient",
+    "RegistrySettings",
+    "parse_descriptor",
+]
+
+log = logging.getLogger(__name__)
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_MEDIA_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
+INDEX_MEDIA_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
+
+DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("countersign_deadline", default=None)
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+_RETRYABLE = (429, 502, 503, 504)
+_HUB_API_HOST = "registry-1.docker.io"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every bound the client enforces, in one place."""
+
+    max_manifest_bytes: int = 4 * 1024 * 1024
+    max_blob_bytes: int = 64 * 1024 * 1024
+    max_referrers: int = 1000
+    max_referrer_pages: int = 20
+    max_redirects: int = 5
+    max_attempts: int = 3
+    max_retry_after: float = 10.0
+    max_token_bytes: int = 256 * 1024
+    connect_timeout: float = 5.0
+    request_timeout: float = 30.0  # upper bound for one HTTP exchange when no deadline is set
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySettings:
+    """Per-registry connection settings. `insecure` means plain HTTP (for local registries only)."""
+
+    insecure: bool = False
+    ca_file: Path | None = None
+    min_tls: str = "1.2"
+    credentials: Credentials | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    digest: str
+    media_type: str
+    data: bytes
+    document: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(media_type=self.media_type, digest=self.digest, size=self.size)
+
+
+def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
+    if algorithm == "sha256":
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+    if algorithm == "sha512":
+        return "sha512:" + hashlib.sha512(data).hexdigest()
+    raise IntegrityError(f"unsupported digest algorithm {algorithm!r}")
+
+
+def parse_descriptor(obj: object, where: str) -> Descriptor:
+    """Validate one OCI descriptor from untrusted JSON."""
+    if not isinstance(obj, dict):
+        raise InvalidContent(f"{where}: descriptor is not an object")
+    media_type, digest, size = obj.get("mediaType"), obj.get("digest"), obj.get("size")
+    if not isinstance(media_type, str) or not media_type:
+        raise InvalidContent(f"{where}.mediaType: missing")
+    if not isinstance(digest, str):
+        raise InvalidContent(f"{where}.digest: missing")
+    try:
+        validate_digest(digest)
+    except ReferenceError as e:
+        raise InvalidContent(f"{where}.digest: {e}") from e
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidContent(f"{where}.size: not a non-negative integer")
+    artifact_type = obj.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        raise InvalidContent(f"{where}.artifactType: not a string")
+    annotations = obj.get("annotations") or {}
+    if not isinstance(annotations, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+    ):
+        raise InvalidContent(f"{where}.annotations: not a map of strings")
+    return Descriptor(
+        media_type=media_type, digest=digest, size=size, artifact_type=artifact_type, annotations=annotations
+    )
+
+
+def _parse_json(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidContent(f"{what} is not valid JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise InvalidContent(f"{what} is not a JSON object")
+    return doc
+
+
+def _retry_after(headers: CIMultiDictProxy[str], default: float) -> float:
+    value = headers.get("Retry-After")
+    if value is None:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _next_link(headers: CIMultiDictProxy[str]) -> str | None:
+    for value in headers.getall("Link", []):
+        for part in value.split(","):
+            segs = [s.strip() for s in part.split(";")]
+            if len(segs) >= 2 and segs[0].startswith("<") and segs[0].endswith(">"):
+                if any(s.replace(" ", "") in ('rel="next"', "rel=next") for s in segs[1:]):
+                    return segs[0][1:-1]
+    return None
+
+
+RequestObserver = Callable[[str, str, str], None]  # (registry, method, status or error class)
+
+
+@dataclass
+class _Token:
+    value: str
+    expires: float  # monotonic
+
+
+class RegistryClient:
+    """Async client for OCI distribution registries. Create it in a running loop; `await close()` it."""
+
+    def __init__(
+        self,
+        *,
+        settings: Mapping[str, RegistrySettings] | None = None,
+        credentials: CredentialStore | None = None,
+        limits: Limits | None = None,
+        observe: RequestObserver | None = None,
+        user_agent: str = "countersign",
+    ) -> None:
+        self._settings = dict(settings or {})
+        self._credentials = credentials or CredentialStore()
+        self.limits = limits or Limits()
+        self._observe = observe
+        self._ssl: dict[str, ssl.SSLContext] = {}
+        self._tokens: dict[tuple[str, str], _Token] = {}
+        self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._basic: set[str] = set()  # registries that asked for Basic auth
+        connector = aiohttp.TCPConnector(limit=200, limit_per_host=32, ttl_dns_cache=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.limits.connect_timeout),
+            headers={"User-Agent": user_agent},
+            auto_decompress=False,
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    # --- public reads -------------------------------------------------------------------------------
+
+    async def get_manifest(self, ref: ImageReference, reference: str | None = None) -> Manifest:
+        """GET a manifest or index by tag or digest; checked against the digest and the size limit."""
+        reference = reference or ref.reference
+        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        path = f"/v2/{ref.repository}/manifests/{reference}"
+        async with self._request("GET", ref, path, headers=headers) as resp:
+            if resp.status == 404:
+                raise NotFound(f"manifest {reference} not found in {ref.name}")
+            self._raise_for_status(resp, ref, f"manifest {reference}")
+            data = await self._read_limited(resp, self.limits.max_manifest_bytes, f"manifest {reference}")
+            header_digest = resp.headers.get("Docker-Content-Digest")
+            content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        if reference.startswith(("sha256:", "sha512:")):
+            expected = reference
+        else:
+            expected = None
+        algorithm = expected.split(":")[0] if expected else "sha256"
+        digest = compute_digest(data, algorithm)
+        if expected is not None and digest != expected:
+            raise IntegrityError(
+                f"registry served manifest bytes for {ref.name}@{expected} that hash to {digest}"
+            )
+        if (
+            expected is None
+            and header_digest
+            and header_digest.startswith("sha256:")
+            and header_digest != digest
+        ):
+            raise IntegrityError(
+                f"registry reported digest {header_digest} for {ref.name}:{reference} "
+                f"but the bytes hash to {digest}"
+            )
+        doc = _parse_json(data, f"manifest {ref.name}@{digest}")
+        media_type = self._manifest_media_type(doc, content_type, f"{ref.name}@{digest}")
+        return Manifest(digest=digest, media_type=media_type, data=data, document=doc)
+
+    async def get_blob(
+        self, ref: ImageReference, descriptor: Descriptor, max_bytes: int | None = None
+    ) -> bytes:
+        """GET a blob, following redirects; checked against the descriptor's digest and size."""
+        limit = min(max_bytes or self.limits.max_blob_bytes, self.limits.max_blob_bytes)
+        if descriptor.size > limit:
+            raise TooLarge(f"blob {descriptor.digest} is {descriptor.size} bytes, over the limit of {limit}")
+        path = f"/v2/{ref.repository}/blobs/{descriptor.digest}"
+        async with self._request("GET", ref, path, headers={}) as resp:
+            if resp.status == 404:
+                raise NotFound(f"blob {descriptor.digest} not found in {ref.name}")
+            self._raise_for_status(resp, ref, f"blob {descriptor.digest}")
+            data = await self._read_limited(resp, descriptor.size, f"blob {descriptor.digest}")
+        if len(data) != descriptor.size:
+            raise IntegrityError(
+                f"blob {descriptor.digest}: expected {descriptor.size} bytes, got {len(data)}"
+            )
+        digest = compute_digest(data, descriptor.digest.split(":")[0])
+        if digest != descriptor.digest:
+            raise IntegrityError(f"registry served blob bytes for {descriptor.digest} that hash to {digest}")
+        return data
+
+    async def list_referrers(self, ref: ImageReference, digest: str) -> list[Descriptor]:
+        """All manifests whose subject is `digest`: the referrers API, else the `<alg>-<hex>` tag schema."""
+        path: str | None = f"/v2/{ref.repository}/referrers/{digest}"
+        found: list[Descriptor] = []
+        pages = 0
+        while path is not None:
+            pages += 1
+            if pages > self.limits.max_referrer_pages:
+                raise TooLarge(
+                    f"referrers of {ref.name}@{digest}: more than {self.limits.max_referrer_pages} pages"
+                )
+            async with self._request("GET", ref, path, headers={"Accept": OCI_INDEX}) as resp:
+                if resp.status == 404 and pages == 1:
+                    return await self._referrers_by_tag(ref, digest)
+                self._raise_for_status(resp, ref, f"referrers of {digest}")
+                data = await self._read_limited(
+                    resp, self.limits.max_manifest_bytes, f"referrers of {digest}"
+                )
+                link = _next_link(resp.headers)
+            found.extend(self._index_descriptors(data, f"referrers of {ref.name}@{digest}"))
+            if len(found) > self.limits.max_referrers:
+                raise TooLarge(f"{ref.name}@{digest} has more than {self.limits.max_referrers} referrers")
+            path = urljoin(f"/v2/{ref.repository}/referrers/{digest}", link) if link else None
+            if path is not None and urlsplit(path).netloc:
+                raise InvalidContent(f"referrers of {digest}: next page link leaves the registry: {link}")
+        return found
+
+    async def _referrers_by_tag(self, ref: ImageReference, digest: str) -> list[Descriptor]:
+        algorithm, _, hex_part = digest.partition(":")
+        tag = f"{algorithm}-{hex_part}"
+        try:
+            index = await self.get_manifest(ref, tag)
+        except NotFound:
+            return []
+        if index.media_type not in INDEX_MEDIA_TYPES:
+            raise InvalidContent(f"referrers tag {ref.name}:{tag} is a {index.media_type}, not an index")
+        found = self._index_descriptors(index.data, f"referrers tag {ref.name}:{tag}")
+        if len(found) > self.limits.max_referrers:
+            raise TooLarge(f"{ref.name}@{digest} has more than {self.limits.max_referrers} referrers")
+        return found
+
+    def _index_descriptors(self, data: bytes, what: str) -> list[Descriptor]:
+        doc = _parse_json(data, what)
+        manifests = doc.get("manifests", [])
+        if not isinstance(manifests, list):
+            raise InvalidContent(f"{what}: 'manifests' is not a list")
+        return [parse_descriptor(m, f"{what}: manifests[{i}]") for i, m in enumerate(manifests)]
+
+    # --- plumbing ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _manifest_media_type(doc: Mapping[str, Any], content_type: str, what: str) -> str:
+        declared = doc.get("mediaType")
+        if doc.get("schemaVersion") != 2:
+            raise InvalidContent(f"manifest {what}: schemaVersion is not 2 (schema 1 is not supported)")
+        if declared is not None and not isinstance(declared, str):
+            raise InvalidContent(f"manifest {what}: mediaType is not a string")
+        if declared and content_type in MANIFEST_MEDIA_TYPES and declared != content_type:
+            raise InvalidContent(f"manifest {what}: Content-Type {content_type} but mediaType {declared}")
+        media_type = declared or (content_type if content_type in MANIFEST_MEDIA_TYPES else None)
+        if media_type is None:
+            # OCI allows mediaType to be absent; infer from the shape.
+            media_type = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
+        if media_type not in MANIFEST_MEDIA_TYPES:
+            raise InvalidContent(f"manifest {what}: unsupported media type {media_type}")
+        return media_type
+
+    def _raise_for_status(self, resp: aiohttp.ClientResponse, ref: ImageReference, what: str) -> None:
+        if resp.status == 200:
+            return
+        if resp.status in (401, 403):
+            raise AuthenticationFailed(
+                f"{ref.registry}: access to {what} in {ref.repository} denied ({resp.status})"
+            )
+        if resp.status in _RETRYABLE or resp.status >= 500:
+            raise Unavailable(f"{ref.registry}: {what}: HTTP {resp.status}")
+        raise InvalidContent(f"{ref.registry}: {what}: unexpected HTTP {resp.status}")
+
+    async def _read_limited(self, resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+        length = resp.content_length
+        if length is not None and length > limit:
+            raise TooLarge(f"{what} is {length} bytes, over the limit of {limit}")
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                total += len(chunk)
+                if total > limit:
+                    raise TooLarge(f"{what} is over the limit of {limit} bytes")
+                chunks.append(chunk)
+        except (aiohttp.ClientError, ConnectionError) as e:
+            raise Unavailable(f"{what}: connection lost while reading: {e}") from e
+        return b"".join(chunks)
+
+    def _settings_for(self, registry: str) -> RegistrySettings:
+        return self._settings.get(registry, RegistrySettings())
+
+    def _base_url(self, registry: str) -> str:
+        settings = self._settings_for(registry)
+        host = _HUB_API_HOST if registry == DOCKER_HUB else registry
+        return f"{'http' if settings.insecure else 'https'}://{host}"
+
+    def _ssl_context(self, registry: str) -> ssl.SSLContext | bool:
+        settings = self._settings_for(registry)
+        if settings.insecure:
+            return False
+        ctx = self._ssl.get(registry)
+        if ctx is None:
+            ctx = ssl.create_default_context()
+            if settings.ca_file is not None:
+                ctx.load_verify_locations(cafile=str(settings.ca_file))
+            ctx.minimum_version = (
+                ssl.TLSVersion.TLSv1_3 if settings.min_tls == "1.3" else ssl.TLSVersion.TLSv1_2
+            )
+            self._ssl[registry] = ctx
+        return ctx
+
+    def _remaining(self) -> float:
+        deadline = DEADLINE.get()
+        if deadline is None:
+            return self.limits.request_timeout
+        return deadline - asyncio.get_running_loop().time()
+
+    def _request(
+        self, method: str, ref: ImageReference, path: str, *, headers: Mapping[str, str]
+    ) -> _ResponseContext:
+        return _ResponseContext(self._send(method, ref, path, headers))
+
+    async def _send(
+        self, method: str, ref: ImageReference, path: str, headers: Mapping[str, str]
+    ) -> aiohttp.ClientResponse:
+        """Send with auth, manual redirects and bounded retries. The caller releases the response."""
+        registry = ref.registry
+        scope = f"repository:{ref.repository}:pull"
+        url = self._base_url(registry) + path
+        authorized = False
+        attempts = 0
+        while True:
+            attempts += 1
+            auth = await self._auth_header(registry, scope)
+            resp = await self._follow(method, registry, url, headers, auth)
+            if resp.status == 401 and not authorized:
+                challenge_header = resp.headers.get("WWW-Authenticate", "")
+                resp.release()
+                await self._authenticate(registry, scope, parse_challenges(challenge_header))
+                authorized = True
+                continue
+            if resp.status in _RETRYABLE and attempts < self.limits.max_attempts:
+                delay = _retry_after(resp.headers, default=0.1 * 2**attempts)
+                remaining = self._remaining()
+                if delay <= self.limits.max_retry_after and delay < remaining - 0.05:
+                    resp.release()
+                    await asyncio.sleep(delay)
+                    continue
+                if resp.status == 429:
+                    resp.release()
+                    raise RateLimited(
+                        f"{registry}: rate limited (429); Retry-After {delay:.1f}s does not fit the deadline"
+                    )
+            return resp
+
+    async def _follow(
+        self, method: str, registry: str, url: str, headers: Mapping[str, str], auth: str | None
+    ) -> aiohttp.ClientResponse:
+        origin = _origin(url)
+        current = url
+        for _ in range(self.limits.max_redirects + 1):
+            send_headers = dict(headers)
+            if auth is not None and _origin(current) == origin:
+                send_headers["Authorization"] = auth
+            remaining = self._remaining()
+            if remaining <= 0:
+                raise Unavailable(
+                    f"{registry}: deadline reached before the request was sent", "deadline_exceeded"
+                )
+            try:
+                resp = await self._session.request(
+                    method,
+                    current,
+                    headers=send_headers,
+                    allow_redirects=False,
+                    ssl=self._ssl_context(registry) if _origin(current)[1:] == origin[1:] else True,
+                    timeout=aiohttp.ClientTimeout(
+                        total=min(remaining, self.limits.request_timeout), connect=self.limits.connect_timeout
+                    ),
+                )
+            except TimeoutError as e:
+                self._note(registry, method, "timeout")
+                raise Unavailable(f"{registry}: request timed out", "registry_timeout") from e
+            except aiohttp.ClientSSLError as e:
+                self._note(registry, method, "tls_error")
+                raise Unavailable(f"{registry}: TLS error: {e}", "registry_tls_error") from e
+            except aiohttp.ClientConnectorError as e:
+                self._note(registry, method, "connection_error")
+                reason = e.os_error.strerror or type(e.os_error).__name__
+                raise Unavailable(f"{registry}: cannot connect to {e.host}:{e.port} ({reason})") from e
+            except (aiohttp.ClientError, OSError) as e:
+                self._note(registry, method, "connection_error")
+                raise Unavailable(f"{registry}: {type(e).__name__}: {e}") from e
+            self._note(registry, method, str(resp.status))
+            if resp.status not in _REDIRECTS:
+                return resp
+            location = resp.headers.get("Location")
+            resp.release()
+            if not location:
+                raise InvalidContent(f"{registry}: redirect without a Location")
+            nxt = urljoin(current, location)
+            if urlsplit(nxt).scheme not in ("http", "https"):
+                raise InvalidContent(f"{registry}: redirect to an unsupported URL scheme: {nxt[:100]}")
+            if urlsplit(current).scheme == "https" and urlsplit(nxt).scheme != "https":
+                raise IntegrityError(f"{registry}: refusing a redirect from https to {urlsplit(nxt).scheme}")
+            current = nxt
+        raise InvalidContent(f"{registry}: more than {self.limits.max_redirects} redirects")
+
+    def _note(self, registry: str, method: str, status: str) -> None:
+        if self._observe is not None:
+            self._observe(registry, method, status)
+
+    async def _auth_header(self, registry: str, scope: str) -> str | None:
+        token = self._tokens.get((registry, scope))
+        if token is not None and token.expires > time.monotonic():
+            return f"Bearer {token.value}"
+        if registry in self._basic:
+            creds = await self._creds(registry)
+            return creds.basic_header() if creds is not None else None
+        return None
+
+    async def _creds(self, registry: str) -> Credentials | None:
+        settings = self._settings_for(registry)
+        if settings.credentials is not None:
+            return settings.credentials
+        return await self._credentials.get(registry)
+
+    async def _authenticate(self, registry: str, scope: str, challenges: Sequence[Challenge]) -> None:
+        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
+        if bearer is not None:
+            await self._fetch_token(registry, scope, bearer)
+            return
+        if any(c.scheme == "basic" for c in challenges):
+            if await self._creds(registry) is None:
+                raise AuthenticationFailed(
+                    f"{registry} requires Basic authentication and no credentials are set"
+                )
+            self._basic.add(registry)
+            return
+        raise AuthenticationFailed(f"{registry}: 401 without a supported WWW-Authenticate challenge")
+
+    async def _fetch_token(self, registry: str, scope: str, challenge: Challenge) -> None:
+        key = (registry, scope)
+        lock = self._token_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            existing = self._tokens.get(key)
+            if existing is not None and existing.expires > time.monotonic() + 1:
+                return  # another request refreshed it while we waited
+            realm = challenge.params.get("realm")
+            if not realm:
+                raise AuthenticationFailed(f"{registry}: Bearer challenge without a realm")
+            realm_scheme = urlsplit(realm).scheme
+            if realm_scheme not in ("https", "http"):
+                raise AuthenticationFailed(f"{registry}: token realm {realm!r} is not an HTTP(S) URL")
+            creds = await self._creds(registry)
+            if realm_scheme == "http" and not self._settings_for(registry).insecure:
+                raise AuthenticationFailed(
+                    f"{registry}: refusing a plain-HTTP token realm for a TLS registry"
+                )
+            params = {"scope": challenge.params.get("scope") or scope}
+            if challenge.params.get("service"):
+                params["service"] = challenge.params["service"]
+            headers: dict[str, str] = {}
+            method = "GET"
+            data: str | None = None
+            if creds is not None and creds.identity_token:
+                method = "POST"
+                data = urlencode(
+                    {
+                        **params,
+                        "grant_type": "refresh_token",
+                        "refresh_token": creds.identity_token,
+                        "client_id": "countersign",
+                    }
+                )
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+                url = realm
+            else:
+                if creds is not None:
+                    headers["Authorization"] = creds.basic_header()
+                url = realm + ("&" if "?" in realm else "?") + urlencode(params)
+            remaining = self._remaining()
+            if remaining <= 0:
+                raise Unavailable(
+                    f"{registry}: deadline reached before a token was obtained", "deadline_exceeded"
+                )
+            try:
+                async with self._session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                    ssl=self._ssl_context(registry)
+                    if _origin(realm)[1] == _origin(self._base_url(registry))[1]
+                    else True,
+                    timeout=aiohttp.ClientTimeout(total=min(remaining, self.limits.request_timeout)),
+                ) as resp:
+                    self._note(registry, f"TOKEN {method}", str(resp.status))
+                    if resp.status in (401, 403):
+                        raise AuthenticationFailed(
+                            f"{registry}: token service refused the credentials ({resp.status})"
+                        )
+                    if resp.status != 200:
+                        raise Unavailable(f"{registry}: token service answered HTTP {resp.status}")
+                    body = await self._read_limited(resp, self.limits.max_token_bytes, "token response")
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                raise Unavailable(f"{registry}: token service unreachable: {type(e).__name__}: {e}") from e
+            try:
+                doc = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise AuthenticationFailed(f"{registry}: token service returned invalid JSON") from e
+            token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
+            if not isinstance(token, str) or not token:
+                raise AuthenticationFailed(f"{registry}: token service returned no token")
+            expires_in = doc.get("expires_in", 60)
+            if not isinstance(expires_in, int | float) or isinstance(expires_in, bool) or expires_in <= 0:
+                expires_in = 60
+            # Refresh a little early so a token never expires in flight.
+            self._tokens[key] = _Token(token, time.monotonic() + max(1.0, float(expires_in) - 10))
+
+
+class _ResponseContext:
+    """`async with client._request(...) as resp` that releases the response on exit."""
+
+    def __init__(self, coro: Awaitable[aiohttp.ClientResponse]) -> None:
+        self._coro = coro
+        self._resp: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        self._resp = await self._coro
+        return self._resp
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._resp is not None:
+            self._resp.release()
+
+
+def is_definite(error: RegistryError) -> bool:
+    """True for errors that decide an image (not found, integrity, too large, invalid content)."""
+    return not isinstance(error, Unavailable)

@@ -1,0 +1,149 @@
+"""Verdicts: combining verifier reports under a policy, and the value schema Rego reads. Pure functions.
+
+Value schema, version 1 (`schemaVersion: 1`)::
+
+    {
+      "schemaVersion": 1,
+      "allowed": false,
+      "reason": "policy_not_satisfied",                  # stable code: verified, policy_not_satisfied,
+                                                         # manifest_not_found, no_policy, ...
+      "reference": "docker.io/library/nginx:1.25",      # normalized, as the workload named it
+      "digest": "sha256:...",                            # what was verified ("" if it did not resolve)
+      "namespace": "default",                            # from a "[namespace]" key prefix, else ""
+      "policy": "default",                               # the policy that applied ("" if none)
+      "verifiers": [{"name", "type", "passed", "reason", "message", "details"}],
+      "reasons": ["..."]                                 # sentences explaining a denial; [] when allowed
+    }
+
+Templates must refuse a `schemaVersion` they do not know. Fields may be added within a version; none is
+renamed or removed without a new version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from provider.config import Policy
+from provider.reference import Key
+from verifiers.base import Report, Undecided
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Decision",
+    "Pending",
+    "VerifierOutcome",
+    "combine",
+    "denial_value",
+    "verdict_value",
+]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierOutcome:
+    """One verifier's result: a report, or why it could not decide."""
+
+    name: str
+    type: str
+    report: Report | None
+    undecided: Undecided | None = None
+
+    def as_value(self) -> dict[str, Any]:
+        if self.report is not None:
+            return {
+                "name": self.name,
+                "type": self.type,
+                "passed": self.report.passed,
+                "reason": self.report.reason,
+                "message": self.report.message,
+                "details": dict(self.report.details),
+            }
+        assert self.undecided is not None
+        return {
+            "name": self.name,
+            "type": self.type,
+            "passed": False,
+            "reason": self.undecided.reason,
+            "message": self.undecided.message,
+            "details": {"undecided": True},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Not decided: some verifiers could not run to the end and the others do not settle the policy."""
+
+    reason: str
+    message: str
+
+
+def combine(policy: Policy, outcomes: Sequence[VerifierOutcome]) -> Decision | Pending:
+    """Three-valued k-of-n: allowed once k passed; denied once k can no longer be reached; else pending.
+
+    allOf is n-of-n and anyOf is 1-of-n. A definite failure decides an allOf policy even while another
+    verifier is undecided, because no outcome of that verifier could change the verdict.
+    """
+    passed = sum(1 for o in outcomes if o.report is not None and o.report.passed)
+    undecided = [o for o in outcomes if o.report is None]
+    if passed >= policy.threshold:
+        return Decision(allowed=True)
+    if passed + len(undecided) < policy.threshold:
+        return Decision(allowed=False)
+    first = undecided[0].undecided
+    assert first is not None
+    names = ", ".join(f"{o.name}: {o.undecided.message}" for o in undecided if o.undecided is not None)
+    return Pending(first.reason, f"could not be decided ({names})")
+
+
+def _base(key: Key, digest: str, policy: str) -> dict[str, Any]:
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "allowed": False,
+        "reason": "",
+        "reference": str(key.reference),
+        "digest": digest,
+        "namespace": key.namespace or "",
+        "policy": policy,
+        "verifiers": [],
+        "reasons": [],
+    }
+
+
+def verdict_value(
+    key: Key, digest: str, policy: Policy, outcomes: Sequence[VerifierOutcome], allowed: bool
+) -> dict[str, Any]:
+    value = _base(key, digest, policy.name)
+    value["allowed"] = allowed
+    value["reason"] = "verified" if allowed else "policy_not_satisfied"
+    value["verifiers"] = [o.as_value() for o in outcomes]
+    if not allowed:
+        passed = sum(1 for o in outcomes if o.report is not None and o.report.passed)
+        reasons = [
+            f"{key.reference.name}@{digest} does not satisfy policy {policy.name!r}, which requires "
+            f"{policy.describe()} to pass ({passed} passed)"
+        ]
+        for o in outcomes:
+            if o.report is not None and not o.report.passed:
+                reasons.append(f"{o.name}: {o.report.message} [{o.report.reason}]")
+            elif o.undecided is not None:
+                reasons.append(
+                    f"{o.name}: could not be checked: {o.undecided.message} [{o.undecided.reason}]"
+                )
+        value["reasons"] = reasons
+    return value
+
+
+def denial_value(key: Key, digest: str, reason: str, message: str, policy: str = "") -> dict[str, Any]:
+    """A decided denial that happened before any verifier ran (not found, no policy, bad content)."""
+    value = _base(key, digest, policy)
+    value["reason"] = reason
+    value["reasons"] = [f"{message} [{reason}]"]
+    return value

@@ -1,0 +1,28 @@
+"""Countersign verifiers: the plugin interface and the built-in verifiers.
+
+Usable as a library: nothing here imports the server (`provider.server`).
+"""
+
+from verifiers.base import (
+    Context,
+    Descriptor,
+    OptionsError,
+    RegistryReader,
+    Report,
+    Subject,
+    Undecided,
+    Verifier,
+    VerifierFactory,
+)
+
+__all__ = [
+    "Context",
+    "Descriptor",
+    "OptionsError",
+    "RegistryReader",
+    "Report",
+    "Subject",
+    "Undecided",
+    "Verifier",
+    "VerifierFactory",
+]

@@ -1,0 +1,160 @@
+"""The verifier interface: what a verifier receives, what it returns, and how it says "I cannot tell".
+
+A verifier is an object with a `name` (the instance name from config), a `type` (the plugin type) and an
+async `verify(subject, context) -> Report`. It is built by a factory, `factory(name, options)`, found by
+its `type` among the entry points of the group `countersign.verifiers` (built-ins are registered the same
+way). A factory validates its options and raises `OptionsError` naming the offending field.
+
+Three outcomes, kept apart:
+
+- `Report(passed=True, ...)`: verified.
+- `Report(passed=False, ...)`: a definite failure (unsigned, wrong key, no SBOM, ...). Cacheable.
+- `raise Undecided(...)`: the verifier could not decide (registry unreachable, rate limited, a responder
+  down). The image is then left out of the verdicts Gatekeeper caches, and admission fails closed.
+  Transient registry errors raised by the registry client are already `Undecided`.
+
+Example::
+
+    class AlwaysPass:
+        type = "always-pass"
+
+        def __init__(self, name: str, options: Mapping[str, object]) -> None:
+            self.name = name
+
+        async def verify(self, subject: Subject, context: Context) -> Report:
+            return Report.ok("always_pass", f"{subject.reference} accepted without checks")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from provider.reference import ImageReference
+
+__all__ = [
+    "Context",
+    "Descriptor",
+    "OptionsError",
+    "RegistryReader",
+    "Report",
+    "Subject",
+    "Undecided",
+    "Verifier",
+    "VerifierFactory",
+]
+
+
+class Undecided(Exception):
+    """The verifier could not reach a decision for a reason that may pass (network, rate limit, deadline)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class OptionsError(ValueError):
+    """A verifier's options are invalid. `path` names the field, relative to the verifier's `options`."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    """An OCI content descriptor."""
+
+    media_type: str
+    digest: str
+    size: int
+    artifact_type: str | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """The image being verified: how the workload named it and what it resolved to.
+
+    `manifest` holds the raw manifest (or index) bytes, already checked against `digest`.
+    """
+
+    reference: ImageReference
+    digest: str
+    media_type: str
+    size: int
+    manifest: bytes
+    namespace: str | None = None
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(media_type=self.media_type, digest=self.digest, size=self.size)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One verifier's result for one image.
+
+    `reason` is a stable machine code (snake_case) that Rego can match; `message` is a sentence for
+    people; `details` carries structured facts (signer, format, timestamps) as JSON-compatible values.
+    """
+
+    passed: bool
+    reason: str
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def ok(cls, reason: str, message: str, **details: Any) -> Report:
+        return cls(True, reason, message, details)
+
+    @classmethod
+    def fail(cls, reason: str, message: str, **details: Any) -> Report:
+        return cls(False, reason, message, details)
+
+
+@runtime_checkable
+class RegistryReader(Protocol):
+    """The registry access a verifier gets. Every read is cached and checked against its digest.
+
+    Errors: `provider.registry.errors.NotFound`, `IntegrityError` and `TooLarge` are definite;
+    `provider.registry.errors.Unavailable` (a subclass of `Undecided`) is not, and propagates as such.
+    """
+
+    async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Sequence[Descriptor]:
+        """Manifests whose `subject` is this image, from the referrers API or the tag-schema fallback."""
+        ...
+
+    async def manifest(self, reference: ImageReference, digest: str) -> tuple[bytes, str]:
+        """The manifest `digest` in the repository of `reference`: (verified bytes, media type)."""
+        ...
+
+    async def blob(self, reference: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
+        """The blob named by `descriptor`, verified against its digest and size, at most `max_bytes`."""
+        ...
+
+    async def resolve(self, reference: ImageReference) -> Descriptor:
+        """What the reference's tag (or digest) currently points to."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Per-request context: registry access and the time budget left (`deadline`, in loop time)."""
+
+    registry: RegistryReader
+    deadline: float
+
+
+class Verifier(Protocol):
+    name: str
+    type: str
+
+    async def verify(self, subject: Subject, context: Context) -> Report: ...
+
+
+class VerifierFactory(Protocol):
+    def __call__(self, name: str, options: Mapping[str, Any]) -> Verifier: ...

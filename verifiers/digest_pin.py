@@ -1,0 +1,77 @@
+"""digest-pin: passes when the workload names the image by digest.
+
+Options:
+    exempt: ["registry.example.com/base/*", "localhost:5000"]   # globs over registry/repository;
+                                                                # a bare registry means all of it
+    verifyTag: false   # when the workload gives tag AND digest, also check the tag still points there
+
+Reason codes: pinned, exempt (passed); not_pinned, tag_digest_mismatch, tag_not_found (failed).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from provider.registry.errors import NotFound
+from verifiers.base import Context, OptionsError, Report, Subject
+
+__all__ = ["DigestPinVerifier"]
+
+
+def _glob_list(options: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = options.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise OptionsError(key, "expected a list of non-empty glob strings")
+    return tuple(v if "/" in v else f"{v}/*" for v in value)
+
+
+class DigestPinVerifier:
+    type: ClassVar[str] = "digest-pin"
+
+    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+        unknown = sorted(set(options) - {"exempt", "verifyTag"})
+        if unknown:
+            raise OptionsError(unknown[0], "unknown option (known: exempt, verifyTag)")
+        self.name = name
+        self.exempt = _glob_list(options, "exempt")
+        verify_tag = options.get("verifyTag", False)
+        if not isinstance(verify_tag, bool):
+            raise OptionsError("verifyTag", "expected true or false")
+        self.verify_tag = verify_tag
+
+    async def verify(self, subject: Subject, context: Context) -> Report:
+        ref = subject.reference
+        for pattern in self.exempt:
+            if fnmatch.fnmatchcase(ref.name, pattern):
+                return Report.ok(
+                    "exempt", f"{ref.name} is exempt from digest pinning ({pattern})", pattern=pattern
+                )
+        if ref.digest is None:
+            return Report.fail(
+                "not_pinned",
+                f"{ref} is referenced by tag, not by digest; pin it as {ref.pinned(subject.digest)}",
+                suggested=ref.pinned(subject.digest),
+            )
+        if self.verify_tag and ref.tag is not None:
+            tagged = ref.__class__(registry=ref.registry, repository=ref.repository, tag=ref.tag)
+            try:
+                current = await context.registry.resolve(tagged)
+            except NotFound:
+                return Report.fail(
+                    "tag_not_found",
+                    f"tag {ref.tag} no longer exists in {ref.name}",
+                    tag=ref.tag,
+                    digest=ref.digest,
+                )
+            if current.digest != ref.digest:
+                return Report.fail(
+                    "tag_digest_mismatch",
+                    f"tag {ref.tag} of {ref.name} now points to {current.digest}, "
+                    f"not to the pinned {ref.digest}",
+                    tag=ref.tag,
+                    pinned=ref.digest,
+                    current=current.digest,
+                )
+        return Report.ok("pinned", f"{ref.name} is pinned to {ref.digest}", digest=ref.digest)
