@@ -331,7 +331,9 @@ class RegistryClient:
 
     def _index_descriptors(self, data: bytes, what: str) -> list[Descriptor]:
         doc = _parse_json(data, what)
-        manifests = doc.get("manifests", [])
+        manifests = doc.get("manifests")
+        if manifests is None:  # some registries answer `"manifests": null` when there are none
+            manifests = []
         if not isinstance(manifests, list):
             raise InvalidContent(f"{what}: 'manifests' is not a list")
         return [parse_descriptor(m, f"{what}: manifests[{i}]") for i, m in enumerate(manifests)]

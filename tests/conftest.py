@@ -1,0 +1,151 @@
+"""Shared fixtures: real registries on 127.0.0.1 (see tests/support), started lazily, stopped at teardown.
+
+* ``olareg_registry`` / ``distribution_registry``: plain HTTP, one per session (use ``repo_name`` so tests do
+  not see each other's content); ``registry`` runs a test against both (ids ``olareg``, ``distribution``).
+* ``olareg_tls_registry`` / ``distribution_tls_registry``: HTTPS with a certificate from ``tls_ca``
+  (a ``trustme.CA``); ``registry.ca_file`` is the CA in PEM, ``registry.ssl_context()`` a client context.
+* ``registry_factory``: fresh registries owned by one test, e.g. to stop, restart or freeze them.
+
+A missing tool skips the tests that need it, or fails them under ``CI=true`` (see tests/support/tools.py).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.registries import (
+    Registry,
+    RegistryFactory,
+    RegistryKind,
+    TlsFiles,
+    start_registry,
+    write_tls_files,
+)
+from tests.support.tools import require_tool
+
+_BINARIES: dict[RegistryKind, str] = {"olareg": "olareg", "distribution": "docker-registry"}
+
+
+def _require(kind: RegistryKind) -> None:
+    require_tool(_BINARIES[kind])
+    require_tool("oras")  # every user of a registry fixture pushes content with it
+
+
+def _session_registry(
+    kind: RegistryKind, factory: pytest.TempPathFactory, tls: TlsFiles | None = None
+) -> Iterator[Registry]:
+    _require(kind)
+    registry = start_registry(kind, factory.mktemp(f"{kind}{'-tls' if tls else ''}"), tls=tls)
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+def _healthy(registry: Registry) -> Registry:
+    """Undo what a test may have done to a shared registry (stop or freeze it)."""
+    registry.thaw()
+    return registry.start()
+
+
+@pytest.fixture(scope="session")
+def _olareg_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    yield from _session_registry("olareg", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def _distribution_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    yield from _session_registry("distribution", tmp_path_factory)
+
+
+@pytest.fixture
+def olareg_registry(_olareg_session: Registry) -> Registry:
+    """olareg (OCI 1.1, referrers API) over plain HTTP, shared by the session."""
+    return _healthy(_olareg_session)
+
+
+@pytest.fixture
+def distribution_registry(_distribution_session: Registry) -> Registry:
+    """distribution 2.8 (no referrers API: ``sha256-<hex>`` tag schema), plain HTTP, shared by the session."""
+    return _healthy(_distribution_session)
+
+
+@pytest.fixture(params=["olareg", "distribution"], ids=["olareg", "distribution"])
+def registry(request: pytest.FixtureRequest) -> Registry:
+    """Each shared plain-HTTP registry in turn."""
+    kind: str = request.param
+    registry: Registry = request.getfixturevalue(f"{kind}_registry")
+    return registry
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> Any:
+    """A throw-away certificate authority (``trustme.CA``) for the session."""
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tls_ca: Any, tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A server certificate for 127.0.0.1 and localhost issued by ``tls_ca``, and the CA, as PEM files."""
+    return write_tls_files(tls_ca, tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def _olareg_tls_session(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[Registry]:
+    yield from _session_registry("olareg", tmp_path_factory, tls_files)
+
+
+@pytest.fixture(scope="session")
+def _distribution_tls_session(
+    tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles
+) -> Iterator[Registry]:
+    yield from _session_registry("distribution", tmp_path_factory, tls_files)
+
+
+@pytest.fixture
+def olareg_tls_registry(_olareg_tls_session: Registry) -> Registry:
+    """olareg over HTTPS with a ``tls_ca`` certificate; trust ``registry.ca_file``."""
+    return _healthy(_olareg_tls_session)
+
+
+@pytest.fixture
+def distribution_tls_registry(_distribution_tls_session: Registry) -> Registry:
+    """distribution 2.8 over HTTPS with a ``tls_ca`` certificate; trust ``registry.ca_file``."""
+    return _healthy(_distribution_tls_session)
+
+
+@pytest.fixture
+def registry_factory(tmp_path: Path, tls_files: TlsFiles) -> Iterator[RegistryFactory]:
+    """``factory(kind, *, tls=False, memory=False) -> Registry``: a started registry owned by this test.
+
+    Stop, restart or freeze it at will; it is stopped at teardown.
+    """
+    started: list[Registry] = []
+
+    def factory(kind: RegistryKind, *, tls: bool = False, memory: bool = False) -> Registry:
+        _require(kind)
+        workdir = tmp_path / f"{kind}-{len(started)}"
+        registry = start_registry(kind, workdir, tls=tls_files if tls else None, memory=memory)
+        started.append(registry)
+        return registry
+
+    try:
+        yield factory
+    finally:
+        for registry in started:
+            registry.stop()
+
+
+@pytest.fixture
+def repo_name(request: pytest.FixtureRequest) -> str:
+    """A repository name unique to this test (valid in the distribution spec), e.g. ``t/test-x-1a2b3c``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:48].strip("-") or "test"
+    return f"t/{slug}-{secrets.token_hex(3)}"

@@ -1,0 +1,1 @@
+"""Reusable test bed: reference tools, local registries and OCI content, shared by tests, demo and bench."""
