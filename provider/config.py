@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -159,8 +160,8 @@ def scope_specificity(scope: str, reference: ImageReference) -> tuple[int, int] 
 
 # --- parsing ----------------------------------------------------------------------------------------
 
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?")
 
 
 class _Reader:
@@ -250,9 +251,11 @@ def parse_duration(value: object, path: str) -> float:
     if isinstance(value, bool):
         raise ConfigError(path, "expected a duration, got a boolean")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ConfigError(path, f"expected a finite duration, got {value!r}")
         return float(value)
     if isinstance(value, str):
-        m = _DURATION_RE.match(value.strip())
+        m = _DURATION_RE.fullmatch(value.strip())
         if m:
             number, unit = float(m.group(1)), m.group(2) or "s"
             return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
@@ -310,6 +313,7 @@ def _parse_server(r: _Reader, base: Path) -> ServerConfig:
     )
     limits.finish()
     deadlines.finish()
+    r.finish()
     return server
 
 
@@ -358,7 +362,7 @@ def _parse_verifiers(data: object, path: str) -> dict[str, VerifierConfig]:
     out: dict[str, VerifierConfig] = {}
     for name, value in data.items():
         r = _Reader(value, f"{path}.{name}")
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise ConfigError(r.path, "verifier names are lowercase letters, digits, '.', '_' and '-'")
         options = r.get("options")
         if options is None:

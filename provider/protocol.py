@@ -76,7 +76,7 @@ def parse_request(body: bytes, limits: RequestLimits) -> tuple[str, list[str]]:
     if not isinstance(doc, dict):
         raise ProtocolError("request body must be a JSON object")
     api_version = doc.get("apiVersion")
-    if api_version not in API_VERSIONS:
+    if not isinstance(api_version, str) or api_version not in API_VERSIONS:
         raise ProtocolError(f"apiVersion must be {API_VERSION!r}, got {api_version!r}")
     if doc.get("kind") != "ProviderRequest":
         raise ProtocolError(f"kind must be 'ProviderRequest', got {doc.get('kind')!r}")

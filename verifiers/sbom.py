@@ -84,8 +84,7 @@ class SbomVerifier:
         if not candidates:
             return Report.fail(
                 "sbom_not_found",
-                f"no SBOM ({', '.join(self.artifact_types)}) is attached to "
-                f"{subject.reference.name}@{subject.digest}",
+                f"no SBOM is attached (looked for referrers of type {' or '.join(self.artifact_types)})",
                 referrers=len(referrers),
             )
         failures: list[_Failure] = []
@@ -146,8 +145,8 @@ class SbomVerifier:
                 )
         return Report.ok(
             "sbom_verified",
-            f"{info.format} SBOM ({info.spec_version}, {info.package_count} packages) "
-            f"attached as {descriptor.digest}",
+            f"{info.format} SBOM ({info.spec_version}, {info.package_count} "
+            f"package{'' if info.package_count == 1 else 's'}) attached as {descriptor.digest}",
             **details,
         )
 

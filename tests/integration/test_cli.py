@@ -1,0 +1,132 @@
+"""The `countersign` command and `make demo`, run as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.images import attach_sbom, push_image
+from tests.support.registries import Registry
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def countersign(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "provider.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+
+
+def write_config(path: Path, registry: Registry) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "registries": {registry.host: {"insecure": True}, "127.0.0.1:9": {"insecure": True}},
+                "verifiers": {"sbom": {"type": "sbom"}},
+                "policies": [{"scopes": ["*"], "allOf": ["sbom"]}],
+            }
+        )
+    )
+    return path
+
+
+async def test_verify_exit_codes_and_output(
+    olareg_registry: Registry, repo_name: str, tmp_path: Path
+) -> None:
+    good = await asyncio.to_thread(push_image, olareg_registry, repo_name, "good", seed="good")
+    await asyncio.to_thread(attach_sbom, olareg_registry, good, fmt="cyclonedx")
+    bare = await asyncio.to_thread(push_image, olareg_registry, repo_name, "bare", seed="bare")
+    config = str(write_config(tmp_path / "c.yaml", olareg_registry))
+
+    ok = await asyncio.to_thread(countersign, "verify", good.reference, "--config", config)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(f"ALLOWED    {good.reference}")
+    assert "cyclonedx SBOM" in ok.stdout
+
+    denied = await asyncio.to_thread(
+        countersign, "verify", good.reference, bare.reference, "--config", config
+    )
+    assert denied.returncode == 1
+    assert f"DENIED     {bare.reference}" in denied.stdout
+    assert "[sbom_not_found]" in denied.stdout
+
+    undecided = await asyncio.to_thread(
+        countersign, "verify", bare.reference, "127.0.0.1:9/x:1", "--config", config, "--timeout", "3"
+    )
+    assert undecided.returncode == 2
+    assert "UNDECIDED  127.0.0.1:9/x:1" in undecided.stdout
+
+    as_json = await asyncio.to_thread(
+        countersign, "verify", good.reference, "Not/Valid", "--config", config, "--output", "json"
+    )
+    assert as_json.returncode == 1
+    doc = json.loads(as_json.stdout)
+    assert doc[good.reference]["value"]["allowed"] is True
+    assert "error" in doc["Not/Valid"]
+
+
+def test_config_validate(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("verifiers: {pin: {type: digest-pin}}\npolicies: [{scope: '*', allOf: [pin]}]\n")
+    result = countersign("config", "validate", str(good))
+    assert result.returncode == 0
+    assert "valid (fingerprint sha256:" in result.stdout
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("verifiers: {pin: {type: digest-pin}}\npolicies: [{scope: '*', allOf: [pin, sbom]}]\n")
+    result = countersign("config", "validate", str(bad))
+    assert result.returncode == 2
+    assert "policies[0].allOf[1]: unknown verifier 'sbom'" in result.stderr
+
+    bad_options = tmp_path / "bad-options.yaml"
+    bad_options.write_text(
+        "verifiers: {pin: {type: digest-pin, options: {verifyTag: maybe}}}\n"
+        "policies: [{scope: '*', allOf: [pin]}]\n"
+    )
+    result = countersign("config", "validate", str(bad_options))
+    assert result.returncode == 2
+    assert "verifiers.pin.options.verifyTag" in result.stderr
+
+    unknown_type = tmp_path / "unknown-type.yaml"
+    unknown_type.write_text("verifiers: {x: {type: nope}}\npolicies: [{scope: '*', allOf: [x]}]\n")
+    result = countersign("config", "validate", str(unknown_type))
+    assert result.returncode == 2
+    assert "verifiers.x.type: unknown verifier type 'nope'" in result.stderr
+
+
+def test_serve_refuses_plain_http(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("verifiers: {pin: {type: digest-pin}}\npolicies: [{scope: '*', allOf: [pin]}]\n")
+    result = countersign("serve", "--config", str(config))
+    assert result.returncode == 2
+    assert "server.tls is required" in result.stderr
+
+
+def test_make_demo_prints_one_allowed_and_one_denied_verdict() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.demo"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    verdicts = result.stdout.split("== verdicts")[1]
+    assert verdicts.count("ALLOWED") == 1
+    assert verdicts.count("DENIED") == 1
+    assert "[sbom_not_found]" in verdicts
+    assert "@sha256:" in result.stdout.split("== mutation path")[1]
