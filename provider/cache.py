@@ -124,6 +124,9 @@ class SingleFlight(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._tasks)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._tasks
+
     async def drain(self) -> None:
         """Cancel and await every in-flight task (at shutdown)."""
         tasks = list(self._tasks.values())

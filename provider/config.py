@@ -76,6 +76,8 @@ class ServerConfig:
     verify_deadline: float = 2.5
     mutate_deadline: float = 0.9
     background_timeout: float = 30.0
+    max_concurrent_verifications: int = 256
+    max_in_flight_verifications: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +311,12 @@ def _parse_server(r: _Reader, base: Path) -> ServerConfig:
         mutate_deadline=deadlines.duration("mutate", defaults.mutate_deadline, minimum=0.05, maximum=29),
         background_timeout=deadlines.duration(
             "background", defaults.background_timeout, minimum=0.1, maximum=600
+        ),
+        max_concurrent_verifications=limits.integer(
+            "maxConcurrentVerifications", defaults.max_concurrent_verifications, minimum=1, maximum=100_000
+        ),
+        max_in_flight_verifications=limits.integer(
+            "maxInFlightVerifications", defaults.max_in_flight_verifications, minimum=1, maximum=1_000_000
         ),
     )
     limits.finish()

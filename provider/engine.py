@@ -58,6 +58,8 @@ class UndecidedKey:
 
 Outcome = Decided | Invalid | UndecidedKey
 
+OVERLOADED = UndecidedKey("overloaded", "too many verifications in flight; try again shortly")
+
 
 def _definite_reason(error: RegistryError) -> str:
     if isinstance(error, NotFound):
@@ -97,6 +99,10 @@ class Engine:
         )
         self._verifications: SingleFlight[tuple[str, str], Outcome] = SingleFlight()
         self._pins: SingleFlight[str, Outcome] = SingleFlight()
+        # Bounds: verifications running at once, and verifications in flight (running, queued or
+        # finishing in the background). Past the second bound new keys are undecided at once.
+        self._slots = asyncio.Semaphore(config.server.max_concurrent_verifications)
+        self.max_in_flight = config.server.max_in_flight_verifications
 
     @classmethod
     async def create(cls, config: Config, metrics: Metrics | None = None) -> Engine:
@@ -133,6 +139,9 @@ class Engine:
                 results[raw] = Invalid(str(e))
                 continue
             flight = (key.namespace or "", str(key.reference))
+            if flight not in self._verifications and self._overloaded():
+                results[raw] = OVERLOADED
+                continue
             tasks[raw] = self._verifications.task(
                 flight, functools.partial(self._bounded, self._verify_key, key)
             )
@@ -170,8 +179,18 @@ class Engine:
 
     async def _verify_key(self, key: Key) -> Outcome:
         ref = key.reference
+        # The policy depends only on the name, so an image no policy covers is denied without
+        # contacting its registry (keys name arbitrary hosts; nothing is fetched for them).
+        policy = self.config.policy_for(ref, key.namespace)
+        if policy is None:
+            return Decided(
+                denial_value(
+                    key, "", "no_policy", f"no policy scope matches {ref.name}; images are denied by default"
+                )
+            )
         try:
-            manifest = await self.registry.resolve(ref)
+            async with self._slots:
+                manifest = await self.registry.resolve(ref)
         except NotFound as e:
             return Decided(denial_value(key, "", "manifest_not_found", str(e)))
         except Undecided as e:
@@ -183,16 +202,6 @@ class Engine:
         self.metrics.cache_lookup("verdict", cached is not None)
         if cached is not None:
             return Decided(cached)
-        policy = self.config.policy_for(ref, key.namespace)
-        if policy is None:
-            value = denial_value(
-                key,
-                manifest.digest,
-                "no_policy",
-                f"no policy scope matches {ref.name}; images are denied by default",
-            )
-            self._verdicts.put(cache_key, value)
-            return Decided(value)
         subject = Subject(
             reference=ref,
             digest=manifest.digest,
@@ -203,9 +212,10 @@ class Engine:
         )
         deadline = DEADLINE.get() or asyncio.get_running_loop().time() + self.config.server.background_timeout
         context = Context(registry=ImageReader(self.registry), deadline=deadline)
-        outcomes = await asyncio.gather(
-            *(self._run(self.verifiers[name], subject, context) for name in policy.verifiers)
-        )
+        async with self._slots:
+            outcomes = await asyncio.gather(
+                *(self._run(self.verifiers[name], subject, context) for name in policy.verifiers)
+            )
         decision = combine(policy, outcomes)
         if not isinstance(decision, Decision):
             return UndecidedKey(decision.reason, f"{ref.name}@{manifest.digest} {decision.message}")
@@ -258,13 +268,20 @@ class Engine:
             if ref.digest is not None:
                 results[raw] = Decided(raw)  # already pinned: never rewrite what the user pinned
                 continue
+            if str(ref) not in self._pins and self._overloaded():
+                results[raw] = OVERLOADED
+                continue
             tasks[raw] = self._pins.task(str(ref), functools.partial(self._bounded, self._pin, ref))
         await self._wait(tasks, budget, results)
         return results
 
+    def _overloaded(self) -> bool:
+        return len(self._verifications) + len(self._pins) >= self.max_in_flight
+
     async def _pin(self, ref: ImageReference) -> Outcome:
         try:
-            manifest = await self.registry.resolve(ref)
+            async with self._slots:
+                manifest = await self.registry.resolve(ref)
         except NotFound as e:
             return Invalid(f"cannot pin {ref}: {e}")
         except Undecided as e:

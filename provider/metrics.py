@@ -7,12 +7,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
+MAX_REGISTRY_LABELS = 64
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 10.0)
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._registries: set[str] = set()
         self.request_latency = Histogram(
             "countersign_request_duration_seconds",
             "Time to answer a Gatekeeper request, by endpoint.",
@@ -52,6 +54,12 @@ class Metrics:
         )
 
     def observe_registry(self, registry: str, method: str, status: str) -> None:
+        # Keys name arbitrary hosts: past MAX_REGISTRY_LABELS distinct ones, label them "other".
+        if registry not in self._registries:
+            if len(self._registries) >= MAX_REGISTRY_LABELS:
+                registry = "other"
+            else:
+                self._registries.add(registry)
         self.registry_requests.labels(registry, method, status).inc()
 
     def cache_lookup(self, cache: str, hit: bool) -> None:

@@ -101,6 +101,8 @@ class ImageReader(RegistryReader):
         task = self._referrers.get(key)
         if task is None:
             task = asyncio.ensure_future(self._registry.referrers(subject.reference, subject.digest))
+            # retrieve a failure even when every waiter has gone (deadline): no "never retrieved" noise
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._referrers[key] = task
         found = await asyncio.shield(task)
         if artifact_type is None:

@@ -339,3 +339,41 @@ async def test_invalid_keys_are_item_errors(engine_factory: Any) -> None:
     results = await engine.verify(["library/UPPER:1", "[bad_ns]nginx", ""], 1)
     for key in ("library/UPPER:1", "[bad_ns]nginx", ""):
         assert isinstance(results[key], Invalid)
+
+
+async def test_image_without_a_policy_is_denied_without_contacting_its_registry(engine_factory: Any) -> None:
+    config = parse_config(
+        {
+            "verifiers": {"sbom": {"type": "sbom"}},
+            "policies": [{"scopes": ["registry.example.com/*"], "allOf": ["sbom"]}],
+        }
+    )
+    engine = await engine_factory(config)
+    key = "127.0.0.1:9/anything:1"
+    value = decided((await engine.verify([key], 5))[key])
+    assert value["allowed"] is False
+    assert value["reason"] == "no_policy"
+    assert b"127.0.0.1:9" not in engine.metrics.render()  # no request was made
+
+
+async def test_in_flight_verifications_are_bounded(
+    registry_factory: Any, repo_name: str, engine_factory: Any
+) -> None:
+    registry = registry_factory("olareg")
+    first = await push(registry, repo_name, tag="a", seed="a")
+    second = await push(registry, repo_name, tag="b", seed="b")
+    engine = await engine_factory(
+        config_for(
+            registry, server={"limits": {"maxInFlightVerifications": 1}, "deadlines": {"background": 2}}
+        )
+    )
+    registry.freeze()
+    try:
+        results = await engine.verify([first.reference, second.reference], 0.3)
+    finally:
+        registry.thaw()
+    first_outcome, second_outcome = results[first.reference], results[second.reference]
+    assert isinstance(first_outcome, UndecidedKey)
+    assert first_outcome.reason == "deadline_exceeded"
+    assert isinstance(second_outcome, UndecidedKey)
+    assert second_outcome.reason == "overloaded"

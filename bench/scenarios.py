@@ -1,0 +1,496 @@
+"""The benchmark itself (bench/run.py is the entry point; it imports this module only when run as main).
+
+Set-up: olareg (OCI 1.1 referrers API) in a temporary directory on 127.0.0.1; 50 distinct images, each in
+its own repository with an SPDX SBOM attached with oras, pushed once in parallel threads; policy: every
+image must pass the ``sbom`` verifier (allOf).
+
+Scenarios:
+
+1. cold verify: a fresh :class:`Engine` (empty caches, new connections) per measured batch of 1, 10 and
+   50 tag references, timing ``engine.verify(keys, budget)`` only (engine creation and close are untimed);
+   one unmeasured run first absorbs one-off costs (lazy imports, first connections to olareg).
+2. warm /v1/verify: the real server (``build_app`` + ``CertificateReloader`` + ``TCPSite``, TLS 1.3 with a
+   trustme certificate) in this process; its cache is warmed with one request, then a load generator in a
+   separate process posts 10-key requests over ``C`` keep-alive connections for a fixed time.
+3. peak RSS (``ru_maxrss``) of this process after each cold batch size and after the warm run, and of the
+   load generator process.
+
+Every verdict must be "allowed": anything else (a denial, an undecided key, an HTTP error) fails the run
+with a non-zero exit status, because a benchmark that measures errors is worthless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import ssl
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import trustme
+from aiohttp import web
+
+from bench.load import LoadResult, LoadSpec, check_provider_response, run_load
+from bench.stats import Summary, peak_rss_mib, summarize
+from provider.config import Config, parse_config
+from provider.engine import Decided, Engine, Outcome
+from provider.server import CertificateReloader, build_app
+from tests.support.images import OrasError, PushedImage, attach_sbom, push_image
+from tests.support.registries import LOOPBACK, Registry, RegistryError, start_olareg
+from tests.support.tools import ToolNotFoundError, ensure_tool
+
+__all__ = ["BenchError", "main"]
+
+log = logging.getLogger("bench")
+
+COLD_BUDGET = 30.0  # seconds: engine.verify's budget in the cold scenario
+WARM_KEYS = 10
+_LOAD_GRACE = 60.0  # seconds past warm-up + duration before the load generator is declared hung
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot give a meaningful number (a verdict was not allowed, a process failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    runs_small: int
+    runs_large: int
+    duration: float
+    warmup: float
+    concurrency: int
+    push_workers: int
+    json_file: Path | None
+
+
+@dataclass(slots=True)
+class Row:
+    scenario: str
+    runs: int
+    summary: Summary
+    throughput: str
+    peak_rss_mib: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Report:
+    environment: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    push_seconds: float = 0.0
+    load_generator_peak_rss_mib: float = 0.0
+    wall_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+# --- set-up --------------------------------------------------------------------------------------------
+
+
+def environment() -> dict[str, Any]:
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "aiohttp": aiohttp.__version__,
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": affinity,
+        "platform": platform.platform(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def push_images(registry: Registry, count: int, workers: int) -> list[PushedImage]:
+    """``count`` distinct images (one repository each), each with an SPDX SBOM, pushed in parallel."""
+
+    def one(index: int) -> PushedImage:
+        image = push_image(registry, f"bench/app-{index:02d}", "v1", seed=f"countersign-bench-{index}")
+        attach_sbom(registry, image, fmt="spdx")
+        return image
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-push") as pool:
+        return list(pool.map(one, range(count)))
+
+
+def bench_config(registry: Registry, server: Mapping[str, Any] | None = None) -> Config:
+    doc: dict[str, Any] = {
+        "registries": {registry.host: {"insecure": True}},
+        "verifiers": {"sbom": {"type": "sbom"}},
+        "policies": [{"name": "default", "scopes": ["*"], "allOf": ["sbom"]}],
+        # The warm run must stay warm: no tag re-resolution or verdict expiry while it is measured.
+        "cache": {"tagTTL": 3600, "verdictTTL": 3600},
+    }
+    if server is not None:
+        doc["server"] = dict(server)
+    return parse_config(doc)
+
+
+def require_allowed(keys: Sequence[str], results: Mapping[str, Outcome]) -> None:
+    for key in keys:
+        outcome = results.get(key)
+        if not isinstance(outcome, Decided):
+            raise BenchError(f"{key} was not decided: {outcome!r}")
+        value = outcome.value
+        if not isinstance(value, dict) or value.get("allowed") is not True:
+            raise BenchError(f"{key} was not allowed: {json.dumps(value)[:800]}")
+
+
+# --- 1. cold verification ------------------------------------------------------------------------------
+
+
+async def cold_run(config: Config, keys: Sequence[str]) -> float:
+    """One batch through a fresh engine; returns the seconds ``engine.verify`` took."""
+    engine = await Engine.create(config)
+    try:
+        started = time.perf_counter()
+        results = await engine.verify(keys, COLD_BUDGET)
+        elapsed = time.perf_counter() - started
+    finally:
+        await engine.close()
+    require_allowed(keys, results)
+    return elapsed
+
+
+async def cold_scenarios(config: Config, images: Sequence[PushedImage], options: Options) -> list[Row]:
+    refs = [image.reference for image in images]
+    await cold_run(config, refs[:1])  # unmeasured: one-off costs
+    rows: list[Row] = []
+    for size, runs in ((1, options.runs_small), (10, options.runs_small), (50, options.runs_large)):
+        keys = refs[:size]
+        samples: list[float] = []
+        for _ in range(runs):
+            gc.collect()
+            samples.append(await cold_run(config, keys))
+        summary = summarize(samples)
+        rate = size * summary.count / summary.total
+        rows.append(
+            Row(
+                scenario=f"cold verify, {size} image{'s' if size > 1 else ''}",
+                runs=summary.count,
+                summary=summary,
+                throughput=f"{rate:,.1f} images/s",
+                peak_rss_mib=peak_rss_mib(),
+                details={"batch": size, "images_per_second": rate, "samples_s": samples},
+            )
+        )
+        log.info("cold batch of %d: median %.1f ms", size, summary.median * 1000)
+    return rows
+
+
+# --- 2. warm /v1/verify --------------------------------------------------------------------------------
+
+
+def write_server_tls(directory: Path) -> tuple[Path, Path, str]:
+    """A trustme CA and a certificate for 127.0.0.1: (cert chain file, key file, CA PEM)."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert(LOOPBACK, "localhost")
+    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key_file))
+    key_file.chmod(0o600)
+    ca_pem: str = ca.cert_pem.bytes().decode()
+    return cert_file, key_file, ca_pem
+
+
+async def warm_up_server(url: str, ca_pem: str, keys: tuple[str, ...]) -> None:
+    """One request through the server, so the measured ones hit the verdict cache; it must allow all."""
+    body = {
+        "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
+        "kind": "ProviderRequest",
+        "request": {"keys": list(keys)},
+    }
+    ctx = ssl.create_default_context(cadata=ca_pem)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=COLD_BUDGET + 5)) as session:
+        async with session.post(url, json=body, ssl=ctx) as resp:
+            problem = check_provider_response(resp.status, await resp.read(), keys)
+    if problem is not None:
+        raise BenchError(f"warming the server's cache: {problem}")
+
+
+async def run_load_process(spec: LoadSpec) -> LoadResult:
+    """Run the load generator in a spawned process while this event loop keeps serving."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=run_load, args=(spec, sender), name="countersign-bench-load")
+    process.start()
+    sender.close()
+    try:
+        limit = spec.warmup + spec.duration + _LOAD_GRACE
+        if not await asyncio.to_thread(receiver.poll, limit):
+            raise BenchError(f"the load generator sent nothing within {limit:.0f}s")
+        try:
+            result = receiver.recv()
+        except EOFError as error:
+            raise BenchError(
+                f"the load generator exited without a result (status {process.exitcode})"
+            ) from error
+        if not isinstance(result, LoadResult):
+            raise BenchError(f"the load generator sent {type(result).__name__}, not a LoadResult")
+        return result
+    finally:
+        receiver.close()
+        await asyncio.to_thread(process.join, 10)
+        if process.is_alive():
+            process.terminate()
+            await asyncio.to_thread(process.join, 5)
+
+
+async def warm_scenario(
+    registry: Registry, images: Sequence[PushedImage], options: Options, workdir: Path
+) -> tuple[Row, LoadResult]:
+    cert_file, key_file, ca_pem = write_server_tls(workdir)
+    config = bench_config(
+        registry,
+        server={
+            "address": LOOPBACK,
+            "port": 0,
+            "tls": {"certFile": str(cert_file), "keyFile": str(key_file)},
+        },
+    )
+    assert config.server.tls is not None
+    reloader = CertificateReloader(config.server.tls)
+    # As run_server does: same app, runner and site settings, with the certificate watcher running.
+    runner = web.AppRunner(build_app(config), access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    site = web.TCPSite(runner, LOOPBACK, 0, ssl_context=reloader.listening, backlog=512)
+    await site.start()
+    watcher = asyncio.create_task(reloader.watch())
+    try:
+        port = runner.addresses[0][1]
+        url = f"https://{LOOPBACK}:{port}/v1/verify"
+        keys = tuple(image.reference for image in images[:WARM_KEYS])
+        await warm_up_server(url, ca_pem, keys)
+        spec = LoadSpec(
+            url=url,
+            ca_pem=ca_pem,
+            keys=keys,
+            concurrency=options.concurrency,
+            warmup=options.warmup,
+            duration=options.duration,
+        )
+        cpu_started, wall_started = time.process_time(), time.perf_counter()
+        result = await run_load_process(spec)
+        server_cpu = time.process_time() - cpu_started
+        server_wall = time.perf_counter() - wall_started
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        await runner.cleanup()
+    if result.failures:
+        raise BenchError("warm /v1/verify: " + "\n  ".join(result.failures))
+    if not result.latencies or result.measured_seconds <= 0:
+        raise BenchError("warm /v1/verify: no request was measured")
+    if result.tls_version != "TLSv1.3":
+        raise BenchError(f"warm /v1/verify: negotiated {result.tls_version!r}, not TLSv1.3")
+    summary = summarize(result.latencies)
+    rps = summary.count / result.measured_seconds
+    row = Row(
+        scenario=f"warm /v1/verify, {len(keys)} keys/req",
+        runs=summary.count,
+        summary=summary,
+        throughput=f"{rps:,.0f} req/s ({rps * len(keys):,.0f} keys/s)",
+        peak_rss_mib=peak_rss_mib(),
+        details={
+            "keys_per_request": len(keys),
+            "requests_per_second": rps,
+            "keys_per_second": rps * len(keys),
+            "concurrency": spec.concurrency,
+            "measured_seconds": result.measured_seconds,
+            "warmup_seconds": spec.warmup,
+            "warmup_requests": result.warmup_requests,
+            "connections_opened": result.connections_opened,
+            "tls_version": result.tls_version,
+            # CPU time over the load generator's lifetime (server: this whole process, spawn included).
+            "server_cpu_seconds": server_cpu,
+            "server_wall_seconds": server_wall,
+            "load_generator_cpu_seconds": result.cpu_seconds,
+            "load_generator_wall_seconds": result.wall_seconds,
+        },
+    )
+    return row, result
+
+
+# --- output --------------------------------------------------------------------------------------------
+
+
+def format_table(report: Report, options: Options) -> str:
+    env = report.environment
+    header = (
+        f"{'scenario':<30}{'runs':>6}{'median ms':>11}{'p99 ms':>9}   {'throughput':<28}{'peak RSS MiB':>12}"
+    )
+    lines = [
+        f"Countersign benchmark: Python {env['python']} ({env['implementation']}), aiohttp {env['aiohttp']}, "
+        f"{env['cpu_count']} CPUs ({env['usable_cpus']} usable), {env['platform']}",
+        "",
+        header,
+        "-" * len(header),
+    ]
+    for row in report.rows:
+        lines.append(
+            f"{row.scenario:<30}{row.runs:>6}{row.summary.median * 1000:>11.2f}{row.summary.p99 * 1000:>9.2f}"
+            f"   {row.throughput:<28}{row.peak_rss_mib:>12.1f}"
+        )
+    lines.append("-" * len(header))
+    for note in report.notes:
+        lines.append(textwrap.fill(note, width=110, initial_indent="  ", subsequent_indent="    "))
+    return "\n".join(lines)
+
+
+def notes(report: Report, options: Options, load: LoadResult) -> list[str]:
+    warm = next((row for row in report.rows if row.scenario.startswith("warm")), None)
+    out = [
+        "runs = samples; p99 is nearest-rank (no interpolation): below 100 samples it is the maximum.",
+        f"cold: a fresh Engine per batch (empty caches, new connections), engine.verify(keys, budget="
+        f"{COLD_BUDGET:g}); images/s = images verified / summed verify time; one unmeasured run first.",
+        "cold: each image is its own repository on olareg (OCI 1.1 referrers API, plain HTTP on 127.0.0.1) "
+        "with one SPDX SBOM; policy allOf [sbom]; every verdict was checked to be allowed.",
+    ]
+    if warm is not None:
+        d = warm.details
+        out.append(
+            f"warm: {d['concurrency']} keep-alive {d['tls_version']} connections "
+            f"({d['connections_opened']} opened in all), one aiohttp ClientSession each, in a separate load "
+            f"generator process; {d['warmup_seconds']:g} s warm-up ({d['warmup_requests']} requests) not "
+            f"measured, then {d['measured_seconds']:.1f} s measured; every response checked (all allowed)."
+        )
+        out.append(
+            f"warm: the server (this process, one event loop) and the load generator share "
+            f"{report.environment['usable_cpus']} CPU cores; numbers are a lower bound for the server alone. "
+            f"CPU used: server {d['server_cpu_seconds']:.1f} s in {d['server_wall_seconds']:.1f} s "
+            f"({100 * d['server_cpu_seconds'] / d['server_wall_seconds']:.0f}% of a core, load generator "
+            f"start-up included), load generator {d['load_generator_cpu_seconds']:.1f} s in "
+            f"{d['load_generator_wall_seconds']:.1f} s "
+            f"({100 * d['load_generator_cpu_seconds'] / d['load_generator_wall_seconds']:.0f}%)."
+        )
+    out.append(
+        "peak RSS = ru_maxrss of this process (registry client, engines, server) at the end of that row; "
+        f"load generator process: {load.peak_rss_kib / 1024:.1f} MiB."
+    )
+    start_load = report.environment["load_average_at_start"]
+    end_load = report.environment.get("load_average_at_end", start_load)
+    out.append(
+        f"1-minute load average {start_load[0]:.2f} at start, {end_load[0]:.2f} at end "
+        f"({report.environment['usable_cpus']} usable cores): near or above the core count, other processes "
+        "competed for the CPUs and the spread between runs widens."
+    )
+    out.append(
+        f"set-up: 50 images + SBOMs pushed with oras in {report.push_seconds:.1f} s "
+        f"({options.push_workers} threads); total wall time {report.wall_seconds:.1f} s."
+    )
+    return out
+
+
+def write_json(path: Path, report: Report) -> None:
+    doc = {
+        "environment": report.environment,
+        "scenarios": [
+            {
+                "scenario": row.scenario,
+                "runs": row.runs,
+                "latency_ms": {
+                    "median": row.summary.median * 1000,
+                    "p99_nearest_rank": row.summary.p99 * 1000,
+                    "mean": row.summary.mean * 1000,
+                    "min": row.summary.minimum * 1000,
+                    "max": row.summary.maximum * 1000,
+                },
+                "throughput": row.throughput,
+                "peak_rss_mib": row.peak_rss_mib,
+                **row.details,
+            }
+            for row in report.rows
+        ],
+        "load_generator_peak_rss_mib": report.load_generator_peak_rss_mib,
+        "push_seconds": report.push_seconds,
+        "wall_seconds": report.wall_seconds,
+        "notes": report.notes,
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+# --- main ----------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write results here")
+    parser.add_argument("--runs-small", type=int, default=15, help="runs of the 1- and 10-image batches")
+    parser.add_argument("--runs-large", type=int, default=7, help="runs of the 50-image batch")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds of the warm run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before it")
+    parser.add_argument("--concurrency", type=int, default=8, help="load generator connections")
+    parser.add_argument("--push-workers", type=int, default=8, help="threads pushing images with oras")
+    args = parser.parse_args(argv)
+    for name in ("runs_small", "runs_large", "concurrency", "push_workers"):
+        if not 1 <= getattr(args, name) <= 1000:
+            parser.error(f"--{name.replace('_', '-')} must be between 1 and 1000")
+    if not 0.5 <= args.duration <= 600 or not 0 <= args.warmup <= 60:
+        parser.error("--duration must be in [0.5, 600] and --warmup in [0, 60] seconds")
+    return Options(
+        runs_small=args.runs_small,
+        runs_large=args.runs_large,
+        duration=args.duration,
+        warmup=args.warmup,
+        concurrency=args.concurrency,
+        push_workers=args.push_workers,
+        json_file=args.json,
+    )
+
+
+def run(options: Options) -> tuple[Report, LoadResult]:
+    started = time.perf_counter()
+    report = Report(environment=environment())
+    with tempfile.TemporaryDirectory(prefix="countersign-bench-") as scratch:
+        workdir = Path(scratch)
+        with start_olareg(workdir / "olareg") as registry:
+            log.info("olareg on %s; pushing 50 images with SBOMs", registry.url)
+            push_started = time.perf_counter()
+            images = push_images(registry, 50, options.push_workers)
+            report.push_seconds = time.perf_counter() - push_started
+            report.rows += asyncio.run(cold_scenarios(bench_config(registry), images, options))
+            warm_row, load = asyncio.run(warm_scenario(registry, images, options, workdir))
+            report.rows.append(warm_row)
+    report.load_generator_peak_rss_mib = load.peak_rss_kib / 1024
+    report.wall_seconds = time.perf_counter() - started
+    report.environment["load_average_at_end"] = list(os.getloadavg())
+    report.notes = notes(report, options, load)
+    return report, load
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    options = parse_args(argv)
+    try:
+        for tool in ("olareg", "oras"):
+            ensure_tool(tool)
+    except ToolNotFoundError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 2
+    try:
+        report, _ = run(options)
+    except BenchError as error:
+        print(f"bench: FAILED: {error}", file=sys.stderr)
+        return 1
+    except (OrasError, RegistryError) as error:
+        print(f"bench: FAILED during set-up: {error}", file=sys.stderr)
+        return 1
+    print(format_table(report, options))
+    if options.json_file is not None:
+        write_json(options.json_file, report)
+        print(f"\nresults written to {options.json_file}")
+    return 0

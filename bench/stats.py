@@ -1,0 +1,57 @@
+"""Summary statistics and peak RSS, kept small and explicit so the table can be read without guessing."""
+
+from __future__ import annotations
+
+import math
+import resource
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Summary", "nearest_rank", "peak_rss_mib", "summarize"]
+
+
+def nearest_rank(samples: Sequence[float], percentile: float) -> float:
+    """The nearest-rank percentile: the smallest sample with at least ``percentile`` % of samples <= it.
+
+    No interpolation: with fewer than 100 samples, p99 is the maximum.
+    """
+    if not samples:
+        raise ValueError("no samples")
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(percentile / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Latency samples, in seconds, reduced to what the table prints."""
+
+    count: int
+    median: float
+    p99: float
+    mean: float
+    minimum: float
+    maximum: float
+    total: float
+
+
+def summarize(samples: Sequence[float]) -> Summary:
+    if not samples:
+        raise ValueError("no samples")
+    return Summary(
+        count=len(samples),
+        median=statistics.median(samples),
+        p99=nearest_rank(samples, 99),
+        mean=statistics.fmean(samples),
+        minimum=min(samples),
+        maximum=max(samples),
+        total=math.fsum(samples),
+    )
+
+
+def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident set size so far, in MiB (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(who).ru_maxrss / 1024
