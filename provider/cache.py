@@ -40,6 +40,7 @@ class TTLCache(Generic[K, V]):
     def put(self, key: K, value: V, ttl: float | None = None) -> None:
         ttl = self.ttl if ttl is None else ttl
         if ttl <= 0 or self.max_entries <= 0:
+            self._data.pop(key, None)  # never leave an older value behind
             return
         self._data[key] = (self._clock() + ttl, value)
         self._data.move_to_end(key)

@@ -144,6 +144,11 @@ class Config:
         return best[1] if best is not None else None
 
 
+def normalize_scope(scope: str) -> str:
+    """A scope without `/` names a whole registry: `registry.example.com` means `registry.example.com/*`."""
+    return scope if ("/" in scope or scope == "*") else f"{scope}/*"
+
+
 def scope_specificity(scope: str, reference: ImageReference) -> tuple[int, int] | None:
     """None when `scope` does not match; else a rank where higher is more specific.
 
@@ -151,7 +156,7 @@ def scope_specificity(scope: str, reference: ImageReference) -> tuple[int, int] 
     A scope without `/` names a whole registry (`registry.example.com` means `registry.example.com/*`).
     """
     name = reference.name
-    pattern = scope if ("/" in scope or scope == "*") else f"{scope}/*"
+    pattern = normalize_scope(scope)
     if not any(c in pattern for c in "*?["):
         return (1, len(pattern)) if pattern == name else None
     if not fnmatch.fnmatchcase(name, pattern):
@@ -387,7 +392,7 @@ def _parse_policies(data: object, path: str, verifiers: Mapping[str, VerifierCon
         raise ConfigError(path, "expected a non-empty list of policies")
     policies: list[Policy] = []
     seen_names: set[str] = set()
-    seen_scopes: dict[tuple[str, tuple[str, ...] | None], str] = {}
+    seen_scopes: dict[tuple[str, frozenset[str] | None], str] = {}
     for i, value in enumerate(data):
         r = _Reader(value, f"{path}[{i}]")
         if r.get("scope") is not None and r.get("scopes") is not None:
@@ -428,9 +433,15 @@ def _parse_policies(data: object, path: str, verifiers: Mapping[str, VerifierCon
         if len(set(names)) != len(names):
             raise ConfigError(list_path, "lists a verifier twice")
         for k, scope in enumerate(scopes):
-            if not re.fullmatch(r"[A-Za-z0-9.\-_/:\[\]*?@]+", scope):
+            if not re.fullmatch(r"[A-Za-z0-9.\-_/:\[\]*?]+", scope):
                 raise ConfigError(f"{r.sub('scopes')}[{k}]", f"invalid scope {scope!r}")
-            key = (scope, namespaces)
+            if ":" in scope.rpartition("/")[2] and "/" in scope:
+                raise ConfigError(
+                    f"{r.sub('scopes')}[{k}]",
+                    f"scope {scope!r} names a tag; scopes match repositories (registry/repository)",
+                )
+            # Equivalent spellings claim the same images: `reg.io` is `reg.io/*`; namespace order is moot.
+            key = (normalize_scope(scope), frozenset(namespaces) if namespaces is not None else None)
             if key in seen_scopes:
                 raise ConfigError(
                     f"{r.sub('scopes')}[{k}]",
@@ -463,17 +474,18 @@ def _parse_limits(r: _Reader) -> Limits:
 def _fingerprint(doc: Mapping[str, Any]) -> str:
     """Hash of everything that can change a verdict; secrets are left out (the hash is exposed)."""
 
-    def scrub(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                str(k): ("<secret>" if str(k) in ("password", "passwordFile") else scrub(v))
-                for k, v in value.items()
-            }
-        if isinstance(value, list):
-            return [scrub(v) for v in value]
-        return value
-
-    relevant = {k: scrub(doc.get(k)) for k in ("registries", "auth", "limits", "verifiers", "policies")}
+    registries = doc.get("registries")
+    if isinstance(registries, dict):
+        registries = {
+            str(host): (
+                {str(k): ("<secret>" if k in ("password", "passwordFile") else v) for k, v in value.items()}
+                if isinstance(value, dict)
+                else value
+            )
+            for host, value in registries.items()
+        }
+    relevant = {k: doc.get(k) for k in ("auth", "limits", "verifiers", "policies")}
+    relevant["registries"] = registries
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 

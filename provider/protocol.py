@@ -66,7 +66,7 @@ class RequestLimits:
 def parse_request(body: bytes, limits: RequestLimits) -> tuple[str, list[str]]:
     """Validate a ProviderRequest body; return (apiVersion, keys) or raise ProtocolError."""
     try:
-        doc = json.loads(body)
+        doc = json.loads(body.decode("utf-8"))  # strictly UTF-8 (json.loads on bytes would guess UTF-16/32)
     except UnicodeDecodeError as e:
         raise ProtocolError(f"request body is not UTF-8: {e}") from e
     except json.JSONDecodeError as e:

@@ -66,8 +66,10 @@ def load_factory(type_name: str) -> VerifierFactory:
         obj: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
-        raise PluginError("type", f"verifier type {type_name!r} ({target}) cannot be loaded: {e}") from e
+    except Exception as e:  # a broken plugin must give a config error, not a traceback
+        raise PluginError(
+            "type", f"verifier type {type_name!r} ({target}) cannot be loaded: {type(e).__name__}: {e}"
+        ) from e
     if not callable(obj):
         raise PluginError("type", f"verifier type {type_name!r} ({target}) is not callable")
     return cast(VerifierFactory, obj)
@@ -80,6 +82,10 @@ def create_verifier(type_name: str, name: str, options: Mapping[str, Any]) -> Ve
         verifier = factory(name, options)
     except OptionsError as e:
         raise PluginError(f"options.{e.path}" if e.path else "options", e.message) from e
+    except Exception as e:
+        raise PluginError(
+            "type", f"verifier type {type_name!r} failed to build: {type(e).__name__}: {e}"
+        ) from e
     for attr in ("name", "type", "verify"):
         if not hasattr(verifier, attr):
             raise PluginError("type", f"verifier type {type_name!r} built an object without {attr!r}")

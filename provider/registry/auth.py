@@ -159,6 +159,11 @@ class CredentialStore:
                 raise ValueError(f"docker config {path}: {e}") from e
             if not isinstance(data, dict):
                 raise ValueError(f"docker config {path}: not a JSON object")
+            auths = data.get("auths")
+            if isinstance(auths, dict):  # fail at start-up on a malformed entry, not at the first lookup
+                for host, entry in auths.items():
+                    if isinstance(entry, dict):
+                        _decode_auth(entry, f"docker config {path}: auths[{host!r}]")
             self._configs.append((str(path), data))
 
     async def get(self, host: str) -> Credentials | None:

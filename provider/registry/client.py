@@ -380,6 +380,8 @@ class RegistryClient:
                 if total > limit:
                     raise TooLarge(f"{what} is over the limit of {limit} bytes")
                 chunks.append(chunk)
+        except TimeoutError as e:
+            raise Unavailable(f"{what}: timed out while reading", "registry_timeout") from e
         except (aiohttp.ClientError, ConnectionError) as e:
             raise Unavailable(f"{what}: connection lost while reading: {e}") from e
         return b"".join(chunks)

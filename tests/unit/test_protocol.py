@@ -1,0 +1,338 @@
+"""Gatekeeper's external-data wire format: request validation and response construction."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from provider.engine import Decided, Invalid, Outcome, UndecidedKey
+from provider.protocol import (
+    API_VERSIONS,
+    MAX_SYSTEM_ERROR_CHARS,
+    MAX_SYSTEM_ERROR_KEYS,
+    ProtocolError,
+    RequestLimits,
+    error_response,
+    parse_request,
+    response_for,
+)
+
+V1BETA1 = "externaldata.gatekeeper.sh/v1beta1"
+V1ALPHA1 = "externaldata.gatekeeper.sh/v1alpha1"
+LIMITS = RequestLimits()
+
+
+def body(
+    keys: Any = None, *, api_version: Any = V1BETA1, kind: Any = "ProviderRequest", **extra: Any
+) -> bytes:
+    doc: dict[str, Any] = {"apiVersion": api_version, "kind": kind, "request": {"keys": keys or []}, **extra}
+    return json.dumps(doc).encode()
+
+
+# --- parse_request ----------------------------------------------------------------------------------
+
+
+def test_both_api_versions_are_known() -> None:
+    assert frozenset({V1BETA1, V1ALPHA1}) == API_VERSIONS
+
+
+@pytest.mark.parametrize("api_version", [V1BETA1, V1ALPHA1])
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [],
+        ["nginx:1.25"],
+        ["[prod]reg.example.com/app:1", "nginx", "nginx", " not a reference ", "é"],
+    ],
+)
+def test_valid_requests(api_version: str, keys: list[str]) -> None:
+    assert parse_request(body(keys, api_version=api_version), LIMITS) == (api_version, keys)
+
+
+def test_extra_fields_are_ignored() -> None:
+    raw = json.dumps(
+        {"apiVersion": V1BETA1, "kind": "ProviderRequest", "request": {"keys": ["a"], "x": 1}, "metadata": {}}
+    ).encode()
+    assert parse_request(raw, LIMITS) == (V1BETA1, ["a"])
+
+
+def test_limits_are_inclusive() -> None:
+    limits = RequestLimits(max_keys=3, max_key_bytes=4)
+    keys = ["abcd", "éé", "€a"]  # 4 bytes each: 4 ASCII, 2 x 2, 3 + 1
+    assert parse_request(body(keys), limits) == (V1BETA1, keys)
+
+
+def _raw(doc: Any) -> bytes:
+    return json.dumps(doc).encode()
+
+
+BAD: list[tuple[str, bytes, RequestLimits, str]] = [
+    ("not JSON", b"not json", LIMITS, "request body is not JSON: Expecting value at line 1 column 1"),
+    ("truncated JSON", b'{"apiVersion": ', LIMITS, "request body is not JSON"),
+    ("empty body", b"", LIMITS, "request body is not JSON"),
+    ("not UTF-8", b'{"apiVersion": "\xff"}', LIMITS, "request body is not UTF-8"),
+    ("truncated UTF-8", b'["\xc3"]', LIMITS, "request body is not UTF-8"),
+    ("a list", b"[]", LIMITS, "request body must be a JSON object"),
+    ("a string", b'"keys"', LIMITS, "request body must be a JSON object"),
+    ("null", b"null", LIMITS, "request body must be a JSON object"),
+    (
+        "wrong apiVersion",
+        body(["a"], api_version="externaldata.gatekeeper.sh/v1"),
+        LIMITS,
+        "apiVersion must be 'externaldata.gatekeeper.sh/v1beta1', got 'externaldata.gatekeeper.sh/v1'",
+    ),
+    (
+        "missing apiVersion",
+        _raw({"kind": "ProviderRequest", "request": {"keys": []}}),
+        LIMITS,
+        "apiVersion must be 'externaldata.gatekeeper.sh/v1beta1', got None",
+    ),
+    (
+        "numeric apiVersion",
+        body(["a"], api_version=1),
+        LIMITS,
+        "apiVersion must be 'externaldata.gatekeeper.sh/v1beta1', got 1",
+    ),
+    (
+        "wrong kind",
+        body(["a"], kind="ProviderResponse"),
+        LIMITS,
+        "kind must be 'ProviderRequest', got 'ProviderResponse'",
+    ),
+    (
+        "missing kind",
+        _raw({"apiVersion": V1BETA1, "request": {"keys": []}}),
+        LIMITS,
+        "kind must be 'ProviderRequest', got None",
+    ),
+    (
+        "missing request",
+        _raw({"apiVersion": V1BETA1, "kind": "ProviderRequest"}),
+        LIMITS,
+        "'request' must be an object with a 'keys' list",
+    ),
+    (
+        "request a list",
+        _raw({"apiVersion": V1BETA1, "kind": "ProviderRequest", "request": [["a"]]}),
+        LIMITS,
+        "'request' must be an object with a 'keys' list",
+    ),
+    (
+        "keys missing",
+        _raw({"apiVersion": V1BETA1, "kind": "ProviderRequest", "request": {}}),
+        LIMITS,
+        "'request.keys' must be a list of strings",
+    ),
+    (
+        "keys a string",
+        _raw({"apiVersion": V1BETA1, "kind": "ProviderRequest", "request": {"keys": "nginx"}}),
+        LIMITS,
+        "'request.keys' must be a list of strings",
+    ),
+    (
+        "keys an object",
+        _raw({"apiVersion": V1BETA1, "kind": "ProviderRequest", "request": {"keys": {"a": 1}}}),
+        LIMITS,
+        "'request.keys' must be a list of strings",
+    ),
+    ("a number key", body(["a", 1]), LIMITS, "request.keys[1] must be a string, got int"),
+    ("a null key", body([None]), LIMITS, "request.keys[0] must be a string, got NoneType"),
+    ("a list key", body(["a", "b", ["c"]]), LIMITS, "request.keys[2] must be a string, got list"),
+    (
+        "too many keys",
+        body(["a", "b", "c"]),
+        RequestLimits(max_keys=2),
+        "too many keys: 3 (at most 2 per request)",
+    ),
+    (
+        "a key over the limit",
+        body(["ok", "abcde"]),
+        RequestLimits(max_key_bytes=4),
+        "request.keys[1] is longer than 4 bytes",
+    ),
+    (
+        "multi-byte chars count as bytes",
+        body(["ééé"]),
+        RequestLimits(max_key_bytes=5),
+        "request.keys[0] is longer than 5 bytes",
+    ),
+    (
+        "a 4-byte char",
+        body(["ab😀"]),
+        RequestLimits(max_key_bytes=5),
+        "request.keys[0] is longer than 5 bytes",
+    ),
+    ("nested arrays", b"[" * 100_000, LIMITS, "request body is nested too deeply"),
+    ("nested objects", b'{"a":' * 100_000, LIMITS, "request body is nested too deeply"),
+]
+
+
+@pytest.mark.parametrize(("raw", "limits", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_requests(raw: bytes, limits: RequestLimits, message: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_request(raw, limits)
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("api_version", [["x"], {"v": 1}])
+def test_an_unhashable_api_version_is_a_protocol_error(api_version: Any) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_request(body(["a"], api_version=api_version), LIMITS)
+    assert str(info.value) == f"apiVersion must be {V1BETA1!r}, got {api_version!r}"
+
+
+def test_too_many_keys_is_checked_before_the_keys_themselves() -> None:
+    with pytest.raises(ProtocolError, match="too many keys"):
+        parse_request(body([1, 2, 3]), RequestLimits(max_keys=2))
+
+
+@settings(deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_either_parse_or_raise_protocol_error(raw: bytes) -> None:
+    try:
+        api_version, keys = parse_request(raw, LIMITS)
+    except ProtocolError as e:
+        assert str(e)
+    else:
+        assert api_version in API_VERSIONS
+        assert all(isinstance(k, str) for k in keys)
+
+
+# --- response_for -----------------------------------------------------------------------------------
+
+VALUE = {"schemaVersion": 1, "allowed": True}
+
+
+def test_every_key_is_echoed_once_per_occurrence() -> None:
+    keys = ["nginx", "bad ref", "nginx", "[prod]app", "down", "down", "NGINX", "slow"]
+    outcomes: dict[str, Outcome] = {
+        "nginx": Decided(VALUE),
+        "bad ref": Invalid("invalid image reference"),
+        "[prod]app": Decided("reg.example.com/app@sha256:x"),
+        "down": UndecidedKey("registry_unavailable", "connection refused"),
+        "NGINX": Invalid("repository name must be lowercase"),
+        "slow": UndecidedKey("deadline_exceeded", "not finished"),
+    }
+    response = response_for(keys, outcomes)
+    assert response["apiVersion"] == V1BETA1
+    assert response["kind"] == "ProviderResponse"
+    assert response["response"]["idempotent"] is True
+    assert response["response"]["items"] == [
+        {"key": "nginx", "value": VALUE},
+        {"key": "bad ref", "error": "invalid image reference"},
+        {"key": "nginx", "value": VALUE},
+        {"key": "[prod]app", "value": "reg.example.com/app@sha256:x"},
+        {"key": "NGINX", "error": "repository name must be lowercase"},
+    ]
+    system_error = response["response"]["systemError"]
+    assert system_error == (
+        "countersign: 2 key(s) undecided, admission must fail closed: "
+        "down: connection refused [registry_unavailable]; slow: not finished [deadline_exceeded]"
+    )
+    assert system_error.count("down:") == 1
+
+
+@pytest.mark.parametrize("api_version", [V1BETA1, V1ALPHA1])
+def test_no_undecided_key_means_no_system_error(api_version: str) -> None:
+    response = response_for(["a", "b"], {"a": Decided(VALUE), "b": Invalid("x")}, api_version)
+    assert response["apiVersion"] == api_version
+    assert response["response"] == {
+        "idempotent": True,
+        "items": [{"key": "a", "value": VALUE}, {"key": "b", "error": "x"}],
+        "systemError": "",
+    }
+
+
+def test_no_keys() -> None:
+    response = response_for([], {})
+    assert response["response"] == {"idempotent": True, "items": [], "systemError": ""}
+
+
+def test_a_falsy_value_is_still_a_value() -> None:
+    response = response_for(["k"], {"k": Decided(None)})
+    assert response["response"]["items"] == [{"key": "k", "value": None}]
+    assert json.loads(json.dumps(response))["response"]["items"][0] == {"key": "k", "value": None}
+
+
+@pytest.mark.parametrize(
+    ("count", "more"), [(1, None), (MAX_SYSTEM_ERROR_KEYS, None), (21, 1), (25, 5), (300, 280)]
+)
+def test_system_error_lists_at_most_20_keys(count: int, more: int | None) -> None:
+    keys = [f"k{i:03}" for i in range(count)]
+    outcomes: dict[str, Outcome] = {k: UndecidedKey("registry_unavailable", "down") for k in keys}
+    text = response_for(keys, outcomes)["response"]["systemError"]
+    assert text.startswith(f"countersign: {count} key(s) undecided, admission must fail closed: ")
+    listed = [k for k in keys if f"{k}: down [registry_unavailable]" in text]
+    assert listed == keys[:MAX_SYSTEM_ERROR_KEYS]
+    if more is None:
+        assert "more" not in text
+    else:
+        assert text.endswith(f"; and {more} more")
+
+
+def test_system_error_is_capped_in_characters() -> None:
+    keys = [f"k{i}" for i in range(30)]
+    outcomes: dict[str, Outcome] = {k: UndecidedKey("r", "m" * 1000) for k in keys}
+    response = response_for(keys, outcomes)
+    text = response["response"]["systemError"]
+    assert len(text) == MAX_SYSTEM_ERROR_CHARS
+    assert text.endswith("...")
+    assert text.startswith("countersign: 30 key(s) undecided")
+    assert response["response"]["items"] == []
+
+
+def test_system_error_just_under_the_cap_is_not_cut() -> None:
+    prefix = "countersign: 1 key(s) undecided, admission must fail closed: k: "
+    message = "m" * (MAX_SYSTEM_ERROR_CHARS - len(prefix) - len(" [r]"))
+    text = response_for(["k"], {"k": UndecidedKey("r", message)})["response"]["systemError"]
+    assert len(text) == MAX_SYSTEM_ERROR_CHARS
+    assert text.endswith(" [r]")
+
+
+_OUTCOMES: dict[str, Outcome] = {
+    "a": Decided(VALUE),
+    "b": Invalid("bad"),
+    "c": UndecidedKey("registry_unavailable", "down"),
+    "d": Decided("x@sha256:1"),
+    "e": UndecidedKey("deadline_exceeded", "slow"),
+}
+
+
+@settings(deadline=None)
+@given(st.lists(st.sampled_from(sorted(_OUTCOMES)), max_size=30))
+def test_items_follow_the_keys(keys: list[str]) -> None:
+    response = response_for(keys, _OUTCOMES)
+    body_ = response["response"]
+    assert body_["idempotent"] is True
+    assert [item["key"] for item in body_["items"]] == [k for k in keys if k not in ("c", "e")]
+    for item in body_["items"]:
+        outcome = _OUTCOMES[item["key"]]
+        if isinstance(outcome, Decided):
+            assert item == {"key": item["key"], "value": outcome.value}
+        else:
+            assert isinstance(outcome, Invalid)
+            assert item == {"key": item["key"], "error": outcome.error}
+    undecided = [k for k in dict.fromkeys(keys) if k in ("c", "e")]
+    if undecided:
+        assert body_["systemError"].startswith(f"countersign: {len(undecided)} key(s) undecided")
+        for k in undecided:
+            assert body_["systemError"].count(f"{k}: ") == 1
+    else:
+        assert body_["systemError"] == ""
+
+
+@pytest.mark.parametrize("api_version", [V1BETA1, V1ALPHA1])
+def test_error_response(api_version: str) -> None:
+    assert error_response("request body is not JSON", api_version) == {
+        "apiVersion": api_version,
+        "kind": "ProviderResponse",
+        "response": {"idempotent": True, "items": [], "systemError": "countersign: request body is not JSON"},
+    }
+
+
+def test_error_response_defaults_to_v1beta1() -> None:
+    assert error_response("x")["apiVersion"] == V1BETA1
