@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import logging
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,11 +126,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
 
         try:
             asyncio.run(run_server(config))
-        except ValueError as e:
-            print(f"countersign: {e}", file=err)
+        except (ValueError, OSError, ssl.SSLError) as e:  # bad TLS files, docker configs, CA files, port
+            print(f"countersign: cannot serve: {e}", file=err)
             return EXIT_UNDECIDED
         return EXIT_ALLOWED
-    outcomes = asyncio.run(_verify(config, args.images, args.timeout))
+    try:
+        outcomes = asyncio.run(_verify(config, args.images, args.timeout))
+    except (ValueError, OSError) as e:
+        print(f"countersign: {e}", file=err)
+        return EXIT_UNDECIDED
     if args.output == "json":
         json.dump({k: _as_json(outcomes[k]) for k in dict.fromkeys(args.images)}, out, indent=2)
         out.write("\n")

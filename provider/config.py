@@ -308,7 +308,7 @@ def _parse_server(r: _Reader, base: Path) -> ServerConfig:
         port=r.integer("port", defaults.port, minimum=0, maximum=65535),
         tls=tls,
         max_keys=limits.integer("maxKeys", defaults.max_keys, minimum=1, maximum=100_000),
-        max_key_bytes=limits.integer("maxKeyBytes", defaults.max_key_bytes, minimum=64, maximum=65536),
+        max_key_bytes=limits.integer("maxKeyBytes", defaults.max_key_bytes, minimum=64, maximum=4096),
         max_body_bytes=limits.integer(
             "maxBodyBytes", defaults.max_body_bytes, minimum=1024, maximum=64 << 20
         ),

@@ -109,12 +109,18 @@ class Engine:
         """Build the engine and its registry client (inside the running event loop)."""
         metrics = metrics or Metrics()
         verifiers = build_verifiers(config)
+        credentials = CredentialStore(docker_configs=config.docker_configs)  # ValueError when unreadable
         client = RegistryClient(
             settings=config.registries,
-            credentials=CredentialStore(docker_configs=config.docker_configs),
+            credentials=credentials,
             limits=config.limits,
             observe=metrics.observe_registry,
         )
+        try:
+            client.check_settings()
+        except ValueError:
+            await client.close()
+            raise
         registry = CachedRegistry(
             client, content_bytes=config.cache.content_bytes, tag_ttl=config.cache.tag_ttl, metrics=metrics
         )

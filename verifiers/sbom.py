@@ -14,6 +14,7 @@ Reason codes: sbom_verified (passed); sbom_not_found, sbom_invalid, sbom_too_old
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, U
 from verifiers.sbom_formats import (
     DEFAULT_SBOM_MEDIA_TYPES,
     SbomFormatError,
+    SbomInfo,
     format_for_media_type,
     parse_sbom,
 )
@@ -32,6 +34,8 @@ from verifiers.sbom_formats import (
 __all__ = ["SbomVerifier"]
 
 MAX_CANDIDATES = 16
+INLINE_PARSE_BYTES = 64 * 1024  # larger documents are parsed in a worker thread
+PARSED_CACHE_ENTRIES = 4096
 _CREATED_ANNOTATION = "org.opencontainers.image.created"
 
 
@@ -68,15 +72,17 @@ class SbomVerifier:
         for i, t in enumerate(types):
             if format_for_media_type(t) is None:
                 raise OptionsError(f"artifactTypes[{i}]", f"{t!r} is not a supported SBOM media type")
-        self.artifact_types = tuple(types)
+        self.artifact_types = tuple(dict.fromkeys(_essence(t) for t in types))
         self.max_age = _parse_age(options["maxAge"]) if "maxAge" in options else None
         max_bytes = options.get("maxBytes", 16 * 1024 * 1024)
         if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or not 1 <= max_bytes <= 1 << 30:
             raise OptionsError("maxBytes", "expected an integer between 1 and 1073741824")
         self.max_bytes = max_bytes
+        # Parsed documents by content digest: the bytes behind a digest never change.
+        self._parsed: dict[tuple[str, str], SbomInfo | SbomFormatError] = {}
 
     def _matches(self, media_type: str | None) -> bool:
-        return media_type is not None and media_type.split(";")[0].strip() in self.artifact_types
+        return media_type is not None and _essence(media_type) in self.artifact_types
 
     async def verify(self, subject: Subject, context: Context) -> Report:
         referrers = await context.registry.referrers(subject)
@@ -123,7 +129,7 @@ class SbomVerifier:
                 return _Failure("sbom_invalid", f"{where}: no layer holds an SBOM document")
             blob_descriptor, media_type = layer
             document = await context.registry.blob(subject.reference, blob_descriptor, self.max_bytes)
-            info = parse_sbom(document, media_type)
+            info = await self._parse(blob_descriptor.digest, document, media_type)
         except Undecided:
             raise
         except RegistryError as e:
@@ -141,7 +147,7 @@ class SbomVerifier:
             if age > self.max_age:
                 return _Failure(
                     "sbom_too_old",
-                    f"{where}: created {created.isoformat()}, older than the allowed {self.max_age}",
+                    f"{where}: created {created.isoformat()}, older than the allowed {_human(self.max_age)}",
                 )
         return Report.ok(
             "sbom_verified",
@@ -150,17 +156,54 @@ class SbomVerifier:
             **details,
         )
 
+    async def _parse(self, digest: str, document: bytes, media_type: str) -> SbomInfo:
+        """Parse once per (digest, media type); large documents off the event loop (parsing is CPU-bound)."""
+        key = (digest, media_type)
+        cached = self._parsed.get(key)
+        if isinstance(cached, SbomFormatError):
+            raise cached
+        if cached is not None:
+            return cached
+        try:
+            if len(document) > INLINE_PARSE_BYTES:
+                info = await asyncio.to_thread(parse_sbom, document, media_type)
+            else:
+                info = parse_sbom(document, media_type)
+        except SbomFormatError as e:
+            self._remember(key, e)
+            raise
+        self._remember(key, info)
+        return info
+
+    def _remember(self, key: tuple[str, str], value: SbomInfo | SbomFormatError) -> None:
+        self._parsed[key] = value
+        if len(self._parsed) > PARSED_CACHE_ENTRIES:
+            self._parsed.pop(next(iter(self._parsed)))
+
     def _pick_layer(self, layers: list[Any], artifact_type: str | None) -> tuple[Descriptor, str] | None:
         from provider.registry.client import parse_descriptor
 
         for i, layer in enumerate(layers[:64]):
             descriptor = parse_descriptor(layer, f"layers[{i}]")
             if self._matches(descriptor.media_type):
-                return descriptor, descriptor.media_type.split(";")[0].strip()
+                return descriptor, _essence(descriptor.media_type)
         if len(layers) == 1 and artifact_type is not None:
             # e.g. pushed with a generic layer media type under an SBOM artifactType
             return parse_descriptor(layers[0], "layers[0]"), artifact_type
         return None
+
+
+def _essence(media_type: str) -> str:
+    """The media type without parameters, lower case (RFC 6838: type and subtype are case-insensitive)."""
+    return media_type.split(";")[0].strip().lower()
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _annotation_time(manifest: Mapping[str, Any]) -> datetime | None:

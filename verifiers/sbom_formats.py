@@ -5,14 +5,16 @@ caller) and the media type the registry declared for them, and either returns an
 spec version, package count, creation time, name) or raises `SbomFormatError` whose message names the
 JSON path of the problem, e.g. ``packages[3].SPDXID: missing`` or
 ``creationInfo.created: not an RFC 3339 timestamp: '2024-13-01'``. Errors that have no place in the
-document (bad UTF-8, JSON syntax, media type) carry no path.
+document (bad UTF-8, JSON syntax, nesting depth, media type) carry no path; the top level is
+``(root)``.
 
 The declared media type decides which checks run: `application/spdx+json` or
 `application/vnd.cyclonedx+json`, case-insensitive, with optional parameters. A document of the other
 format (or one that carries the markers of both) is rejected, e.g. "declared application/spdx+json but
 the document is CycloneDX". A `version` parameter, when present, must agree with the document
 (``application/vnd.cyclonedx+json; version=1.5`` needs ``"specVersion": "1.5"``; for SPDX,
-``version=2.3`` needs ``"spdxVersion": "SPDX-2.3"``). Other parameters are ignored.
+``version=2.3`` needs ``"spdxVersion": "SPDX-2.3"``, and ``version=3.0`` or ``3.0.x`` an SPDX 3.0
+document). Other parameters are ignored.
 
 JSON is read strictly, to leave no room for parser differentials between this check and whatever
 consumes the SBOM later:
@@ -53,8 +55,8 @@ if present, is an integer >= 1 (not a boolean, not 1.0); `serialNumber`, if pres
 `type` from that spec version's enum (1.5 added platform, device-driver, machine-learning-model and
 data; 1.6 added cryptographic-asset). The package count is the number of components in `components`
 and their nested `components`; `metadata.component` (the subject itself) and its sub-components are
-checked but not counted. As the brief for this module asks, `version` and a component's `version` are
-not required even where the 1.2 to 1.4 schemas require them.
+checked but not counted. The BOM's `version` is optional here, though the 1.2 to 1.4 schemas require
+it, and so is a component's `version`, which the 1.2 and 1.3 schemas require.
 
 Timestamps: ``YYYY-MM-DDThh:mm:ss[.frac](Z|+hh:mm|-hh:mm)`` with ``T``/``Z`` in either case; a missing
 offset, an impossible date and leap seconds (``:60``) are errors. Results are aware UTC datetimes,
@@ -103,10 +105,10 @@ _QUOTED_STRING = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])
 _PARAMETER_RE = re.compile(rf";[ \t]*(?:({_TOKEN})=({_TOKEN}|{_QUOTED_STRING}))?[ \t]*")
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
 
-# Pre-scan: drop complete strings and everything but brackets, leaving `[]{}` (and a stray `"` if a string
-# is unterminated). Possessive quantifiers keep both linear.
-_NOT_BRACKETS_RE = re.compile(r'"(?:[^"\\]++|\\.)*+"|[^\[\]{}"]++', re.DOTALL)
-_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1, '"': 0}
+# Depth pre-scan, on the raw bytes (already known to be UTF-8, where these ASCII bytes only stand for
+# themselves): the bytes to delete to keep only brackets, and each bracket's step.
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_DEPTH_STEP = tuple(1 if byte in b"[{" else -1 if byte in b"]}" else 0 for byte in range(256))
 
 _SIMPLE_KEY_RE = re.compile(r"[A-Za-z_@$][A-Za-z0-9_@$-]*")
 
@@ -144,7 +146,8 @@ class SbomFormatError(ValueError):
     """The bytes are not a well-formed SBOM of the declared format.
 
     `path` is the JSON path of the offending value (``packages[3].SPDXID``; ``(root)`` for the top level),
-    or "" when the problem has no place in the document (encoding, syntax, media type).
+    or "" when the problem has no place in the document (encoding, syntax, nesting depth, media type,
+    declared format or version). `message` is the text after the path.
     """
 
     def __init__(self, path: str, message: str) -> None:
@@ -344,7 +347,7 @@ def _load_json(data: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise SbomFormatError("", f"not valid UTF-8: {exc.reason} at byte offset {exc.start}") from None
 
-    depth = _max_depth(text)
+    depth = _max_depth(data)
     if depth > MAX_DEPTH:
         raise SbomFormatError("", f"not accepted: JSON nested {depth} levels deep, more than {MAX_DEPTH}")
 
@@ -359,7 +362,7 @@ def _load_json(data: bytes) -> dict[str, Any]:
         )
     except json.JSONDecodeError as exc:
         raise SbomFormatError(
-            "", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            "", f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
     except RecursionError:  # the pre-scan makes this unlikely, but the stack may be shallower than usual
         raise SbomFormatError("", "not accepted: JSON nested too deeply to parse") from None
@@ -373,9 +376,17 @@ def _load_json(data: bytes) -> dict[str, Any]:
     return document
 
 
-def _max_depth(text: str) -> int:
-    """How deeply arrays and objects nest in `text`, exact for valid JSON, in linear time."""
-    brackets = _NOT_BRACKETS_RE.sub("", text)
+def _max_depth(data: bytes) -> int:
+    """How deeply arrays and objects nest, exact for valid JSON, in linear time with no Python-level loop.
+
+    In valid JSON a backslash occurs only inside a string, as the start of an escape. Dropping the `\\\\`
+    pairs and then the `\\"` pairs (both left to right, as escapes pair up) leaves every string a plain
+    run between two quotes, so that splitting on quotes puts the text outside strings at the even indexes.
+    For invalid JSON the count may be off, but the parser then rejects the text anyway.
+    """
+    unescaped = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside_strings = b"".join(unescaped.split(b'"')[::2])
+    brackets = outside_strings.translate(None, _NOT_BRACKETS)
     return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
 
 

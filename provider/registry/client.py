@@ -225,6 +225,14 @@ class RegistryClient:
             auto_decompress=False,
         )
 
+    def check_settings(self) -> None:
+        """Load every configured CA file now, so a bad one fails at start-up (ValueError), not per request."""
+        for registry in self._settings:
+            try:
+                self._ssl_context(registry)
+            except (OSError, ssl.SSLError) as e:
+                raise ValueError(f"registries[{registry!r}].caFile: cannot be loaded: {e}") from e
+
     async def close(self) -> None:
         await self._session.close()
 
@@ -439,18 +447,21 @@ class RegistryClient:
                 await self._authenticate(registry, scope, parse_challenges(challenge_header))
                 authorized = True
                 continue
-            if resp.status in _RETRYABLE and attempts < self.limits.max_attempts:
+            if resp.status in _RETRYABLE:
                 delay = _retry_after(resp.headers, default=0.1 * 2**attempts)
-                remaining = self._remaining()
-                if delay <= self.limits.max_retry_after and delay < remaining - 0.05:
+                fits = delay <= self.limits.max_retry_after and delay < self._remaining() - 0.05
+                if fits and attempts < self.limits.max_attempts:
                     resp.release()
                     await asyncio.sleep(delay)
                     continue
                 if resp.status == 429:
                     resp.release()
-                    raise RateLimited(
-                        f"{registry}: rate limited (429); Retry-After {delay:.1f}s does not fit the deadline"
+                    why = (
+                        "after the last attempt"
+                        if fits
+                        else f"Retry-After {delay:.1f}s does not fit the deadline"
                     )
+                    raise RateLimited(f"{registry}: rate limited (429) {why}")
             return resp
 
     async def _follow(
@@ -603,7 +614,12 @@ class RegistryClient:
                         )
                     if resp.status != 200:
                         raise Unavailable(f"{registry}: token service answered HTTP {resp.status}")
-                    body = await self._read_limited(resp, self.limits.max_token_bytes, "token response")
+                    try:
+                        body = await self._read_limited(resp, self.limits.max_token_bytes, "token response")
+                    except TooLarge as e:
+                        raise AuthenticationFailed(f"{registry}: {e}") from e
+            except aiohttp.ClientSSLError as e:
+                raise Unavailable(f"{registry}: token service TLS error: {e}", "registry_tls_error") from e
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 raise Unavailable(f"{registry}: token service unreachable: {type(e).__name__}: {e}") from e
             try:

@@ -130,3 +130,48 @@ def test_make_demo_prints_one_allowed_and_one_denied_verdict() -> None:
     assert verdicts.count("DENIED") == 1
     assert "[sbom_not_found]" in verdicts
     assert "@sha256:" in result.stdout.split("== mutation path")[1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"auth": {"dockerConfigs": ["missing/config.json"]}}, "docker config"),
+        ({"registries": {"reg.example.com": {"caFile": "missing-ca.pem"}}}, "caFile: cannot be loaded"),
+    ],
+    ids=["unreadable docker config", "unreadable CA file"],
+)
+def test_start_up_errors_exit_2_with_a_message(
+    tmp_path: Path, extra: dict[str, object], message: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    doc = {
+        "verifiers": {"pin": {"type": "digest-pin"}},
+        "policies": [{"scope": "*", "allOf": ["pin"]}],
+        **extra,
+    }
+    config.write_text(yaml.safe_dump(doc))
+    result = countersign("verify", "nginx:1", "--config", str(config))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_with_missing_tls_files_exits_2_with_a_message(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "server": {
+                    "port": 0,
+                    "address": "127.0.0.1",
+                    "tls": {"certFile": "no.crt", "keyFile": "no.key"},
+                },
+                "verifiers": {"pin": {"type": "digest-pin"}},
+                "policies": [{"scope": "*", "allOf": ["pin"]}],
+            }
+        )
+    )
+    result = countersign("serve", "--config", str(config), timeout=30)
+    assert result.returncode == 2
+    assert "cannot serve" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -24,6 +24,7 @@ from tests.support.images import (
     attach_sbom,
     push_image,
     push_index,
+    spdx_document,
 )
 from tests.support.registries import Registry
 
@@ -101,6 +102,41 @@ async def test_image_with_sbom_is_allowed(
     assert report["details"]["format"] == fmt
     assert report["details"]["packageCount"] == 2
     assert report["details"]["referrer"] == referrer
+
+
+async def test_artifact_types_match_case_insensitively_and_without_parameters(
+    olareg_registry: Registry, repo_name: str, engine_factory: Any
+) -> None:
+    image = await push(olareg_registry, repo_name)
+    await asyncio.to_thread(attach_sbom, olareg_registry, image, fmt="cyclonedx")
+    config = parse_config(
+        {
+            "registries": {olareg_registry.host: {"insecure": True}},
+            "verifiers": {
+                "sbom": {
+                    "type": "sbom",
+                    "options": {"artifactTypes": ["Application/VND.CycloneDX+JSON; version=1.5"]},
+                }
+            },
+            "policies": [{"scope": "*", "allOf": ["sbom"]}],
+        }
+    )
+    engine = await engine_factory(config)
+    assert decided((await engine.verify([image.reference], 10))[image.reference])["allowed"] is True
+
+
+async def test_large_sbom_is_parsed_and_counted(
+    olareg_registry: Registry, repo_name: str, engine_factory: Any
+) -> None:
+    packages = [(f"pkg-{i}", f"1.{i}", "MIT") for i in range(3000)]
+    document = spdx_document(packages=packages)
+    assert len(document) > 64 * 1024  # parsed off the event loop
+    image = await push(olareg_registry, repo_name)
+    await asyncio.to_thread(attach_sbom, olareg_registry, image, fmt="spdx", document=document)
+    engine = await engine_factory(config_for(olareg_registry))
+    value = decided((await engine.verify([image.reference], 20))[image.reference])
+    assert value["allowed"] is True
+    assert verifier(value, "sbom")["details"]["packageCount"] == 3000
 
 
 async def test_image_without_sbom_is_denied_with_reasons(
