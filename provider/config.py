@@ -167,7 +167,7 @@ def scope_specificity(scope: str, reference: ImageReference) -> tuple[int, int] 
 
 # --- parsing ----------------------------------------------------------------------------------------
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
 _NAME_RE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?")
 
 
@@ -254,7 +254,7 @@ def _kind(value: object) -> str:
 
 
 def parse_duration(value: object, path: str) -> float:
-    """Seconds from a number (seconds) or a string like "2.5s", "900ms", "5m", "1h"."""
+    """Seconds from a number (seconds) or a string like "2.5s", "900ms", "5m", "1h", "30d"."""
     if isinstance(value, bool):
         raise ConfigError(path, "expected a duration, got a boolean")
     if isinstance(value, int | float):
@@ -265,8 +265,8 @@ def parse_duration(value: object, path: str) -> float:
         m = _DURATION_RE.fullmatch(value.strip())
         if m:
             number, unit = float(m.group(1)), m.group(2) or "s"
-            return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
-    raise ConfigError(path, f"expected a duration like 2.5s, 900ms or 5m, got {value!r}")
+            return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}[unit]
+    raise ConfigError(path, f"expected a duration like 2.5s, 900ms, 5m, 12h or 30d, got {value!r}")
 
 
 def _string_list(value: object, path: str, *, allow_empty: bool = False) -> tuple[str, ...]:

@@ -139,6 +139,27 @@ async def test_large_sbom_is_parsed_and_counted(
     assert verifier(value, "sbom")["details"]["packageCount"] == 3000
 
 
+@pytest.mark.parametrize(
+    ("max_age", "allowed", "reason"), [("3650d", True, "sbom_verified"), ("30d", False, "sbom_too_old")]
+)
+async def test_sbom_max_age(
+    olareg_registry: Registry, repo_name: str, engine_factory: Any, max_age: str, allowed: bool, reason: str
+) -> None:
+    image = await push(olareg_registry, repo_name)
+    await asyncio.to_thread(attach_sbom, olareg_registry, image, fmt="spdx")  # created 2024-01-01
+    config = parse_config(
+        {
+            "registries": {olareg_registry.host: {"insecure": True}},
+            "verifiers": {"sbom": {"type": "sbom", "options": {"maxAge": max_age}}},
+            "policies": [{"scope": "*", "allOf": ["sbom"]}],
+        }
+    )
+    engine = await engine_factory(config)
+    value = decided((await engine.verify([image.reference], 10))[image.reference])
+    assert value["allowed"] is allowed
+    assert verifier(value, "sbom")["reason"] == reason
+
+
 async def test_image_without_sbom_is_denied_with_reasons(
     registry: Registry, repo_name: str, engine_factory: Any
 ) -> None:
