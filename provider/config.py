@@ -70,6 +70,7 @@ class ServerConfig:
     address: str = "0.0.0.0"
     port: int = 8443
     tls: TLSConfig | None = None
+    health_port: int | None = None
     max_keys: int = 1000
     max_key_bytes: int = 4096
     max_body_bytes: int = 1024 * 1024
@@ -307,6 +308,9 @@ def _parse_server(r: _Reader, base: Path) -> ServerConfig:
         address=r.string("address", defaults.address),
         port=r.integer("port", defaults.port, minimum=0, maximum=65535),
         tls=tls,
+        health_port=(
+            r.integer("healthPort", 0, minimum=1, maximum=65535) if r.get("healthPort") is not None else None
+        ),
         max_keys=limits.integer("maxKeys", defaults.max_keys, minimum=1, maximum=100_000),
         max_key_bytes=limits.integer("maxKeyBytes", defaults.max_key_bytes, minimum=64, maximum=4096),
         max_body_bytes=limits.integer(

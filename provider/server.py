@@ -168,16 +168,22 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
-async def _readyz(request: web.Request) -> web.Response:
-    engine = request.app.get(ENGINE)
-    if engine is None:
+def _readiness(app: web.Application) -> web.Response:
+    if app.get(ENGINE) is None:
         return web.Response(status=503, text="starting\n")
-    return _json_response({"ready": True, "config": request.app[CONFIG].fingerprint})
+    return _json_response({"ready": True, "config": app[CONFIG].fingerprint})
+
+
+def _exposition(app: web.Application) -> web.Response:
+    return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    return _readiness(request.app)
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return _exposition(request.app)
 
 
 def build_app(
@@ -202,6 +208,25 @@ def build_app(
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     return app
+
+
+def build_health_app(main: web.Application) -> web.Application:
+    """Plain HTTP `/healthz`, `/readyz` and `/metrics` for kubelet probes and Prometheus (no client cert).
+
+    It serves nothing else: verification stays on the mutual-TLS listener.
+    """
+    health = web.Application()
+
+    async def readyz(request: web.Request) -> web.Response:
+        return _readiness(main)
+
+    async def metrics(request: web.Request) -> web.Response:
+        return _exposition(main)
+
+    health.router.add_get("/healthz", _healthz)
+    health.router.add_get("/readyz", readyz)
+    health.router.add_get("/metrics", metrics)
+    return health
 
 
 def _bound_port(site: web.TCPSite) -> int:
@@ -230,10 +255,18 @@ async def run_server(config: Config, *, ready: Callable[[int], None] | None = No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    health_runner: web.AppRunner | None = None
+    if config.server.health_port is not None:
+        health_runner = web.AppRunner(build_health_app(app), access_log=None, handle_signals=False)
+        await health_runner.setup()
+        await web.TCPSite(health_runner, config.server.address, config.server.health_port).start()
+        log.info("health and metrics on http://%s:%d", config.server.address, config.server.health_port)
     watcher = asyncio.create_task(reloader.watch())
     try:
         await stop.wait()
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
+        if health_runner is not None:
+            await health_runner.cleanup()
         await runner.cleanup()

@@ -175,3 +175,57 @@ def test_serve_with_missing_tls_files_exits_2_with_a_message(tmp_path: Path) -> 
     assert result.returncode == 2
     assert "cannot serve" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_serve_with_a_plain_http_health_port(tmp_path: Path) -> None:
+    import socket
+
+    import aiohttp
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    leaf.private_key_pem.write_to_path(str(tmp_path / "tls.key"))
+    (tmp_path / "tls.crt").write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "server": {
+                    "address": "127.0.0.1",
+                    "port": ports[0],
+                    "healthPort": ports[1],
+                    "tls": {"certFile": "tls.crt", "keyFile": "tls.key"},
+                },
+                "verifiers": {"pin": {"type": "digest-pin"}},
+                "policies": [{"scope": "*", "allOf": ["pin"]}],
+            }
+        )
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "provider.cli", "serve", "--config", str(config), cwd=REPO_ROOT
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            health = f"http://127.0.0.1:{ports[1]}"
+            for _ in range(100):
+                try:
+                    async with session.get(health + "/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            async with session.get(health + "/healthz") as resp:
+                assert resp.status == 200
+            async with session.get(health + "/metrics") as resp:
+                assert "countersign_requests_total" in await resp.text()
+            async with session.post(health + "/v1/verify", json={}) as resp:
+                assert resp.status in (404, 405)  # verification is only on the TLS listener
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 10) == 0  # clean shutdown on SIGTERM
