@@ -3,7 +3,7 @@
 # outside the repository: ${COUNTERSIGN_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/countersign/tools}.
 #
 #   tools/install.sh            install everything that is missing (a cached run takes about a second)
-#   tools/install.sh NAME...    only these (olareg cosign cosign2 notation oras tsa opa helm debian)
+#   tools/install.sh NAME...    only these (olareg cosign cosign2 notation oras tsa opa helm skopeo debian)
 #
 # Every version is pinned in tools/versions.env. A tool is rebuilt only when its pinned version changes.
 set -euo pipefail
@@ -19,31 +19,59 @@ mkdir -p "$bin" "$stamps"
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
-# go_tool NAME MODULE PKG VERSION: build package PKG of MODULE@VERSION and install it as $bin/NAME.
+# go_tool NAME PREFIX: build package ${PREFIX}_PKG of ${PREFIX}_MODULE@${PREFIX}_VERSION as $bin/NAME.
+# Optional: ${PREFIX}_TAGS (build tags) and ${PREFIX}_SUM (the module's pinned h1: hash, for a module the
+# checksum database does not know: the download is then checked against this pin instead).
 # `go install MODULE/PKG@VERSION` would also fetch the module's version list (for deprecation notices),
 # which this environment's module proxy may refuse; downloading the pinned version and building it in
 # its own module directory needs only that version, and honours the release's go.mod exactly.
 go_tool() {
-  local name=$1 module=$2 pkg=$3 version=$4
+  local name=$1 prefix=$2
+  local module_var="${prefix}_MODULE" pkg_var="${prefix}_PKG" version_var="${prefix}_VERSION"
+  local tags_var="${prefix}_TAGS" sum_var="${prefix}_SUM"
+  local module=${!module_var} pkg=${!pkg_var} version=${!version_var}
+  local tags=${!tags_var:-} sum=${!sum_var:-}
   local stamp="$stamps/$name@$version"
   if [[ -f $stamp && -x $bin/$name ]]; then
     return 0
   fi
   command -v go >/dev/null || { log "go is required to build $name ($module@$version)"; return 1; }
   log "building $name from $module@$version ($pkg)"
-  local start dir
+  local start dir json
   start=$(date +%s)
   # GOTOOLCHAIN=local: never download a toolchain; GOFLAGS cleared so a user's setting does not interfere.
   export GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0
-  if ! dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') \
-      || [[ -z $dir ]]; then
+  local nosumdb=${GONOSUMDB:-}
+  [[ -n $sum ]] && nosumdb=$module
+  if ! json=$(GONOSUMDB=$nosumdb go mod download -json "$module@$version"); then
     log "FAILED to download $module@$version"
     return 1
   fi
-  if ! (cd "$dir" && go build -trimpath -ldflags='-s -w' -o "$bin/.$name.new" "$pkg"); then
+  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$json")
+  [[ -n $dir ]] || { log "FAILED to download $module@$version: $json"; return 1; }
+  local build_dir=$dir tmp=""
+  if [[ -n $sum ]]; then
+    local got
+    got=$(sed -n 's/^[[:space:]]*"Sum": "\(.*\)",$/\1/p' <<<"$json")
+    if [[ $got != "$sum" ]]; then
+      log "FAILED: $module@$version hashes to $got, pinned $sum"
+      return 1
+    fi
+    # Its dependencies are resolved from its go.mod/go.sum in a writable copy (-mod=mod).
+    tmp=$(mktemp -d)
+    cp -r "$dir/." "$tmp/"
+    chmod -R u+w "$tmp"
+    build_dir=$tmp
+  fi
+  local flags=(-trimpath -ldflags='-s -w')
+  [[ -n $tags ]] && flags+=(-tags "$tags")
+  [[ -n $sum ]] && flags+=(-mod=mod)
+  if ! (cd "$build_dir" && GONOSUMDB=$nosumdb go build "${flags[@]}" -o "$bin/.$name.new" "$pkg"); then
+    [[ -n $tmp ]] && rm -rf "$tmp"
     log "FAILED to build $name from $module@$version"
     return 1
   fi
+  [[ -n $tmp ]] && rm -rf "$tmp"
   mv -f "$bin/.$name.new" "$bin/$name"
   rm -f "$stamps/$name@"*
   touch "$stamp"
@@ -72,20 +100,21 @@ debian() {
 
 install_one() {
   case $1 in
-    olareg)   go_tool olareg "$OLAREG_MODULE" "$OLAREG_PKG" "$OLAREG_VERSION" ;;
-    cosign)   go_tool cosign "$COSIGN_MODULE" "$COSIGN_PKG" "$COSIGN_VERSION" ;;
-    cosign2)  go_tool cosign2 "$COSIGN2_MODULE" "$COSIGN2_PKG" "$COSIGN2_VERSION" ;;
-    notation) go_tool notation "$NOTATION_MODULE" "$NOTATION_PKG" "$NOTATION_VERSION" ;;
-    oras)     go_tool oras "$ORAS_MODULE" "$ORAS_PKG" "$ORAS_VERSION" ;;
-    tsa)      go_tool timestamp-server "$TSA_MODULE" "$TSA_PKG" "$TSA_VERSION" ;;
-    opa)      go_tool opa "$OPA_MODULE" "$OPA_PKG" "$OPA_VERSION" ;;
-    helm)     go_tool helm "$HELM_MODULE" "$HELM_PKG" "$HELM_VERSION" ;;
+    olareg)   go_tool olareg OLAREG ;;
+    cosign)   go_tool cosign COSIGN ;;
+    cosign2)  go_tool cosign2 COSIGN2 ;;
+    notation) go_tool notation NOTATION ;;
+    oras)     go_tool oras ORAS ;;
+    tsa)      go_tool timestamp-server TSA ;;
+    opa)      go_tool opa OPA ;;
+    helm)     go_tool helm HELM ;;
+    skopeo)   go_tool skopeo SKOPEO ;;
     debian)   debian ;;
     *) log "unknown tool: $1"; return 2 ;;
   esac
 }
 
-all=(debian olareg oras opa cosign cosign2 notation tsa helm)
+all=(debian olareg oras opa cosign cosign2 notation tsa helm skopeo)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 

@@ -286,7 +286,12 @@ class RegistryClient:
             if resp.status == 404:
                 raise NotFound(f"blob {descriptor.digest} not found in {ref.name}")
             self._raise_for_status(resp, ref, f"blob {descriptor.digest}")
-            data = await self._read_limited(resp, descriptor.size, f"blob {descriptor.digest}")
+            try:
+                data = await self._read_limited(resp, descriptor.size, f"blob {descriptor.digest}")
+            except TooLarge as e:  # the descriptor's size is within the limit: more bytes is tampering
+                raise IntegrityError(
+                    f"blob {descriptor.digest}: registry served more than {descriptor.size} bytes"
+                ) from e
         if len(data) != descriptor.size:
             raise IntegrityError(
                 f"blob {descriptor.digest}: expected {descriptor.size} bytes, got {len(data)}"
@@ -318,10 +323,21 @@ class RegistryClient:
             found.extend(self._index_descriptors(data, f"referrers of {ref.name}@{digest}"))
             if len(found) > self.limits.max_referrers:
                 raise TooLarge(f"{ref.name}@{digest} has more than {self.limits.max_referrers} referrers")
-            path = urljoin(f"/v2/{ref.repository}/referrers/{digest}", link) if link else None
-            if path is not None and urlsplit(path).netloc:
-                raise InvalidContent(f"referrers of {digest}: next page link leaves the registry: {link}")
+            path = (
+                self._same_origin_path(ref, f"/v2/{ref.repository}/referrers/{digest}", link)
+                if link
+                else None
+            )
         return found
+
+    def _same_origin_path(self, ref: ImageReference, current: str, link: str) -> str:
+        """A next-page link as a path on the registry; a link to any other origin is refused."""
+        base = self._base_url(ref.registry)
+        absolute = urljoin(base + current, link)
+        if _origin(absolute) != _origin(base):
+            raise InvalidContent(f"{ref.registry}: next page link leaves the registry: {link[:200]}")
+        parts = urlsplit(absolute)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
 
     async def _referrers_by_tag(self, ref: ImageReference, digest: str) -> list[Descriptor]:
         algorithm, _, hex_part = digest.partition(":")
@@ -444,8 +460,11 @@ class RegistryClient:
             if resp.status == 401 and not authorized:
                 challenge_header = resp.headers.get("WWW-Authenticate", "")
                 resp.release()
-                await self._authenticate(registry, scope, parse_challenges(challenge_header))
+                await self._authenticate(
+                    registry, scope, parse_challenges(challenge_header), rejected=_bearer_value(auth)
+                )
                 authorized = True
+                attempts -= 1  # the challenge round is not a retry
                 continue
             if resp.status in _RETRYABLE:
                 delay = _retry_after(resp.headers, default=0.1 * 2**attempts)
@@ -536,10 +555,12 @@ class RegistryClient:
             return settings.credentials
         return await self._credentials.get(registry)
 
-    async def _authenticate(self, registry: str, scope: str, challenges: Sequence[Challenge]) -> None:
+    async def _authenticate(
+        self, registry: str, scope: str, challenges: Sequence[Challenge], rejected: str | None = None
+    ) -> None:
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         if bearer is not None:
-            await self._fetch_token(registry, scope, bearer)
+            await self._fetch_token(registry, scope, bearer, rejected)
             return
         if any(c.scheme == "basic" for c in challenges):
             if await self._creds(registry) is None:
@@ -550,12 +571,15 @@ class RegistryClient:
             return
         raise AuthenticationFailed(f"{registry}: 401 without a supported WWW-Authenticate challenge")
 
-    async def _fetch_token(self, registry: str, scope: str, challenge: Challenge) -> None:
+    async def _fetch_token(
+        self, registry: str, scope: str, challenge: Challenge, rejected: str | None = None
+    ) -> None:
+        """Obtain a token for (registry, scope); never reuse `rejected`, a token the registry just refused."""
         key = (registry, scope)
         lock = self._token_locks.setdefault(key, asyncio.Lock())
         async with lock:
             existing = self._tokens.get(key)
-            if existing is not None and existing.expires > time.monotonic() + 1:
+            if existing is not None and existing.value != rejected and existing.expires > time.monotonic():
                 return  # another request refreshed it while we waited
             realm = challenge.params.get("realm")
             if not realm:
@@ -602,8 +626,10 @@ class RegistryClient:
                     headers=headers,
                     data=data,
                     allow_redirects=False,
-                    ssl=self._ssl_context(registry)
-                    if _origin(realm)[1] == _origin(self._base_url(registry))[1]
+                    # The registry's trust (system CAs plus its caFile) also covers its token service,
+                    # wherever that lives, as in docker and containerd.
+                    ssl=registry_ssl
+                    if isinstance(registry_ssl := self._ssl_context(registry), ssl.SSLContext)
                     else True,
                     timeout=aiohttp.ClientTimeout(total=min(remaining, self.limits.request_timeout)),
                 ) as resp:
@@ -632,8 +658,9 @@ class RegistryClient:
             expires_in = doc.get("expires_in", 60)
             if not isinstance(expires_in, int | float) or isinstance(expires_in, bool) or expires_in <= 0:
                 expires_in = 60
-            # Refresh a little early so a token never expires in flight.
-            self._tokens[key] = _Token(token, time.monotonic() + max(1.0, float(expires_in) - 10))
+            # Refresh a little early (up to 10 s, at most half its life) so a token never expires in flight.
+            lifetime = float(expires_in)
+            self._tokens[key] = _Token(token, time.monotonic() + lifetime - min(10.0, lifetime / 2))
 
 
 class _ResponseContext:
@@ -650,6 +677,10 @@ class _ResponseContext:
     async def __aexit__(self, *exc: object) -> None:
         if self._resp is not None:
             self._resp.release()
+
+
+def _bearer_value(header: str | None) -> str | None:
+    return header[7:] if header is not None and header.startswith("Bearer ") else None
 
 
 def is_definite(error: RegistryError) -> bool:
