@@ -23,6 +23,7 @@ ENTRY_POINT_GROUP = "countersign.verifiers"
 
 # Used when Countersign runs from a source tree that is not installed (its entry points are then absent).
 _BUILTINS = {
+    "cosign": "verifiers.cosign.verifier:CosignVerifier",
     "digest-pin": "verifiers.digest_pin:DigestPinVerifier",
     "sbom": "verifiers.sbom:SbomVerifier",
 }

@@ -16,7 +16,11 @@ from verifiers.digest_pin import DigestPinVerifier
 from verifiers.plugins import ENTRY_POINT_GROUP, PluginError, available_types, create_verifier, load_factory
 from verifiers.sbom import SbomVerifier
 
-BUILTINS = {"digest-pin": "verifiers.digest_pin:DigestPinVerifier", "sbom": "verifiers.sbom:SbomVerifier"}
+BUILTINS = {
+    "cosign": "verifiers.cosign.verifier:CosignVerifier",
+    "digest-pin": "verifiers.digest_pin:DigestPinVerifier",
+    "sbom": "verifiers.sbom:SbomVerifier",
+}
 MODULE = "cs_test_plugin"
 
 PLUGIN_SOURCE = '''
@@ -110,9 +114,9 @@ def test_load_builtin_factories(type_name: str, factory: object) -> None:
 
 def test_unknown_type_lists_the_available_ones() -> None:
     with pytest.raises(PluginError) as info:
-        load_factory("cosign")
+        load_factory("notary")
     assert info.value.path == "type"
-    assert info.value.message == "unknown verifier type 'cosign' (available: digest-pin, sbom)"
+    assert info.value.message == "unknown verifier type 'notary' (available: cosign, digest-pin, sbom)"
 
 
 def test_create_builtin_verifier() -> None:

@@ -1,0 +1,226 @@
+"""Finding every cosign signature and attestation of an image, through the shared registry reads.
+
+Three storage formats, all looked up for one image digest:
+
+- Sigstore bundle v0.3 referrers (cosign v3): artifactType `application/vnd.dev.sigstore.bundle.v0.3+json`,
+  one layer holding the bundle JSON;
+- cosign v2 OCI 1.1 referrers: artifactType `application/vnd.dev.cosign.artifact.sig.v1+json`, simple
+  signing layers with the signature in annotations;
+- the legacy tags `sha256-<hex>.sig` (simple signing layers) and `sha256-<hex>.att` (DSSE envelopes).
+
+A referrer must name this image as its `subject` (a listing from the tag fallback is only a hint); every
+manifest and blob is read through the registry reader, which checks it against its digest. Definite
+problems with one candidate (a missing or tampered blob) make that candidate fail, not the verifier;
+registry outages propagate as `Undecided`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from provider.reference import ImageReference
+from provider.registry.errors import NotFound, RegistryError
+from verifiers.base import Context, Descriptor, Subject, Undecided
+from verifiers.cosign.model import (
+    ANNOTATION_BUNDLE,
+    ANNOTATION_CERTIFICATE,
+    ANNOTATION_CHAIN,
+    ANNOTATION_RFC3161,
+    ANNOTATION_SIGNATURE,
+    ARTIFACT_TYPE_BUNDLE,
+    ARTIFACT_TYPE_COSIGN_SIG,
+    DSSE_MEDIA_TYPE,
+    SIMPLE_SIGNING_MEDIA_TYPE,
+    BundleCandidate,
+    Candidate,
+    SimpleSigningCandidate,
+)
+
+__all__ = ["ALL_FORMATS", "Discovery", "Problem", "discover"]
+
+ALL_FORMATS: frozenset[str] = frozenset({"bundle", "oci-1.1", "legacy", "legacy-att"})
+MAX_CANDIDATES = 64
+MAX_LAYERS = 64
+MAX_SIGNATURE_BYTES = 4 * 1024 * 1024
+EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A signature artifact that could not be turned into a candidate (reported, never passed)."""
+
+    format: str
+    manifest_digest: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    candidates: list[Candidate]
+    problems: list[Problem]
+
+
+def _tag_reference(subject: Subject, suffix: str) -> ImageReference:
+    algorithm, _, hex_part = subject.digest.partition(":")
+    return ImageReference(
+        registry=subject.reference.registry,
+        repository=subject.reference.repository,
+        tag=f"{algorithm}-{hex_part}.{suffix}",
+    )
+
+
+def _decode_b64(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return b""  # present but not base64: the core reports the signature as invalid
+
+
+class _Walker:
+    def __init__(self, subject: Subject, context: Context) -> None:
+        self.subject = subject
+        self.context = context
+        self.candidates: list[Candidate] = []
+        self.problems: list[Problem] = []
+
+    def full(self) -> bool:
+        return len(self.candidates) >= MAX_CANDIDATES
+
+    async def manifest(self, digest: str) -> dict[str, Any]:
+        data, _ = await self.context.registry.manifest(self.subject.reference, digest)
+        doc = json.loads(data)
+        if not isinstance(doc, dict):
+            raise ValueError("manifest is not a JSON object")
+        return doc
+
+    async def blob(self, layer: Mapping[str, Any]) -> bytes:
+        from provider.registry.client import parse_descriptor
+
+        descriptor = parse_descriptor(layer, "layer")
+        return await self.context.registry.blob(self.subject.reference, descriptor, MAX_SIGNATURE_BYTES)
+
+    def layers(self, manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        layers = manifest.get("layers")
+        if not isinstance(layers, list):
+            raise ValueError("manifest has no layers")
+        return [layer for layer in layers[:MAX_LAYERS] if isinstance(layer, dict)]
+
+    def subject_matches(self, manifest: Mapping[str, Any]) -> bool:
+        subject = manifest.get("subject")
+        return isinstance(subject, dict) and subject.get("digest") == self.subject.digest
+
+    async def referrer(self, descriptor: Descriptor, formats: Collection[str]) -> None:
+        kinds = {ARTIFACT_TYPE_BUNDLE: "bundle", ARTIFACT_TYPE_COSIGN_SIG: "oci-1.1"}
+        manifest: dict[str, Any] | None = None
+        artifact_type = descriptor.artifact_type
+        if artifact_type in (None, "", EMPTY_MEDIA_TYPE):
+            # Some writers leave the listing's artifactType empty (cosign v2's bundles in the tag-schema
+            # index): the manifest itself says what it is.
+            manifest = await self.manifest(descriptor.digest)
+            artifact_type = manifest.get("artifactType") or (manifest.get("config") or {}).get("mediaType")
+        fmt = kinds.get(artifact_type if isinstance(artifact_type, str) else "")
+        if fmt is None or fmt not in formats:
+            return
+        if manifest is None:
+            manifest = await self.manifest(descriptor.digest)
+        if not self.subject_matches(manifest):
+            raise ValueError(f"its subject is not {self.subject.digest}")
+        annotations = manifest.get("annotations") if isinstance(manifest.get("annotations"), dict) else {}
+        for layer in self.layers(manifest):
+            if self.full():
+                return
+            media_type = layer.get("mediaType")
+            if fmt == "bundle" and media_type == ARTIFACT_TYPE_BUNDLE:
+                data = await self.blob(layer)
+                self.candidates.append(
+                    BundleCandidate(
+                        format="bundle",
+                        manifest_digest=descriptor.digest,
+                        bundle=data,
+                        annotations=annotations or {},
+                    )
+                )
+            elif fmt == "oci-1.1" and media_type == SIMPLE_SIGNING_MEDIA_TYPE:
+                await self.simple_signing(layer, "oci-1.1", descriptor.digest)
+
+    async def simple_signing(self, layer: Mapping[str, Any], fmt: str, manifest_digest: str) -> None:
+        annotations = layer.get("annotations") or {}
+        if not isinstance(annotations, dict):
+            annotations = {}
+        payload = await self.blob(layer)
+        signature = _decode_b64(annotations.get(ANNOTATION_SIGNATURE))
+
+        def text(name: str) -> bytes | None:
+            value = annotations.get(name)
+            return value.encode() if isinstance(value, str) and value else None
+
+        self.candidates.append(
+            SimpleSigningCandidate(
+                format=fmt,  # type: ignore[arg-type]
+                manifest_digest=manifest_digest,
+                payload=payload,
+                signature=signature or b"",
+                certificate=text(ANNOTATION_CERTIFICATE),
+                chain=text(ANNOTATION_CHAIN),
+                rekor_bundle=text(ANNOTATION_BUNDLE),
+                rfc3161_timestamp=text(ANNOTATION_RFC3161),
+            )
+        )
+
+    async def legacy(self, suffix: str) -> None:
+        reference = _tag_reference(self.subject, suffix)
+        try:
+            target = await self.context.registry.resolve(reference)
+        except NotFound:
+            return
+        manifest = await self.manifest(target.digest)
+        for layer in self.layers(manifest):
+            if self.full():
+                return
+            media_type = layer.get("mediaType")
+            if suffix == "sig" and media_type == SIMPLE_SIGNING_MEDIA_TYPE:
+                await self.simple_signing(layer, "legacy", target.digest)
+            elif suffix == "att" and media_type == DSSE_MEDIA_TYPE:
+                annotations = layer.get("annotations") or {}
+                data = await self.blob(layer)
+                self.candidates.append(
+                    BundleCandidate(
+                        format="legacy-att",
+                        manifest_digest=target.digest,
+                        bundle=data,
+                        annotations=annotations if isinstance(annotations, dict) else {},
+                    )
+                )
+
+
+async def discover(subject: Subject, context: Context, formats: Collection[str] = ALL_FORMATS) -> Discovery:
+    """Every candidate signature of `subject` in the given formats. Undecided errors propagate."""
+    walker = _Walker(subject, context)
+    if {"bundle", "oci-1.1"} & set(formats):
+        for descriptor in await context.registry.referrers(subject):
+            if walker.full():
+                break
+            try:
+                await walker.referrer(descriptor, formats)
+            except Undecided:
+                raise  # registry outages decide nothing
+            except (RegistryError, ValueError, UnicodeDecodeError) as e:
+                walker.problems.append(
+                    Problem(descriptor.artifact_type or "referrer", descriptor.digest, str(e))
+                )
+    for suffix, fmt in (("sig", "legacy"), ("att", "legacy-att")):
+        if fmt in formats and not walker.full():
+            try:
+                await walker.legacy(suffix)
+            except Undecided:
+                raise
+            except (RegistryError, ValueError, UnicodeDecodeError) as e:
+                walker.problems.append(Problem(fmt, f"{suffix} tag", str(e)))
+    return Discovery(walker.candidates, walker.problems)
