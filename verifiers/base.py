@@ -5,6 +5,11 @@ async `verify(subject, context) -> Report`. It is built by a factory, `factory(n
 its `type` among the entry points of the group `countersign.verifiers` (built-ins are registered the same
 way). A factory validates its options and raises `OptionsError` naming the offending field.
 
+A verifier may also define `bind(self, verifiers: Mapping[str, Verifier]) -> None`, called once after
+every verifier is built and before any `verify`, with a read-only map of all verifiers by name — for an
+option that names another verifier (the sbom verifier's `attestedBy` names a cosign verifier). It raises
+`OptionsError` for a bad reference, reported at `verifiers.<name>.options.<field>`.
+
 Three outcomes, kept apart:
 
 - `Report(passed=True, ...)`: verified.

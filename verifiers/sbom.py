@@ -8,28 +8,50 @@ Options:
     artifactTypes: [application/spdx+json, application/vnd.cyclonedx+json]   # the default
     maxAge: 720h          # optional: the document's creation time must be this recent
     maxBytes: 16777216    # largest SBOM document fetched
+    attestedBy: release   # optional: the name of a cosign verifier (see below)
 
-Reason codes: sbom_verified (passed); sbom_not_found, sbom_invalid, sbom_too_old, sbom_age_unknown (failed).
+With `attestedBy`, only an SBOM that arrives as a cosign attestation counts (`cosign attest --type
+spdxjson` or `--type cyclonedx`): an in-toto statement that verified under the named cosign verifier's
+policy (its keys or identities, transparency-log rule, and a statement subject that is this image's
+digest), whose predicate type is https://spdx.dev/Document (SPDX JSON) or https://cyclonedx.org/bom
+(CycloneDX JSON), each optionally followed by a version (`/v2.3`, `/v1.5`) that the document must then
+have; `artifactTypes` still selects which of the two formats count. The predicate is the SBOM document
+(a JSON string predicate is read as the document's text) and must be well formed, as above; `maxAge`
+needs the document's own creation time. SBOMs attached as plain referrers do not count. The named
+verifier need not be part of a policy; it is looked up when the configuration is loaded (`bind`).
+
+Reason codes: sbom_verified (passed; with attestedBy its details add attestedBy, matched (the key or
+identity), predicateType, signature); sbom_not_found, sbom_invalid, sbom_too_old, sbom_age_unknown, and
+with attestedBy sbom_not_attested (an SBOM is attached as a plain referrer, but none arrived as a
+verified attestation; details.sbomReferrers lists them) (failed). With attestedBy, failures' details carry
+attestedBy and, when no SBOM attestation verified, `attestations`: the predicate types that did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from provider.registry.errors import RegistryError
-from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided
+from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided, Verifier
 from verifiers.sbom_formats import (
+    CYCLONEDX_JSON,
     DEFAULT_SBOM_MEDIA_TYPES,
+    SPDX_JSON,
     SbomFormatError,
     SbomInfo,
     format_for_media_type,
     parse_sbom,
 )
+
+if TYPE_CHECKING:
+    from verifiers.cosign.verifier import CosignVerifier, VerifiedAttestation
 
 __all__ = ["SbomVerifier"]
 
@@ -37,6 +59,13 @@ MAX_CANDIDATES = 16
 INLINE_PARSE_BYTES = 64 * 1024  # larger documents are parsed in a worker thread
 PARSED_CACHE_ENTRIES = 4096
 _CREATED_ANNOTATION = "org.opencontainers.image.created"
+_KNOWN_OPTIONS = ("artifactTypes", "attestedBy", "maxAge", "maxBytes")
+# The predicate types of SBOM attestations (`cosign attest --type spdxjson | cyclonedx`), optionally
+# versioned as in the in-toto attestation framework's list (https://spdx.dev/Document/v2.3).
+_SBOM_PREDICATE_TYPES = {"https://spdx.dev/Document": SPDX_JSON, "https://cyclonedx.org/bom": CYCLONEDX_JSON}
+_PREDICATE_TYPE_RE = re.compile(
+    r"(https://spdx\.dev/Document|https://cyclonedx\.org/bom)(?:/v([0-9]+(?:\.[0-9]+)*))?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +91,9 @@ class SbomVerifier:
     type: ClassVar[str] = "sbom"
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - {"artifactTypes", "maxAge", "maxBytes"})
+        unknown = sorted(set(options) - set(_KNOWN_OPTIONS))
         if unknown:
-            raise OptionsError(unknown[0], "unknown option (known: artifactTypes, maxAge, maxBytes)")
+            raise OptionsError(unknown[0], f"unknown option (known: {', '.join(_KNOWN_OPTIONS)})")
         self.name = name
         types = options.get("artifactTypes", list(DEFAULT_SBOM_MEDIA_TYPES))
         if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
@@ -78,13 +107,41 @@ class SbomVerifier:
         if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or not 1 <= max_bytes <= 1 << 30:
             raise OptionsError("maxBytes", "expected an integer between 1 and 1073741824")
         self.max_bytes = max_bytes
+        attested_by = options.get("attestedBy")
+        if attested_by is not None and (not isinstance(attested_by, str) or not attested_by):
+            raise OptionsError("attestedBy", "expected the name of a cosign verifier")
+        self.attested_by: str | None = attested_by
+        self._attester: CosignVerifier | None = None
         # Parsed documents by content digest: the bytes behind a digest never change.
         self._parsed: dict[tuple[str, str], SbomInfo | SbomFormatError] = {}
+
+    def bind(self, verifiers: Mapping[str, Verifier]) -> None:
+        """Find the cosign verifier `attestedBy` names among all configured verifiers (called once built)."""
+        if self.attested_by is None:
+            return
+        from verifiers.cosign.verifier import CosignVerifier
+
+        target = verifiers.get(self.attested_by)
+        if target is None:
+            known = sorted(n for n, v in verifiers.items() if isinstance(v, CosignVerifier))
+            raise OptionsError(
+                "attestedBy",
+                f"no verifier named {self.attested_by!r} is configured "
+                f"(cosign verifiers: {', '.join(known) or 'none'})",
+            )
+        if not isinstance(target, CosignVerifier):
+            raise OptionsError(
+                "attestedBy",
+                f"verifier {self.attested_by!r} is of type {getattr(target, 'type', '?')!r}, not cosign",
+            )
+        self._attester = target
 
     def _matches(self, media_type: str | None) -> bool:
         return media_type is not None and _essence(media_type) in self.artifact_types
 
     async def verify(self, subject: Subject, context: Context) -> Report:
+        if self.attested_by is not None:
+            return await self._verify_attested(subject, context, self.attested_by)
         referrers = await context.registry.referrers(subject)
         candidates = [d for d in referrers if self._matches(d.artifact_type)]
         if not candidates:
@@ -108,6 +165,102 @@ class SbomVerifier:
             candidates=len(candidates),
             failures=[f.message for f in failures],
         )
+
+    async def _verify_attested(self, subject: Subject, context: Context, attested_by: str) -> Report:
+        if self._attester is None:
+            # Building verifiers without binding them is a bug of the caller, not a verdict on the image.
+            raise RuntimeError(f"sbom verifier {self.name!r} was not bound to its attestedBy {attested_by!r}")
+        attestations = await self._attester.verified_attestations(subject, context)
+        candidates = [
+            (attestation, media_type)
+            for attestation in attestations
+            if (media_type := _predicate_media_type(attestation.predicate_type)) is not None
+            and self._matches(media_type)
+        ]
+        verified = sorted({a.predicate_type for a in attestations})
+        if not candidates:
+            referrers = await context.registry.referrers(subject)
+            plain = [d for d in referrers if self._matches(d.artifact_type)]
+            kinds = " or ".join(self.artifact_types)
+            if plain:
+                return Report.fail(
+                    "sbom_not_attested",
+                    f"{len(plain)} SBOM(s) attached as referrers, but none as an attestation that verifies "
+                    f"under cosign verifier {attested_by!r} ({kinds})",
+                    attestedBy=attested_by,
+                    sbomReferrers=[d.digest for d in plain],
+                    attestations=verified,
+                )
+            return Report.fail(
+                "sbom_not_found",
+                f"no SBOM attestation that verifies under cosign verifier {attested_by!r} ({kinds}), "
+                "and no SBOM referrer",
+                attestedBy=attested_by,
+                attestations=verified,
+            )
+        failures: list[_Failure] = []
+        for attestation, media_type in candidates[:MAX_CANDIDATES]:
+            result = await self._check_attested(attestation, media_type, attested_by)
+            if isinstance(result, Report):
+                return result
+            failures.append(result)
+        first = failures[0]
+        return Report.fail(
+            first.reason,
+            first.message
+            if len(failures) == 1
+            else f"{first.message} (and {len(failures) - 1} more SBOM attestations failed)",
+            attestedBy=attested_by,
+            candidates=len(candidates),
+            failures=[f.message for f in failures],
+        )
+
+    async def _check_attested(
+        self, attestation: VerifiedAttestation, media_type: str, attested_by: str
+    ) -> Report | _Failure:
+        where = f"SBOM attestation {attestation.manifest_digest} ({attestation.predicate_type})"
+        document = attestation.predicate
+        try:
+            if document.startswith(b'"'):  # a JSON string: the document's text (cosign's plain `spdx`)
+                text = json.loads(document)
+                document = text.encode("utf-8") if isinstance(text, str) else document
+            if len(document) > self.max_bytes:
+                return _Failure(
+                    "sbom_invalid", f"{where}: the document is larger than maxBytes ({self.max_bytes})"
+                )
+            digest = "sha256:" + hashlib.sha256(document).hexdigest()
+            info = await self._parse(digest, document, media_type)
+        except (SbomFormatError, ValueError) as e:  # UnicodeEncodeError (lone surrogates) included
+            return _Failure("sbom_invalid", f"{where}: {e}")
+        failure = self._age_failure(info.created, where)
+        if failure is not None:
+            return failure
+        return Report.ok(
+            "sbom_verified",
+            f"{info.format} SBOM ({info.spec_version}, {info.package_count} "
+            f"package{'' if info.package_count == 1 else 's'}) attested by {attestation.anchor} "
+            f"(cosign verifier {attested_by}) in {attestation.manifest_digest}",
+            **info.as_details(),
+            attestedBy=attested_by,
+            matched=attestation.anchor,
+            predicateType=attestation.predicate_type,
+            signature=attestation.manifest_digest,
+            attestationFormat=attestation.format,
+            mediaType=media_type,
+        )
+
+    def _age_failure(self, created: datetime | None, where: str) -> _Failure | None:
+        if self.max_age is None:
+            return None
+        if created is None:
+            return _Failure("sbom_age_unknown", f"{where}: the document has no creation time to check maxAge")
+        age = datetime.now(UTC) - created
+        if age > self.max_age:
+            return _Failure(
+                "sbom_too_old",
+                f"{where}: created {created.isoformat()}, older than the allowed {_human(self.max_age)}",
+            )
+        return None
 
     async def _check(self, subject: Subject, context: Context, descriptor: Descriptor) -> Report | _Failure:
         where = f"SBOM referrer {descriptor.digest}"
@@ -138,17 +291,9 @@ class SbomVerifier:
             return _Failure("sbom_invalid", f"{where}: {e}")
         created = info.created or _annotation_time(manifest)
         details = {**info.as_details(), "referrer": descriptor.digest, "mediaType": media_type}
-        if self.max_age is not None:
-            if created is None:
-                return _Failure(
-                    "sbom_age_unknown", f"{where}: the document has no creation time to check maxAge"
-                )
-            age = datetime.now(UTC) - created
-            if age > self.max_age:
-                return _Failure(
-                    "sbom_too_old",
-                    f"{where}: created {created.isoformat()}, older than the allowed {_human(self.max_age)}",
-                )
+        failure = self._age_failure(created, where)
+        if failure is not None:
+            return failure
         return Report.ok(
             "sbom_verified",
             f"{info.format} SBOM ({info.spec_version}, {info.package_count} "
@@ -191,6 +336,15 @@ class SbomVerifier:
             # e.g. pushed with a generic layer media type under an SBOM artifactType
             return parse_descriptor(layers[0], "layers[0]"), artifact_type
         return None
+
+
+def _predicate_media_type(predicate_type: str) -> str | None:
+    """The SBOM media type an attestation's predicate type stands for (with its version), else None."""
+    match = _PREDICATE_TYPE_RE.fullmatch(predicate_type)
+    if match is None:
+        return None
+    media_type = _SBOM_PREDICATE_TYPES[match.group(1)]
+    return media_type if match.group(2) is None else f"{media_type}; version={match.group(2)}"
 
 
 def _essence(media_type: str) -> str:

@@ -65,6 +65,7 @@ class Reason:
     CERTIFICATE_EXPIRED = "certificate_expired"
     MALFORMED = "signature_malformed"
     THRESHOLD_NOT_MET = "threshold_not_met"
+    ATTESTATION_MISSING = "attestation_missing"  # a predicate type the `attestations` option requires
 
     # When candidates fail for different reasons, the report names the most telling one: a signature
     # that verified cryptographically but names the wrong digest says more than an unknown key.

@@ -14,35 +14,115 @@ Options:
     transparencyLog: required    # or `skip` (only for key-based verification: keyless needs the log's time)
     threshold: 1                 # distinct keys/identities that must each have verified a signature
     formats: [bundle, oci-1.1, legacy]          # where to look (default: all three)
+    attestations:                # optional: predicate types that must each have a verified attestation
+      - https://slsa.dev/provenance/v1
+
+Attestations (`cosign attest`): in-toto statements in DSSE envelopes, found as Sigstore bundle v0.3
+referrers (cosign v3; looked for when `bundle` is among the formats) and in the legacy
+`sha256-<hex>.att` tag (cosign v2; looked for when `legacy` is among the formats). An attestation counts
+only when it verified under the same policy as signatures (a configured key or identity, the
+transparency-log rule, and a statement subject that is the image digest); it never counts as a
+signature. The report's details list the verified ones:
+
+    attestations: [{predicateType, format, matched, signature}]   # matched: the key or identity
+
+With `attestations` set, the verifier passes only when the signature threshold is met and every listed
+predicate type has a verified attestation (else reason `attestation_missing`, details
+`missingAttestations`). cosign's `attest --type` values write these predicate types (v3 and v2 alike):
+`spdxjson` https://spdx.dev/Document, `cyclonedx` https://cyclonedx.org/bom, `slsaprovenance`
+https://slsa.dev/provenance/v0.2, `slsaprovenance1` https://slsa.dev/provenance/v1, `vuln`
+https://cosign.sigstore.dev/attestation/vuln/v1, `custom` https://cosign.sigstore.dev/attestation/v1.
+
+Other verifiers read verified attestations, predicate included, with `verified_attestations(subject,
+context)` (the sbom verifier's `attestedBy`). One discovery and verification serves `verify` and every
+`verified_attestations` call made with the same `Context` (one image verification), even concurrently.
 
 Reason codes: see `verifiers.cosign.model.Reason`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from verifiers.base import Context, OptionsError, Report, Subject
 from verifiers.cosign import core
-from verifiers.cosign.discovery import discover
+from verifiers.cosign.common import Failure
+from verifiers.cosign.discovery import Problem, discover
 from verifiers.cosign.model import (
     ATTESTATION_FORMATS,
     PREDICATE_TYPE_SIGN,
+    Candidate,
     CandidateResult,
     Identity,
     Reason,
     TrustedKey,
     TrustPolicy,
 )
+from verifiers.cosign.statements import attested_statement
 
-__all__ = ["CosignVerifier"]
+__all__ = ["CosignVerifier", "VerifiedAttestation"]
 
 _SIGNATURE_FORMATS = ("bundle", "oci-1.1", "legacy")
-_KNOWN_OPTIONS = {"keys", "identities", "trustedRoot", "transparencyLog", "threshold", "formats"}
+_KNOWN_OPTIONS = {
+    "keys",
+    "identities",
+    "trustedRoot",
+    "transparencyLog",
+    "threshold",
+    "formats",
+    "attestations",
+}
+# A scan is shared by the calls made with one Context (one image verification): while it runs, then until
+# the context's deadline, at most _SCAN_GRACE seconds after it ended; never more than _SCAN_ENTRIES at once.
+_SCAN_GRACE = 30.0
+_SCAN_ENTRIES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedAttestation:
+    """An attestation that verified under a cosign verifier's policy, statement subject included.
+
+    `predicate` is the statement's predicate as JSON bytes (compact; `null` when absent), read from the
+    verified statement; `anchor` names the key or identity that signed it; `manifest_digest` is the
+    referrer or `.att` manifest that carried it.
+    """
+
+    predicate_type: str
+    predicate: bytes
+    anchor: str
+    format: str
+    manifest_digest: str
+
+    def as_details(self) -> dict[str, Any]:
+        return {
+            "predicateType": self.predicate_type,
+            "format": self.format,
+            "matched": self.anchor,
+            "signature": self.manifest_digest,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    """Every candidate of one image, decided once: signature results and attestations apart."""
+
+    signatures: list[CandidateResult]
+    attestations: list[VerifiedAttestation]
+    rejected_attestations: list[CandidateResult]  # known attestations (legacy .att) that did not verify
+    problems: list[Problem]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _ScanEntry:
+    context: Context
+    task: asyncio.Task[_Scan]
 
 
 def _string(options: Mapping[str, Any], key: str, path: str) -> str | None:
@@ -194,12 +274,19 @@ class CosignVerifier:
             or not all(isinstance(f, str) and f in _SIGNATURE_FORMATS for f in formats)
         ):
             raise OptionsError("formats", f"expected a non-empty list of {', '.join(_SIGNATURE_FORMATS)}")
+        required = options.get("attestations", [])
+        if not isinstance(required, list) or not all(isinstance(t, str) and t for t in required):
+            raise OptionsError("attestations", "expected a list of predicate types (non-empty strings)")
         self.formats = frozenset(formats)
         self.threshold = threshold
         self.keys = keys
         self.identities = identities
         self.trusted_root = trusted_root
         self.require_tlog = tlog == "required"
+        self.required_attestations: tuple[str, ...] = tuple(dict.fromkeys(required))
+        # Attestations live in bundle referrers (format "bundle") and in the legacy .att tag.
+        self._discovery_formats = self.formats | ({"legacy-att"} if "legacy" in self.formats else set())
+        self._scans: dict[tuple[int, str, str, str], _ScanEntry] = {}
 
     def policy(self) -> TrustPolicy:
         return TrustPolicy(
@@ -210,36 +297,131 @@ class CosignVerifier:
             now=datetime.now(UTC),
         )
 
-    async def verify(self, subject: Subject, context: Context) -> Report:
-        found = await discover(subject, context, self.formats)
+    # --- one scan per image verification ----------------------------------------------------------------
+
+    async def _scan_once(self, subject: Subject, context: Context) -> _Scan:
+        """The scan of `subject`, shared by every call made with this `context` (concurrent ones too)."""
+        key = (id(context), subject.reference.registry, subject.reference.repository, subject.digest)
+        entry = self._scans.get(key)
+        if entry is None or entry.context is not context:
+            while len(self._scans) >= _SCAN_ENTRIES:
+                del self._scans[next(iter(self._scans))]
+            entry = _ScanEntry(context, asyncio.ensure_future(self._scan(subject, context)))
+            self._scans[key] = entry
+            entry.task.add_done_callback(functools.partial(self._scan_done, key, entry))
+        # A caller that gives up (its deadline) must not cancel the scan another caller waits for.
+        return await asyncio.shield(entry.task)
+
+    def _scan_done(
+        self, key: tuple[int, str, str, str], entry: _ScanEntry, task: asyncio.Task[_Scan]
+    ) -> None:
+        failed = task.cancelled() or task.exception() is not None  # retrieved even if every caller left
+        loop = task.get_loop()
+        grace = min(entry.context.deadline - loop.time(), _SCAN_GRACE)
+        if failed or grace <= 0:
+            self._forget(key, entry)
+        else:
+            loop.call_later(grace, self._forget, key, entry)
+
+    def _forget(self, key: tuple[int, str, str, str], entry: _ScanEntry) -> None:
+        if self._scans.get(key) is entry:
+            del self._scans[key]
+
+    async def _scan(self, subject: Subject, context: Context) -> _Scan:
+        found = await discover(subject, context, self._discovery_formats)
         policy = self.policy()
-        results: list[CandidateResult] = []
+        signatures: list[CandidateResult] = []
+        attestations: list[VerifiedAttestation] = []
+        rejected: list[CandidateResult] = []
         for candidate in found.candidates:
-            if candidate.format in ATTESTATION_FORMATS:
-                continue
             result = core.verify_candidate(candidate, subject.digest, policy)
-            if result.passed and result.predicate_type not in (None, PREDICATE_TYPE_SIGN):
-                continue  # an attestation stored as a bundle is not a signature
-            results.append(result)
+            if candidate.format in ATTESTATION_FORMATS:
+                if not result.passed:
+                    rejected.append(result)
+                    continue
+            elif not result.passed or result.predicate_type in (None, PREDICATE_TYPE_SIGN):
+                # A bundle that failed cannot be told apart from a signature without trusting it.
+                signatures.append(result)
+                continue
+            attestation = self._attestation(candidate, result, subject.digest)
+            if isinstance(attestation, CandidateResult):
+                rejected.append(attestation)
+            else:
+                attestations.append(attestation)
+        return _Scan(signatures, attestations, rejected, found.problems)
+
+    @staticmethod
+    def _attestation(
+        candidate: Candidate, result: CandidateResult, digest: str
+    ) -> VerifiedAttestation | CandidateResult:
+        try:
+            statement = attested_statement(candidate, result, digest)
+            if result.anchor is None:
+                raise Failure(Reason.MALFORMED, "a verified attestation names no key or identity")
+        except (Failure, ValueError) as exc:
+            return CandidateResult(
+                passed=False,
+                reason=exc.reason if isinstance(exc, Failure) else Reason.MALFORMED,
+                message=exc.message if isinstance(exc, Failure) else f"unreadable in-toto statement: {exc}",
+                format=result.format,
+                manifest_digest=result.manifest_digest,
+                anchor=result.anchor,
+            )
+        return VerifiedAttestation(
+            predicate_type=statement.predicate_type,
+            predicate=statement.predicate,
+            anchor=result.anchor,
+            format=result.format,
+            manifest_digest=result.manifest_digest,
+        )
+
+    async def verified_attestations(self, subject: Subject, context: Context) -> list[VerifiedAttestation]:
+        """The attestations of `subject` that verified under this verifier's policy (Undecided propagates)."""
+        return list((await self._scan_once(subject, context)).attestations)
+
+    # --- the verifier ------------------------------------------------------------------------------------
+
+    async def verify(self, subject: Subject, context: Context) -> Report:
+        scan = await self._scan_once(subject, context)
+        results = scan.signatures
         details: dict[str, Any] = {
             "threshold": self.threshold,
             "signatures": [r.as_details() for r in results],
+            "attestations": [a.as_details() for a in scan.attestations],
         }
-        if found.problems:
+        if scan.rejected_attestations:
+            details["rejectedAttestations"] = [r.as_details() for r in scan.rejected_attestations]
+        if scan.problems:
             details["problems"] = [
                 {"format": p.format, "signature": p.manifest_digest, "message": p.message}
-                for p in found.problems
+                for p in scan.problems
             ]
         matched = sorted({r.anchor for r in results if r.passed and r.anchor is not None})
         details["matched"] = matched
         if len(matched) >= self.threshold:
+            present = {a.predicate_type for a in scan.attestations}
+            missing = [t for t in self.required_attestations if t not in present]
+            if missing:
+                details["missingAttestations"] = missing
+                return Report.fail(
+                    Reason.ATTESTATION_MISSING,
+                    f"signed by {', '.join(matched)}, but no verified attestation of type "
+                    f"{', '.join(missing)}"
+                    + (f" (verified: {', '.join(sorted(present))})" if present else ""),
+                    **details,
+                )
             return Report.ok(
                 Reason.VERIFIED,
-                f"signed by {', '.join(matched)} ({len(matched)} of the {self.threshold} required)",
+                f"signed by {', '.join(matched)} ({len(matched)} of the {self.threshold} required)"
+                + (
+                    f"; attested: {', '.join(self.required_attestations)}"
+                    if self.required_attestations
+                    else ""
+                ),
                 **details,
             )
         if not results:
-            extra = f"; {len(found.problems)} unreadable signature artifact(s)" if found.problems else ""
+            extra = f"; {len(scan.problems)} unreadable signature artifact(s)" if scan.problems else ""
             return Report.fail(
                 Reason.NO_SIGNATURE,
                 f"no cosign signature found (looked in: {', '.join(sorted(self.formats))}){extra}",
