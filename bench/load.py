@@ -159,13 +159,29 @@ class _Run:
         return self.result
 
 
+def _peak_rss_kib() -> int:
+    """This process's own peak RSS in KiB: ``VmHWM`` of its address space.
+
+    Not ``ru_maxrss``: Linux carries it over fork + exec (``signal->maxrss``), so a spawned process would
+    report at least its parent's resident size at the time of the spawn.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def run_load(spec: LoadSpec, conn: Connection) -> None:
     """Process entry point: run the load, send one :class:`LoadResult` through ``conn``."""
     try:
         result = asyncio.run(_Run(spec).run())
     except BaseException as error:  # report anything to the parent, which fails the benchmark
         result = LoadResult(failures=[f"load generator crashed: {error!r}\n{traceback.format_exc()}"])
-    result.peak_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result.peak_rss_kib = _peak_rss_kib()
     try:
         conn.send(result)
     finally:

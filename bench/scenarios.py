@@ -12,8 +12,10 @@ Scenarios:
 2. warm /v1/verify: the real server (``build_app`` + ``CertificateReloader`` + ``TCPSite``, TLS 1.3 with a
    trustme certificate) in this process; its cache is warmed with one request, then a load generator in a
    separate process posts 10-key requests over ``C`` keep-alive connections for a fixed time.
-3. peak RSS (``ru_maxrss``) of this process after each cold batch size and after the warm run, and of the
-   load generator process.
+3. cosign (bench/cosign_bench.py): the CPU cost of one verification per signature format (pure core, no
+   I/O), and a cold 10-image batch on the same olareg, each image signed once with the real cosign CLIs
+   (bundle by cosign v3, legacy ``.sig`` and OCI 1.1 referrer by cosign2; key-based, offline).
+4. peak RSS (``ru_maxrss``) of this process after each row, and of the load generator process (``VmHWM``).
 
 Every verdict must be "allowed": anything else (a denial, an undecided key, an HTTP error) fails the run
 with a non-zero exit status, because a benchmark that measures errors is worthless.
@@ -45,7 +47,7 @@ import trustme
 from aiohttp import web
 
 from bench.load import LoadResult, LoadSpec, check_provider_response, run_load
-from bench.stats import Summary, peak_rss_mib, summarize
+from bench.stats import Row, peak_rss_mib, summarize
 from provider.config import Config, parse_config
 from provider.engine import Decided, Engine, Outcome
 from provider.server import CertificateReloader, build_app
@@ -74,17 +76,8 @@ class Options:
     warmup: float
     concurrency: int
     push_workers: int
+    sign_workers: int
     json_file: Path | None
-
-
-@dataclass(slots=True)
-class Row:
-    scenario: str
-    runs: int
-    summary: Summary
-    throughput: str
-    peak_rss_mib: float
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -92,6 +85,7 @@ class Report:
     environment: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
     push_seconds: float = 0.0
+    sign_seconds: float = 0.0
     load_generator_peak_rss_mib: float = 0.0
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -340,7 +334,7 @@ def format_table(report: Report, options: Options) -> str:
     ]
     for row in report.rows:
         lines.append(
-            f"{row.scenario:<30}{row.runs:>6}{row.summary.median * 1000:>11.2f}{row.summary.p99 * 1000:>9.2f}"
+            f"{row.scenario:<30}{row.runs:>6}{row.summary.median * 1000:>11.3f}{row.summary.p99 * 1000:>9.3f}"
             f"   {row.throughput:<28}{row.peak_rss_mib:>12.1f}"
         )
     lines.append("-" * len(header))
@@ -375,9 +369,37 @@ def notes(report: Report, options: Options, load: LoadResult) -> list[str]:
             f"{d['load_generator_wall_seconds']:.1f} s "
             f"({100 * d['load_generator_cpu_seconds'] / d['load_generator_wall_seconds']:.0f}%)."
         )
+    cold_cosign = next((row for row in report.rows if row.scenario.startswith("cold cosign")), None)
+    if cold_cosign is not None:
+        mix = ", ".join(f"{n} {fmt}" for fmt, n in cold_cosign.details["formats"].items())
+        out.append(
+            f"cold cosign: {cold_cosign.details['batch']} images on the same olareg, one repository "
+            f"each, each signed once with the real CLIs ({mix}: bundle by cosign v3, legacy .sig and "
+            "oci-1.1 referrer by cosign2; one ECDSA P-256 key; offline, no transparency log); policy "
+            "allOf [cosign] with that key, transparencyLog: skip, all three formats looked up (a "
+            "referrers listing and a .sig tag lookup per image); as cold above (fresh Engine per batch, "
+            "one unmeasured run, which also checked that each image verified in the format it was signed "
+            "in)."
+        )
+    cpu_rows = [row for row in report.rows if row.scenario.startswith("cosign CPU")]
+    if cpu_rows:
+        from bench.cosign_bench import CPU_WARMUP
+
+        iterations = ", ".join(str(row.runs) for row in cpu_rows)
+        out.append(
+            "cosign CPU: median/p99 are CPU time (time.process_time_ns) of one core.verify_candidate "
+            "call on a candidate prepared in memory: pure core, no I/O, not wall time; throughput = "
+            f"1 / median per core. {iterations} calls measured (until 1 s of CPU: at least 200, at most "
+            f"5000) after {CPU_WARMUP} unmeasured ones, each checked to pass. Key rows: ECDSA P-256, "
+            "transparencyLog skip (legacy: simple signing; bundle: v0.3 DSSE). Keyless rows, private "
+            "Sigstore: P-256 leaf with SCT, P-384 intermediate and root; legacy: chain, SCT, signature, "
+            "identity, SET; bundle: the same through sigstore-python's Verifier, plus inclusion proof and "
+            "signed checkpoint."
+        )
     out.append(
         "peak RSS = ru_maxrss of this process (registry client, engines, server) at the end of that row; "
-        f"load generator process: {load.peak_rss_kib / 1024:.1f} MiB."
+        f"load generator process: {load.peak_rss_kib / 1024:.1f} MiB (its own VmHWM: ru_maxrss would include "
+        "this process's size at the spawn)."
     )
     start_load = report.environment["load_average_at_start"]
     end_load = report.environment.get("load_average_at_end", start_load)
@@ -388,7 +410,14 @@ def notes(report: Report, options: Options, load: LoadResult) -> list[str]:
     )
     out.append(
         f"set-up: 50 images + SBOMs pushed with oras in {report.push_seconds:.1f} s "
-        f"({options.push_workers} threads); total wall time {report.wall_seconds:.1f} s."
+        f"({options.push_workers} threads); "
+        + (
+            f"{cold_cosign.details['batch']} images pushed and signed with cosign in "
+            f"{report.sign_seconds:.1f} s ({options.sign_workers} threads); "
+            if cold_cosign is not None
+            else ""
+        )
+        + f"total wall time {report.wall_seconds:.1f} s."
     )
     return out
 
@@ -415,6 +444,7 @@ def write_json(path: Path, report: Report) -> None:
         ],
         "load_generator_peak_rss_mib": report.load_generator_peak_rss_mib,
         "push_seconds": report.push_seconds,
+        "sign_seconds": report.sign_seconds,
         "wall_seconds": report.wall_seconds,
         "notes": report.notes,
     }
@@ -433,8 +463,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before it")
     parser.add_argument("--concurrency", type=int, default=8, help="load generator connections")
     parser.add_argument("--push-workers", type=int, default=8, help="threads pushing images with oras")
+    parser.add_argument("--sign-workers", type=int, default=5, help="threads signing images with cosign")
     args = parser.parse_args(argv)
-    for name in ("runs_small", "runs_large", "concurrency", "push_workers"):
+    for name in ("runs_small", "runs_large", "concurrency", "push_workers", "sign_workers"):
         if not 1 <= getattr(args, name) <= 1000:
             parser.error(f"--{name.replace('_', '-')} must be between 1 and 1000")
     if not 0.5 <= args.duration <= 600 or not 0 <= args.warmup <= 60:
@@ -446,8 +477,47 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         warmup=args.warmup,
         concurrency=args.concurrency,
         push_workers=args.push_workers,
+        sign_workers=args.sign_workers,
         json_file=args.json,
     )
+
+
+# --- 3. cosign ------------------------------------------------------------------------------------------
+# bench/cosign_bench.py (cryptography, sigstore-python, the cosign test tooling) is imported only here, after
+# the SBOM scenarios, so that their peak RSS and the load generator's spawn are not inflated by it.
+
+
+def cosign_rows(registry: Registry, options: Options, workdir: Path, report: Report) -> list[Row]:
+    """Sign a batch of images once with the cosign CLIs and time cold verifications of it; then the CPU
+    cost of one verification per format."""
+    from bench.cosign_bench import (
+        COSIGN_BATCH,
+        CosignBenchError,
+        cold_cosign_scenario,
+        cosign_config,
+        cosign_key,
+        cpu_scenarios,
+        sign_images,
+    )
+    from tests.support.cosign import CosignError
+
+    try:
+        env, key = cosign_key(workdir / "cosign")
+        try:
+            sign_started = time.perf_counter()
+            signed = sign_images(registry, env, key, COSIGN_BATCH, options.sign_workers)
+            report.sign_seconds = time.perf_counter() - sign_started
+            log.info("%d images signed with cosign in %.1f s", len(signed), report.sign_seconds)
+            cold = asyncio.run(
+                cold_cosign_scenario(cosign_config(registry, key), signed, options.runs_small, cold_run)
+            )
+        finally:
+            env.close()
+        return [cold, *cpu_scenarios()]
+    except CosignError as error:
+        raise BenchError(f"signing with cosign: {error}") from error
+    except CosignBenchError as error:
+        raise BenchError(str(error)) from error
 
 
 def run(options: Options) -> tuple[Report, LoadResult]:
@@ -463,6 +533,7 @@ def run(options: Options) -> tuple[Report, LoadResult]:
             report.rows += asyncio.run(cold_scenarios(bench_config(registry), images, options))
             warm_row, load = asyncio.run(warm_scenario(registry, images, options, workdir))
             report.rows.append(warm_row)
+            report.rows += cosign_rows(registry, options, workdir, report)
     report.load_generator_peak_rss_mib = load.peak_rss_kib / 1024
     report.wall_seconds = time.perf_counter() - started
     report.environment["load_average_at_end"] = list(os.getloadavg())
@@ -476,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     options = parse_args(argv)
     try:
-        for tool in ("olareg", "oras"):
+        for tool in ("olareg", "oras", "cosign", "cosign2"):
             ensure_tool(tool)
     except ToolNotFoundError as error:
         print(f"bench: {error}", file=sys.stderr)

@@ -6,9 +6,10 @@ import math
 import resource
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Summary", "nearest_rank", "peak_rss_mib", "summarize"]
+__all__ = ["Row", "Summary", "nearest_rank", "peak_rss_mib", "summarize"]
 
 
 def nearest_rank(samples: Sequence[float], percentile: float) -> float:
@@ -55,3 +56,15 @@ def summarize(samples: Sequence[float]) -> Summary:
 def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
     """Peak resident set size so far, in MiB (Linux reports ``ru_maxrss`` in KiB)."""
     return resource.getrusage(who).ru_maxrss / 1024
+
+
+@dataclass(slots=True)
+class Row:
+    """One line of the table: a scenario's samples (seconds) reduced, and what else the JSON keeps."""
+
+    scenario: str
+    runs: int
+    summary: Summary
+    throughput: str
+    peak_rss_mib: float
+    details: dict[str, Any] = field(default_factory=dict)

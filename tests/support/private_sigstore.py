@@ -18,6 +18,10 @@ inclusion promise and/or an RFC 6962 inclusion proof and signed checkpoint (``tl
 Candidates: ``keyless_signature`` / ``key_signature`` (simple signing), ``key_bundle_dsse`` /
 ``key_bundle_message`` (Sigstore bundle v0.3 with a public-key hint), ``legacy_attestation`` (a `.att` DSSE
 layer with its annotations).
+
+To store a simple-signing candidate in a registry as cosign does, ``cosign_layer_annotations`` gives its
+layer's annotations (signature, certificate, chain, SET); ``hashedrekord_body_for`` gives its log entry body
+(to sign a SET for it with another key, or at another time).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from verifiers.cosign.model import (
     ANNOTATION_BUNDLE,
     ANNOTATION_CERTIFICATE,
     ANNOTATION_CHAIN,
+    ANNOTATION_RFC3161,
+    ANNOTATION_SIGNATURE,
     ARTIFACT_TYPE_BUNDLE,
     PREDICATE_TYPE_SIGN,
     BundleCandidate,
@@ -58,10 +64,12 @@ __all__ = [
     "Leaf",
     "PrivateKey",
     "PrivateSigstore",
+    "cosign_layer_annotations",
     "dsse_body",
     "dsse_envelope",
     "dsse_pae",
     "hashedrekord_body",
+    "hashedrekord_body_for",
     "hashedrekord_v002_body",
     "intoto_body",
     "merkle_audit_path",
@@ -945,3 +953,31 @@ class PrivateSigstore:
             bundle=envelope_json,
             annotations=annotations,
         )
+
+
+# --- storing candidates as cosign does ------------------------------------------------------------------
+
+
+def hashedrekord_body_for(candidate: SimpleSigningCandidate, verifier_pem: bytes | None = None) -> bytes:
+    """The hashedrekord 0.0.1 body Rekor records for a simple-signing candidate: its signature over the
+    payload's SHA-256, with the signing certificate (keyless) or ``verifier_pem`` (a public key)."""
+    verifier = verifier_pem if verifier_pem is not None else candidate.certificate
+    if verifier is None:
+        raise ValueError("a key-based candidate needs verifier_pem (the public key's PEM)")
+    return hashedrekord_body(candidate.signature, hashlib.sha256(candidate.payload).digest(), verifier)
+
+
+def cosign_layer_annotations(candidate: SimpleSigningCandidate) -> dict[str, str]:
+    """The annotations cosign writes on a simple-signing layer (``.sig`` tag or OCI 1.1 referrer), sorted by
+    key as Go marshals them: the base64 signature, and when present the certificate and chain (PEM), the
+    ``dev.sigstore.cosign/bundle`` SET JSON and the RFC 3161 timestamp JSON."""
+    annotations = {ANNOTATION_SIGNATURE: _b64(candidate.signature)}
+    for name, value in (
+        (ANNOTATION_CERTIFICATE, candidate.certificate),
+        (ANNOTATION_CHAIN, candidate.chain),
+        (ANNOTATION_BUNDLE, candidate.rekor_bundle),
+        (ANNOTATION_RFC3161, candidate.rfc3161_timestamp),
+    ):
+        if value is not None:
+            annotations[name] = value.decode()
+    return dict(sorted(annotations.items()))

@@ -1,0 +1,271 @@
+"""The cosign scenarios of the benchmark (bench/scenarios.py runs them after the SBOM scenarios).
+
+1. CPU cost of one verification per format: ``time.process_time_ns`` around one
+   ``verifiers.cosign.core.verify_candidate`` call on a candidate prepared in memory (no I/O at all), over
+   many iterations. The material comes from a private Sigstore (tests/support/private_sigstore.py):
+
+   - legacy, key: a simple-signing payload signed with an ECDSA P-256 key (the ``.sig`` layer of
+     ``cosign sign --key``), policy ``keys`` with ``transparencyLog: skip``;
+   - bundle, key: a Sigstore bundle v0.3 with a DSSE statement signed by that key (cosign v3 ``--key``),
+     same policy;
+   - legacy, keyless: a Fulcio-like P-256 leaf (P-384 intermediate and root, embedded SCT), the chain
+     annotation and a Rekor SET; policy ``identities`` + the private trusted root;
+   - bundle, keyless: a certificate bundle (DSSE, Rekor entry with inclusion promise, inclusion proof and
+     signed checkpoint), verified through sigstore-python's ``Verifier``.
+
+2. Cold verification of a 10-image batch on olareg, each image signed once with the real cosign CLIs in one
+   format (bundle by cosign v3; legacy ``.sig`` and OCI 1.1 referrer by cosign2), key-based, offline;
+   policy ``allOf [cosign]`` with the key and ``transparencyLog: skip``; a fresh Engine per run.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bench.stats import Row, peak_rss_mib, summarize
+from provider.config import Config, parse_config
+from provider.engine import Decided, Engine, Outcome
+from tests.support import cosign
+from tests.support.cosign import CosignEnv, KeyPair
+from tests.support.images import PushedImage, push_image
+from tests.support.private_sigstore import (
+    DEFAULT_ISSUER,
+    EPOCH_2024,
+    PrivateSigstore,
+    pem_public_key,
+)
+from tests.support.registries import Registry
+from verifiers.cosign.core import load_public_key, verify_candidate
+from verifiers.cosign.model import Candidate, Identity, TrustPolicy
+
+__all__ = [
+    "COSIGN_BATCH",
+    "CPU_WARMUP",
+    "CosignImage",
+    "CpuCase",
+    "cold_cosign_scenario",
+    "cosign_config",
+    "cpu_cases",
+    "cpu_scenarios",
+    "sign_images",
+]
+
+COSIGN_BATCH = 10
+CPU_WARMUP = 20  # unmeasured calls per case
+_CPU_BUDGET_NS = 1_000_000_000  # CPU time measured per case (at least _MIN_ITERATIONS calls)
+_MIN_ITERATIONS = 200
+_MAX_ITERATIONS = 5000
+_DIGEST = "sha256:" + "ab" * 32
+_SIGNER = "ci@example.test"
+
+#: (format, signer) of image i is _MIX[i % 3]: 4 bundles (cosign v3), 3 legacy and 3 OCI 1.1 (cosign2).
+_MIX: tuple[tuple[str, cosign.Tool], ...] = (
+    ("bundle", "cosign"),
+    ("legacy", "cosign2"),
+    ("oci-1.1", "cosign2"),
+)
+_SIGNERS: dict[str, Callable[..., Any]] = {
+    "bundle": cosign.sign_bundle,
+    "legacy": cosign.sign_legacy,
+    "oci-1.1": cosign.sign_oci11,
+}
+
+
+class CosignBenchError(RuntimeError):
+    """A cosign measurement would be meaningless (a candidate or an image did not verify)."""
+
+
+# --- 1. CPU cost per format ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CpuCase:
+    name: str
+    candidate: Candidate
+    policy: TrustPolicy
+
+
+def cpu_cases() -> list[CpuCase]:
+    """One prepared candidate and policy per format (generated keys, a private Sigstore)."""
+    sigstore = PrivateSigstore(name="countersign-bench")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = EPOCH_2024 + timedelta(days=1)
+    key_policy = TrustPolicy(
+        keys=(load_public_key(pem_public_key(key), "bench"),), require_tlog=False, now=now
+    )
+    keyless_policy = TrustPolicy(
+        identities=(Identity(name="ci", subject=_SIGNER, issuer=DEFAULT_ISSUER),),
+        trusted_root=sigstore.trust_root(),
+        now=now,
+    )
+    leaf = sigstore.issue(email=_SIGNER)
+    return [
+        CpuCase("legacy, key", sigstore.key_signature(key, _DIGEST), key_policy),
+        CpuCase("bundle, key", sigstore.key_bundle_dsse(key, _DIGEST, rekor="none"), key_policy),
+        CpuCase("legacy, keyless", sigstore.keyless_signature(_DIGEST, leaf=leaf), keyless_policy),
+        CpuCase("bundle, keyless", sigstore.keyless_bundle(_DIGEST, leaf=leaf), keyless_policy),
+    ]
+
+
+def cpu_samples(case: CpuCase) -> list[int]:
+    """CPU nanoseconds of single ``verify_candidate`` calls: at least _MIN_ITERATIONS, then until the
+    budget is spent (at most _MAX_ITERATIONS). Every call must pass."""
+    for _ in range(CPU_WARMUP):
+        result = verify_candidate(case.candidate, _DIGEST, case.policy)
+        if not result.passed:
+            raise CosignBenchError(
+                f"CPU case {case.name!r} does not verify: {result.reason}: {result.message}"
+            )
+    gc.collect()
+    samples: list[int] = []
+    spent = 0
+    clock = time.process_time_ns
+    while len(samples) < _MAX_ITERATIONS and (len(samples) < _MIN_ITERATIONS or spent < _CPU_BUDGET_NS):
+        started = clock()
+        result = verify_candidate(case.candidate, _DIGEST, case.policy)
+        elapsed = clock() - started
+        if not result.passed:
+            raise CosignBenchError(f"CPU case {case.name!r} stopped verifying: {result.reason}")
+        samples.append(elapsed)
+        spent += elapsed
+    return samples
+
+
+def cpu_scenarios() -> list[Row]:
+    rows: list[Row] = []
+    for case in cpu_cases():
+        samples = cpu_samples(case)
+        summary = summarize([ns / 1e9 for ns in samples])
+        median_us = summary.median * 1e6
+        rows.append(
+            Row(
+                scenario=f"cosign CPU, {case.name}",
+                runs=summary.count,
+                summary=summary,
+                throughput=f"{median_us:,.0f} us CPU, {1e6 / median_us:,.0f}/s/core",
+                peak_rss_mib=peak_rss_mib(),
+                details={
+                    "measure": "CPU time per verification (latency_ms fields are CPU ms)",
+                    "format": case.name,
+                    "iterations": summary.count,
+                    "cpu_us": {
+                        "median": median_us,
+                        "p99_nearest_rank": summary.p99 * 1e6,
+                        "mean": summary.mean * 1e6,
+                        "min": summary.minimum * 1e6,
+                        "max": summary.maximum * 1e6,
+                    },
+                    "verifications_per_cpu_second": 1e6 / median_us,
+                },
+            )
+        )
+    return rows
+
+
+# --- 2. cold verification of cosign-signed images -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CosignImage:
+    image: PushedImage
+    format: str
+    tool: str
+
+
+def sign_images(
+    registry: Registry, env: CosignEnv, key: KeyPair, count: int, workers: int
+) -> list[CosignImage]:
+    """``count`` images (one repository each), each signed once in the format of ``_MIX``, in parallel."""
+
+    def one(index: int) -> CosignImage:
+        fmt, tool = _MIX[index % len(_MIX)]
+        image = push_image(
+            registry, f"bench/signed-{index:02d}", "v1", seed=f"countersign-bench-cosign-{index}"
+        )
+        _SIGNERS[fmt](env, key, registry, image, tool=tool)
+        return CosignImage(image, fmt, tool)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-cosign") as pool:
+        return list(pool.map(one, range(count)))
+
+
+def cosign_config(registry: Registry, key: KeyPair) -> Config:
+    return parse_config(
+        {
+            "registries": {registry.host: {"insecure": True}},
+            "verifiers": {
+                "cosign": {
+                    "type": "cosign",
+                    "options": {
+                        "keys": [{"name": "bench", "path": str(key.public_path)}],
+                        "transparencyLog": "skip",
+                    },
+                }
+            },
+            "policies": [{"name": "default", "scopes": ["*"], "allOf": ["cosign"]}],
+            "cache": {"tagTTL": 3600, "verdictTTL": 3600},
+        }
+    )
+
+
+def check_formats(images: Sequence[CosignImage], results: dict[str, Outcome]) -> None:
+    """Each image was allowed by a signature in the format it was signed in (and no other)."""
+    for signed in images:
+        outcome = results.get(signed.image.reference)
+        if not isinstance(outcome, Decided) or outcome.value.get("allowed") is not True:
+            raise CosignBenchError(f"{signed.image.reference} was not allowed: {outcome!r}")
+        report = outcome.value["verifiers"][0]
+        formats = [s["format"] for s in report["details"]["signatures"] if s["passed"]]
+        if formats != [signed.format]:
+            raise CosignBenchError(
+                f"{signed.image.reference} ({signed.format} by {signed.tool}) verified as {formats}"
+            )
+
+
+async def cold_cosign_scenario(
+    config: Config,
+    images: Sequence[CosignImage],
+    runs: int,
+    cold_run: Callable[[Config, Sequence[str]], Any],
+) -> Row:
+    """A fresh engine per run over the whole batch (``cold_run`` is the SBOM scenarios' timing)."""
+    keys = [signed.image.reference for signed in images]
+    engine = await Engine.create(config)  # unmeasured: one-off costs, and the formats check
+    try:
+        check_formats(images, await engine.verify(keys, 30.0))
+    finally:
+        await engine.close()
+    samples: list[float] = []
+    for _ in range(runs):
+        gc.collect()
+        samples.append(await cold_run(config, keys))
+    summary = summarize(samples)
+    rate = len(keys) * summary.count / summary.total
+    counts = {fmt: sum(1 for s in images if s.format == fmt) for fmt, _ in _MIX}
+    return Row(
+        scenario=f"cold cosign verify, {len(keys)} images",
+        runs=summary.count,
+        summary=summary,
+        throughput=f"{rate:,.1f} images/s",
+        peak_rss_mib=peak_rss_mib(),
+        details={"batch": len(keys), "images_per_second": rate, "formats": counts, "samples_s": samples},
+    )
+
+
+def cosign_key(workdir: Path) -> tuple[CosignEnv, KeyPair]:
+    """An offline CosignEnv in ``workdir`` and an ECDSA P-256 key pair made by cosign v3 (close the env)."""
+    env = CosignEnv(workdir)
+    try:
+        return env, cosign.generate_key_pair(env, "bench")
+    except BaseException:
+        env.close()
+        raise
