@@ -36,6 +36,7 @@ from verifiers.cosign.common import (
     get_obj,
     get_str,
     load_json,
+    rfc3339,
 )
 from verifiers.cosign.dsse import Envelope
 from verifiers.cosign.keys import PublicKey, spki_der, verify_signature
@@ -190,7 +191,7 @@ def _verify_set(entry: LogEntry, log_key: LogKey, now: datetime) -> datetime:
     if not log_key.window.contains(integrated):
         fail(_BAD, f"log key {entry.log_id.hex()} was not valid at the integrated time {integrated}")
     if integrated > now + _CLOCK_SKEW:
-        fail(_BAD, f"integrated time {integrated} is in the future")
+        fail(_BAD, f"integrated time {rfc3339(integrated)} is in the future")
     return integrated
 
 
