@@ -29,14 +29,18 @@ Reasons, in every format:
 - `UNTRUSTED_KEY`: no configured key verifies the signature, or the policy has no anchor of the kind the
   signature needs (a keyless signature and no identities, a key signature and no keys);
 - `SIGNATURE_INVALID`: the certificate's key does not verify the signature, or the signature's own log
-  entry names a configured key that does not verify it (content changed after signing);
+  entry names a configured key that does not verify it (content changed after signing), or an RFC 3161
+  timestamp's imprint or CMS signature does not verify;
 - `UNTRUSTED_CHAIN`: the certificate does not chain to a Fulcio CA of the trusted root that was issuing at
   the time, lacks codeSigning/digitalSignature, has no SCT from a trusted CT log; or there is no trusted root;
+  or an RFC 3161 timestamp does not chain to a timestamp authority of the trusted root;
 - `IDENTITY_MISMATCH`: the certificate matches none of the identities (SAN, OIDC issuer, GitHub claims);
-- `TLOG_MISSING`: no log entry where one is required (always for keyless: it is the signing time);
+- `TLOG_MISSING`: no log entry where one is required (the default); keyless without any signing time (no
+  log entry and no verified RFC 3161 timestamp) is always missing one;
 - `TLOG_INVALID`: a log entry that is present does not verify (signed entry timestamp, inclusion proof,
   checkpoint, log not in the trusted root, log key not valid then) or does not record this signature;
-- `CERTIFICATE_EXPIRED`: the certificate was not valid when the log integrated the signature;
+- `CERTIFICATE_EXPIRED`: the certificate was not valid at every verified signing time (the log's
+  integration time, an RFC 3161 timestamp's genTime);
 - `MALFORMED`: unparseable or oversized material, or a verified signature over something that is not a
   cosign payload / in-toto statement;
 - `DIGEST_MISMATCH`: a signature that verified in every other respect vouches for another digest.

@@ -8,12 +8,25 @@
    CT log of the trusted root (`UNTRUSTED_CHAIN`);
 2. the signature verifies with the leaf's public key (`SIGNATURE_INVALID`);
 3. the leaf matches one of the policy's identities (`IDENTITY_MISMATCH`);
-4. a transparency-log entry with a valid inclusion promise records this signature by this certificate
-   (`TLOG_MISSING` / `TLOG_INVALID`); its integrated time is the signing time;
-5. the leaf was valid at the signing time (`CERTIFICATE_EXPIRED`), and so was its chain (`UNTRUSTED_CHAIN`).
+4. the signing time, from up to two sources, each of which must verify when it is present:
+   - a transparency-log entry with a valid inclusion promise that records this signature by this
+     certificate (`TLOG_MISSING` / `TLOG_INVALID`): its integrated time;
+   - an RFC 3161 timestamp over the signature by a timestamp authority of the trusted root
+     (`verifiers.cosign.timestamp`: `MALFORMED` / `SIGNATURE_INVALID` / `UNTRUSTED_CHAIN`): its genTime.
+   The policy's transparency-log requirement (`require_tlog`, the default) makes the log entry mandatory
+   whether or not a timestamp is present (`TLOG_MISSING`); without it, a timestamp alone is a signing time,
+   and a signature with neither source is `TLOG_MISSING`;
+5. the leaf was valid at *every* verified signing time (`CERTIFICATE_EXPIRED`), and so was its chain
+   (`UNTRUSTED_CHAIN`). Every one, not any one: this is cosign's rule (`verifyInternal` checks the expiry
+   against the timestamp and against the log entry, each an error) and sigstore-python's (step 6 of
+   `Verifier._verify_common_signature`), so one time source can never outvote another: a log entry made
+   after the certificate expired is not excused by a timestamp (a TSA, perhaps compromised) saying
+   otherwise, and vice versa.
 
-RFC 3161 timestamps (the `dev.sigstore.cosign/rfc3161timestamp` annotation) are not used as a signing time
-here: a keyless signature with only a timestamp fails with `TLOG_MISSING`.
+Timestamps are verified only for callers that pass the timestamp and the bytes it covers
+(`rfc3161_timestamp` and `timestamped`: simple signing, where cosign timestamps the raw signature); a
+caller that only says one is present (`has_rfc3161`: legacy `.att` attestations) gets `TLOG_MISSING` when
+the timestamp would have to stand in for the log entry.
 
 Identity matching (cosign's `--certificate-identity[-regexp]` and `--certificate-oidc-issuer[-regexp]`):
 the subject is any SAN of type email, URI or Sigstore username (otherName 1.3.6.1.4.1.57264.1.7); the OIDC
@@ -56,6 +69,7 @@ from verifiers.cosign.common import LIMITS, fail, rfc3339
 from verifiers.cosign.keys import PublicKey, check_key_type
 from verifiers.cosign.model import Identity, Reason, TrustPolicy
 from verifiers.cosign.rekor import Signed, entry_from_cosign_bundle, verify_log_evidence
+from verifiers.cosign.timestamp import VerifiedTimestamp, verify_cosign_timestamp
 from verifiers.cosign.trustroot import TrustRoot
 
 __all__ = [
@@ -365,7 +379,9 @@ def verify_keyless(
     certificate_pem: bytes,
     chain_pem: bytes | None,
     rekor_bundle: bytes | None,
-    has_rfc3161: bool,
+    has_rfc3161: bool = False,
+    rfc3161_timestamp: bytes | None = None,
+    timestamped: bytes | None = None,
     policy: TrustPolicy,
     find_signature: Callable[[PublicKey], bytes | None],
     signed_for: Callable[[bytes, x509.Certificate], Signed],
@@ -375,8 +391,12 @@ def verify_keyless(
 
     `rekor_bundle` is the `dev.sigstore.cosign/bundle` annotation (JSON); `find_signature(key)` returns the
     signature bytes that verify with the leaf's key (or None); `signed_for(signature, leaf)` describes that
-    signature for the log-entry check.
+    signature for the log-entry check. `rfc3161_timestamp` is the `dev.sigstore.cosign/rfc3161timestamp`
+    annotation (JSON) and `timestamped` the bytes it must cover; `has_rfc3161` says that a timestamp is
+    present that this caller cannot have verified.
     """
+    if rfc3161_timestamp is not None and timestamped is None:
+        raise ValueError("an RFC 3161 timestamp needs the bytes it covers (`timestamped`)")
     root = policy.trusted_root
     if not isinstance(root, TrustRoot):
         fail(Reason.UNTRUSTED_CHAIN, "keyless signature, but the policy has no Sigstore trusted root")
@@ -400,35 +420,64 @@ def verify_keyless(
     # (3) identity.
     facts = certificate_facts(leaf)
     identity = match_identity(facts, policy.identities)
-    # (4) transparency log: the signing time.
-    if rekor_bundle is None and has_rfc3161:
-        fail(
-            Reason.TLOG_MISSING,
-            "keyless signature has an RFC 3161 timestamp but no transparency-log entry; "
-            "timestamps are not supported as the signing time for this format",
-        )
+    # (4) the signing time: the log entry and/or the RFC 3161 timestamp, each verified when present.
     entries = [] if rekor_bundle is None else [entry_from_cosign_bundle(rekor_bundle)]
-    verified = verify_log_evidence(
-        entries, signed_for(signature, leaf), root=root, require=True, need_time=True, now=now
-    )
-    assert verified is not None and verified.integrated_time is not None
-    signing_time = verified.integrated_time
-    # (5) validity at the signing time.
-    if not leaf.not_valid_before_utc <= signing_time <= leaf.not_valid_after_utc:
-        fail(
-            Reason.CERTIFICATE_EXPIRED,
-            f"signing certificate was valid {rfc3339(leaf.not_valid_before_utc)} to "
-            f"{rfc3339(leaf.not_valid_after_utc)}, but the signature was logged at {rfc3339(signing_time)}",
+    if not entries:
+        if rfc3161_timestamp is None and has_rfc3161:
+            fail(
+                Reason.TLOG_MISSING,
+                "keyless signature has an RFC 3161 timestamp but no transparency-log entry; "
+                "timestamps are not supported as the signing time for this format",
+            )
+        if policy.require_tlog and rfc3161_timestamp is not None:
+            fail(
+                Reason.TLOG_MISSING,
+                "keyless signature has an RFC 3161 timestamp but no transparency-log entry, and the policy "
+                "requires one (a timestamp does not replace the log)",
+            )
+        if rfc3161_timestamp is None:
+            fail(
+                Reason.TLOG_MISSING,
+                "no transparency-log entry (nor RFC 3161 timestamp) gives the keyless signature a "
+                "signing time",
+            )
+    # (moment, what it is, whether it is the timestamp's) for step 5.
+    times: list[tuple[datetime, str, bool]] = []
+    verified = None
+    if entries:
+        verified = verify_log_evidence(
+            entries, signed_for(signature, leaf), root=root, require=True, need_time=True, now=now
         )
-    if signing_time != leaf.not_valid_before_utc:
-        verify_chain(leaf, intermediates, root, signing_time)
+        assert verified is not None and verified.integrated_time is not None
+        times.append((verified.integrated_time, "the signature was logged at", False))
+    stamp: VerifiedTimestamp | None = None
+    if rfc3161_timestamp is not None:
+        assert timestamped is not None
+        stamp = verify_cosign_timestamp(rfc3161_timestamp, timestamped, root)
+        times.append((stamp.time, f"its RFC 3161 timestamp (by {stamp.authority}) is", True))
+    # (5) validity at every signing time.
+    for moment, what, from_timestamp in times:
+        if not leaf.not_valid_before_utc <= moment <= leaf.not_valid_after_utc:
+            fail(
+                Reason.CERTIFICATE_EXPIRED,
+                f"signing certificate was valid {rfc3339(leaf.not_valid_before_utc)} to "
+                f"{rfc3339(leaf.not_valid_after_utc)}, but {what} {rfc3339(moment)}"
+                + (": no valid timestamp covers the signing time" if from_timestamp else ""),
+            )
+    for moment, _, _ in times:
+        if moment != leaf.not_valid_before_utc:
+            verify_chain(leaf, intermediates, root, moment)
     details: dict[str, Any] = {
         "subject": facts.sans[0] if facts.sans else "",
         "issuer": facts.issuer or "",
         "certificateSerial": facts.serial,
-        "logIndex": verified.log_index,
-        "integratedTime": rfc3339(signing_time),
     }
+    if verified is not None:
+        assert verified.integrated_time is not None
+        details["logIndex"] = verified.log_index
+        details["integratedTime"] = rfc3339(verified.integrated_time)
+    if stamp is not None:
+        details.update(stamp.details())
     details.update({_camel(k): v for k, v in facts.github.items()})
     return KeylessOutcome(identity=identity, details=details)
 

@@ -15,6 +15,14 @@ Which anchor is tried (the same rule for every format):
   `SIGNATURE_INVALID` when the signature's log entry names a configured key (the signature was made with a
   trusted key, over other bytes: a tampered payload).
 
+RFC 3161 timestamps (`dev.sigstore.cosign/rfc3161timestamp`, cosign `--timestamp-server-url`): the TSA
+timestamped the raw signature bytes. When present, the timestamp must verify against the trusted root's
+timestamp authorities (`verifiers.cosign.timestamp`: `MALFORMED`, `SIGNATURE_INVALID` for an imprint over
+other bytes or an altered token, `UNTRUSTED_CHAIN` for a TSA the root does not list), like a log entry that
+is present must verify even when not required. Key-based: it is checked after the log entry and reported
+(`timestamp`, `timestampAuthority`); with no trusted root at all there is nothing to check it with and it is
+ignored, as log entries are. Keyless: it is a signing time (`verifiers.cosign.keyless`, step 4).
+
 Only after the signature (and the log entry the policy requires) verified is the payload read: not JSON or
 not a cosign simple-signing document is `MALFORMED`, another digest is `DIGEST_MISMATCH`.
 """
@@ -33,6 +41,7 @@ from verifiers.cosign.keyless import verify_keyless
 from verifiers.cosign.keys import PublicKey, verify_signature
 from verifiers.cosign.model import Reason, SimpleSigningCandidate, TrustedKey, TrustPolicy
 from verifiers.cosign.rekor import LogEntry, Signed, entry_from_cosign_bundle, verify_log_evidence
+from verifiers.cosign.timestamp import verify_cosign_timestamp
 from verifiers.cosign.trustroot import TrustRoot
 
 __all__ = ["SIMPLE_SIGNING_TYPE", "parse_payload", "verify_simple_signing"]
@@ -90,6 +99,9 @@ def _verify_with_key(
         details["logIndex"] = verified.log_index
         if verified.integrated_time is not None:
             details["integratedTime"] = rfc3339(verified.integrated_time)
+    if candidate.rfc3161_timestamp is not None and root is not None:
+        stamp = verify_cosign_timestamp(candidate.rfc3161_timestamp, candidate.signature, root)
+        details.update(stamp.details())
     _check_payload(candidate.payload, expected_digest, details)
     return Verified(anchor=key.name, message=f"signed with key {key.name}", details=details)
 
@@ -137,7 +149,8 @@ def verify_simple_signing(
         certificate_pem=candidate.certificate,
         chain_pem=candidate.chain,
         rekor_bundle=candidate.rekor_bundle,
-        has_rfc3161=candidate.rfc3161_timestamp is not None,
+        rfc3161_timestamp=candidate.rfc3161_timestamp,
+        timestamped=candidate.signature,
         policy=policy,
         find_signature=find_signature,
         signed_for=signed_for,
