@@ -8,7 +8,7 @@ the verifiers run with `transparencyLog: skip` unless a case is about the log re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,20 +46,6 @@ def second(env: CosignEnv) -> KeyPair:
 @pytest.fixture(scope="module")
 def stranger(env: CosignEnv) -> KeyPair:
     return cosign.generate_key_pair(env, "stranger", tool="cosign2")
-
-
-@pytest.fixture
-async def engines() -> AsyncIterator[Callable[[Config], Any]]:
-    made: list[Engine] = []
-
-    async def factory(config: Config) -> Engine:
-        engine = await Engine.create(config)
-        made.append(engine)
-        return engine
-
-    yield factory
-    for engine in made:
-        await engine.close()
 
 
 def config_for(registry: Registry, options: dict[str, Any]) -> Config:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,20 +55,6 @@ def signer(env: CosignEnv) -> KeyPair:
 @pytest.fixture(scope="module")
 def stranger(env: CosignEnv) -> KeyPair:
     return cosign.generate_key_pair(env, "stranger", tool="cosign2")
-
-
-@pytest.fixture
-async def engines() -> AsyncIterator[Callable[[Config], Any]]:
-    made: list[Engine] = []
-
-    async def factory(config: Config) -> Engine:
-        engine = await Engine.create(config)
-        made.append(engine)
-        return engine
-
-    yield factory
-    for engine in made:
-        await engine.close()
 
 
 def config_for(

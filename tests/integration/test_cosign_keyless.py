@@ -36,7 +36,7 @@ import http.client
 import json
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -140,20 +140,6 @@ def cosign_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cosign.Cosi
         require_tool(tool)
     with cosign.CosignEnv(tmp_path_factory.mktemp("cosign")) as env:
         yield env
-
-
-@pytest.fixture
-async def engines() -> AsyncIterator[Callable[[Config], Any]]:
-    made: list[Engine] = []
-
-    async def factory(config: Config) -> Engine:
-        engine = await Engine.create(config)
-        made.append(engine)
-        return engine
-
-    yield factory
-    for engine in made:
-        await engine.close()
 
 
 # --- signing as Fulcio and Rekor would, now ---------------------------------------------------------------

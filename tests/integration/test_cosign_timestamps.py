@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,20 +93,6 @@ def files(tsa: TimestampServer, tmp_path_factory: pytest.TempPathFactory) -> dic
     out["chain"].write_bytes(tsa.certchain_pem())  # what the server publishes
     out["stranger_chain"].write_bytes(stranger.chain_pem)
     return out
-
-
-@pytest.fixture
-async def engines() -> AsyncIterator[Callable[[Config], Any]]:
-    made: list[Engine] = []
-
-    async def factory(config: Config) -> Engine:
-        engine = await Engine.create(config)
-        made.append(engine)
-        return engine
-
-    yield factory
-    for engine in made:
-        await engine.close()
 
 
 # --- helpers ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine, Invalid, Outcome, UndecidedKey
+from provider.engine import Decided, Invalid, Outcome, UndecidedKey
 from provider.server import build_app
 from tests.support.images import (
     PushedImage,
@@ -49,24 +49,6 @@ def config_for(*registries: Registry, policies: list[dict[str, Any]] | None = No
     return parse_config(doc)
 
 
-async def make_engine(config: Config) -> Engine:
-    return await Engine.create(config)
-
-
-@pytest.fixture
-async def engine_factory() -> AsyncIterator[Callable[[Config], Any]]:
-    engines: list[Engine] = []
-
-    async def factory(config: Config) -> Engine:
-        engine = await Engine.create(config)
-        engines.append(engine)
-        return engine
-
-    yield factory
-    for engine in engines:
-        await engine.close()
-
-
 def decided(outcome: Outcome) -> dict[str, Any]:
     assert isinstance(outcome, Decided), outcome
     value: dict[str, Any] = outcome.value
@@ -84,12 +66,10 @@ async def push(registry: Registry, repo: str, tag: str | None = "v1", seed: str 
 
 
 @pytest.mark.parametrize("fmt", ["spdx", "cyclonedx"])
-async def test_image_with_sbom_is_allowed(
-    registry: Registry, repo_name: str, engine_factory: Any, fmt: str
-) -> None:
+async def test_image_with_sbom_is_allowed(registry: Registry, repo_name: str, engines: Any, fmt: str) -> None:
     image = await push(registry, repo_name)
     referrer = await asyncio.to_thread(attach_sbom, registry, image, fmt=fmt)  # type: ignore[arg-type]
-    engine = await engine_factory(config_for(registry))
+    engine = await engines(config_for(registry))
     value = decided((await engine.verify([image.reference], 10))[image.reference])
     assert value["allowed"] is True, value["reasons"]
     assert value["schemaVersion"] == 1
@@ -105,7 +85,7 @@ async def test_image_with_sbom_is_allowed(
 
 
 async def test_artifact_types_match_case_insensitively_and_without_parameters(
-    olareg_registry: Registry, repo_name: str, engine_factory: Any
+    olareg_registry: Registry, repo_name: str, engines: Any
 ) -> None:
     image = await push(olareg_registry, repo_name)
     await asyncio.to_thread(attach_sbom, olareg_registry, image, fmt="cyclonedx")
@@ -121,19 +101,19 @@ async def test_artifact_types_match_case_insensitively_and_without_parameters(
             "policies": [{"scope": "*", "allOf": ["sbom"]}],
         }
     )
-    engine = await engine_factory(config)
+    engine = await engines(config)
     assert decided((await engine.verify([image.reference], 10))[image.reference])["allowed"] is True
 
 
 async def test_large_sbom_is_parsed_and_counted(
-    olareg_registry: Registry, repo_name: str, engine_factory: Any
+    olareg_registry: Registry, repo_name: str, engines: Any
 ) -> None:
     packages = [(f"pkg-{i}", f"1.{i}", "MIT") for i in range(3000)]
     document = spdx_document(packages=packages)
     assert len(document) > 64 * 1024  # parsed off the event loop
     image = await push(olareg_registry, repo_name)
     await asyncio.to_thread(attach_sbom, olareg_registry, image, fmt="spdx", document=document)
-    engine = await engine_factory(config_for(olareg_registry))
+    engine = await engines(config_for(olareg_registry))
     value = decided((await engine.verify([image.reference], 20))[image.reference])
     assert value["allowed"] is True
     assert verifier(value, "sbom")["details"]["packageCount"] == 3000
@@ -143,7 +123,7 @@ async def test_large_sbom_is_parsed_and_counted(
     ("max_age", "allowed", "reason"), [("3650d", True, "sbom_verified"), ("30d", False, "sbom_too_old")]
 )
 async def test_sbom_max_age(
-    olareg_registry: Registry, repo_name: str, engine_factory: Any, max_age: str, allowed: bool, reason: str
+    olareg_registry: Registry, repo_name: str, engines: Any, max_age: str, allowed: bool, reason: str
 ) -> None:
     image = await push(olareg_registry, repo_name)
     await asyncio.to_thread(attach_sbom, olareg_registry, image, fmt="spdx")  # created 2024-01-01
@@ -154,20 +134,20 @@ async def test_sbom_max_age(
             "policies": [{"scope": "*", "allOf": ["sbom"]}],
         }
     )
-    engine = await engine_factory(config)
+    engine = await engines(config)
     value = decided((await engine.verify([image.reference], 10))[image.reference])
     assert value["allowed"] is allowed
     assert verifier(value, "sbom")["reason"] == reason
 
 
 async def test_image_without_sbom_is_denied_with_reasons(
-    registry: Registry, repo_name: str, engine_factory: Any
+    registry: Registry, repo_name: str, engines: Any
 ) -> None:
     image = await push(registry, repo_name)
     await asyncio.to_thread(
         attach_artifact, registry, image, artifact_type="application/vnd.example.readme", content=b"hi"
     )
-    engine = await engine_factory(config_for(registry))
+    engine = await engines(config_for(registry))
     value = decided((await engine.verify([image.reference], 10))[image.reference])
     assert value["allowed"] is False
     assert value["reason"] == "policy_not_satisfied"
@@ -178,19 +158,19 @@ async def test_image_without_sbom_is_denied_with_reasons(
     assert any("sbom_not_found" in r for r in value["reasons"])
 
 
-async def test_malformed_sbom_is_denied(registry: Registry, repo_name: str, engine_factory: Any) -> None:
+async def test_malformed_sbom_is_denied(registry: Registry, repo_name: str, engines: Any) -> None:
     image = await push(registry, repo_name)
     await asyncio.to_thread(attach_sbom, registry, image, fmt="spdx", document=b'{"spdxVersion": "SPDX-2.3"}')
-    engine = await engine_factory(config_for(registry))
+    engine = await engines(config_for(registry))
     value = decided((await engine.verify([image.reference], 10))[image.reference])
     assert value["allowed"] is False
     assert verifier(value, "sbom")["reason"] == "sbom_invalid"
 
 
-async def test_digest_pin(registry: Registry, repo_name: str, engine_factory: Any) -> None:
+async def test_digest_pin(registry: Registry, repo_name: str, engines: Any) -> None:
     image = await push(registry, repo_name)
     other = await push(registry, repo_name, tag="v2", seed="other")
-    engine = await engine_factory(config_for(registry, policies=[{"scopes": ["*"], "allOf": ["pinned-tag"]}]))
+    engine = await engines(config_for(registry, policies=[{"scopes": ["*"], "allOf": ["pinned-tag"]}]))
     moved = f"{registry.host}/{repo_name}:v2@{image.digest}"  # tag v2 points at `other`, not `image`
     results = await engine.verify([image.reference, image.pinned, image.tagged_and_pinned, moved], 10)
     tagged = decided(results[image.reference])
@@ -205,11 +185,11 @@ async def test_digest_pin(registry: Registry, repo_name: str, engine_factory: An
 
 
 async def test_index_is_verified_at_the_digest_the_workload_names(
-    registry: Registry, repo_name: str, engine_factory: Any
+    registry: Registry, repo_name: str, engines: Any
 ) -> None:
     index = await asyncio.to_thread(push_index, registry, repo_name, "multi")
     await asyncio.to_thread(attach_sbom, registry, index, fmt="spdx")
-    engine = await engine_factory(config_for(registry))
+    engine = await engines(config_for(registry))
     results = await engine.verify([index.reference, index.pinned], 10)
     for key in (index.reference, index.pinned):
         value = decided(results[key])
@@ -220,10 +200,8 @@ async def test_index_is_verified_at_the_digest_the_workload_names(
     assert decided((await engine.verify([child], 10))[child])["allowed"] is False
 
 
-async def test_unknown_image_is_a_decided_denial(
-    registry: Registry, repo_name: str, engine_factory: Any
-) -> None:
-    engine = await engine_factory(config_for(registry))
+async def test_unknown_image_is_a_decided_denial(registry: Registry, repo_name: str, engines: Any) -> None:
+    engine = await engines(config_for(registry))
     key = f"{registry.host}/{repo_name}:missing"
     value = decided((await engine.verify([key], 10))[key])
     assert value["allowed"] is False
@@ -247,14 +225,14 @@ def flip_byte(path: Path, offset: int) -> None:
 
 
 async def test_tampered_sbom_blob_is_never_allowed(
-    registry_factory: Any, repo_name: str, engine_factory: Any, tmp_path: Path
+    registry_factory: Any, repo_name: str, engines: Any, tmp_path: Path
 ) -> None:
     for kind in ("olareg", "distribution"):
         registry = registry_factory(kind)
         image = await push(registry, repo_name)
         sbom = b'{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[]}'
         await asyncio.to_thread(attach_sbom, registry, image, fmt="cyclonedx", document=sbom)
-        engine = await engine_factory(config_for(registry))
+        engine = await engines(config_for(registry))
         sbom_digest = "sha256:" + __import__("hashlib").sha256(sbom).hexdigest()
         flip_byte(stored_blob(registry, sbom_digest), 20)
         value = decided((await engine.verify([image.reference], 10))[image.reference])
@@ -265,7 +243,7 @@ async def test_tampered_sbom_blob_is_never_allowed(
 
 
 async def test_tampered_manifest_is_never_allowed(
-    registry_factory: Any, repo_name: str, engine_factory: Any
+    registry_factory: Any, repo_name: str, engines: Any
 ) -> None:
     for kind in ("olareg", "distribution"):
         registry = registry_factory(kind)
@@ -275,7 +253,7 @@ async def test_tampered_manifest_is_never_allowed(
         # flip a byte inside a JSON string value so the manifest is still valid JSON
         offset = path.read_bytes().index(b"sha256:") + 10
         flip_byte(path, offset)
-        engine = await engine_factory(config_for(registry))
+        engine = await engines(config_for(registry))
         results = await engine.verify([image.reference, image.pinned], 10)
         for key in (image.reference, image.pinned):
             value = decided(results[key])
@@ -284,12 +262,12 @@ async def test_tampered_manifest_is_never_allowed(
 
 
 async def test_stopped_registry_is_undecided_within_the_deadline(
-    registry_factory: Any, repo_name: str, engine_factory: Any
+    registry_factory: Any, repo_name: str, engines: Any
 ) -> None:
     registry = registry_factory("olareg")
     image = await push(registry, repo_name)
     await asyncio.to_thread(attach_sbom, registry, image, fmt="spdx")
-    engine = await engine_factory(config_for(registry, cache={"verdictTTL": 0, "tagTTL": 0}))
+    engine = await engines(config_for(registry, cache={"verdictTTL": 0, "tagTTL": 0}))
     registry.stop()
     started = time.monotonic()
     outcome = (await engine.verify([image.reference], 1.0))[image.reference]
@@ -302,12 +280,12 @@ async def test_stopped_registry_is_undecided_within_the_deadline(
 
 
 async def test_hung_registry_misses_the_deadline_then_warms_the_cache(
-    registry_factory: Any, repo_name: str, engine_factory: Any
+    registry_factory: Any, repo_name: str, engines: Any
 ) -> None:
     registry = registry_factory("distribution")
     image = await push(registry, repo_name)
     await asyncio.to_thread(attach_sbom, registry, image, fmt="spdx")
-    engine = await engine_factory(config_for(registry))
+    engine = await engines(config_for(registry))
     registry.freeze()
     started = time.monotonic()
     outcome = (await engine.verify([image.reference], 0.5))[image.reference]
@@ -326,11 +304,11 @@ async def test_hung_registry_misses_the_deadline_then_warms_the_cache(
 
 
 async def test_concurrent_requests_share_one_verification(
-    olareg_registry: Registry, repo_name: str, engine_factory: Any
+    olareg_registry: Registry, repo_name: str, engines: Any
 ) -> None:
     image = await push(olareg_registry, repo_name)
     await asyncio.to_thread(attach_sbom, olareg_registry, image, fmt="spdx")
-    engine = await engine_factory(config_for(olareg_registry))
+    engine = await engines(config_for(olareg_registry))
     keys = [image.reference, f"[team-a]{image.reference}", image.reference]
     batches = await asyncio.gather(*(engine.verify(keys, 10) for _ in range(20)))
     for results in batches:
@@ -389,8 +367,8 @@ async def test_provider_endpoints_against_a_real_registry(
     assert lost.reference in reply["response"]["systemError"]
 
 
-async def test_invalid_keys_are_item_errors(engine_factory: Any) -> None:
-    engine = await engine_factory(
+async def test_invalid_keys_are_item_errors(engines: Any) -> None:
+    engine = await engines(
         parse_config({"verifiers": {"s": {"type": "sbom"}}, "policies": [{"scope": "*", "allOf": ["s"]}]})
     )
     results = await engine.verify(["library/UPPER:1", "[bad_ns]nginx", ""], 1)
@@ -398,14 +376,14 @@ async def test_invalid_keys_are_item_errors(engine_factory: Any) -> None:
         assert isinstance(results[key], Invalid)
 
 
-async def test_image_without_a_policy_is_denied_without_contacting_its_registry(engine_factory: Any) -> None:
+async def test_image_without_a_policy_is_denied_without_contacting_its_registry(engines: Any) -> None:
     config = parse_config(
         {
             "verifiers": {"sbom": {"type": "sbom"}},
             "policies": [{"scopes": ["registry.example.com/*"], "allOf": ["sbom"]}],
         }
     )
-    engine = await engine_factory(config)
+    engine = await engines(config)
     key = "127.0.0.1:9/anything:1"
     value = decided((await engine.verify([key], 5))[key])
     assert value["allowed"] is False
@@ -414,12 +392,12 @@ async def test_image_without_a_policy_is_denied_without_contacting_its_registry(
 
 
 async def test_in_flight_verifications_are_bounded(
-    registry_factory: Any, repo_name: str, engine_factory: Any
+    registry_factory: Any, repo_name: str, engines: Any
 ) -> None:
     registry = registry_factory("olareg")
     first = await push(registry, repo_name, tag="a", seed="a")
     second = await push(registry, repo_name, tag="b", seed="b")
-    engine = await engine_factory(
+    engine = await engines(
         config_for(
             registry, server={"limits": {"maxInFlightVerifications": 1}, "deadlines": {"background": 2}}
         )
