@@ -16,6 +16,7 @@ registry outages propagate as `Undecided`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -45,6 +46,8 @@ __all__ = ["ALL_FORMATS", "Discovery", "Problem", "discover"]
 
 ALL_FORMATS: frozenset[str] = frozenset({"bundle", "oci-1.1", "legacy", "legacy-att"})
 MAX_CANDIDATES = 64
+MAX_REFERRERS_EXAMINED = 256
+MAX_PARALLEL_READS = 8
 MAX_LAYERS = 64
 MAX_SIGNATURE_BYTES = 4 * 1024 * 1024
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
@@ -200,27 +203,72 @@ class _Walker:
                 )
 
 
-async def discover(subject: Subject, context: Context, formats: Collection[str] = ALL_FORMATS) -> Discovery:
-    """Every candidate signature of `subject` in the given formats. Undecided errors propagate."""
+def _first(error: BaseException) -> BaseException:
+    """The error to report from (nested) task groups: the first Undecided, else the first error."""
+    if not isinstance(error, BaseExceptionGroup):
+        return error
+    leaves = [_first(e) for e in error.exceptions]
+    return next((e for e in leaves if isinstance(e, Undecided)), leaves[0])
+
+
+async def _from_referrer(
+    subject: Subject,
+    context: Context,
+    descriptor: Descriptor,
+    formats: Collection[str],
+    slots: asyncio.Semaphore,
+) -> _Walker:
     walker = _Walker(subject, context)
-    if {"bundle", "oci-1.1"} & set(formats):
-        for descriptor in await context.registry.referrers(subject):
-            if walker.full():
-                break
-            try:
-                await walker.referrer(descriptor, formats)
-            except Undecided:
-                raise  # registry outages decide nothing
-            except (RegistryError, ValueError, UnicodeDecodeError) as e:
-                walker.problems.append(
-                    Problem(descriptor.artifact_type or "referrer", descriptor.digest, str(e))
-                )
-    for suffix, fmt in (("sig", "legacy"), ("att", "legacy-att")):
-        if fmt in formats and not walker.full():
-            try:
-                await walker.legacy(suffix)
-            except Undecided:
-                raise
-            except (RegistryError, ValueError, UnicodeDecodeError) as e:
-                walker.problems.append(Problem(fmt, f"{suffix} tag", str(e)))
-    return Discovery(walker.candidates, walker.problems)
+    async with slots:
+        try:
+            await walker.referrer(descriptor, formats)
+        except Undecided:
+            raise  # registry outages decide nothing
+        except (RegistryError, ValueError, UnicodeDecodeError) as e:
+            walker.problems.append(Problem(descriptor.artifact_type or "referrer", descriptor.digest, str(e)))
+    return walker
+
+
+async def _from_referrers(subject: Subject, context: Context, formats: Collection[str]) -> list[_Walker]:
+    descriptors = await context.registry.referrers(subject)
+    slots = asyncio.Semaphore(MAX_PARALLEL_READS)
+    async with asyncio.TaskGroup() as group:
+        tasks = [
+            group.create_task(_from_referrer(subject, context, d, formats, slots))
+            for d in descriptors[:MAX_REFERRERS_EXAMINED]
+        ]
+    return [t.result() for t in tasks]
+
+
+async def _from_tag(subject: Subject, context: Context, suffix: str, fmt: str) -> list[_Walker]:
+    walker = _Walker(subject, context)
+    try:
+        await walker.legacy(suffix)
+    except Undecided:
+        raise
+    except (RegistryError, ValueError, UnicodeDecodeError) as e:
+        walker.problems.append(Problem(fmt, f"{suffix} tag", str(e)))
+    return [walker]
+
+
+async def discover(subject: Subject, context: Context, formats: Collection[str] = ALL_FORMATS) -> Discovery:
+    """Every candidate signature of `subject` in the given formats. Undecided errors propagate.
+
+    The referrers listing and the `.sig` and `.att` tags are read concurrently, and so are the referrers
+    (at most MAX_PARALLEL_READS at a time); results are merged in a fixed order (referrers as listed, then
+    `.sig`, then `.att`), so reports do not depend on timing.
+    """
+    sources: list[asyncio.Task[list[_Walker]]] = []
+    try:
+        async with asyncio.TaskGroup() as group:  # an Undecided in one source cancels the others
+            if {"bundle", "oci-1.1"} & set(formats):
+                sources.append(group.create_task(_from_referrers(subject, context, formats)))
+            for suffix, fmt in (("sig", "legacy"), ("att", "legacy-att")):
+                if fmt in formats:
+                    sources.append(group.create_task(_from_tag(subject, context, suffix, fmt)))
+    except BaseExceptionGroup as group_error:
+        raise _first(group_error) from None
+    walkers = [w for task in sources for w in task.result()]
+    candidates = [c for w in walkers for c in w.candidates][:MAX_CANDIDATES]
+    problems = [p for w in walkers for p in w.problems]
+    return Discovery(candidates, problems)
