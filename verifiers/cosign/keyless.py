@@ -464,9 +464,16 @@ def verify_keyless(
                 f"{rfc3339(leaf.not_valid_after_utc)}, but {what} {rfc3339(moment)}"
                 + (": no valid timestamp covers the signing time" if from_timestamp else ""),
             )
+    # The path was verified in step 1 (signatures, constraints, the CA's window); what changes with the
+    # moment is only whether each CA certificate on it was within its validity then.
     for moment, _, _ in times:
-        if moment != leaf.not_valid_before_utc:
-            verify_chain(leaf, intermediates, root, moment)
+        for certificate in chain[1:]:
+            if not certificate.not_valid_before_utc <= moment <= certificate.not_valid_after_utc:
+                fail(
+                    Reason.UNTRUSTED_CHAIN,
+                    f"chain certificate {certificate.subject.rfc4514_string()} "
+                    f"was not valid at {rfc3339(moment)}",
+                )
     details: dict[str, Any] = {
         "subject": facts.sans[0] if facts.sans else "",
         "issuer": facts.issuer or "",

@@ -671,3 +671,15 @@ def test_certificate_with_a_duplicate_extension(
     assert "duplicate extension" in denied(
         verify_candidate(candidate, DIGEST, keyless_policy), Reason.UNTRUSTED_CHAIN
     )
+
+
+def test_chain_must_be_valid_at_the_signing_time(identity: Identity) -> None:
+    # The CAs expire five minutes after the leaf is issued; the log records the signature after that, while
+    # the leaf itself is still valid. The path is sound at issuance, but not at the signing time.
+    short_lived = PrivateSigstore(name="short-lived-ca", ca_not_after=EPOCH_2024 + timedelta(minutes=5))
+    policy = TrustPolicy(identities=(identity,), trusted_root=short_lived.trust_root(), now=NOW)
+    logged_in_time = short_lived.keyless_signature(DIGEST, integrated_time=EPOCH_2024 + timedelta(minutes=1))
+    assert verify_candidate(logged_in_time, DIGEST, policy).passed
+    logged_late = short_lived.keyless_signature(DIGEST, integrated_time=EPOCH_2024 + timedelta(minutes=6))
+    message = denied(verify_candidate(logged_late, DIGEST, policy), Reason.UNTRUSTED_CHAIN)
+    assert "was not valid at" in message
