@@ -1,0 +1,1 @@
+"""Unit tests of the notation envelope layer (verifiers.notation.envelope)."""

@@ -1,0 +1,310 @@
+"""Notation trust policy documents: validation with field paths, policy selection, levels, identities."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from verifiers.notation.trustpolicy import (
+    LEVELS,
+    PolicyError,
+    parse_distinguished_name,
+    parse_trust_policy,
+)
+
+IDENTITY = "x509.subject: C=US, ST=WA, L=Seattle, O=Example, CN=Builder"
+
+
+def policy(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "name": "shop",
+        "registryScopes": ["registry.example.com/shop/frontend"],
+        "signatureVerification": {"level": "strict"},
+        "trustStores": ["ca:shop"],
+        "trustedIdentities": [IDENTITY],
+    }
+    base.update(overrides)
+    return base
+
+
+def document(*policies: dict[str, Any]) -> dict[str, Any]:
+    return {"version": "1.0", "trustPolicies": list(policies)}
+
+
+def test_a_valid_document_from_bytes() -> None:
+    doc = parse_trust_policy(
+        json.dumps(document(policy(), policy(name="all", registryScopes=["*"]))).encode()
+    )
+    shop = doc.policy_for("registry.example.com/shop/frontend")
+    assert shop is not None and shop.name == "shop"
+    other = doc.policy_for("registry.example.com/shop/backend")
+    assert other is not None and other.name == "all"
+    assert [str(s) for s in shop.trust_stores] == ["ca:shop"]
+    assert shop.level.action("revocation") == "enforce"
+
+
+def test_no_wildcard_means_no_policy_for_other_repositories() -> None:
+    doc = parse_trust_policy(document(policy()))
+    assert doc.policy_for("registry.example.com/other") is None
+
+
+@pytest.mark.parametrize("level", ["strict", "permissive", "audit", "skip"])
+def test_level_matrix(level: str) -> None:
+    extra: dict[str, Any] = {"trustStores": [], "trustedIdentities": []} if level == "skip" else {}
+    doc = parse_trust_policy(document(policy(signatureVerification={"level": level}, **extra)))
+    actions = doc.policies[0].level.actions
+    assert actions == LEVELS[level]
+    assert actions["integrity"] == ("skip" if level == "skip" else "enforce")
+    assert actions["authenticity"] == {"strict": "enforce", "permissive": "enforce"}.get(
+        level, actions["expiry"]
+    )
+
+
+def test_overrides_and_verify_timestamp() -> None:
+    verification = {
+        "level": "strict",
+        "override": {"revocation": "log", "expiry": "skip"},
+        "verifyTimestamp": "afterCertExpiry",
+    }
+    doc = parse_trust_policy(document(policy(signatureVerification=verification)))
+    level = doc.policies[0].level
+    assert level.action("revocation") == "log"
+    assert level.action("expiry") == "skip"
+    assert level.action("authenticity") == "enforce"
+    assert level.verify_timestamp == "afterCertExpiry"
+
+
+BAD: list[tuple[str, Any, str, str]] = [
+    ("version", {"version": "2.0"}, "version", "only version 1.0"),
+    ("no policies", {"trustPolicies": []}, "trustPolicies", "non-empty"),
+    ("unknown top field", {"extra": 1}, "extra", "unknown field"),
+    ("no name", {"policy": {"name": ""}}, "trustPolicies[0].name", "required"),
+    (
+        "tagged scope",
+        {"policy": {"registryScopes": ["reg.io/app:1"]}},
+        "trustPolicies[0].registryScopes[0]",
+        "not a repository",
+    ),
+    (
+        "digest scope",
+        {"policy": {"registryScopes": ["reg.io/app@sha256:" + "a" * 64]}},
+        "trustPolicies[0].registryScopes[0]",
+        "not a repository",
+    ),
+    (
+        "registry only",
+        {"policy": {"registryScopes": ["reg.io"]}},
+        "trustPolicies[0].registryScopes[0]",
+        "not a repository",
+    ),
+    (
+        "partial wildcard",
+        {"policy": {"registryScopes": ["reg.io/*"]}},
+        "trustPolicies[0].registryScopes[0]",
+        "wildcards",
+    ),
+    (
+        "star with others",
+        {"policy": {"registryScopes": ["*", "reg.io/a"]}},
+        "trustPolicies[0].registryScopes",
+        "only scope",
+    ),
+    (
+        "unknown level",
+        {"policy": {"signatureVerification": {"level": "lenient"}}},
+        "trustPolicies[0].signatureVerification.level",
+        "must be one of",
+    ),
+    (
+        "integrity override",
+        {"policy": {"signatureVerification": {"level": "audit", "override": {"integrity": "log"}}}},
+        "trustPolicies[0].signatureVerification.override.integrity",
+        "cannot be overridden",
+    ),
+    (
+        "authenticity skip",
+        {"policy": {"signatureVerification": {"level": "strict", "override": {"authenticity": "skip"}}}},
+        "trustPolicies[0].signatureVerification.override.authenticity",
+        "cannot be skipped",
+    ),
+    (
+        "unknown validation",
+        {"policy": {"signatureVerification": {"level": "strict", "override": {"freshness": "log"}}}},
+        "trustPolicies[0].signatureVerification.override.freshness",
+        "unknown validation",
+    ),
+    (
+        "bad action",
+        {"policy": {"signatureVerification": {"level": "strict", "override": {"expiry": "warn"}}}},
+        "trustPolicies[0].signatureVerification.override.expiry",
+        "action must be",
+    ),
+    (
+        "bad verifyTimestamp",
+        {"policy": {"signatureVerification": {"level": "strict", "verifyTimestamp": "never"}}},
+        "trustPolicies[0].signatureVerification.verifyTimestamp",
+        "always or afterCertExpiry",
+    ),
+    ("no stores", {"policy": {"trustStores": []}}, "trustPolicies[0].trustStores", "required"),
+    (
+        "bad store",
+        {"policy": {"trustStores": ["pem:shop"]}},
+        "trustPolicies[0].trustStores[0]",
+        "expected ca:NAME",
+    ),
+    (
+        "tsa only",
+        {"policy": {"trustStores": ["tsa:ts"]}},
+        "trustPolicies[0].trustStores",
+        "ca or signingAuthority",
+    ),
+    (
+        "no identities",
+        {"policy": {"trustedIdentities": []}},
+        "trustPolicies[0].trustedIdentities",
+        "required",
+    ),
+    (
+        "star with identity",
+        {"policy": {"trustedIdentities": ["*", IDENTITY]}},
+        "trustPolicies[0].trustedIdentities",
+        "only trusted identity",
+    ),
+    (
+        "not x509.subject",
+        {"policy": {"trustedIdentities": ["x509.san: a@b"]}},
+        "trustPolicies[0].trustedIdentities[0]",
+        "x509.subject",
+    ),
+    (
+        "dn without ST",
+        {"policy": {"trustedIdentities": ["x509.subject: C=US, O=Example, CN=a"]}},
+        "trustPolicies[0].trustedIdentities[0]",
+        "missing ST",
+    ),
+    (
+        "dn repeats a type",
+        {"policy": {"trustedIdentities": ["x509.subject: C=US, ST=WA, O=A, O=B"]}},
+        "trustPolicies[0].trustedIdentities[0]",
+        "appears twice",
+    ),
+    (
+        "broken dn",
+        {"policy": {"trustedIdentities": ["x509.subject: C=US, ST"]}},
+        "trustPolicies[0].trustedIdentities[0]",
+        "invalid distinguished name",
+    ),
+    (
+        "skip with stores",
+        {"policy": {"signatureVerification": {"level": "skip"}}},
+        "trustPolicies[0]",
+        "no trustStores",
+    ),
+    (
+        "duplicate name",
+        {"second": {"registryScopes": ["reg.io/other"]}},
+        "trustPolicies[1].name",
+        "duplicate",
+    ),
+    ("scope twice", {"second": {"name": "b"}}, "trustPolicies[1].registryScopes[0]", "already a scope"),
+    (
+        "two wildcards",
+        {"policy": {"registryScopes": ["*"]}, "second": {"name": "b", "registryScopes": ["*"]}},
+        "trustPolicies[1].registryScopes[0]",
+        "already the scope",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "fragment"), [(c, p, f) for _, c, p, f in BAD], ids=[i for i, *_ in BAD]
+)
+def test_invalid_documents_name_the_field(change: dict[str, Any], path: str, fragment: str) -> None:
+    change = copy.deepcopy(change)
+    first = policy(**change.pop("policy", {}))
+    doc = document(first)
+    if "second" in change:
+        doc["trustPolicies"].append(policy(**change.pop("second")))
+    doc.update(change)
+    with pytest.raises(PolicyError) as info:
+        parse_trust_policy(doc)
+    assert info.value.path == path
+    assert fragment in info.value.message
+
+
+def test_not_json() -> None:
+    with pytest.raises(PolicyError, match="not valid JSON"):
+        parse_trust_policy(b"{")
+
+
+@pytest.mark.parametrize(
+    ("identity", "subject", "trusted"),
+    [
+        ("C=US, ST=WA, O=Example", "C=US, ST=WA, L=Seattle, O=Example, CN=Builder", True),
+        ("C=US, ST=WA, O=Example, CN=Builder", "CN=Builder, O=Example, ST=WA, C=US", True),
+        ("C=US, ST=WA, O=Example, CN=Builder", "C=US, ST=WA, O=Example, CN=Other", False),
+        ("C=US, ST=WA, O=Example", "C=US, ST=OR, O=Example", False),
+        (r"C=US, ST=WA, O=Example\, Inc.", "C=US, ST=WA, O=Example\\, Inc.", True),
+        (r"C=US, ST=WA, O=Example\, Inc.", "C=US, ST=WA, O=Example", False),
+    ],
+)
+def test_trusted_identity_is_a_subset_of_the_subject(identity: str, subject: str, trusted: bool) -> None:
+    doc = parse_trust_policy(document(policy(trustedIdentities=[f"x509.subject: {identity}"])))
+    assert doc.policies[0].trusts_subject(parse_distinguished_name(subject)) is trusted
+
+
+def test_star_trusts_any_subject() -> None:
+    doc = parse_trust_policy(document(policy(trustedIdentities=["*"])))
+    assert doc.policies[0].trusts_subject(parse_distinguished_name("CN=anyone"))
+
+
+@pytest.mark.parametrize(
+    ("text", "pairs"),
+    [
+        ("C=US,ST=WA,O=A", (("C", "US"), ("ST", "WA"), ("O", "A"))),
+        ("c=US , st = WA ", (("C", "US"), ("ST", "WA"))),
+        (r"O=a\,b\+c\\d", (("O", "a,b+c\\d"),)),
+        ('O="a, b"', (("O", "a, b"),)),
+        (r"CN=\41bc", (("CN", "Abc"),)),
+        ("CN=a+OU=b", (("CN", "a"), ("OU", "b"))),
+        ("O=trailing\\ ", (("O", "trailing "),)),
+    ],
+)
+def test_distinguished_names(text: str, pairs: tuple[tuple[str, str], ...]) -> None:
+    assert parse_distinguished_name(text) == pairs
+
+
+@pytest.mark.parametrize("text", ["", "C", "C=", "=US", "C=US,", "C=US,,O=A", 'O="open', "O=a\\"])
+def test_invalid_distinguished_names(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_distinguished_name(text)
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.text(max_size=80))
+def test_dn_parser_never_raises_anything_else(text: str) -> None:
+    try:
+        parse_distinguished_name(text)
+    except ValueError:
+        pass
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=3),
+        max_leaves=10,
+    )
+)
+def test_documents_never_raise_anything_but_policy_error(value: Any) -> None:
+    for doc in (value, {"version": "1.0", "trustPolicies": [value]}):
+        try:
+            parse_trust_policy(doc if isinstance(doc, dict) else {"version": "1.0", "trustPolicies": doc})
+        except PolicyError:
+            pass

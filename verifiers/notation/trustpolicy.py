@@ -1,0 +1,405 @@
+"""Notation trust policy (document version 1.0), read as the notation CLI reads it. Pure, no I/O.
+
+    {"version": "1.0",
+     "trustPolicies": [{
+        "name": "shop",
+        "registryScopes": ["registry.example.com/shop/frontend"],        # or ["*"]
+        "signatureVerification": {"level": "strict", "override": {"revocation": "log"},
+                                  "verifyTimestamp": "always"},          # or "afterCertExpiry"
+        "trustStores": ["ca:shop", "tsa:globalsign"],
+        "trustedIdentities": ["x509.subject: C=US, ST=WA, O=Example, CN=Builder"]}]}   # or ["*"]
+
+Levels set an action per validation (integrity, authenticity, authentic timestamp, expiry, revocation):
+`enforce` (a failure fails verification), `log` (a failure is reported, verification goes on) or `skip`
+(not checked):
+
+    level        integrity  authenticity  authenticTimestamp  expiry   revocation
+    strict       enforce    enforce       enforce             enforce  enforce
+    permissive   enforce    enforce       log                 log      log
+    audit        enforce    log           log                 log      log
+    skip         skip       skip          skip                skip     skip
+
+`override` changes single actions; integrity can never be overridden, and authenticity can never be
+skipped (it could only ever be logged). The policy for a repository is the one naming it exactly in
+`registryScopes`, else the one with `*`; none means the artifact cannot be verified.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "Action",
+    "PolicyError",
+    "TrustPolicy",
+    "TrustPolicyDocument",
+    "TrustStoreRef",
+    "Validation",
+    "VerificationLevel",
+    "parse_distinguished_name",
+    "parse_trust_policy",
+]
+
+Action = Literal["enforce", "log", "skip"]
+Validation = Literal["integrity", "authenticity", "authenticTimestamp", "expiry", "revocation"]
+VALIDATIONS: tuple[Validation, ...] = (
+    "integrity",
+    "authenticity",
+    "authenticTimestamp",
+    "expiry",
+    "revocation",
+)
+LEVELS: Mapping[str, Mapping[Validation, Action]] = {
+    "strict": dict.fromkeys(VALIDATIONS, "enforce"),
+    "permissive": {
+        "integrity": "enforce",
+        "authenticity": "enforce",
+        "authenticTimestamp": "log",
+        "expiry": "log",
+        "revocation": "log",
+    },
+    "audit": {
+        "integrity": "enforce",
+        "authenticity": "log",
+        "authenticTimestamp": "log",
+        "expiry": "log",
+        "revocation": "log",
+    },
+    "skip": dict.fromkeys(VALIDATIONS, "skip"),
+}
+STORE_TYPES = ("ca", "signingAuthority", "tsa")
+# The notation spec requires a trusted identity's DN to name at least country, state/province and org.
+REQUIRED_DN_ATTRIBUTES = ("C", "ST", "O")
+MAX_POLICY_BYTES = 1024 * 1024
+
+
+class PolicyError(ValueError):
+    """An invalid trust policy; `path` names the field (e.g. `trustPolicies[1].registryScopes[0]`)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationLevel:
+    name: str
+    actions: Mapping[Validation, Action]
+    verify_timestamp: Literal["always", "afterCertExpiry"] = "always"
+
+    def action(self, validation: Validation) -> Action:
+        return self.actions[validation]
+
+
+@dataclass(frozen=True, slots=True)
+class TrustStoreRef:
+    type: Literal["ca", "signingAuthority", "tsa"]
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class TrustPolicy:
+    name: str
+    registry_scopes: tuple[str, ...]
+    level: VerificationLevel
+    trust_stores: tuple[TrustStoreRef, ...] = ()
+    # None means "*" (any identity the trust stores vouch for); otherwise DNs as ordered (type, value) pairs.
+    trusted_identities: tuple[tuple[tuple[str, str], ...], ...] | None = None
+
+    def stores(self, kind: str) -> tuple[TrustStoreRef, ...]:
+        return tuple(s for s in self.trust_stores if s.type == kind)
+
+    def trusts_subject(self, subject: Sequence[tuple[str, str]]) -> bool:
+        """Whether a signing certificate with this subject (type, value) list is a trusted identity.
+
+        A trusted identity matches when each of its attributes appears in the subject with the same value
+        (the subject may carry more).
+        """
+        if self.trusted_identities is None:
+            return True
+        have = set(subject)
+        return any(all(attr in have for attr in identity) for identity in self.trusted_identities)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustPolicyDocument:
+    policies: tuple[TrustPolicy, ...]
+    by_scope: Mapping[str, TrustPolicy] = field(default_factory=dict)
+    wildcard: TrustPolicy | None = None
+
+    def policy_for(self, repository: str) -> TrustPolicy | None:
+        """The policy for `registry/repository`: an exact scope wins over `*`; None when neither applies."""
+        return self.by_scope.get(repository, self.wildcard)
+
+
+_DN_TYPES = {
+    "CN",
+    "C",
+    "ST",
+    "L",
+    "O",
+    "OU",
+    "STREET",
+    "DC",
+    "UID",
+    "SERIALNUMBER",
+    "E",
+    "EMAILADDRESS",
+    "T",
+    "TITLE",
+    "GIVENNAME",
+    "SN",
+    "SURNAME",
+    "INITIALS",
+    "PSEUDONYM",
+    "GENERATIONQUALIFIER",
+    "DNQUALIFIER",
+    "POSTALCODE",
+}
+
+
+def parse_distinguished_name(text: str) -> tuple[tuple[str, str], ...]:
+    """Parse an RFC 4514-style DN (`C=US, ST=WA, O=Example, CN=a\\, b`) into (TYPE, value) pairs.
+
+    Separators are `,` (spaces around it ignored); `\\` escapes the next character (or two hex digits);
+    values may be double-quoted. Types are upper-cased. Multi-valued RDNs (`+`) are split into their parts.
+    """
+    pairs: list[tuple[str, str]] = []
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i] == " ":
+            i += 1
+        start = i
+        while i < n and text[i] != "=":
+            if text[i] in ",+":
+                raise ValueError(f"attribute without '=' at position {start}")
+            i += 1
+        if i >= n:
+            raise ValueError(f"attribute without '=' at position {start}")
+        attr_type = text[start:i].strip().upper()
+        if not attr_type or not re.fullmatch(r"[A-Z][A-Z0-9-]*|\d+(\.\d+)+", attr_type):
+            raise ValueError(f"invalid attribute type {attr_type!r}")
+        i += 1
+        while i < n and text[i] == " ":  # spaces around '=' are not part of the value
+            i += 1
+        value: list[str] = []
+        if i < n and text[i] == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                value.append(text[i])
+                i += 1
+            if i >= n:
+                raise ValueError("unterminated quoted value")
+            i += 1
+            while i < n and text[i] == " ":
+                i += 1
+        else:
+            trailing = 0
+            while i < n and text[i] not in ",+":
+                c = text[i]
+                if c == "\\":
+                    if i + 2 < n + 1 and re.fullmatch(r"[0-9A-Fa-f]{2}", text[i + 1 : i + 3]):
+                        value.append(chr(int(text[i + 1 : i + 3], 16)))
+                        i += 3
+                        trailing = 0
+                        continue
+                    if i + 1 >= n:
+                        raise ValueError("dangling escape at the end")
+                    value.append(text[i + 1])
+                    i += 2
+                    trailing = 0
+                    continue
+                value.append(c)
+                trailing = trailing + 1 if c == " " else 0
+                i += 1
+            if trailing:
+                del value[-trailing:]
+        if not value:
+            raise ValueError(f"empty value for {attr_type}")
+        pairs.append((attr_type, "".join(value)))
+        if i < n:
+            i += 1  # the ',' or '+'
+            if i >= n:
+                raise ValueError("trailing separator")
+    if not pairs:
+        raise ValueError("empty distinguished name")
+    return tuple(pairs)
+
+
+def _strings(value: object, path: str, *, allow_empty: bool = False) -> list[str]:
+    if value is None and allow_empty:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(path, "expected a list of strings")
+    if not value and not allow_empty:
+        raise PolicyError(path, "must not be empty")
+    if len(set(value)) != len(value):
+        raise PolicyError(path, "lists a value twice")
+    return list(value)
+
+
+def _scope(scope: str, path: str) -> str:
+    if scope == "*":
+        return scope
+    # A fully qualified repository: registry (with an optional port) / path, no tag or digest.
+    if "@" in scope or ":" in scope.rpartition("/")[2] or "/" not in scope:
+        raise PolicyError(path, f"{scope!r} is not a repository (registry/repository, no tag or digest)")
+    if "*" in scope:
+        raise PolicyError(path, "wildcards other than a lone '*' are not supported")
+    registry, _, repository = scope.partition("/")
+    if not registry or not repository or not re.fullmatch(r"[a-z0-9]+(?:[._\-/]+[a-z0-9]+)*", repository):
+        raise PolicyError(path, f"{scope!r} is not a valid repository")
+    return scope
+
+
+def _level(value: object, path: str) -> VerificationLevel:
+    if not isinstance(value, dict):
+        raise PolicyError(path, "expected an object with a level")
+    unknown = sorted(set(value) - {"level", "override", "verifyTimestamp"})
+    if unknown:
+        raise PolicyError(f"{path}.{unknown[0]}", "unknown field")
+    name = value.get("level")
+    if not isinstance(name, str) or name not in LEVELS:
+        raise PolicyError(f"{path}.level", f"must be one of {', '.join(LEVELS)}, got {name!r}")
+    actions: dict[Validation, Action] = dict(LEVELS[name])
+    override = value.get("override") or {}
+    if not isinstance(override, dict):
+        raise PolicyError(f"{path}.override", "expected an object of validation: action")
+    if override and name == "skip":
+        raise PolicyError(f"{path}.override", "has no meaning with level skip")
+    for validation, action in override.items():
+        where = f"{path}.override.{validation}"
+        if validation not in VALIDATIONS:
+            raise PolicyError(where, f"unknown validation (known: {', '.join(VALIDATIONS)})")
+        if action not in ("enforce", "log", "skip"):
+            raise PolicyError(where, f"action must be enforce, log or skip, got {action!r}")
+        if validation == "integrity":
+            raise PolicyError(where, "integrity validation cannot be overridden")
+        if validation == "authenticity" and action == "skip":
+            raise PolicyError(where, "authenticity validation cannot be skipped")
+        actions[validation] = action
+    verify_timestamp = value.get("verifyTimestamp", "always")
+    if verify_timestamp not in ("always", "afterCertExpiry"):
+        raise PolicyError(f"{path}.verifyTimestamp", "must be always or afterCertExpiry")
+    return VerificationLevel(name=name, actions=actions, verify_timestamp=verify_timestamp)
+
+
+def _policy(value: object, path: str) -> TrustPolicy:
+    if not isinstance(value, dict):
+        raise PolicyError(path, "expected an object")
+    known = {"name", "registryScopes", "signatureVerification", "trustStores", "trustedIdentities"}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise PolicyError(f"{path}.{unknown[0]}", "unknown field")
+    name = value.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise PolicyError(f"{path}.name", "required")
+    scopes = _strings(value.get("registryScopes"), f"{path}.registryScopes")
+    scopes = [_scope(s, f"{path}.registryScopes[{i}]") for i, s in enumerate(scopes)]
+    if "*" in scopes and len(scopes) > 1:
+        raise PolicyError(f"{path}.registryScopes", "'*' must be the only scope of its policy")
+    level = _level(value.get("signatureVerification"), f"{path}.signatureVerification")
+    stores_raw = _strings(value.get("trustStores"), f"{path}.trustStores", allow_empty=True)
+    identities_raw = _strings(value.get("trustedIdentities"), f"{path}.trustedIdentities", allow_empty=True)
+    if level.name == "skip":
+        if stores_raw or identities_raw:
+            raise PolicyError(path, "level skip takes no trustStores or trustedIdentities")
+        return TrustPolicy(name=name, registry_scopes=tuple(scopes), level=level)
+    if not stores_raw:
+        raise PolicyError(f"{path}.trustStores", "required unless the level is skip")
+    if not identities_raw:
+        raise PolicyError(f"{path}.trustedIdentities", "required unless the level is skip")
+    stores: list[TrustStoreRef] = []
+    for i, entry in enumerate(stores_raw):
+        kind, sep, store = entry.partition(":")
+        if not sep or kind not in STORE_TYPES or not re.fullmatch(r"[A-Za-z0-9_.\-]+", store):
+            raise PolicyError(
+                f"{path}.trustStores[{i}]", f"{entry!r}: expected ca:NAME, signingAuthority:NAME or tsa:NAME"
+            )
+        stores.append(TrustStoreRef(kind, store))  # type: ignore[arg-type]
+    if not any(s.type in ("ca", "signingAuthority") for s in stores):
+        raise PolicyError(
+            f"{path}.trustStores", "needs a ca or signingAuthority store to verify signers with"
+        )
+    identities: list[tuple[tuple[str, str], ...]] | None = []
+    if "*" in identities_raw:
+        if len(identities_raw) > 1:
+            raise PolicyError(f"{path}.trustedIdentities", "'*' must be the only trusted identity")
+        identities = None
+    else:
+        assert identities is not None
+        for i, entry in enumerate(identities_raw):
+            where = f"{path}.trustedIdentities[{i}]"
+            kind, sep, dn = entry.partition(":")
+            if not sep or kind.strip() != "x509.subject":
+                raise PolicyError(where, "expected 'x509.subject: <distinguished name>' or '*'")
+            try:
+                pairs = parse_distinguished_name(dn.strip())
+            except ValueError as e:
+                raise PolicyError(where, f"invalid distinguished name: {e}") from e
+            types = [t for t, _ in pairs]
+            if len(set(types)) != len(types):
+                raise PolicyError(where, "an attribute type appears twice")
+            missing = [t for t in REQUIRED_DN_ATTRIBUTES if t not in types]
+            if missing:
+                raise PolicyError(where, f"must name at least C, ST and O (missing {', '.join(missing)})")
+            identities.append(pairs)
+    return TrustPolicy(
+        name=name,
+        registry_scopes=tuple(scopes),
+        level=level,
+        trust_stores=tuple(stores),
+        trusted_identities=tuple(identities) if identities is not None else None,
+    )
+
+
+def parse_trust_policy(data: bytes | Mapping[str, Any]) -> TrustPolicyDocument:
+    """Validate a trust policy document (bytes of trustpolicy.json, or the parsed object)."""
+    if isinstance(data, bytes | bytearray):
+        if len(data) > MAX_POLICY_BYTES:
+            raise PolicyError("", f"trust policy larger than {MAX_POLICY_BYTES} bytes")
+        try:
+            doc: Any = json.loads(bytes(data).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise PolicyError("", f"not valid JSON: {e}") from e
+    else:
+        doc = data
+    if not isinstance(doc, Mapping):
+        raise PolicyError("", "expected a JSON object")
+    unknown = sorted(set(doc) - {"version", "trustPolicies"})
+    if unknown:
+        raise PolicyError(unknown[0], "unknown field")
+    if doc.get("version") != "1.0":
+        raise PolicyError("version", f"only version 1.0 is supported, got {doc.get('version')!r}")
+    raw = doc.get("trustPolicies")
+    if not isinstance(raw, list) or not raw:
+        raise PolicyError("trustPolicies", "expected a non-empty list")
+    policies = [_policy(p, f"trustPolicies[{i}]") for i, p in enumerate(raw)]
+    names: set[str] = set()
+    by_scope: dict[str, TrustPolicy] = {}
+    wildcard: TrustPolicy | None = None
+    for i, policy in enumerate(policies):
+        if policy.name in names:
+            raise PolicyError(f"trustPolicies[{i}].name", f"duplicate policy name {policy.name!r}")
+        names.add(policy.name)
+        for j, scope in enumerate(policy.registry_scopes):
+            where = f"trustPolicies[{i}].registryScopes[{j}]"
+            if scope == "*":
+                if wildcard is not None:
+                    raise PolicyError(where, f"'*' is already the scope of policy {wildcard.name!r}")
+                wildcard = policy
+            elif scope in by_scope:
+                raise PolicyError(where, f"{scope!r} is already a scope of policy {by_scope[scope].name!r}")
+            else:
+                by_scope[scope] = policy
+    return TrustPolicyDocument(policies=tuple(policies), by_scope=by_scope, wildcard=wildcard)
