@@ -1,0 +1,198 @@
+"""Internals shared by the notation envelope modules: reason codes, limits, the error type, strict decoders.
+
+Not a public API: callers use `verifiers.notation.envelope`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, NoReturn
+
+__all__ = [
+    "LIMITS",
+    "EnvelopeError",
+    "Limits",
+    "Reason",
+    "b64decode_std",
+    "b64url_decode",
+    "check_plain",
+    "fail",
+    "load_json",
+    "parse_rfc3339",
+]
+
+
+class Reason:
+    """Stable reason codes carried by `EnvelopeError.reason`."""
+
+    MALFORMED = "envelope_malformed"  # not a well-formed envelope of the announced kind
+    LIMIT_EXCEEDED = "limit_exceeded"  # a size or count bound of `Limits` is exceeded
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # neither application/jose+json nor application/cose
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"  # cty is not the notation payload type
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"  # alg is not PS256/384/512 or ES256/384/512
+    UNSUPPORTED_SIGNING_SCHEME = "unsupported_signing_scheme"
+    UNKNOWN_CRITICAL_HEADER = "unknown_critical_header"  # crit names a header this layer does not understand
+    CRITICAL_HEADER_ABSENT = "critical_header_absent"  # crit names a header the protected header lacks
+    HEADER_NOT_CRITICAL = "header_not_critical"  # a header the spec requires to be critical is not in crit
+    CERTIFICATE_CHAIN_MISSING = "certificate_chain_missing"  # no x5c / x5chain, or an empty one
+    CERTIFICATE_MALFORMED = "certificate_malformed"  # a chain entry is not a DER X.509 certificate
+    UNSUPPORTED_KEY = "unsupported_key"  # leaf key is RSA outside the allowed sizes, or of an unusable kind
+    ALGORITHM_KEY_MISMATCH = "algorithm_key_mismatch"  # alg does not fit the leaf key's type or curve
+    SIGNATURE_INVALID = "signature_invalid"
+    PAYLOAD_MALFORMED = "payload_malformed"  # the signed payload is not a valid notation payload
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every bound the envelope layer enforces, in one place."""
+
+    max_envelope_bytes: int = 4 * 1024 * 1024
+    max_payload_bytes: int = 64 * 1024
+    max_certificates: int = 10
+    max_json_depth: int = 32
+    max_cbor_depth: int = 32
+    min_rsa_bits: int = 2048
+    max_rsa_bits: int = 16384  # verification cost grows with the modulus; notation itself signs with <= 4096
+
+
+LIMITS = Limits()
+
+
+class EnvelopeError(ValueError):
+    """The envelope was rejected: a stable `reason` code (see `Reason`) and a sentence for humans."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+def fail(reason: str, message: str) -> NoReturn:
+    raise EnvelopeError(reason, message)
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return False
+
+
+def load_json(data: bytes, what: str, *, reason: str = Reason.MALFORMED) -> Any:
+    """Strict JSON: UTF-8 without BOM, no duplicate keys, no NaN/Infinity, bounded depth."""
+    try:
+        text = data.decode("utf-8")
+        if text.startswith("\ufeff"):
+            raise ValueError("byte-order mark")
+        value = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        fail(reason, f"{what} is not valid JSON: {exc}")
+    if _too_deep(value, LIMITS.max_json_depth):
+        fail(reason, f"{what} is nested more than {LIMITS.max_json_depth} levels deep")
+    return value
+
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_B64STD = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
+def b64url_decode(value: object, what: str) -> bytes:
+    """base64url without padding (RFC 7515 section 2), canonical: no '=', no '+' or '/', no stray bits."""
+    if not isinstance(value, str) or not _B64URL.fullmatch(value) or len(value) % 4 == 1:
+        fail(Reason.MALFORMED, f"{what} is not unpadded base64url")
+    try:
+        decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError) as exc:
+        fail(Reason.MALFORMED, f"{what} is not unpadded base64url: {exc}")
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=").decode("ascii") != value:
+        fail(Reason.MALFORMED, f"{what} is not canonical base64url (non-zero padding bits)")
+    return decoded
+
+
+def b64decode_std(value: object, what: str) -> bytes:
+    """Standard base64 with padding (how x5c and Go's []byte are written), canonical."""
+    if not isinstance(value, str) or not _B64STD.fullmatch(value):
+        fail(Reason.MALFORMED, f"{what} is not padded standard base64")
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        fail(Reason.MALFORMED, f"{what} is not padded standard base64: {exc}")
+    if base64.b64encode(decoded).decode("ascii") != value:
+        fail(Reason.MALFORMED, f"{what} is not canonical base64 (non-zero padding bits)")
+    return decoded
+
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|([+-])(\d{2}):(\d{2}))", re.ASCII
+)
+
+
+def parse_rfc3339(value: object, what: str) -> datetime:
+    """An RFC 3339 date-time with an explicit offset ("Z" or +hh:mm), as Go's time.RFC3339 writes it."""
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        fail(Reason.MALFORMED, f"{what} is not an RFC 3339 date-time")
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    fraction = (match.group(7) or "").ljust(6, "0")[:6]
+    try:
+        offset = timedelta(0)
+        if match.group(8) != "Z":
+            sign = -1 if match.group(9) == "-" else 1
+            offset_h, offset_m = int(match.group(10)), int(match.group(11))
+            if offset_h > 23 or offset_m > 59:
+                raise ValueError("offset out of range")
+            offset = sign * timedelta(hours=offset_h, minutes=offset_m)
+        return datetime(year, month, day, hour, minute, second, int(fraction), tzinfo=timezone(offset))
+    except (ValueError, OverflowError) as exc:
+        fail(Reason.MALFORMED, f"{what} is not a valid date-time: {exc}")
+
+
+_PLAIN_SCALARS = (str, bytes, int, float, bool, type(None), datetime)
+
+
+def check_plain(value: Any, what: str, *, limit: int) -> None:
+    """Reject anything but plain data (scalars, sequences, string/int-keyed maps), bounded in depth."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            fail(Reason.MALFORMED, f"{what} is nested more than {limit} levels deep")
+        if isinstance(item, float) and not math.isfinite(item):
+            fail(Reason.MALFORMED, f"{what} holds a non-finite number")
+        if isinstance(item, _PLAIN_SCALARS):
+            continue
+        if isinstance(item, list | tuple):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                if not isinstance(key, str | int) or isinstance(key, bool):
+                    fail(Reason.MALFORMED, f"{what} has a map key that is not a string or an integer")
+                stack.append((child, depth + 1))
+        else:
+            fail(Reason.MALFORMED, f"{what} holds a value of unsupported type {type(item).__name__}")
