@@ -19,6 +19,7 @@ from verifiers.sbom import SbomVerifier
 BUILTINS = {
     "cosign": "verifiers.cosign.verifier:CosignVerifier",
     "digest-pin": "verifiers.digest_pin:DigestPinVerifier",
+    "notation": "verifiers.notation.verifier:NotationVerifier",
     "sbom": "verifiers.sbom:SbomVerifier",
 }
 MODULE = "cs_test_plugin"
@@ -116,7 +117,9 @@ def test_unknown_type_lists_the_available_ones() -> None:
     with pytest.raises(PluginError) as info:
         load_factory("notary")
     assert info.value.path == "type"
-    assert info.value.message == "unknown verifier type 'notary' (available: cosign, digest-pin, sbom)"
+    assert info.value.message == (
+        "unknown verifier type 'notary' (available: cosign, digest-pin, notation, sbom)"
+    )
 
 
 def test_create_builtin_verifier() -> None:

@@ -1,0 +1,279 @@
+"""The `notation` verifier: Notary Project signatures (JWS or COSE) of an image, judged by a trust policy.
+
+Options:
+
+* `trustPolicy`: a path to notation's `trustpolicy.json`, or the policy document inline (an object);
+* `trustStore`: a path to a notation trust-store directory (the one holding `x509/`).
+
+Every trust store a policy names must exist in `trustStore` (checked when the verifier is built).
+
+`verify` lists the image's referrers whose artifactType (or, when a listing has none, the manifest's
+artifactType or config.mediaType) is `application/vnd.cncf.notary.signature` (at most 32). A referrer whose
+`io.cncf.notary.x509chain.thumbprint#S256` annotation lists no certificate of the policy's `ca:` and
+`signingAuthority:` stores is skipped before its blob is read (when the annotation is missing or unreadable,
+the blob is read). The single envelope layer is fetched (digest-checked), verified with `parse_and_verify` and
+evaluated with `trust.evaluate`. The policy is the one for `subject.reference.name`. At least one signature
+must pass; an enforced revocation check that cannot be made raises `Undecided("revocation_unavailable")`
+unless another signature passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from provider.registry.errors import RegistryError
+from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided
+from verifiers.notation.envelope import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, EnvelopeError, parse_and_verify
+from verifiers.notation.trust import Evaluation, TrustStoreError, evaluate, load_trust_store_dir
+from verifiers.notation.trustpolicy import PolicyError, TrustPolicy, TrustPolicyDocument, parse_trust_policy
+
+__all__ = ["ARTIFACT_TYPE", "NotationVerifier", "Reason"]
+
+ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
+THUMBPRINT_ANNOTATION = "io.cncf.notary.x509chain.thumbprint#S256"
+MAX_SIGNATURES = 32
+MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
+_ENVELOPE_TYPES = (JWS_MEDIA_TYPE, COSE_MEDIA_TYPE)
+_KNOWN_OPTIONS = ("trustPolicy", "trustStore")
+
+
+class Reason:
+    VERIFIED = "notation_verified"
+    NO_SIGNATURE = "no_signature_found"
+    INTEGRITY = "integrity_failed"
+    UNTRUSTED = "untrusted_signer"
+    EXPIRED = "signature_expired"
+    TIMESTAMP = "timestamp_invalid"
+    REVOCATION = "revocation_unavailable"
+    NO_POLICY = "no_trust_policy"
+    SKIPPED = "verification_skipped"
+
+
+_REASON_FOR = {
+    "integrity": Reason.INTEGRITY,
+    "authenticity": Reason.UNTRUSTED,
+    "expiry": Reason.EXPIRED,
+    "authenticTimestamp": Reason.TIMESTAMP,
+}
+# When no signature passes, the report names the most telling failure.
+_PRECEDENCE = (Reason.TIMESTAMP, Reason.EXPIRED, Reason.UNTRUSTED, Reason.INTEGRITY, Reason.NO_SIGNATURE)
+
+
+def _rfc3339(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment is not None else None
+
+
+class NotationVerifier:
+    type = "notation"
+
+    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+        self.name = name
+        unknown = sorted(set(options) - set(_KNOWN_OPTIONS))
+        if unknown:
+            raise OptionsError(unknown[0], f"unknown option (known: {', '.join(_KNOWN_OPTIONS)})")
+        self.policies = self._load_policy(options.get("trustPolicy"))
+        store_path = options.get("trustStore")
+        if not isinstance(store_path, str) or not store_path:
+            raise OptionsError("trustStore", "expected the path of a notation trust-store directory")
+        try:
+            self.stores = load_trust_store_dir(store_path)
+        except TrustStoreError as exc:
+            raise OptionsError("trustStore", str(exc)) from exc
+        for i, policy in enumerate(self.policies.policies):
+            for j, ref in enumerate(policy.trust_stores):
+                if (ref.type, ref.name) not in self.stores:
+                    raise OptionsError(
+                        f"trustPolicy.trustPolicies[{i}].trustStores[{j}]",
+                        f"trust store {ref} not found under {store_path}/x509/{ref.type}/{ref.name}",
+                    )
+
+    @staticmethod
+    def _load_policy(value: object) -> TrustPolicyDocument:
+        if isinstance(value, str) and value:
+            try:
+                data = Path(value).read_bytes()
+            except OSError as exc:
+                raise OptionsError("trustPolicy", f"cannot read {value}: {exc.strerror}") from exc
+            source: bytes | Mapping[str, Any] = data
+        elif isinstance(value, Mapping):
+            source = value
+        else:
+            raise OptionsError("trustPolicy", "expected a path to trustpolicy.json or the policy object")
+        try:
+            return parse_trust_policy(source)
+        except PolicyError as exc:
+            raise OptionsError(f"trustPolicy.{exc.path}" if exc.path else "trustPolicy", exc.message) from exc
+
+    def _thumbprints(self, policy: TrustPolicy) -> set[str]:
+        out: set[str] = set()
+        for ref in policy.trust_stores:
+            if ref.type in ("ca", "signingAuthority"):
+                for cert in self.stores.get((ref.type, ref.name), ()):
+                    out.add(hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest())
+        return out
+
+    async def verify(self, subject: Subject, context: Context) -> Report:
+        repository = subject.reference.name
+        policy = self.policies.policy_for(repository)
+        if policy is None:
+            return Report.fail(Reason.NO_POLICY, f"no notation trust policy applies to {repository}")
+        if policy.level.name == "skip":
+            return Report.ok(
+                Reason.SKIPPED,
+                f"trust policy {policy.name!r} skips verification for {repository}",
+                policy=policy.name,
+            )
+        referrers = await context.registry.referrers(subject)
+        signatures: list[dict[str, Any]] = []
+        undecided: str | None = None
+        anchors = self._thumbprints(policy)
+        count = 0
+        for descriptor in referrers:
+            if count >= MAX_SIGNATURES:
+                break
+            try:
+                manifest = await self._signature_manifest(subject, context, descriptor)
+            except Undecided:
+                raise
+            except (RegistryError, ValueError) as exc:
+                signatures.append(self._failure(descriptor.digest, None, Reason.INTEGRITY, str(exc)))
+                count += 1
+                continue
+            if manifest is None:
+                continue
+            count += 1
+            annotations = manifest.get("annotations")
+            prints = annotations.get(THUMBPRINT_ANNOTATION) if isinstance(annotations, dict) else None
+            if isinstance(prints, str) and policy.level.action("authenticity") == "enforce":
+                try:
+                    listed = json.loads(prints)
+                except ValueError:
+                    listed = None
+                if isinstance(listed, list) and not anchors.intersection(
+                    p for p in listed if isinstance(p, str)
+                ):
+                    message = (
+                        "its certificate chain (by thumbprint) contains no certificate of the trust stores"
+                    )
+                    signatures.append(self._failure(descriptor.digest, None, Reason.UNTRUSTED, message))
+                    continue
+            entry, maybe_undecided = await self._one(subject, context, descriptor, manifest, policy)
+            signatures.append(entry)
+            if entry["passed"]:
+                return Report.ok(
+                    Reason.VERIFIED,
+                    f"{subject.reference} has a notation signature trusted by policy {policy.name!r}",
+                    policy=policy.name,
+                    signatures=signatures,
+                )
+            if maybe_undecided and undecided is None:
+                undecided = maybe_undecided
+        if undecided is not None:
+            raise Undecided(Reason.REVOCATION, undecided)
+        if not signatures:
+            return Report.fail(
+                Reason.NO_SIGNATURE, f"{subject.reference} has no notation signature", policy=policy.name
+            )
+        reasons = {entry["reason"] for entry in signatures}
+        reason = next((r for r in _PRECEDENCE if r in reasons), Reason.INTEGRITY)
+        messages = "; ".join(f"{entry['signature']}: {entry['message']}" for entry in signatures[:4])
+        return Report.fail(
+            reason,
+            f"no notation signature of {subject.reference} is trusted by policy {policy.name!r}: {messages}",
+            policy=policy.name,
+            signatures=signatures,
+        )
+
+    async def _signature_manifest(
+        self, subject: Subject, context: Context, descriptor: Descriptor
+    ) -> dict[str, Any] | None:
+        if descriptor.artifact_type not in (None, "", ARTIFACT_TYPE):
+            return None
+        data, _ = await context.registry.manifest(subject.reference, descriptor.digest)
+        manifest = json.loads(data)
+        if not isinstance(manifest, dict):
+            raise ValueError("signature manifest is not a JSON object")
+        config = manifest.get("config")
+        kind = manifest.get("artifactType") or (config.get("mediaType") if isinstance(config, dict) else None)
+        if kind != ARTIFACT_TYPE:
+            return None
+        subject_field = manifest.get("subject")
+        if not isinstance(subject_field, dict) or subject_field.get("digest") != subject.digest:
+            raise ValueError(f"signature manifest's subject is not {subject.digest}")
+        return manifest
+
+    @staticmethod
+    def _failure(digest: str, fmt: str | None, reason: str, message: str) -> dict[str, Any]:
+        return {"format": fmt, "signature": digest, "passed": False, "reason": reason, "message": message}
+
+    async def _one(
+        self,
+        subject: Subject,
+        context: Context,
+        descriptor: Descriptor,
+        manifest: Mapping[str, Any],
+        policy: TrustPolicy,
+    ) -> tuple[dict[str, Any], str | None]:
+        from provider.registry.client import parse_descriptor
+
+        layers = manifest.get("layers")
+        if not isinstance(layers, list) or len(layers) != 1 or not isinstance(layers[0], dict):
+            return self._failure(
+                descriptor.digest, None, Reason.INTEGRITY, "expected exactly one layer"
+            ), None
+        try:
+            layer = parse_descriptor(layers[0], "layer")
+        except RegistryError as exc:
+            return self._failure(descriptor.digest, None, Reason.INTEGRITY, str(exc)), None
+        fmt = {JWS_MEDIA_TYPE: "jws", COSE_MEDIA_TYPE: "cose"}.get(layer.media_type)
+        if fmt is None:
+            message = f"envelope media type {layer.media_type!r} is not supported"
+            return self._failure(descriptor.digest, None, Reason.INTEGRITY, message), None
+        try:
+            envelope_bytes = await context.registry.blob(subject.reference, layer, MAX_ENVELOPE_BYTES)
+            envelope = parse_and_verify(envelope_bytes, layer.media_type)
+        except Undecided:
+            raise
+        except (RegistryError, EnvelopeError) as exc:
+            return self._failure(descriptor.digest, fmt, Reason.INTEGRITY, str(exc)), None
+        result = evaluate(
+            envelope, subject.digest, subject.size, subject.media_type, policy, self.stores, datetime.now(UTC)
+        )
+        return self._entry(descriptor.digest, fmt, envelope.signer, result), result.undecided
+
+    @staticmethod
+    def _entry(digest: str, fmt: str, signer: Any, result: Evaluation) -> dict[str, Any]:
+        leaf = signer.leaf
+        if result.failed is not None:
+            reason, message = (
+                _REASON_FOR.get(result.failed.validation, Reason.INTEGRITY),
+                result.failed.message,
+            )
+        elif result.undecided is not None:
+            reason, message = Reason.REVOCATION, result.undecided
+        else:
+            reason, message = Reason.VERIFIED, "trusted"
+        return {
+            "format": fmt,
+            "signature": digest,
+            "passed": result.passed,
+            "reason": reason,
+            "message": message,
+            "signer": leaf.subject.rfc4514_string(),
+            "issuer": leaf.issuer.rfc4514_string(),
+            "serial": format(leaf.serial_number, "x"),
+            "signingScheme": signer.signing_scheme,
+            "signingTime": _rfc3339(signer.signing_time or signer.authentic_signing_time),
+            "timestamp": _rfc3339(result.timestamp),
+            "logged": [
+                {"validation": r.validation, "message": r.message, "unavailable": r.unavailable}
+                for r in result.logged
+            ],
+        }
