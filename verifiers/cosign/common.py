@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+from verifiers import strictjson
 from verifiers.cosign.model import Reason
 
 __all__ = [
@@ -68,49 +68,15 @@ def fail(reason: str, message: str) -> NoReturn:
     raise Failure(reason, message)
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            # Two parsers that disagree on which duplicate wins is how signed content gets swapped.
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _depth(value: Any, limit: int) -> int:
-    """The nesting depth of a parsed JSON value, giving up (returning > limit) once it exceeds `limit`."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    deepest = 0
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-    return deepest
-
-
 def load_json(data: bytes | str, what: str, *, reason: str = Reason.MALFORMED) -> Any:
     """Parse `data` as strict JSON (UTF-8, no duplicate keys, no NaN/Infinity), bounded in size and depth."""
     size = len(data)
     if size > LIMITS.max_document_bytes:
         fail(reason, f"{what} is {size} bytes, more than the {LIMITS.max_document_bytes}-byte limit")
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        value = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return strictjson.loads(data, max_depth=LIMITS.max_json_depth)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         fail(reason, f"{what} is not valid JSON: {exc}")
-    if _depth(value, LIMITS.max_json_depth) > LIMITS.max_json_depth:
-        fail(reason, f"{what} is nested more than {LIMITS.max_json_depth} levels deep")
-    return value
 
 
 def b64decode(value: object, what: str, *, reason: str = Reason.MALFORMED) -> bytes:

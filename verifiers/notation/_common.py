@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
+
+from verifiers import strictjson
 
 __all__ = [
     "LIMITS",
@@ -78,44 +79,12 @@ def fail(reason: str, message: str) -> NoReturn:
     raise EnvelopeError(reason, message)
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _too_deep(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-    return False
-
-
 def load_json(data: bytes, what: str, *, reason: str = Reason.MALFORMED) -> Any:
     """Strict JSON: UTF-8 without BOM, no duplicate keys, no NaN/Infinity, bounded depth."""
     try:
-        text = data.decode("utf-8")
-        if text.startswith("\ufeff"):
-            raise ValueError("byte-order mark")
-        value = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return strictjson.loads(data, max_depth=LIMITS.max_json_depth)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         fail(reason, f"{what} is not valid JSON: {exc}")
-    if _too_deep(value, LIMITS.max_json_depth):
-        fail(reason, f"{what} is nested more than {LIMITS.max_json_depth} levels deep")
-    return value
 
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
