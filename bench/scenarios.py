@@ -15,7 +15,10 @@ Scenarios:
 3. cosign (bench/cosign_bench.py): the CPU cost of one verification per signature format (pure core, no
    I/O), and a cold 10-image batch on the same olareg, each image signed once with the real cosign CLIs
    (bundle by cosign v3, legacy ``.sig`` and OCI 1.1 referrer by cosign2; key-based, offline).
-4. peak RSS (``ru_maxrss``) of this process after each row, and of the load generator process (``VmHWM``).
+4. notation (bench/notation_bench.py): the CPU cost of parsing, verifying and judging one recorded
+   notation-go envelope (JWS, COSE, JWS with an RFC 3161 timestamp), and a cold 10-image batch on the same
+   olareg, each image signed once with the real notation CLI (half JWS, half COSE).
+5. peak RSS (``ru_maxrss``) of this process after each row, and of the load generator process (``VmHWM``).
 
 Every verdict must be "allowed": anything else (a denial, an undecided key, an HTTP error) fails the run
 with a non-zero exit status, because a benchmark that measures errors is worthless.
@@ -86,6 +89,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     push_seconds: float = 0.0
     sign_seconds: float = 0.0
+    notation_sign_seconds: float = 0.0
     load_generator_peak_rss_mib: float = 0.0
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -323,7 +327,7 @@ async def warm_scenario(
 def format_table(report: Report, options: Options) -> str:
     env = report.environment
     header = (
-        f"{'scenario':<30}{'runs':>6}{'median ms':>11}{'p99 ms':>9}   {'throughput':<28}{'peak RSS MiB':>12}"
+        f"{'scenario':<34}{'runs':>6}{'median ms':>11}{'p99 ms':>9}   {'throughput':<28}{'peak RSS MiB':>12}"
     )
     lines = [
         f"Countersign benchmark: Python {env['python']} ({env['implementation']}), aiohttp {env['aiohttp']}, "
@@ -334,7 +338,7 @@ def format_table(report: Report, options: Options) -> str:
     ]
     for row in report.rows:
         lines.append(
-            f"{row.scenario:<30}{row.runs:>6}{row.summary.median * 1000:>11.3f}{row.summary.p99 * 1000:>9.3f}"
+            f"{row.scenario:<34}{row.runs:>6}{row.summary.median * 1000:>11.3f}{row.summary.p99 * 1000:>9.3f}"
             f"   {row.throughput:<28}{row.peak_rss_mib:>12.1f}"
         )
     lines.append("-" * len(header))
@@ -396,6 +400,29 @@ def notes(report: Report, options: Options, load: LoadResult) -> list[str]:
             "identity, SET; bundle: the same through sigstore-python's Verifier, plus inclusion proof and "
             "signed checkpoint."
         )
+    cold_notation = next((row for row in report.rows if row.scenario.startswith("cold notation")), None)
+    if cold_notation is not None:
+        mix = ", ".join(f"{n} {fmt.upper()}" for fmt, n in cold_notation.details["formats"].items())
+        out.append(
+            f"cold notation: {cold_notation.details['batch']} images on the same olareg, one repository "
+            f"each, each signed once with the real notation CLI ({mix}; one RSA-2048 key from notation cert "
+            "generate-test; OCI 1.1 referrers API); policy allOf [notation] with notation's own "
+            "trustpolicy.json (strict, ca store of that certificate) and trust store directory; as cold "
+            "above (fresh Engine per batch, one unmeasured run, which also checked each image verified in "
+            "the envelope format it was signed in)."
+        )
+    notation_cpu = [row for row in report.rows if row.scenario.startswith("notation CPU")]
+    if notation_cpu:
+        iterations = ", ".join(str(row.runs) for row in notation_cpu)
+        out.append(
+            "notation CPU: CPU time of envelope.parse_and_verify + trust.evaluate (strict) on an envelope "
+            "recorded by notation-go (../shared/testdata/notation), held in memory: no I/O, not wall time; "
+            f"{iterations} calls measured as for cosign CPU. JWS, COSE: RSA-2048 PS256, one self-signed "
+            "certificate in a ca store; JWS with timestamp: the recorded ca and tsa stores, verifyTimestamp "
+            "always (the RFC 3161 countersignature and its chain are verified too)."
+        )
+    elif cold_notation is not None:
+        out.append("notation CPU: left out, ../shared/testdata/notation (recorded envelopes) is missing.")
     out.append(
         "peak RSS = ru_maxrss of this process (registry client, engines, server) at the end of that row; "
         f"load generator process: {load.peak_rss_kib / 1024:.1f} MiB (its own VmHWM: ru_maxrss would include "
@@ -415,6 +442,12 @@ def notes(report: Report, options: Options, load: LoadResult) -> list[str]:
             f"{cold_cosign.details['batch']} images pushed and signed with cosign in "
             f"{report.sign_seconds:.1f} s ({options.sign_workers} threads); "
             if cold_cosign is not None
+            else ""
+        )
+        + (
+            f"{cold_notation.details['batch']} images pushed and signed with notation in "
+            f"{report.notation_sign_seconds:.1f} s ({options.sign_workers} threads); "
+            if cold_notation is not None
             else ""
         )
         + f"total wall time {report.wall_seconds:.1f} s."
@@ -445,6 +478,7 @@ def write_json(path: Path, report: Report) -> None:
         "load_generator_peak_rss_mib": report.load_generator_peak_rss_mib,
         "push_seconds": report.push_seconds,
         "sign_seconds": report.sign_seconds,
+        "notation_sign_seconds": report.notation_sign_seconds,
         "wall_seconds": report.wall_seconds,
         "notes": report.notes,
     }
@@ -520,6 +554,43 @@ def cosign_rows(registry: Registry, options: Options, workdir: Path, report: Rep
         raise BenchError(str(error)) from error
 
 
+# --- 4. notation ----------------------------------------------------------------------------------------
+
+
+def notation_rows(registry: Registry, options: Options, workdir: Path, report: Report) -> list[Row]:
+    """Sign a batch of images once with the notation CLI and time cold verifications of it; then the CPU
+    cost of one verification per recorded envelope."""
+    from bench.cosign_bench import CPU_WARMUP
+    from bench.notation_bench import (
+        NOTATION_BATCH,
+        NotationBenchError,
+        cold_notation_scenario,
+        cpu_scenarios,
+        notation_config,
+        notation_key,
+        sign_images,
+    )
+    from tests.support.notation import NotationError
+
+    try:
+        env = notation_key(workdir / "notation")
+        try:
+            sign_started = time.perf_counter()
+            signed = sign_images(registry, env, NOTATION_BATCH, options.sign_workers)
+            report.notation_sign_seconds = time.perf_counter() - sign_started
+            log.info("%d images signed with notation in %.1f s", len(signed), report.notation_sign_seconds)
+            cold = asyncio.run(
+                cold_notation_scenario(notation_config(registry, env), signed, options.runs_small, cold_run)
+            )
+        finally:
+            env.close()
+        return [cold, *cpu_scenarios(CPU_WARMUP)]
+    except NotationError as error:
+        raise BenchError(f"signing with notation: {error}") from error
+    except NotationBenchError as error:
+        raise BenchError(str(error)) from error
+
+
 def run(options: Options) -> tuple[Report, LoadResult]:
     started = time.perf_counter()
     report = Report(environment=environment())
@@ -534,6 +605,7 @@ def run(options: Options) -> tuple[Report, LoadResult]:
             warm_row, load = asyncio.run(warm_scenario(registry, images, options, workdir))
             report.rows.append(warm_row)
             report.rows += cosign_rows(registry, options, workdir, report)
+            report.rows += notation_rows(registry, options, workdir, report)
     report.load_generator_peak_rss_mib = load.peak_rss_kib / 1024
     report.wall_seconds = time.perf_counter() - started
     report.environment["load_average_at_end"] = list(os.getloadavg())
@@ -547,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     options = parse_args(argv)
     try:
-        for tool in ("olareg", "oras", "cosign", "cosign2"):
+        for tool in ("olareg", "oras", "cosign", "cosign2", "notation"):
             ensure_tool(tool)
     except ToolNotFoundError as error:
         print(f"bench: {error}", file=sys.stderr)

@@ -1,0 +1,380 @@
+"""The notation verifier's own logic: its options, and discovery and judgement over an in-memory registry.
+
+The registry here is a small stand-in for `RegistryReader` (referrers, manifests and blobs from dicts, every
+request recorded); the envelopes are the recorded notation-go vectors of ``../shared/testdata/notation``.
+Real `notation sign` signatures through the engine are in tests/integration/test_notation.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from provider.reference import ImageReference, parse_reference
+from provider.registry.errors import NotFound, Unavailable
+from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided
+from verifiers.notation.envelope import JWS_MEDIA_TYPE, parse_and_verify
+from verifiers.notation.verifier import ARTIFACT_TYPE, THUMBPRINT_ANNOTATION, NotationVerifier
+
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+REPOSITORY = "registry.test/shop/app"
+SUBJECT_FIELD = {"mediaType": MANIFEST, "digest": "", "size": 0}
+
+
+def _policy(stores: Sequence[str] = ("ca:alpine",), level: str = "strict", **extra: Any) -> dict[str, Any]:
+    policy: dict[str, Any] = {
+        "name": "shop",
+        "registryScopes": ["*"],
+        "signatureVerification": {"level": level},
+        "trustStores": list(stores),
+        "trustedIdentities": ["*"],
+    }
+    policy.update(extra)
+    return {"version": "1.0", "trustPolicies": [policy]}
+
+
+def _store(root: Path, kind: str, name: str, pem: bytes) -> Path:
+    directory = root / "x509" / kind / name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.crt").write_bytes(pem)
+    return root
+
+
+@pytest.fixture(scope="module")
+def stranger_pem() -> bytes:
+    """A self-signed CA certificate that did not sign the recorded envelopes."""
+    from tests.support.notation import SigningChain
+
+    return SigningChain(name="countersign-unit-stranger", intermediate=False).root_pem
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path, stranger_pem: bytes) -> Path:
+    return _store(tmp_path / "truststore", "ca", "alpine", stranger_pem)
+
+
+# --- options -----------------------------------------------------------------------------------------------
+
+
+def _options_error(options: Mapping[str, Any]) -> OptionsError:
+    with pytest.raises(OptionsError) as caught:
+        NotationVerifier("notary", options)
+    return caught.value
+
+
+def test_missing_options(store_dir: Path) -> None:
+    assert _options_error({}).path == "trustPolicy"
+    assert _options_error({"trustStore": str(store_dir)}).path == "trustPolicy"
+    assert _options_error({"trustPolicy": _policy()}).path == "trustStore"
+    assert _options_error({"trustPolicy": _policy(), "trustStore": ""}).path == "trustStore"
+    assert _options_error({"trustPolicy": 42, "trustStore": str(store_dir)}).path == "trustPolicy"
+
+
+def test_unknown_option(store_dir: Path) -> None:
+    error = _options_error({"trustPolicy": _policy(), "trustStore": str(store_dir), "trustpolicy": "x"})
+    assert error.path == "trustpolicy"
+    assert "unknown option" in error.message
+
+
+def test_trust_policy_file_errors(tmp_path: Path, store_dir: Path) -> None:
+    missing = _options_error({"trustPolicy": str(tmp_path / "absent.json"), "trustStore": str(store_dir)})
+    assert missing.path == "trustPolicy"
+    assert "cannot read" in missing.message
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    invalid = _options_error({"trustPolicy": str(broken), "trustStore": str(store_dir)})
+    assert invalid.path == "trustPolicy"
+    assert "not valid JSON" in invalid.message
+
+
+def test_trust_policy_file_is_read(tmp_path: Path, store_dir: Path) -> None:
+    path = tmp_path / "trustpolicy.json"
+    path.write_text(json.dumps(_policy()))
+    verifier = NotationVerifier("notary", {"trustPolicy": str(path), "trustStore": str(store_dir)})
+    assert [p.name for p in verifier.policies.policies] == ["shop"]
+    assert set(verifier.stores) == {("ca", "alpine")}
+
+
+@pytest.mark.parametrize(
+    ("document", "path"),
+    [
+        ({**_policy(), "version": "2.0"}, "trustPolicy.version"),
+        ({"version": "1.0", "trustPolicies": []}, "trustPolicy.trustPolicies"),
+        (_policy(level="paranoid"), "trustPolicy.trustPolicies[0].signatureVerification.level"),
+        (_policy(stores=["ca:alpine", "vault:x"]), "trustPolicy.trustPolicies[0].trustStores[1]"),
+        (
+            _policy(trustedIdentities=["x509.subject: CN=only"]),
+            "trustPolicy.trustPolicies[0].trustedIdentities[0]",
+        ),
+    ],
+)
+def test_invalid_policy_names_the_field(store_dir: Path, document: dict[str, Any], path: str) -> None:
+    assert _options_error({"trustPolicy": document, "trustStore": str(store_dir)}).path == path
+
+
+def test_invalid_policy_file_names_the_field(tmp_path: Path, store_dir: Path) -> None:
+    path = tmp_path / "trustpolicy.json"
+    path.write_text(json.dumps(_policy(level="paranoid")))
+    error = _options_error({"trustPolicy": str(path), "trustStore": str(store_dir)})
+    assert error.path == "trustPolicy.trustPolicies[0].signatureVerification.level"
+
+
+def test_trust_store_directory_errors(tmp_path: Path) -> None:
+    error = _options_error({"trustPolicy": _policy(), "trustStore": str(tmp_path / "absent")})
+    assert error.path == "trustStore"
+    (tmp_path / "empty" / "x509" / "ca" / "alpine").mkdir(parents=True)
+    error = _options_error({"trustPolicy": _policy(), "trustStore": str(tmp_path / "empty")})
+    assert error.path == "trustStore"
+    assert "holds no certificate" in error.message
+
+
+def test_store_named_by_a_policy_must_exist(store_dir: Path) -> None:
+    document = {
+        "version": "1.0",
+        "trustPolicies": [
+            {**_policy()["trustPolicies"][0], "name": "a", "registryScopes": ["registry.test/a"]},
+            {
+                **_policy(stores=["ca:alpine", "tsa:clock"])["trustPolicies"][0],
+                "name": "b",
+                "registryScopes": ["registry.test/b"],
+            },
+        ],
+    }
+    error = _options_error({"trustPolicy": document, "trustStore": str(store_dir)})
+    assert error.path == "trustPolicy.trustPolicies[1].trustStores[1]"
+    assert "tsa:clock" in error.message
+
+
+# --- verify(): an in-memory registry -----------------------------------------------------------------------
+
+
+class Registry:
+    """Referrers, manifests and blobs from dicts; every request is recorded in ``requests``."""
+
+    def __init__(self) -> None:
+        self.referrer_list: list[Descriptor] = []
+        self.manifests: dict[str, bytes] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.unavailable = False
+
+    async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Sequence[Descriptor]:
+        self.requests.append(("referrers", subject.digest))
+        if self.unavailable:
+            raise Unavailable("registry.test: connection refused")
+        return list(self.referrer_list)
+
+    async def manifest(self, reference: ImageReference, digest: str) -> tuple[bytes, str]:
+        self.requests.append(("manifest", digest))
+        if digest not in self.manifests:
+            raise NotFound(f"{digest} not found")
+        return self.manifests[digest], MANIFEST
+
+    async def blob(self, reference: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
+        self.requests.append(("blob", descriptor.digest))
+        if descriptor.digest not in self.blobs:
+            raise NotFound(f"{descriptor.digest} not found")
+        return self.blobs[descriptor.digest]
+
+    async def resolve(self, reference: ImageReference) -> Descriptor:
+        raise NotFound(f"{reference} not found")
+
+    def add_referrer(
+        self,
+        subject_digest: str,
+        envelope: bytes,
+        *,
+        media_type: str = JWS_MEDIA_TYPE,
+        artifact_type: str = ARTIFACT_TYPE,
+        annotations: Mapping[str, str] | None = None,
+    ) -> tuple[str, str]:
+        """A notation-style signature manifest (config media type = artifact type, no artifactType field);
+        returns (manifest digest, envelope blob digest)."""
+        blob_digest = "sha256:" + hashlib.sha256(envelope).hexdigest()
+        self.blobs[blob_digest] = envelope
+        manifest: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": {"mediaType": artifact_type, "digest": "sha256:" + "44" * 32, "size": 2},
+            "layers": [{"mediaType": media_type, "digest": blob_digest, "size": len(envelope)}],
+            "subject": {**SUBJECT_FIELD, "digest": subject_digest},
+            "annotations": dict(annotations or {}),
+        }
+        data = json.dumps(manifest).encode()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.manifests[digest] = data
+        self.referrer_list.append(
+            Descriptor(
+                MANIFEST, digest, len(data), artifact_type=artifact_type, annotations=annotations or {}
+            )
+        )
+        return digest, blob_digest
+
+
+@pytest.fixture
+def recorded(notation_testdata: Path) -> tuple[bytes, Subject]:
+    """The recorded JWS envelope and the subject it signs (digest and size from the OCI layout)."""
+    index = json.loads((notation_testdata / "oci-layout" / "index.json").read_bytes())
+    [entry] = index["manifests"]
+    digest, size, media_type = entry["digest"], entry["size"], entry["mediaType"]
+    assert digest.startswith("sha256:19dbd2e4") and size == 481
+    manifest = (
+        notation_testdata / "oci-layout" / "blobs" / "sha256" / digest.removeprefix("sha256:")
+    ).read_bytes()
+    subject = Subject(
+        reference=parse_reference(f"{REPOSITORY}@{digest}"),
+        digest=digest,
+        media_type=media_type,
+        size=size,
+        manifest=manifest,
+    )
+    return (notation_testdata / "jws_signature.sig").read_bytes(), subject
+
+
+@pytest.fixture
+def leaf_store(tmp_path: Path, recorded: tuple[bytes, Subject]) -> Path:
+    """A notation trust-store directory whose ``ca:alpine`` holds the recorded envelope's self-signed leaf."""
+    envelope = parse_and_verify(recorded[0], JWS_MEDIA_TYPE)
+    pem = envelope.signer.leaf.public_bytes(serialization.Encoding.PEM)
+    return _store(tmp_path / "leaf-store", "ca", "alpine", pem)
+
+
+async def _verify(verifier: NotationVerifier, subject: Subject, registry: Registry) -> Report:
+    return await verifier.verify(subject, Context(registry=registry, deadline=1e12))
+
+
+def _verifier(store: Path, document: Mapping[str, Any] | None = None) -> NotationVerifier:
+    return NotationVerifier("notary", {"trustPolicy": document or _policy(), "trustStore": str(store)})
+
+
+async def test_recorded_envelope_is_verified(leaf_store: Path, recorded: tuple[bytes, Subject]) -> None:
+    envelope, subject = recorded
+    registry = Registry()
+    signature, blob = registry.add_referrer(subject.digest, envelope)
+    report = await _verify(_verifier(leaf_store), subject, registry)
+    assert report.passed, report
+    assert report.reason == "notation_verified"
+    assert report.details["policy"] == "shop"
+    [entry] = report.details["signatures"]
+    assert entry["passed"] is True
+    assert entry["format"] == "jws"
+    assert entry["signature"] == signature
+    assert entry["signer"] == "CN=alpine,O=Notary,L=Seattle,ST=WA,C=US"
+    assert entry["signingScheme"] == "notary.x509"
+    assert entry["signingTime"].startswith("2023-")
+    assert entry["logged"] == []
+    assert ("blob", blob) in registry.requests
+
+
+async def test_no_referrers_is_no_signature_found(store_dir: Path, recorded: tuple[bytes, Subject]) -> None:
+    report = await _verify(_verifier(store_dir), recorded[1], Registry())
+    assert not report.passed
+    assert report.reason == "no_signature_found"
+
+
+async def test_referrer_of_another_artifact_type_is_ignored(
+    store_dir: Path, recorded: tuple[bytes, Subject]
+) -> None:
+    envelope, subject = recorded
+    registry = Registry()
+    registry.add_referrer(subject.digest, envelope, artifact_type="application/spdx+json")
+    report = await _verify(_verifier(store_dir), subject, registry)
+    assert report.reason == "no_signature_found"
+    # Not even its manifest was read: the listing's artifactType said what it is.
+    assert [kind for kind, _ in registry.requests] == ["referrers"]
+
+
+async def test_referrer_naming_another_subject_fails(
+    leaf_store: Path, recorded: tuple[bytes, Subject]
+) -> None:
+    envelope, subject = recorded
+    registry = Registry()
+    _, blob = registry.add_referrer("sha256:" + "0" * 64, envelope)
+    report = await _verify(_verifier(leaf_store), subject, registry)
+    assert not report.passed
+    assert report.reason == "integrity_failed"
+    [entry] = report.details["signatures"]
+    assert "subject" in entry["message"]
+    assert ("blob", blob) not in registry.requests
+
+
+async def test_no_trust_policy_for_the_repository(store_dir: Path, recorded: tuple[bytes, Subject]) -> None:
+    document = _policy()
+    document["trustPolicies"][0]["registryScopes"] = ["registry.test/elsewhere"]
+    registry = Registry()
+    report = await _verify(_verifier(store_dir, document), recorded[1], registry)
+    assert not report.passed
+    assert report.reason == "no_trust_policy"
+    assert registry.requests == []
+
+
+async def test_level_skip_passes_without_reading(store_dir: Path, recorded: tuple[bytes, Subject]) -> None:
+    document = {
+        "version": "1.0",
+        "trustPolicies": [
+            {"name": "anything-goes", "registryScopes": ["*"], "signatureVerification": {"level": "skip"}}
+        ],
+    }
+    registry = Registry()
+    report = await _verify(_verifier(store_dir, document), recorded[1], registry)
+    assert report.passed
+    assert report.reason == "verification_skipped"
+    assert report.details["policy"] == "anything-goes"
+    assert registry.requests == []
+
+
+async def test_unknown_thumbprint_is_untrusted_without_reading_the_blob(
+    store_dir: Path, recorded: tuple[bytes, Subject]
+) -> None:
+    envelope, subject = recorded
+    registry = Registry()
+    _, blob = registry.add_referrer(
+        subject.digest, envelope, annotations={THUMBPRINT_ANNOTATION: json.dumps(["ab" * 32])}
+    )
+    report = await _verify(_verifier(store_dir), subject, registry)
+    assert not report.passed
+    assert report.reason == "untrusted_signer"
+    [entry] = report.details["signatures"]
+    assert "thumbprint" in entry["message"]
+    assert all(kind != "blob" for kind, _ in registry.requests)
+    assert ("blob", blob) not in registry.requests
+
+
+async def test_matching_thumbprint_reads_the_blob(leaf_store: Path, recorded: tuple[bytes, Subject]) -> None:
+    envelope, subject = recorded
+    leaf = parse_and_verify(envelope, JWS_MEDIA_TYPE).signer.leaf
+    thumbprint = hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
+    registry = Registry()
+    registry.add_referrer(
+        subject.digest, envelope, annotations={THUMBPRINT_ANNOTATION: json.dumps([thumbprint])}
+    )
+    report = await _verify(_verifier(leaf_store), subject, registry)
+    assert report.reason == "notation_verified"
+
+
+async def test_untrusted_signer_after_reading_the_blob(
+    store_dir: Path, recorded: tuple[bytes, Subject]
+) -> None:
+    """Without the thumbprint annotation the envelope is read and judged: the store does not trust it."""
+    envelope, subject = recorded
+    registry = Registry()
+    _, blob = registry.add_referrer(subject.digest, envelope)
+    report = await _verify(_verifier(store_dir), subject, registry)
+    assert report.reason == "untrusted_signer"
+    assert ("blob", blob) in registry.requests
+
+
+async def test_registry_unavailable_propagates(store_dir: Path, recorded: tuple[bytes, Subject]) -> None:
+    registry = Registry()
+    registry.unavailable = True
+    with pytest.raises(Undecided) as caught:
+        await _verify(_verifier(store_dir), recorded[1], registry)
+    assert isinstance(caught.value, Unavailable)
+    assert caught.value.reason == "registry_unavailable"
