@@ -149,6 +149,13 @@ class Engine:
     async def close(self) -> None:
         await self._verifications.drain()
         await self._pins.drain()
+        for verifier in self.verifiers.values():
+            aclose = getattr(verifier, "aclose", None)  # optional hook: a verifier's own sessions
+            if callable(aclose):
+                try:
+                    await aclose()
+                except Exception:
+                    log.exception("closing verifier %s failed", verifier.name)
         await self.registry.close()
         await self.registry.client.close()
 

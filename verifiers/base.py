@@ -10,6 +10,9 @@ every verifier is built and before any `verify`, with a read-only map of all ver
 option that names another verifier (the sbom verifier's `attestedBy` names a cosign verifier). It raises
 `OptionsError` for a bad reference, reported at `verifiers.<name>.options.<field>`.
 
+A verifier that holds its own connections (the notation verifier's OCSP/CRL client) may define
+`async def aclose(self) -> None`; the engine awaits it at shutdown.
+
 Three outcomes, kept apart:
 
 - `Report(passed=True, ...)`: verified.

@@ -256,3 +256,29 @@ class NoRegistry:
 
     async def resolve(self, reference: object) -> Descriptor:
         raise AssertionError("not expected")
+
+
+async def test_engine_close_awaits_verifiers_aclose() -> None:
+    from provider.config import parse_config
+    from provider.engine import Engine
+
+    engine = await Engine.create(
+        parse_config(
+            {"verifiers": {"pin": {"type": "digest-pin"}}, "policies": [{"scope": "*", "allOf": ["pin"]}]}
+        )
+    )
+    closed: list[str] = []
+
+    class Closable:
+        name = "closable"
+        type = "test"
+
+        async def verify(self, subject: object, context: object) -> object:  # pragma: no cover - not called
+            raise AssertionError
+
+        async def aclose(self) -> None:
+            closed.append(self.name)
+
+    engine.verifiers["closable"] = Closable()  # type: ignore[assignment]
+    await engine.close()
+    assert closed == ["closable"]

@@ -22,9 +22,11 @@ returns an `Evaluation`: one `Result` per validation, combined with the policy l
   here, not under `authenticity`, as in notation: a level that only logs `authenticTimestamp` lets an
   expired chain pass with a logged failure;
 * `expiry`: the envelope's `io.cncf.notary.expiry` has not passed;
-* `revocation`: not implemented. A chain with no OCSP or CRL location passes ("not revocable"); otherwise
-  the result is *unavailable*: enforced, the evaluation is undecided (`Evaluation.undecided`); logged, it is
-  recorded.
+* `revocation`: a chain with no OCSP or CRL location passes ("not revocable"). Otherwise the caller's
+  `revocation` outcome (`verifiers.notation.revocation.RevocationChecker.check_chain`, fetched outside this
+  pure function) decides: `good` passes, `revoked` fails, `unavailable` (or no outcome given) is
+  *unavailable*: enforced, the evaluation is undecided (`Evaluation.undecided`); logged, it is recorded.
+  `Evaluation.needs_revocation` tells the caller that an outcome is wanted.
 
 Validations run in notation's order (integrity, authenticity, expiry, authenticTimestamp, revocation) and
 stop at the first enforced failure. `log` failures are kept in `Evaluation.logged`. `skip` is not evaluated.
@@ -50,6 +52,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from verifiers.notation._timestamp import TimestampError, verify_countersignature
 from verifiers.notation.model import SIGNING_SCHEME_X509_SIGNING_AUTHORITY, VerifiedEnvelope
+from verifiers.notation.revocation import ChainStatus
 from verifiers.notation.trustpolicy import Action, TrustPolicy, Validation
 
 __all__ = [
@@ -261,6 +264,7 @@ class Evaluation:
     logged: tuple[Result, ...]
     timestamp: datetime | None = None  # a verified RFC 3161 time (notary.x509) or authentic signing time
     trust_anchor: x509.Certificate | None = None
+    needs_revocation: bool = False  # revocation was unavailable for want of a `revocation` outcome
 
     @property
     def passed(self) -> bool:
@@ -421,8 +425,15 @@ def _store_certificates(
 
 class _Run:
     def __init__(
-        self, envelope: VerifiedEnvelope, policy: TrustPolicy, stores: TrustStores, now: datetime
+        self,
+        envelope: VerifiedEnvelope,
+        policy: TrustPolicy,
+        stores: TrustStores,
+        now: datetime,
+        revocation: ChainStatus | None,
     ) -> None:
+        self.revocation_outcome = revocation
+        self.needs_revocation = False
         self.envelope = envelope
         self.policy = policy
         self.stores = stores
@@ -502,10 +513,18 @@ class _Run:
     def revocation(self) -> tuple[bool | None, str]:
         if not any(_is_revocable(cert) for cert in self.envelope.signer.certificate_chain):
             return True, "no certificate of the chain names an OCSP responder or CRL (not revocable)"
-        return (
-            None,
-            "revocation checking (OCSP/CRL) is not implemented; the chain's revocation status is unknown",
-        )
+        outcome = self.revocation_outcome
+        if outcome is None:
+            self.needs_revocation = True
+            return None, (
+                "revocation checking (OCSP/CRL) is not implemented by the caller; "
+                "the chain's revocation status is unknown"
+            )
+        if outcome.status == "good":
+            return True, outcome.message
+        if outcome.status == "revoked":
+            return False, outcome.message
+        return None, outcome.message
 
 
 def evaluate(
@@ -516,11 +535,12 @@ def evaluate(
     policy: TrustPolicy,
     stores: TrustStores,
     now: datetime,
+    revocation: ChainStatus | None = None,
 ) -> Evaluation:
     """Evaluate `envelope` (already `parse_and_verify`-ed) for the subject under `policy` (see the module)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("`now` must be timezone-aware")
-    run = _Run(envelope, policy, stores, now)
+    run = _Run(envelope, policy, stores, now, revocation)
     results: dict[Validation, Result] = {}
     failed: Result | None = None
     undecided: str | None = None
@@ -580,4 +600,5 @@ def evaluate(
         logged=tuple(logged),
         timestamp=run.timestamp,
         trust_anchor=run.anchor,
+        needs_revocation=run.needs_revocation,
     )

@@ -15,6 +15,11 @@ the blob is read). The single envelope layer is fetched (digest-checked), verifi
 evaluated with `trust.evaluate`. The policy is the one for `subject.reference.name`. At least one signature
 must pass; an enforced revocation check that cannot be made raises `Undecided("revocation_unavailable")`
 unless another signature passes.
+
+Revocation: when the evaluation wants it (a revocable chain, `revocation` not skipped, nothing enforced failed
+before it), the chain is checked with OCSP then CRL (`verifiers.notation.revocation`) within the request's
+deadline and evaluated again with that outcome: a revoked certificate fails with `certificate_revoked`. The
+verifier's HTTP session for OCSP/CRL is created on first use and reused; `aclose()` closes it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from provider.registry.errors import RegistryError
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided
 from verifiers.notation.envelope import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, EnvelopeError, parse_and_verify
+from verifiers.notation.revocation import RevocationChecker
 from verifiers.notation.trust import Evaluation, TrustStoreError, evaluate, load_trust_store_dir
 from verifiers.notation.trustpolicy import PolicyError, TrustPolicy, TrustPolicyDocument, parse_trust_policy
 
@@ -52,6 +58,7 @@ class Reason:
     EXPIRED = "signature_expired"
     TIMESTAMP = "timestamp_invalid"
     REVOCATION = "revocation_unavailable"
+    REVOKED = "certificate_revoked"
     NO_POLICY = "no_trust_policy"
     SKIPPED = "verification_skipped"
 
@@ -61,9 +68,17 @@ _REASON_FOR = {
     "authenticity": Reason.UNTRUSTED,
     "expiry": Reason.EXPIRED,
     "authenticTimestamp": Reason.TIMESTAMP,
+    "revocation": Reason.REVOKED,
 }
 # When no signature passes, the report names the most telling failure.
-_PRECEDENCE = (Reason.TIMESTAMP, Reason.EXPIRED, Reason.UNTRUSTED, Reason.INTEGRITY, Reason.NO_SIGNATURE)
+_PRECEDENCE = (
+    Reason.REVOKED,
+    Reason.TIMESTAMP,
+    Reason.EXPIRED,
+    Reason.UNTRUSTED,
+    Reason.INTEGRITY,
+    Reason.NO_SIGNATURE,
+)
 
 
 def _rfc3339(moment: datetime | None) -> str | None:
@@ -73,8 +88,11 @@ def _rfc3339(moment: datetime | None) -> str | None:
 class NotationVerifier:
     type = "notation"
 
-    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+    def __init__(
+        self, name: str, options: Mapping[str, Any], *, revocation: RevocationChecker | None = None
+    ) -> None:
         self.name = name
+        self.revocation = revocation if revocation is not None else RevocationChecker()
         unknown = sorted(set(options) - set(_KNOWN_OPTIONS))
         if unknown:
             raise OptionsError(unknown[0], f"unknown option (known: {', '.join(_KNOWN_OPTIONS)})")
@@ -93,6 +111,10 @@ class NotationVerifier:
                         f"trustPolicy.trustPolicies[{i}].trustStores[{j}]",
                         f"trust store {ref} not found under {store_path}/x509/{ref.type}/{ref.name}",
                     )
+
+    async def aclose(self) -> None:
+        """Close the OCSP/CRL HTTP session (if one was opened)."""
+        await self.revocation.aclose()
 
     @staticmethod
     def _load_policy(value: object) -> TrustPolicyDocument:
@@ -243,9 +265,17 @@ class NotationVerifier:
             raise
         except (RegistryError, EnvelopeError) as exc:
             return self._failure(descriptor.digest, fmt, Reason.INTEGRITY, str(exc)), None
+        now = datetime.now(UTC)
         result = evaluate(
-            envelope, subject.digest, subject.size, subject.media_type, policy, self.stores, datetime.now(UTC)
+            envelope, subject.digest, subject.size, subject.media_type, policy, self.stores, now
         )
+        if result.needs_revocation:
+            outcome = await self.revocation.check_chain(
+                envelope.signer.certificate_chain, now, context.deadline
+            )
+            result = evaluate(
+                envelope, subject.digest, subject.size, subject.media_type, policy, self.stores, now, outcome
+            )
         return self._entry(descriptor.digest, fmt, envelope.signer, result), result.undecided
 
     @staticmethod

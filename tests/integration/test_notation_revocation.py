@@ -1,0 +1,194 @@
+"""Notation revocation end to end: real `notation sign` signatures whose leaf names a local OCSP responder and
+CRL, verified through the engine and by `notation verify` against the same responder (on 127.0.0.1).
+
+Every test has its own chain, responder and notation environment (notation caches CRLs in its cache dir).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from provider.config import Config, parse_config
+from provider.engine import Decided, Engine, Outcome, UndecidedKey
+from tests.support import notation
+from tests.support.images import PushedImage, push_image
+from tests.support.notation import NotationEnv, SigningChain
+from tests.support.registries import Registry
+from tests.support.revocation import RevocationServers
+from tests.support.tools import require_tool
+from verifiers.notation.verifier import NotationVerifier
+
+Level = Literal["strict", "permissive"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[NotationEnv]:
+    require_tool("notation")
+    with NotationEnv(tmp_path / "notation") as made:
+        yield made
+
+
+@pytest.fixture
+def servers() -> Iterator[RevocationServers]:
+    with RevocationServers() as made:
+        yield made
+
+
+@pytest.fixture
+def chain(servers: RevocationServers) -> SigningChain:
+    made = SigningChain(name="countersign-revocation-it", ocsp_url=servers.ocsp_url, crl_url=servers.crl_url)
+    assert made.intermediate_cert is not None and made.intermediate_key is not None
+    servers.bind(made.intermediate_cert, made.intermediate_key)
+    return made
+
+
+@pytest.fixture
+async def verifiers() -> AsyncIterator[list[NotationVerifier]]:
+    made: list[NotationVerifier] = []
+    yield made
+    for verifier in made:
+        await verifier.aclose()
+
+
+def _config(registry: Registry) -> Config:
+    return parse_config(
+        {
+            "registries": {registry.host: {"insecure": True}},
+            "verifiers": {"notation": {"type": "digest-pin", "options": {}}},
+            "policies": [{"scopes": ["*"], "allOf": ["notation"]}],
+        }
+    )
+
+
+async def _signed(
+    env: NotationEnv, chain: SigningChain, registry: Registry, repo: str, level: Level
+) -> PushedImage:
+    notation.install_key(env, "signer", chain.key_pem, chain.chain_pem, default=True)
+    notation.add_trust_store(env, "ca", "shop", chain.root_pem)
+    notation.write_trust_policy(env, notation.trust_policy(["ca:shop"], ["*"], level=level))
+    image = await asyncio.to_thread(push_image, registry, repo, "v1", seed=f"revocation-{time.time_ns()}")
+    await asyncio.to_thread(notation.sign, env, "signer", registry, image, signature_format="jws")
+    return image
+
+
+async def _outcome(
+    engines: Any, verifiers: list[NotationVerifier], env: NotationEnv, registry: Registry, image: PushedImage
+) -> Outcome:
+    engine: Engine = await engines(_config(registry))
+    store_root = env.trust_store_dir("ca", "shop").parents[2]
+    verifier = NotationVerifier(
+        "notation", {"trustPolicy": str(env.trust_policy_file), "trustStore": str(store_root)}
+    )
+    verifiers.append(verifier)
+    engine.verifiers["notation"] = verifier
+    return (await engine.verify([image.pinned], 30))[image.pinned]
+
+
+def _report(outcome: Outcome) -> dict[str, Any]:
+    assert isinstance(outcome, Decided), outcome
+    report: dict[str, Any] = outcome.value["verifiers"][0]
+    return report
+
+
+async def _notation_accepts(env: NotationEnv, registry: Registry, image: PushedImage) -> bool:
+    return await asyncio.to_thread(notation.notation_verify, env, registry, image)
+
+
+async def test_good_then_revoked(
+    env: NotationEnv,
+    chain: SigningChain,
+    servers: RevocationServers,
+    registry: Registry,
+    repo_name: str,
+    engines: Any,
+    verifiers: list[NotationVerifier],
+) -> None:
+    image = await _signed(env, chain, registry, repo_name, "strict")
+    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    assert report["passed"] and report["reason"] == "notation_verified", report
+    assert servers.ocsp_requests == ["POST"] and servers.crl_requests == 0
+    assert await _notation_accepts(env, registry, image)
+    assert len(servers.ocsp_requests) > 1  # notation asked the same responder
+
+    servers.revoke(chain.leaf_cert.serial_number)
+    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    assert not report["passed"] and report["reason"] == "certificate_revoked", report
+    assert "revoked" in report["message"] and "keyCompromise" in report["message"]
+    assert not await _notation_accepts(env, registry, image)
+
+
+async def test_ocsp_down_falls_back_to_crl(
+    env: NotationEnv,
+    chain: SigningChain,
+    servers: RevocationServers,
+    registry: Registry,
+    repo_name: str,
+    engines: Any,
+    verifiers: list[NotationVerifier],
+) -> None:
+    image = await _signed(env, chain, registry, repo_name, "strict")
+    servers.revoke(chain.leaf_cert.serial_number)
+    servers.stop_ocsp()
+    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    assert report["reason"] == "certificate_revoked" and "by CRL" in report["message"], report
+    assert servers.crl_requests >= 1
+    assert not await _notation_accepts(env, registry, image)
+
+
+async def test_ocsp_down_crl_good(
+    env: NotationEnv,
+    chain: SigningChain,
+    servers: RevocationServers,
+    registry: Registry,
+    repo_name: str,
+    engines: Any,
+    verifiers: list[NotationVerifier],
+) -> None:
+    image = await _signed(env, chain, registry, repo_name, "strict")
+    servers.stop_ocsp()
+    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    assert report["passed"], report
+    assert await _notation_accepts(env, registry, image)
+
+
+async def test_everything_down_is_undecided(
+    env: NotationEnv,
+    chain: SigningChain,
+    servers: RevocationServers,
+    registry: Registry,
+    repo_name: str,
+    engines: Any,
+    verifiers: list[NotationVerifier],
+) -> None:
+    image = await _signed(env, chain, registry, repo_name, "strict")
+    servers.stop_ocsp()
+    servers.stop_crl()
+    outcome = await _outcome(engines, verifiers, env, registry, image)
+    assert isinstance(outcome, UndecidedKey), outcome
+    assert outcome.reason == "revocation_unavailable", outcome
+    assert not await _notation_accepts(env, registry, image)
+
+
+async def test_permissive_logs_a_revoked_certificate(
+    env: NotationEnv,
+    chain: SigningChain,
+    servers: RevocationServers,
+    registry: Registry,
+    repo_name: str,
+    engines: Any,
+    verifiers: list[NotationVerifier],
+) -> None:
+    image = await _signed(env, chain, registry, repo_name, "permissive")
+    servers.revoke(chain.leaf_cert.serial_number)
+    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    assert report["passed"] and report["reason"] == "notation_verified", report
+    logged = report["details"]["signatures"][0]["logged"]
+    assert [entry["validation"] for entry in logged] == ["revocation"]
+    assert "revoked" in logged[0]["message"] and not logged[0]["unavailable"]
+    assert await _notation_accepts(env, registry, image)
