@@ -31,7 +31,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bench.stats import Row, peak_rss_mib, summarize
+from bench.stats import Row, cpu_row, peak_rss_mib, summarize
 from provider.config import Config, parse_config
 from provider.engine import Decided, Engine, Outcome
 from tests.support import cosign
@@ -141,34 +141,12 @@ def cpu_samples(case: CpuCase) -> list[int]:
 
 
 def cpu_scenarios() -> list[Row]:
-    rows: list[Row] = []
-    for case in cpu_cases():
-        samples = cpu_samples(case)
-        summary = summarize([ns / 1e9 for ns in samples])
-        median_us = summary.median * 1e6
-        rows.append(
-            Row(
-                scenario=f"cosign CPU, {case.name}",
-                runs=summary.count,
-                summary=summary,
-                throughput=f"{median_us:,.0f} us CPU, {1e6 / median_us:,.0f}/s/core",
-                peak_rss_mib=peak_rss_mib(),
-                details={
-                    "measure": "CPU time per verification (latency_ms fields are CPU ms)",
-                    "format": case.name,
-                    "iterations": summary.count,
-                    "cpu_us": {
-                        "median": median_us,
-                        "p99_nearest_rank": summary.p99 * 1e6,
-                        "mean": summary.mean * 1e6,
-                        "min": summary.minimum * 1e6,
-                        "max": summary.maximum * 1e6,
-                    },
-                    "verifications_per_cpu_second": 1e6 / median_us,
-                },
-            )
+    return [
+        cpu_row(
+            f"cosign CPU, {case.name}", cpu_samples(case), "CPU time per verification", {"format": case.name}
         )
-    return rows
+        for case in cpu_cases()
+    ]
 
 
 # --- 2. cold verification of cosign-signed images -----------------------------------------------------------

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.stats import Row, peak_rss_mib, summarize
+from bench.stats import Row, cpu_row, peak_rss_mib, summarize
 from provider.config import Config, parse_config
 from provider.engine import Decided, Engine, Outcome
 from tests.support import notation
@@ -180,33 +180,15 @@ def cpu_samples(case: CpuCase, warmup: int) -> list[int]:
 
 
 def cpu_scenarios(warmup: int) -> list[Row]:
-    rows: list[Row] = []
-    for case in cpu_cases():
-        summary = summarize([ns / 1e9 for ns in cpu_samples(case, warmup)])
-        median_us = summary.median * 1e6
-        rows.append(
-            Row(
-                scenario=f"notation CPU, {case.name}",
-                runs=summary.count,
-                summary=summary,
-                throughput=f"{median_us:,.0f} us CPU, {1e6 / median_us:,.0f}/s/core",
-                peak_rss_mib=peak_rss_mib(),
-                details={
-                    "measure": "CPU time per parse_and_verify + evaluate (latency_ms fields are CPU ms)",
-                    "envelope": case.name,
-                    "iterations": summary.count,
-                    "cpu_us": {
-                        "median": median_us,
-                        "p99_nearest_rank": summary.p99 * 1e6,
-                        "mean": summary.mean * 1e6,
-                        "min": summary.minimum * 1e6,
-                        "max": summary.maximum * 1e6,
-                    },
-                    "verifications_per_cpu_second": 1e6 / median_us,
-                },
-            )
+    return [
+        cpu_row(
+            f"notation CPU, {case.name}",
+            cpu_samples(case, warmup),
+            "CPU time per parse_and_verify + evaluate",
+            {"envelope": case.name},
         )
-    return rows
+        for case in cpu_cases()
+    ]
 
 
 # --- 2. cold verification of notation-signed images ---------------------------------------------------------

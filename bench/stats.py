@@ -68,3 +68,29 @@ class Row:
     throughput: str
     peak_rss_mib: float
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def cpu_row(scenario: str, samples_ns: Sequence[int], measure: str, labels: dict[str, Any]) -> Row:
+    """A table row for CPU time per operation (process time in ns per sample)."""
+    summary = summarize([ns / 1e9 for ns in samples_ns])
+    median_us = summary.median * 1e6
+    return Row(
+        scenario=scenario,
+        runs=summary.count,
+        summary=summary,
+        throughput=f"{median_us:,.0f} us CPU, {1e6 / median_us:,.0f}/s/core",
+        peak_rss_mib=peak_rss_mib(),
+        details={
+            "measure": f"{measure} (latency_ms fields are CPU ms)",
+            **labels,
+            "iterations": summary.count,
+            "cpu_us": {
+                "median": median_us,
+                "p99_nearest_rank": summary.p99 * 1e6,
+                "mean": summary.mean * 1e6,
+                "min": summary.minimum * 1e6,
+                "max": summary.maximum * 1e6,
+            },
+            "verifications_per_cpu_second": 1e6 / median_us,
+        },
+    )
