@@ -19,7 +19,6 @@ is how tests provoke client time-outs. Every started registry is also stopped at
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import http.client
 import os
@@ -28,7 +27,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from typing import Any, Literal, Protocol, Self
 
 import yaml
 
+from tests.support.processes import LiveProcesses
 from tests.support.tools import ensure_tool
 
 __all__ = [
@@ -110,17 +109,7 @@ def free_port() -> int:
         return port
 
 
-_live: set[Registry] = set()
-_live_lock = threading.Lock()
-
-
-@atexit.register
-def _stop_all_at_exit() -> None:
-    with _live_lock:
-        registries = list(_live)
-    for registry in registries:
-        with contextlib.suppress(Exception):
-            registry.stop(timeout=3)
+_live: LiveProcesses[Registry] = LiveProcesses()
 
 
 @dataclass(eq=False)
@@ -237,8 +226,7 @@ class Registry:
                 start_new_session=True,  # a Ctrl-C in the terminal is for pytest, not for the registry
             )
         self._frozen = False
-        with _live_lock:
-            _live.add(self)
+        _live.add(self)
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -249,8 +237,7 @@ class Registry:
     def stop(self, timeout: float = _STOP_TIMEOUT) -> None:
         """Terminate the process (SIGTERM, then SIGKILL after ``timeout``) and reap it; idempotent."""
         process, self._process = self._process, None
-        with _live_lock:
-            _live.discard(self)
+        _live.discard(self)
         if process is None:
             return
         if process.poll() is None:

@@ -21,9 +21,7 @@ instance ``PrivateSigstore.trusted_root_document()``), and :func:`write_trusted_
 
 from __future__ import annotations
 
-import atexit
 import base64
-import contextlib
 import copy
 import http.client
 import json
@@ -31,7 +29,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support.processes import LiveProcesses
 from tests.support.registries import LOOPBACK, free_port
 from tests.support.tools import ensure_tool
 
@@ -343,17 +341,7 @@ def write_trusted_root(path: Path, document: Mapping[str, Any]) -> Path:
 
 # --- the server ------------------------------------------------------------------------------------------
 
-_live: set[TimestampServer] = set()
-_live_lock = threading.Lock()
-
-
-@atexit.register
-def _stop_all_at_exit() -> None:
-    with _live_lock:
-        servers = list(_live)
-    for server in servers:
-        with contextlib.suppress(Exception):
-            server.stop(timeout=3)
+_live: LiveProcesses[TimestampServer] = LiveProcesses()
 
 
 @dataclass(eq=False)
@@ -452,8 +440,7 @@ class TimestampServer:
                 cwd=self.root,
                 start_new_session=True,
             )
-        with _live_lock:
-            _live.add(self)
+        _live.add(self)
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -464,8 +451,7 @@ class TimestampServer:
     def stop(self, timeout: float = _STOP_TIMEOUT) -> None:
         """Terminate the server (SIGTERM, then SIGKILL after ``timeout``) and reap it; idempotent."""
         process, self._process = self._process, None
-        with _live_lock:
-            _live.discard(self)
+        _live.discard(self)
         if process is not None and process.poll() is None:
             process.terminate()
             try:
