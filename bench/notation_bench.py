@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.stats import Row, cpu_row, peak_rss_mib, summarize
+from bench.signed import SignedImage, cold_signed_scenario
+from bench.stats import Row, cpu_row
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine, Outcome
 from tests.support import notation
 from tests.support.images import PushedImage, push_image
 from tests.support.notation import NotationEnv, SignatureFormat
@@ -247,43 +247,14 @@ def notation_config(registry: Registry, env: NotationEnv) -> Config:
     )
 
 
-def check_formats(images: Sequence[NotationImage], results: dict[str, Outcome]) -> None:
-    """Each image was allowed by a signature in the envelope format it was signed in."""
-    for signed in images:
-        outcome = results.get(signed.image.reference)
-        if not isinstance(outcome, Decided) or outcome.value.get("allowed") is not True:
-            raise NotationBenchError(f"{signed.image.reference} was not allowed: {outcome!r}")
-        report = outcome.value["verifiers"][0]
-        formats = [s["format"] for s in report["details"]["signatures"] if s["passed"]]
-        if formats != [signed.format]:
-            raise NotationBenchError(f"{signed.image.reference} ({signed.format}) verified as {formats}")
-
-
 async def cold_notation_scenario(
     config: Config,
     images: Sequence[NotationImage],
     runs: int,
     cold_run: Callable[[Config, Sequence[str]], Any],
 ) -> Row:
-    """A fresh engine per run over the whole batch (``cold_run`` is the SBOM scenarios' timing)."""
-    keys = [signed.image.reference for signed in images]
-    engine = await Engine.create(config)  # unmeasured: one-off costs, and the formats check
-    try:
-        check_formats(images, await engine.verify(keys, 30.0))
-    finally:
-        await engine.close()
-    samples: list[float] = []
-    for _ in range(runs):
-        gc.collect()
-        samples.append(await cold_run(config, keys))
-    summary = summarize(samples)
-    rate = len(keys) * summary.count / summary.total
-    counts = {fmt: sum(1 for s in images if s.format == fmt) for fmt in _FORMATS}
-    return Row(
-        scenario=f"cold notation verify, {len(keys)} images",
-        runs=summary.count,
-        summary=summary,
-        throughput=f"{rate:,.1f} images/s",
-        peak_rss_mib=peak_rss_mib(),
-        details={"batch": len(keys), "images_per_second": rate, "formats": counts, "samples_s": samples},
+    """A fresh engine per run over the whole batch; each image must verify in the format it was signed in."""
+    signed = [SignedImage(i.image.reference, i.format, i.format) for i in images]
+    return await cold_signed_scenario(
+        "cold notation verify", config, signed, list(_FORMATS), runs, cold_run, NotationBenchError
     )
