@@ -1,9 +1,15 @@
 """Signature algorithms of the Notary Project envelopes, bound to the leaf certificate's key.
 
+The signing certificate's key decides the algorithm, as the Notary Project signature specification's
+key-spec table does: RSA 2048 -> PS256, RSA 3072 -> PS384, RSA 4096 -> PS512, P-256 -> ES256, P-384 -> ES384,
+P-521 -> ES512. Any other RSA size or curve is `unsupported_key`; an envelope whose `alg` is not the one its
+key dictates is `algorithm_key_mismatch`. (notation-go enforces this binding for COSE; for JWS it lets
+golang-jwt accept any listed algorithm for the key. The specification binds both, and so does Countersign:
+notation never signs otherwise, so no signature it makes is refused.)
+
 PS256/PS384/PS512 are RSASSA-PSS with MGF1 over the same hash and a salt as long as the digest
-(notation's rule; other salt lengths fail); they require an RSA key of at least `Limits.min_rsa_bits`.
-ES256/ES384/ES512 are ECDSA on P-256/P-384/P-521 exactly, with the signature written as the fixed-width
-big-endian r || s (JWS and COSE alike). Anything else is `algorithm_key_mismatch`.
+(notation's rule; other salt lengths fail). ES256/ES384/ES512 are ECDSA with the signature written as the
+fixed-width big-endian r || s (JWS and COSE alike).
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from verifiers.notation._common import LIMITS, Reason, fail
+from verifiers.notation._common import Reason, fail
 
-__all__ = ["ALGORITHMS", "COSE_ALGORITHMS", "Algorithm", "verify_signature"]
+__all__ = ["ALGORITHMS", "COSE_ALGORITHMS", "RSA_ALGORITHMS", "Algorithm", "verify_signature"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +49,22 @@ ALGORITHMS: dict[str, Algorithm] = {
 COSE_ALGORITHMS: dict[int, Algorithm] = {a.cose: a for a in ALGORITHMS.values()}
 
 
+# The key spec -> algorithm table of the signature specification.
+RSA_ALGORITHMS: dict[int, str] = {2048: "PS256", 3072: "PS384", 4096: "PS512"}
+
+
 def _verify_pss(key: rsa.RSAPublicKey, algorithm: Algorithm, signature: bytes, data: bytes) -> None:
-    if not LIMITS.min_rsa_bits <= key.key_size <= LIMITS.max_rsa_bits:
+    expected = RSA_ALGORITHMS.get(key.key_size)
+    if expected is None:
         fail(
             Reason.UNSUPPORTED_KEY,
-            f"{algorithm.name} needs an RSA key of {LIMITS.min_rsa_bits} to {LIMITS.max_rsa_bits} bits,"
-            f" the signing certificate has {key.key_size}",
+            f"the signing certificate has an RSA {key.key_size}-bit key; the Notary Project allows"
+            f" {', '.join(str(bits) for bits in RSA_ALGORITHMS)} bits",
+        )
+    if expected != algorithm.name:
+        fail(
+            Reason.ALGORITHM_KEY_MISMATCH,
+            f"an RSA {key.key_size}-bit signing key signs with {expected}, not {algorithm.name}",
         )
     if len(signature) != (key.key_size + 7) // 8:
         fail(Reason.SIGNATURE_INVALID, f"{algorithm.name} signature has the wrong length for the key")
@@ -64,6 +80,12 @@ def _verify_ecdsa(
     key: ec.EllipticCurvePublicKey, algorithm: Algorithm, signature: bytes, data: bytes
 ) -> None:
     assert algorithm.curve is not None
+    if not any(a.curve is not None and isinstance(key.curve, a.curve) for a in ALGORITHMS.values()):
+        fail(
+            Reason.UNSUPPORTED_KEY,
+            f"the signing certificate has an ECDSA {key.curve.name} key; the Notary Project allows P-256,"
+            " P-384 and P-521",
+        )
     if not isinstance(key.curve, algorithm.curve):
         fail(
             Reason.ALGORITHM_KEY_MISMATCH,

@@ -44,7 +44,7 @@ class Reason:
     HEADER_NOT_CRITICAL = "header_not_critical"  # a header the spec requires to be critical is not in crit
     CERTIFICATE_CHAIN_MISSING = "certificate_chain_missing"  # no x5c / x5chain, or an empty one
     CERTIFICATE_MALFORMED = "certificate_malformed"  # a chain entry is not a DER X.509 certificate
-    UNSUPPORTED_KEY = "unsupported_key"  # leaf key is RSA outside the allowed sizes, or of an unusable kind
+    UNSUPPORTED_KEY = "unsupported_key"  # leaf key is not RSA 2048/3072/4096 or P-256/384/521
     ALGORITHM_KEY_MISMATCH = "algorithm_key_mismatch"  # alg does not fit the leaf key's type or curve
     SIGNATURE_INVALID = "signature_invalid"
     PAYLOAD_MALFORMED = "payload_malformed"  # the signed payload is not a valid notation payload
@@ -59,8 +59,6 @@ class Limits:
     max_certificates: int = 10
     max_json_depth: int = 32
     max_cbor_depth: int = 32
-    min_rsa_bits: int = 2048
-    max_rsa_bits: int = 16384  # verification cost grows with the modulus; notation itself signs with <= 4096
 
 
 LIMITS = Limits()

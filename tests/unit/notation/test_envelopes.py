@@ -82,8 +82,7 @@ def reason_of(data: bytes, media_type: str) -> str:
 KEYS = [
     ("PS256", lambda: rsa_key(2048)),
     ("PS384", lambda: rsa_key(3072)),
-    ("PS512", lambda: rsa_key(3072)),
-    ("PS256", lambda: rsa_key(3072)),
+    ("PS512", lambda: rsa_key(4096)),
     ("ES256", lambda: ec_key("P-256")),
     ("ES384", lambda: ec_key("P-384")),
     ("ES512", lambda: ec_key("P-521")),
@@ -214,16 +213,20 @@ def test_ecdsa_signature_of_the_wrong_width(fmt: tuple[Maker, str]) -> None:
         ("ES512", "P-384", "P-384"),
         ("PS256", "P-256", "P-256"),  # PS256 header, EC key
         ("ES256", "rsa", "rsa"),  # ES256 header, RSA key
+        ("PS256", "rsa", "rsa3072"),  # an RSA 3072 key signs with PS384 only
+        ("PS512", "rsa", "rsa"),  # an RSA 2048 key signs with PS256 only
+        ("PS384", "rsa", "rsa4096"),
     ],
 )
 def test_algorithm_key_mismatch(fmt: tuple[Maker, str], alg: str, signing: str, certified: str) -> None:
-    key = rsa_key(2048) if certified == "rsa" else ec_key(certified)
-    # Sign with a key that fits the header, so only the binding can fail.
-    signer = (
-        rsa_key(2048)
-        if alg.startswith("PS")
-        else ec_key({"256": "P-256", "384": "P-384"}.get(alg[2:], "P-521"))
-    )
+    rsa_bits = {"rsa": 2048, "rsa3072": 3072, "rsa4096": 4096}
+    key = rsa_key(rsa_bits[certified]) if certified in rsa_bits else ec_key(certified)
+    # Sign with a key that fits the header (the certified key itself when it is RSA), so only the binding
+    # can fail.
+    if alg.startswith("PS"):
+        signer = key if certified in rsa_bits else rsa_key(2048)
+    else:
+        signer = ec_key({"256": "P-256", "384": "P-384"}.get(alg[2:], "P-521"))
     spec = Spec(key=key, alg=alg, signing_key=signer)
     assert reason(fmt, spec) == "algorithm_key_mismatch"
 
@@ -238,6 +241,19 @@ def test_rsa_key_below_2048_bits(fmt: tuple[Maker, str]) -> None:
 
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     assert reason(fmt, Spec(key=small, alg="PS256")) == "unsupported_key"
+
+
+def test_rsa_key_of_a_size_outside_the_key_spec_table(fmt: tuple[Maker, str]) -> None:
+    # 2560 bits is strong enough, but the Notary Project's key specs are 2048, 3072 and 4096 only.
+    assert reason(fmt, Spec(key=rsa_key(2560), alg="PS256")) == "unsupported_key"
+
+
+def test_ecdsa_curve_outside_the_key_spec_table(fmt: tuple[Maker, str]) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    p224 = ec.generate_private_key(ec.SECP224R1())
+    spec = Spec(key=p224, alg="ES256", signing_key=ec_key("P-256"))
+    assert reason(fmt, spec) == "unsupported_key"
 
 
 @pytest.mark.parametrize("alg", ["RS256", "EdDSA", "HS256", "none", "ES256K", "ps256"])
