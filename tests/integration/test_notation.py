@@ -1,14 +1,15 @@
 """The notation verifier end to end: real `notation sign` signatures, the engine, `notation verify` agreeing.
 
-The `notation` verifier type is not registered yet, so the engine is built with a registered placeholder
-under the name `notation` and the `NotationVerifier` is swapped in before any verification.
+The engine is built with a placeholder verifier under the name `notation`, and a `NotationVerifier` with
+each test's options (trust policy and stores written by the test) is swapped in before any verification.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,11 +64,20 @@ def _policy(env: NotationEnv, store: str, identity: str = "*", level: Any = "str
     notation.write_trust_policy(env, notation.trust_policy([store], [identity], level=level))
 
 
-async def _verdict(engines: Any, env: NotationEnv, registry: Registry, image: PushedImage) -> dict[str, Any]:
+async def _verdict(
+    engines: Any,
+    env: NotationEnv,
+    registry: Registry,
+    image: PushedImage,
+    stores: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The notation report for ``image``; ``stores`` replaces the default (notation's own trust-store
+    directory as ``trustStore``) with other ``trustStore``/``trustStores`` options."""
     engine: Engine = await engines(_config(registry))
-    store_root = env.trust_store_dir("ca", "shop").parents[2]
+    if stores is None:
+        stores = {"trustStore": str(env.trust_store_dir("ca", "shop").parents[2])}
     engine.verifiers["notation"] = NotationVerifier(
-        "notation", {"trustPolicy": str(env.trust_policy_file), "trustStore": str(store_root)}
+        "notation", {"trustPolicy": str(env.trust_policy_file), **stores}
     )
     outcome: Outcome = (await engine.verify([image.pinned], 30))[image.pinned]
     assert isinstance(outcome, Decided), outcome
@@ -154,3 +164,67 @@ async def test_audit_logs_an_untrusted_signer(
     assert report["reason"] == "notation_verified"
     logged = report["details"]["signatures"][0]["logged"]
     assert [entry["validation"] for entry in logged] == ["authenticity"]
+
+
+@pytest.mark.parametrize("fmt", ["jws", "cose"])
+async def test_inline_trust_stores_agree_with_notation(
+    env: NotationEnv,
+    chain: SigningChain,
+    stranger: SigningChain,
+    olareg_registry: Registry,
+    repo_name: str,
+    engines: Any,
+    fmt: Format,
+) -> None:
+    """The certificates notation reads from its directory, given inline: the same verdicts as `notation
+    verify` (with its directory) and as Countersign reading that directory."""
+    _setup(env, chain, stranger)
+    image = await _signed(env, olareg_registry, repo_name, fmt)
+    inline = {
+        "trustStores": [
+            {"name": "ca:shop", "pem": chain.root_pem.decode()},
+            {"name": "ca:other", "pem": stranger.root_pem.decode()},
+        ]
+    }
+    cases = [
+        ("ca:shop", f"x509.subject: {chain.subject}", "notation_verified"),
+        ("ca:other", "*", "untrusted_signer"),
+        ("ca:shop", "x509.subject: C=US, ST=WA, O=Someone Else", "untrusted_signer"),
+    ]
+    for store, identity, reason in cases:
+        _policy(env, store, identity)
+        report = await _verdict(engines, env, olareg_registry, image, inline)
+        assert await _agree(env, olareg_registry, image, report) is (reason == "notation_verified")
+        assert report["reason"] == reason
+        assert report == await _verdict(engines, env, olareg_registry, image)
+
+
+async def test_directory_and_inline_stores_together(
+    env: NotationEnv,
+    chain: SigningChain,
+    stranger: SigningChain,
+    olareg_registry: Registry,
+    repo_name: str,
+    engines: Any,
+    tmp_path: Path,
+) -> None:
+    """`ca:other` from a directory, `ca:shop` inline: a policy naming both finds the signer in either."""
+    _setup(env, chain, stranger)
+    image = await _signed(env, olareg_registry, repo_name, "jws")
+    directory = tmp_path / "countersign-truststore"
+    (directory / "x509" / "ca").mkdir(parents=True)
+    shutil.copytree(env.trust_store_dir("ca", "other"), directory / "x509" / "ca" / "other")
+    mixed = {
+        "trustStore": str(directory),
+        "trustStores": [{"name": "ca:shop", "pem": chain.root_pem.decode()}],
+    }
+
+    notation.write_trust_policy(env, notation.trust_policy(["ca:other", "ca:shop"]))
+    report = await _verdict(engines, env, olareg_registry, image, mixed)
+    assert await _agree(env, olareg_registry, image, report)
+    assert report["reason"] == "notation_verified"
+
+    _policy(env, "ca:other")
+    report = await _verdict(engines, env, olareg_registry, image, mixed)
+    assert not await _agree(env, olareg_registry, image, report)
+    assert report["reason"] == "untrusted_signer"

@@ -7,12 +7,15 @@ Every test has its own chain, responder and notation environment (notation cache
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from cryptography import x509
 
 from provider.config import Config, parse_config
 from provider.engine import Decided, Engine, Outcome, UndecidedKey
@@ -20,7 +23,7 @@ from tests.support import notation
 from tests.support.images import PushedImage, push_image
 from tests.support.notation import NotationEnv, SigningChain
 from tests.support.registries import Registry
-from tests.support.revocation import RevocationServers
+from tests.support.revocation import RevocationServers, Revoked
 from tests.support.tools import require_tool
 from verifiers.notation.verifier import NotationVerifier
 
@@ -192,3 +195,61 @@ async def test_permissive_logs_a_revoked_certificate(
     assert [entry["validation"] for entry in logged] == ["revocation"]
     assert "revoked" in logged[0]["message"] and not logged[0]["unavailable"]
     assert await _notation_accepts(env, registry, image)
+
+
+def _forget_crls(env: NotationEnv) -> None:
+    """Empty notation's CRL cache (it keeps a base and delta CRL until their nextUpdate, an hour here)."""
+    cache = env.cache_dir / "crl"
+    assert cache.is_dir(), f"notation cached no CRL in {cache}"
+    shutil.rmtree(cache)
+
+
+async def test_delta_crl(
+    env: NotationEnv,
+    chain: SigningChain,
+    servers: RevocationServers,
+    olareg_registry: Registry,
+    repo_name: str,
+    engines: Any,
+    verifiers: list[NotationVerifier],
+) -> None:
+    """The base CRL names a delta CRL (Freshest CRL); OCSP is down, so the CRLs decide, for both."""
+    registry, leaf = olareg_registry, chain.leaf_cert.serial_number
+    image = await _signed(env, chain, registry, repo_name, "strict")
+    servers.stop_ocsp()
+
+    # Revoked in the delta only: revoked.
+    servers.delta = {
+        leaf: Revoked(datetime.now(UTC) - timedelta(seconds=20), x509.ReasonFlags.key_compromise)
+    }
+    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    assert report["reason"] == "certificate_revoked" and "by CRL" in report["message"], report
+    assert servers.delta_requests == 1
+    assert not await _notation_accepts(env, registry, image)
+    assert servers.delta_requests == 2  # notation fetched it too
+
+    # On hold in the base CRL, taken off hold (removeFromCRL) in the delta: good, for both.
+    _forget_crls(env)
+    servers.revoke(leaf, x509.ReasonFlags.certificate_hold)
+    servers.delta = {
+        leaf: Revoked(datetime.now(UTC) - timedelta(seconds=5), x509.ReasonFlags.remove_from_crl)
+    }
+    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    assert report["passed"], report
+    assert await _notation_accepts(env, registry, image)
+    # Without the delta's word, the hold revokes.
+    _forget_crls(env)
+    servers.delta = {}
+    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    assert report["reason"] == "certificate_revoked" and "certificateHold" in report["message"], report
+    assert not await _notation_accepts(env, registry, image)
+
+    # The delta CRL unavailable (the base CRL still served): notation's CRL fetch fails, so it rejects;
+    # Countersign does not fall back on the base CRL alone either, and is undecided.
+    _forget_crls(env)
+    servers.revoked.clear()
+    servers.delta_available = False
+    outcome = await _outcome(engines, verifiers, env, registry, image)
+    assert isinstance(outcome, UndecidedKey), outcome
+    assert outcome.reason == "revocation_unavailable" and "delta CRL is unavailable" in outcome.message
+    assert not await _notation_accepts(env, registry, image)

@@ -7,12 +7,15 @@
   the issuing CA does (a :class:`tests.support.notation.SigningChain` takes them as ``ocsp_url``/``crl_url``);
   :meth:`RevocationServers.bind` then names the issuer. :meth:`revoke` and :attr:`unknown` change the
   answers; :meth:`stop_ocsp`/:meth:`stop_crl` take a server down (an outage), ``start_*`` bring it back.
+  :attr:`RevocationServers.delta` adds a delta CRL (``GET /delta``, named by the base CRL's Freshest CRL
+  extension); :attr:`RevocationServers.delta_available` takes only the delta down.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -77,19 +80,39 @@ def make_crl(
     *,
     last_update: datetime | None = None,
     next_update: datetime | None = None,
+    number: int | None = 1,
+    delta_of: int | None = None,
+    freshest: Sequence[str] = (),
+    extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
 ) -> bytes:
-    """A DER CRL of `issuer_cert` listing `revoked` (serial -> when/why)."""
+    """A DER CRL of `issuer_cert` listing `revoked` (serial -> when/why).
+
+    `number`: its CRL number (None: no CRLNumber extension). `delta_of`: make it a delta CRL (a critical
+    Delta CRL Indicator naming that base CRL number). `freshest`: the URLs of a Freshest CRL extension (where
+    the delta CRL is). `extensions`: more (extension, critical) pairs.
+    """
     now = datetime.now(UTC)
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(issuer_cert.subject)
         .last_update(last_update or now - timedelta(minutes=1))
         .next_update(next_update or now + timedelta(hours=1))
-        .add_extension(x509.CRLNumber(1), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
         )
     )
+    if number is not None:
+        builder = builder.add_extension(x509.CRLNumber(number), critical=False)
+    if delta_of is not None:
+        builder = builder.add_extension(x509.DeltaCRLIndicator(delta_of), critical=True)
+    if freshest:
+        points = [
+            x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
+            for url in freshest
+        ]
+        builder = builder.add_extension(x509.FreshestCRL(points), critical=False)
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
     for serial, entry in revoked.items():
         item = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(entry.time)
         if entry.reason is not None:
@@ -108,6 +131,12 @@ class RevocationServers:
     unknown: set[int] = field(default_factory=set)
     ocsp_requests: list[str] = field(default_factory=list)
     crl_requests: int = 0
+    #: None: the CRL names no delta CRL. Otherwise the base CRL (number 1) names :attr:`delta_url` in a
+    #: Freshest CRL extension, and that URL serves a delta CRL (number 2, based on 1) listing these.
+    delta: dict[int, Revoked] | None = None
+    #: False: the delta CRL's URL answers 503 (the base CRL is still served).
+    delta_available: bool = True
+    delta_requests: int = 0
 
     def __post_init__(self) -> None:
         self._ocsp = BackgroundServer(self._ocsp_app, name="test-ocsp")
@@ -145,6 +174,10 @@ class RevocationServers:
     @property
     def crl_url(self) -> str:
         return f"{self._crl.url}/crl"
+
+    @property
+    def delta_url(self) -> str:
+        return f"{self._crl.url}/delta"
 
     def bind(self, issuer_cert: x509.Certificate, issuer_key: SigningKey) -> None:
         self.issuer_cert, self.issuer_key = issuer_cert, issuer_key
@@ -204,9 +237,20 @@ class RevocationServers:
     async def _crl_get(self, request: web.Request) -> web.Response:
         self.crl_requests += 1
         cert, key = self._issuer()
-        return web.Response(body=make_crl(cert, key, self.revoked), content_type="application/pkix-crl")
+        freshest = [self.delta_url] if self.delta is not None else []
+        body = make_crl(cert, key, self.revoked, number=1, freshest=freshest)
+        return web.Response(body=body, content_type="application/pkix-crl")
+
+    async def _delta_get(self, request: web.Request) -> web.Response:
+        self.delta_requests += 1
+        if self.delta is None or not self.delta_available:
+            raise web.HTTPServiceUnavailable(text="no delta CRL")
+        cert, key = self._issuer()
+        body = make_crl(cert, key, self.delta, number=2, delta_of=1)
+        return web.Response(body=body, content_type="application/pkix-crl")
 
     def _crl_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/crl", self._crl_get)
+        app.router.add_get("/delta", self._delta_get)
         return app

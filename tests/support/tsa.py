@@ -40,7 +40,7 @@ from typing import Any, Self
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from tests.support.processes import LiveProcesses
 from tests.support.registries import LOOPBACK, free_port
@@ -182,6 +182,9 @@ class TsaCertificates:
     The leaf is valid from ``not_before`` to ``not_after`` (default: an hour ago to a week ahead); the CAs
     a day longer on each side. ``eku_critical=False`` makes a leaf RFC 3161 forbids (for negative tests;
     ``timestamp-server`` refuses to sign with it, so such a chain is for trusted roots only).
+    ``ocsp_url``/``crl_url`` give the leaf an OCSP responder (authorityInfoAccess) and a CRL distribution
+    point, so its revocation can be checked (against its issuer: the root, or the intermediate); only use
+    127.0.0.1 URLs (tests/support/revocation.py), as notation contacts them when it verifies a timestamp.
     """
 
     name: str = "countersign-test-tsa"
@@ -189,6 +192,8 @@ class TsaCertificates:
     not_before: datetime = field(default_factory=lambda: datetime.now(UTC) - timedelta(hours=1))
     not_after: datetime = field(default_factory=lambda: datetime.now(UTC) + timedelta(days=7))
     eku_critical: bool = True
+    ocsp_url: str | None = None
+    crl_url: str | None = None
     root_key: ec.EllipticCurvePrivateKey = field(
         default_factory=lambda: ec.generate_private_key(ec.SECP384R1())
     )
@@ -213,7 +218,7 @@ class TsaCertificates:
                 intermediate_name, root_name, self.intermediate_key, self.root_key, ca_start, ca_end, 0
             )
             issuer_name, issuer_key = intermediate_name, self.intermediate_key
-        self.leaf_cert = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(_name(self.name, self.name))
             .issuer_name(issuer_name)
@@ -232,8 +237,23 @@ class TsaCertificates:
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
             )
-            .sign(issuer_key, hashes.SHA384())
         )
+        if self.ocsp_url is not None:
+            access = x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(self.ocsp_url)
+            )
+            builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
+        if self.crl_url is not None:
+            point = x509.DistributionPoint([x509.UniformResourceIdentifier(self.crl_url)], None, None, None)
+            builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+        self.leaf_cert = builder.sign(issuer_key, hashes.SHA384())
+
+    @property
+    def issuer(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        """The leaf's issuer and its key (what an OCSP responder or CRL for the leaf is signed with)."""
+        if self.intermediate_cert is not None:
+            return self.intermediate_cert, self.intermediate_key
+        return self.root_cert, self.root_key
 
     @staticmethod
     def _ca(

@@ -4,10 +4,17 @@ A thin adapter over `verifiers.cosign.timestamp.parse_timestamp` (strict DER, wi
 mis-ordered certificate SETs) and rfc3161-client's `Verifier` (CMS signature, the TSA chain at genTime with
 the timeStamping purpose, the message imprint). Notation timestamps the raw signature bytes (the JWS
 signature, the COSE_Sign1 signature), so those are the covered bytes. Pure, no I/O.
+
+The verified result carries the TSA's certificate chain (leaf first, the trusted root last), rebuilt from
+the token's certificates once rfc3161-client has verified it (which does not return the chain it built):
+the signer is the certificate the SignerInfo names, and each certificate's issuer is the one that signed
+it, the trusted root preferred. That chain is what notation-go checks for revocation (the caller does:
+`verifiers.notation.revocation`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,13 +22,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from rfc3161_client import VerificationError, VerifierBuilder
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from rfc3161_client import TimeStampResponse, VerificationError, VerifierBuilder
 
 from verifiers.cosign.common import Failure
 from verifiers.cosign.timestamp import parse_timestamp
 
 __all__ = ["TimestampError", "VerifiedCountersignature", "verify_countersignature"]
 
+MAX_TSA_CHAIN = 10
 _HASHES: dict[str, Callable[[bytes], Any]] = {
     "2.16.840.1.101.3.4.2.1": hashlib.sha256,
     "2.16.840.1.101.3.4.2.2": hashlib.sha384,
@@ -37,6 +46,7 @@ class TimestampError(ValueError):
 class VerifiedCountersignature:
     time: datetime  # genTime
     accuracy: timedelta  # 0 when the token states none
+    chain: tuple[x509.Certificate, ...] = ()  # the TSA's chain: leaf first, the trusted root last
 
     @property
     def earliest(self) -> datetime:
@@ -54,10 +64,65 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _chain(response: TimeStampResponse, root: x509.Certificate) -> tuple[x509.Certificate, ...]:
+    """The TSA chain of a verified `response` up to `root` (leaf first); `TimestampError` when not found."""
+    try:
+        embedded = [x509.load_der_x509_certificate(der) for der in response.signed_data.certificates]
+        signers = list(response.signed_data.signer_infos)
+    except ValueError as exc:
+        raise TimestampError(f"the timestamp carries malformed certificates: {exc}") from None
+    if len(signers) != 1:
+        raise TimestampError(f"the timestamp has {len(signers)} signers, not 1")
+    signer = signers[0]
+    leaf = next(
+        (c for c in embedded if c.issuer == signer.issuer and c.serial_number == signer.serial_number), None
+    )
+    if leaf is None:
+        raise TimestampError("the timestamp does not carry the certificate of its signer")
+    chain = [leaf]
+    while chain[-1] != root:
+        if len(chain) >= MAX_TSA_CHAIN:
+            raise TimestampError(f"the timestamping chain is longer than {MAX_TSA_CHAIN} certificates")
+        current = chain[-1]
+        issuer = next(
+            (c for c in (root, *embedded) if c not in chain and _issued_by(current, c)),
+            None,
+        )
+        if issuer is None:
+            raise TimestampError(
+                f"the timestamping chain from {leaf.subject.rfc4514_string()!r} does not reach the trusted "
+                f"root {root.subject.rfc4514_string()!r}"
+            )
+        chain.append(issuer)
+    return tuple(chain)
+
+
 def verify_countersignature(
     token: bytes, signature: bytes, roots: Sequence[x509.Certificate]
 ) -> VerifiedCountersignature:
-    """Verify the DER timestamp `token` over `signature` against the TSA `roots`; raise `TimestampError`."""
+    """Verify the DER timestamp `token` over `signature` against the TSA `roots`; raise `TimestampError`.
+
+    The outcome depends on nothing but its arguments (the TSA chain is judged at the token's genTime), so
+    successes are memoized (bounded): a signature evaluated twice, before and after its revocation
+    outcome is known, pays for the CMS verification once.
+    """
+    return _verify_countersignature(token, signature, tuple(roots))
+
+
+@functools.lru_cache(maxsize=256)
+def _verify_countersignature(
+    token: bytes, signature: bytes, roots: tuple[x509.Certificate, ...]
+) -> VerifiedCountersignature:
     try:
         response = parse_timestamp(token)
     except Failure as exc:
@@ -88,5 +153,5 @@ def verify_countersignature(
             accuracy = timedelta(
                 seconds=raw.seconds or 0, milliseconds=raw.millis or 0, microseconds=raw.micros or 0
             )
-        return VerifiedCountersignature(time=info.gen_time, accuracy=accuracy)
+        return VerifiedCountersignature(time=info.gen_time, accuracy=accuracy, chain=_chain(response, root))
     raise TimestampError(f"the timestamp is not signed by a trusted timestamp authority: {'; '.join(errors)}")

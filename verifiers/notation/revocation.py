@@ -1,4 +1,4 @@
-"""Revocation checking of a Notary Project signing chain (OCSP, then CRL), as notation does it.
+"""Revocation checking of a certificate chain (OCSP, then CRL), as notation does it.
 
 For every certificate of the chain except the root (the leaf and the intermediates), issued by the next one:
 
@@ -13,18 +13,28 @@ For every certificate of the chain except the root (the leaf and the intermediat
   unknown;
 * when OCSP is absent, or every responder failed (network error, HTTP error, unusable or *unknown*
   response — notation falls back on an unknown OCSP result too), the CRLs: each `http://`/`https://`
-  distribution point is fetched with a GET (DER, or PEM), checked by `check_crl` (issued and signed by the
-  issuer, `nextUpdate` present and not passed, not a delta CRL) and the serial looked up. Delta CRLs are not
-  fetched (a base CRL is required); a revoked entry with reason `removeFromCRL` is not revoked.
+  distribution point is fetched with a GET (DER, or PEM) and checked (`check_base_crl`: issued and signed by
+  the issuer, no unknown critical extension, `nextUpdate` present and not passed, not itself a delta CRL).
+  When that base CRL names a delta CRL (Freshest CRL extension), the delta is fetched from its first
+  `http://`/`https://` location that answers; when none does, that CRL is unusable (notation-go's CRL
+  fetcher fails the same way: the status is not taken from a base CRL alone). `check_crl` then verifies the
+  delta (same issuer, not past `nextUpdate`, Delta CRL Indicator <= the base CRL number < its own CRL
+  number) and looks the serial up in both: a permanent reason in either revokes; otherwise the latest
+  `certificateHold` / `removeFromCRL` entry decides (a hold in the base lifted by `removeFromCRL` in the
+  delta is good).
 
 The chain is `revoked` when any certificate is, `unavailable` when any certificate's status could not be
 established, else `good`. Requests never follow redirects, carry no credentials (a URL with user
 information is refused, no cookies, no proxy or .netrc from the environment), and are bounded: each by
-`min(remaining time before the deadline, 2 s)`, a response by 64 KiB (OCSP) or 8 MiB (CRL). Good and
-revoked statuses are cached until their `nextUpdate` (a bounded LRU keyed by issuer key hash and serial).
+`min(remaining time before the deadline, 2 s)`, a response by 64 KiB (OCSP) or 8 MiB (a CRL or delta
+CRL). Good and revoked statuses are cached until their `nextUpdate` (the earlier of a base and delta CRL's;
+a bounded LRU keyed by issuer key hash and serial).
 
-`check_ocsp` and `check_crl` are pure; `RevocationChecker` does the fetching through a `RevocationFetcher`
-(by default `AiohttpFetcher`, one `aiohttp.ClientSession` created lazily and reused; `aclose()` it).
+The same checker (rules, cache, deadline) serves a Notary Project signing chain and the certificate chain
+of the RFC 3161 timestamp authority that countersigned it (the verifier asks for both). `check_ocsp`,
+`check_base_crl` and `check_crl` are pure; `RevocationChecker` does the fetching through a
+`RevocationFetcher` (by default `AiohttpFetcher`, one `aiohttp.ClientSession` created lazily and reused;
+`aclose()` it).
 """
 
 from __future__ import annotations
@@ -43,7 +53,12 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    CRLEntryExtensionOID,
+    ExtendedKeyUsageOID,
+    ExtensionOID,
+)
 
 __all__ = [
     "MAX_CRL_BYTES",
@@ -55,12 +70,15 @@ __all__ = [
     "ResponseError",
     "RevocationChecker",
     "RevocationFetcher",
+    "check_base_crl",
     "check_crl",
     "check_ocsp",
     "crl_urls",
+    "freshest_crl_urls",
     "is_revocable",
     "ocsp_request",
     "ocsp_urls",
+    "parse_crl",
 ]
 
 MAX_OCSP_BYTES = 64 * 1024
@@ -225,22 +243,51 @@ def check_ocsp(data: bytes, cert: x509.Certificate, issuer: x509.Certificate, no
     raise ResponseError("the OCSP response does not cover the certificate")
 
 
-def check_crl(data: bytes, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> CertStatus:
-    """The status of `cert` in the CRL `data` (DER or PEM); raises `ResponseError` when unusable."""
+# CRL-level extensions that may be critical (notation-go's validateCRL allows these two, nothing else).
+_CRITICAL_CRL_EXTENSIONS = (ExtensionOID.ISSUING_DISTRIBUTION_POINT, ExtensionOID.DELTA_CRL_INDICATOR)
+# Entry extensions that may be critical: the reason code and the invalidity date.
+_CRITICAL_ENTRY_EXTENSIONS = (CRLEntryExtensionOID.CRL_REASON, CRLEntryExtensionOID.INVALIDITY_DATE)
+_TEMPORARY = (x509.ReasonFlags.certificate_hold, x509.ReasonFlags.remove_from_crl)
+
+
+def parse_crl(data: bytes) -> x509.CertificateRevocationList:
+    """A CRL from DER or PEM `data`; raises `ResponseError`."""
     try:
         crl = (
             x509.load_pem_x509_crl(data)
             if data.lstrip().startswith(b"-----")
             else x509.load_der_x509_crl(data)
         )
+        crl.extensions  # noqa: B018 - parsed lazily; a malformed extension raises here
     except ValueError as exc:
         raise ResponseError(f"not a CRL: {exc}") from None
+    return crl
+
+
+def _crl_number(crl: x509.CertificateRevocationList) -> int | None:
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _delta_indicator(crl: x509.CertificateRevocationList) -> int | None:
+    try:
+        return crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator).value.crl_number
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _validate_crl(
+    crl: x509.CertificateRevocationList, issuer: x509.Certificate, now: datetime, what: str
+) -> None:
+    """Issued and signed by `issuer`, known critical extensions only, `nextUpdate` present and not passed."""
     if crl.issuer != issuer.subject:
-        raise ResponseError("the CRL is not issued by the certificate's issuer")
+        raise ResponseError(f"the {what} is not issued by the certificate's issuer")
     try:
         usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
         if not usage.crl_sign:
-            raise ResponseError("the CRL issuer lacks the cRLSign key usage")
+            raise ResponseError(f"the {what} issuer lacks the cRLSign key usage")
     except x509.ExtensionNotFound:
         pass
     try:
@@ -248,31 +295,145 @@ def check_crl(data: bytes, cert: x509.Certificate, issuer: x509.Certificate, now
     except (TypeError, ValueError, UnsupportedAlgorithm):
         valid = False
     if not valid:
-        raise ResponseError("the CRL signature does not verify")
-    try:
-        crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
-        raise ResponseError("a delta CRL is not supported (a base CRL is needed)")
-    except x509.ExtensionNotFound:
-        pass
+        raise ResponseError(f"the {what} signature does not verify")
+    for extension in crl.extensions:
+        if extension.critical and extension.oid not in _CRITICAL_CRL_EXTENSIONS:
+            oid = extension.oid.dotted_string
+            raise ResponseError(f"the {what} has an unsupported critical extension {oid}")
     last_update, next_update = crl.last_update_utc, crl.next_update_utc
     if next_update is None:
-        raise ResponseError("the CRL has no nextUpdate")
+        raise ResponseError(f"the {what} has no nextUpdate")
     if last_update > now + SKEW:
-        raise ResponseError(f"the CRL's thisUpdate {last_update.isoformat()} is in the future")
+        raise ResponseError(f"the {what}'s thisUpdate {last_update.isoformat()} is in the future")
     if next_update + SKEW < now:
-        raise ResponseError(f"the CRL expired at {next_update.isoformat()}")
-    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-    if entry is None:
-        return CertStatus("good", "crl", last_update, next_update)
+        raise ResponseError(f"the {what} expired at {next_update.isoformat()}")
+
+
+def check_base_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, now: datetime) -> None:
+    """Whether `crl` can serve as `issuer`'s base CRL (see `check_crl`); raises `ResponseError`.
+
+    The checker calls it before following the CRL's Freshest CRL locations, so a forged CRL cannot send
+    it anywhere.
+    """
+    _validate_crl(crl, issuer, now, "CRL")
+    if _delta_indicator(crl) is not None:
+        raise ResponseError("the CRL is a delta CRL (a base CRL is needed)")
+
+
+def freshest_crl_urls(crl: x509.CertificateRevocationList) -> list[str]:
+    """The full-name URIs of the CRL's Freshest CRL extension (where its delta CRL is); [] without one."""
     try:
-        reason: x509.ReasonFlags | None = entry.extensions.get_extension_for_class(
-            x509.CRLReason
-        ).value.reason
+        points = crl.extensions.get_extension_for_class(x509.FreshestCRL).value
     except x509.ExtensionNotFound:
-        reason = None
-    if reason == x509.ReasonFlags.remove_from_crl:
-        return CertStatus("good", "crl", last_update, next_update)
-    return CertStatus("revoked", "crl", last_update, next_update, entry.revocation_date_utc, _reason(reason))
+        return []
+    return [
+        name.value
+        for point in points
+        for name in (point.full_name or ())
+        if isinstance(name, x509.UniformResourceIdentifier)
+    ]
+
+
+def _has_freshest(cert: x509.Certificate) -> bool:
+    try:
+        cert.extensions.get_extension_for_class(x509.FreshestCRL)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
+def _check_delta(
+    delta: x509.CertificateRevocationList,
+    base: x509.CertificateRevocationList,
+    issuer: x509.Certificate,
+    now: datetime,
+) -> None:
+    """RFC 5280 5.2.4, as notation-go checks it: same issuer, newer than the base, based on it or older."""
+    _validate_crl(delta, issuer, now, "delta CRL")
+    minimum_base = _delta_indicator(delta)
+    if minimum_base is None:
+        raise ResponseError("the delta CRL has no Delta CRL Indicator")
+    base_number, delta_number = _crl_number(base), _crl_number(delta)
+    if base_number is None:
+        raise ResponseError("the base CRL has no CRL number, so its delta CRL cannot be matched to it")
+    if delta_number is None or delta_number <= base_number:
+        raise ResponseError(
+            f"the delta CRL's number {delta_number} is not greater than the base CRL's {base_number}"
+        )
+    if minimum_base > base_number:
+        raise ResponseError(
+            f"the delta CRL applies to base CRLs numbered {minimum_base} or later, not {base_number}"
+        )
+
+
+def _entry_reason(entry: x509.RevokedCertificate) -> x509.ReasonFlags | None:
+    for extension in entry.extensions:
+        if extension.critical and extension.oid not in _CRITICAL_ENTRY_EXTENSIONS:
+            raise ResponseError(
+                f"the CRL entry has an unsupported critical extension {extension.oid.dotted_string}"
+            )
+    try:
+        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    except x509.ExtensionNotFound:
+        return None
+
+
+def check_crl(
+    data: bytes,
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    now: datetime,
+    delta: bytes | None = None,
+) -> CertStatus:
+    """The status of `cert` in the CRL `data` (DER or PEM) and its delta CRL; raises `ResponseError`.
+
+    The base CRL must be issued and signed by `issuer`, carry no critical extension but an issuing
+    distribution point, have a `nextUpdate` not passed, and not be a delta CRL. When it names a delta CRL
+    (a Freshest CRL extension with locations), `delta` must be that CRL: signed by the same issuer, not
+    past its `nextUpdate`, with a Delta CRL Indicator whose base CRL number is at most the base CRL's
+    number and a CRL number greater than it. A certificate whose own Freshest CRL extension is not matched
+    by one in its base CRL is refused, as notation-go does.
+
+    An entry with a permanent reason, in either CRL, revokes. Otherwise the most recent `certificateHold`
+    or `removeFromCRL` entry decides (on equal dates the delta's, the newer CRL): on hold is revoked,
+    removed from the CRL is good.
+    """
+    base = parse_crl(data)
+    check_base_crl(base, issuer, now)
+    named = freshest_crl_urls(base)
+    if _has_freshest(cert) and not named:
+        raise ResponseError(
+            "the certificate names a delta CRL that its base CRL does not (not supported, as in notation)"
+        )
+    lists: list[x509.CertificateRevocationList] = [base]
+    if named:
+        if delta is None:
+            raise ResponseError("the CRL names a delta CRL, and none was supplied")
+        delta_crl = parse_crl(delta)
+        _check_delta(delta_crl, base, issuer, now)
+        lists.append(delta_crl)
+    elif delta is not None:
+        raise ResponseError("a delta CRL was supplied for a CRL that names none")
+    this_update = lists[-1].last_update_utc
+    next_update = min(crl.next_update_utc for crl in lists if crl.next_update_utc is not None)
+    latest: x509.RevokedCertificate | None = None  # the most recent certificateHold/removeFromCRL entry
+    on_hold = False
+    for crl in lists:  # base first, then the delta
+        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if entry is None:
+            continue
+        reason = _entry_reason(entry)
+        if reason is None or reason not in _TEMPORARY:
+            return CertStatus(
+                "revoked", "crl", this_update, next_update, entry.revocation_date_utc, _reason(reason)
+            )
+        if latest is None or entry.revocation_date_utc >= latest.revocation_date_utc:
+            latest, on_hold = entry, reason == x509.ReasonFlags.certificate_hold
+    if latest is not None and on_hold:
+        return CertStatus(
+            "revoked", "crl", this_update, next_update, latest.revocation_date_utc, "certificateHold"
+        )
+    return CertStatus("good", "crl", this_update, next_update)
 
 
 def _http_urls(urls: list[str]) -> list[str]:
@@ -432,10 +593,35 @@ class RevocationChecker:
         for url in crl_list:
             try:
                 data = await self.fetcher.fetch(url, None, None, MAX_CRL_BYTES, self._timeout(deadline))
-                return check_crl(data, cert, issuer, now), problems
+                delta = await self._delta(data, issuer, now, deadline)
+                return check_crl(data, cert, issuer, now, delta), problems
             except (FetchError, ResponseError) as exc:
                 problems.append(f"CRL {url}: {exc}")
         return None, problems
+
+    async def _delta(
+        self, data: bytes, issuer: x509.Certificate, now: datetime, deadline: float
+    ) -> bytes | None:
+        """The delta CRL the base CRL `data` names (after checking the base); None when it names none.
+
+        The delta's locations are tried in order; when none answers, the CRL cannot be used (`FetchError`),
+        as in notation-go, whose CRL fetcher fails when the delta CRL cannot be fetched.
+        """
+        base = parse_crl(data)
+        check_base_crl(base, issuer, now)
+        named = freshest_crl_urls(base)
+        if not named:
+            return None
+        urls = _http_urls(named)
+        if not urls:
+            raise FetchError("its delta CRL (Freshest CRL) has no http(s) location")
+        failures: list[str] = []
+        for url in urls:
+            try:
+                return await self.fetcher.fetch(url, None, None, MAX_CRL_BYTES, self._timeout(deadline))
+            except FetchError as exc:
+                failures.append(str(exc))
+        raise FetchError(f"its delta CRL is unavailable: {'; '.join(failures)}")
 
     async def check_chain(
         self, chain: Sequence[x509.Certificate], now: datetime, deadline: float

@@ -17,16 +17,25 @@ returns an `Evaluation`: one `Result` per validation, combined with the policy l
   authentic signing time. notary.x509: when the policy names a `tsa:` store and `verifyTimestamp` is
   `always` (or `afterCertExpiry` and a certificate of the chain has expired), the RFC 3161
   countersignature must verify against those roots over the signature bytes and its time (with its
-  accuracy) lie within every chain certificate's validity; otherwise (no `tsa:` store: timestamps are not
-  checked) every certificate of the chain must be valid `now`. Certificate validity is therefore judged
-  here, not under `authenticity`, as in notation: a level that only logs `authenticTimestamp` lets an
-  expired chain pass with a logged failure;
+  accuracy) lie within every chain certificate's validity, and the TSA's own chain must not be revoked
+  (notation-go's verifyTimestamp step 5): a revocable TSA chain (one naming an OCSP responder or CRL below
+  its root) needs the caller's `timestamp_revocation` outcome (`RevocationChecker.check_chain` on
+  `Evaluation.timestamp_chain`; `Evaluation.needs_timestamp_revocation` asks for it): `good` passes,
+  `revoked` fails (the timestamp is not trusted), `unavailable` (or none given) is *unavailable* — notation
+  fails it; here, enforced, it is undecided, never a pass. This check belongs to `authenticTimestamp`, not
+  `revocation`: skipping `revocation` does not skip it, as in notation. Otherwise (no `tsa:` store:
+  timestamps are not checked) every certificate of the chain must be valid `now`. Certificate validity is
+  therefore judged here, not under `authenticity`, as in notation: a level that only logs
+  `authenticTimestamp` lets an expired chain pass with a logged failure;
 * `expiry`: the envelope's `io.cncf.notary.expiry` has not passed;
 * `revocation`: a chain with no OCSP or CRL location passes ("not revocable"). Otherwise the caller's
   `revocation` outcome (`verifiers.notation.revocation.RevocationChecker.check_chain`, fetched outside this
   pure function) decides: `good` passes, `revoked` fails, `unavailable` (or no outcome given) is
   *unavailable*: enforced, the evaluation is undecided (`Evaluation.undecided`); logged, it is recorded.
   `Evaluation.needs_revocation` tells the caller that an outcome is wanted.
+
+The caller runs `evaluate` once without outcomes, fetches what `needs_revocation` and
+`needs_timestamp_revocation` ask for, and runs it again with them (`revocation`, `timestamp_revocation`).
 
 Validations run in notation's order (integrity, authenticity, expiry, authenticTimestamp, revocation) and
 stop at the first enforced failure. `log` failures are kept in `Evaluation.logged`. `skip` is not evaluated.
@@ -232,7 +241,8 @@ def load_trust_store_dir(path: str | os.PathLike[str]) -> dict[tuple[str, str], 
 class Result:
     """One validation's outcome. `passed` None: not evaluated (skipped, or after an enforced failure).
 
-    `unavailable`: could not be determined (revocation); `passed` is then None too.
+    `unavailable`: could not be determined (revocation, or the TSA chain's revocation under
+    `authenticTimestamp`); `passed` is then None too.
     """
 
     validation: Validation
@@ -253,7 +263,8 @@ class Evaluation:
     """The combined outcome.
 
     `passed`: no enforced validation failed and none is undecided. `failed`: the first enforced failure.
-    `undecided`: the message when an enforced validation could not be determined (revocation) and nothing
+    `undecided`: the message when an enforced validation could not be determined (revocation of the
+    signing chain, or of the TSA chain under `authenticTimestamp`) and nothing
     enforced failed — the caller turns it into `Undecided("revocation_unavailable", ...)`. `logged`: the
     failures (and unavailable results) of validations whose action is `log`.
     """
@@ -265,6 +276,10 @@ class Evaluation:
     timestamp: datetime | None = None  # a verified RFC 3161 time (notary.x509) or authentic signing time
     trust_anchor: x509.Certificate | None = None
     needs_revocation: bool = False  # revocation was unavailable for want of a `revocation` outcome
+    # The verified countersignature's TSA chain (leaf first, root last); empty when none was verified.
+    timestamp_chain: tuple[x509.Certificate, ...] = ()
+    # authenticTimestamp was unavailable for want of a `timestamp_revocation` outcome for that chain.
+    needs_timestamp_revocation: bool = False
 
     @property
     def passed(self) -> bool:
@@ -431,9 +446,13 @@ class _Run:
         stores: TrustStores,
         now: datetime,
         revocation: ChainStatus | None,
+        timestamp_revocation: ChainStatus | None = None,
     ) -> None:
         self.revocation_outcome = revocation
         self.needs_revocation = False
+        self.timestamp_revocation_outcome = timestamp_revocation
+        self.needs_timestamp_revocation = False
+        self.timestamp_chain: tuple[x509.Certificate, ...] = ()
         self.envelope = envelope
         self.policy = policy
         self.stores = stores
@@ -475,7 +494,7 @@ class _Run:
             return False, f"the signature expired at {expiry.isoformat()}"
         return True, "the signature has not expired" if expiry is not None else "the signature has no expiry"
 
-    def authentic_timestamp(self) -> tuple[bool, str]:
+    def authentic_timestamp(self) -> tuple[bool | None, str]:
         signer = self.envelope.signer
         chain = signer.certificate_chain
         if signer.signing_scheme == SIGNING_SCHEME_X509_SIGNING_AUTHORITY:
@@ -507,8 +526,34 @@ class _Run:
         problem = _outside_validity(chain, stamp.earliest, stamp.latest)
         if problem:
             return False, f"timestamp {stamp.time.isoformat()} lies outside the chain's validity: {problem}"
+        self.timestamp_chain = stamp.chain
+        at = stamp.time.isoformat()
+        # notation-go verifyTimestamp step 5: the timestamping chain's revocation (the root is not checked).
+        if not stamp.chain:
+            return False, f"timestamp {at}: the timestamping certificate chain is unknown"
+        if not any(_is_revocable(cert) for cert in stamp.chain[:-1]):
+            tsa_note = "the TSA chain names no OCSP responder or CRL (not revocable)"
+        else:
+            outcome = self.timestamp_revocation_outcome
+            if outcome is None:
+                self.needs_timestamp_revocation = True
+                return None, (
+                    f"timestamp {at} verified, but the revocation status of the timestamping chain "
+                    "(OCSP/CRL) was not checked"
+                )
+            if outcome.status == "revoked":
+                return (
+                    False,
+                    f"timestamp {at} is not trusted: its timestamping chain is revoked: {outcome.message}",
+                )
+            if outcome.status != "good":
+                return None, (
+                    f"timestamp {at} verified, but the revocation status of its timestamping chain is "
+                    f"unavailable: {outcome.message}"
+                )
+            tsa_note = "the TSA chain is not revoked"
         self.timestamp = stamp.time
-        return True, f"timestamp {stamp.time.isoformat()} verified; the chain was valid then"
+        return True, f"timestamp {at} verified; the chain was valid then; {tsa_note}"
 
     def revocation(self) -> tuple[bool | None, str]:
         if not any(_is_revocable(cert) for cert in self.envelope.signer.certificate_chain):
@@ -536,11 +581,16 @@ def evaluate(
     stores: TrustStores,
     now: datetime,
     revocation: ChainStatus | None = None,
+    timestamp_revocation: ChainStatus | None = None,
 ) -> Evaluation:
-    """Evaluate `envelope` (already `parse_and_verify`-ed) for the subject under `policy` (see the module)."""
+    """Evaluate `envelope` (already `parse_and_verify`-ed) for the subject under `policy` (see the module).
+
+    `revocation`: the signing chain's revocation outcome; `timestamp_revocation`: the TSA chain's
+    (`Evaluation.timestamp_chain`). Either may be None on a first run: see `needs_*` in the result.
+    """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("`now` must be timezone-aware")
-    run = _Run(envelope, policy, stores, now, revocation)
+    run = _Run(envelope, policy, stores, now, revocation, timestamp_revocation)
     results: dict[Validation, Result] = {}
     failed: Result | None = None
     undecided: str | None = None
@@ -601,4 +651,6 @@ def evaluate(
         timestamp=run.timestamp,
         trust_anchor=run.anchor,
         needs_revocation=run.needs_revocation,
+        timestamp_chain=run.timestamp_chain,
+        needs_timestamp_revocation=run.needs_timestamp_revocation,
     )

@@ -42,6 +42,7 @@ __all__ = [
     "VerificationLevel",
     "parse_distinguished_name",
     "parse_trust_policy",
+    "parse_trust_store_ref",
 ]
 
 Action = Literal["enforce", "log", "skip"]
@@ -75,6 +76,8 @@ STORE_TYPES = ("ca", "signingAuthority", "tsa")
 # The notation spec requires a trusted identity's DN to name at least country, state/province and org.
 REQUIRED_DN_ATTRIBUTES = ("C", "ST", "O")
 MAX_POLICY_BYTES = 1024 * 1024
+# notation's store names; 255 characters at most, as they are directory names in its layout.
+_STORE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 
 
 class PolicyError(ValueError):
@@ -236,6 +239,15 @@ def parse_distinguished_name(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def parse_trust_store_ref(text: str) -> TrustStoreRef:
+    """`ca:NAME`, `signingAuthority:NAME` or `tsa:NAME` (NAME: letters, digits, `_`, `.`, `-`, as notation's
+    store names), the form a policy's `trustStores` and the verifier's inline `trustStores` use."""
+    kind, sep, store = text.partition(":")
+    if not sep or kind not in STORE_TYPES or not _STORE_NAME.fullmatch(store):
+        raise ValueError(f"{text!r}: expected ca:NAME, signingAuthority:NAME or tsa:NAME")
+    return TrustStoreRef(kind, store)  # type: ignore[arg-type]
+
+
 def _strings(value: object, path: str, *, allow_empty: bool = False) -> list[str]:
     if value is None and allow_empty:
         return []
@@ -321,12 +333,10 @@ def _policy(value: object, path: str) -> TrustPolicy:
         raise PolicyError(f"{path}.trustedIdentities", "required unless the level is skip")
     stores: list[TrustStoreRef] = []
     for i, entry in enumerate(stores_raw):
-        kind, sep, store = entry.partition(":")
-        if not sep or kind not in STORE_TYPES or not re.fullmatch(r"[A-Za-z0-9_.\-]+", store):
-            raise PolicyError(
-                f"{path}.trustStores[{i}]", f"{entry!r}: expected ca:NAME, signingAuthority:NAME or tsa:NAME"
-            )
-        stores.append(TrustStoreRef(kind, store))  # type: ignore[arg-type]
+        try:
+            stores.append(parse_trust_store_ref(entry))
+        except ValueError as e:
+            raise PolicyError(f"{path}.trustStores[{i}]", str(e)) from e
     if not any(s.type in ("ca", "signingAuthority") for s in stores):
         raise PolicyError(
             f"{path}.trustStores", "needs a ca or signingAuthority store to verify signers with"

@@ -3,9 +3,12 @@
 Options:
 
 * `trustPolicy`: a path to notation's `trustpolicy.json`, or the policy document inline (an object);
-* `trustStore`: a path to a notation trust-store directory (the one holding `x509/`).
+* `trustStore`: a path to a notation trust-store directory (the one holding `x509/`);
+* `trustStores`: trust stores inline, `[{name: "ca:shop", pem: "<PEM certificates>"}]`
+  (`verifiers.notation.truststore`).
 
-Every trust store a policy names must exist in `trustStore` (checked when the verifier is built).
+At least one of `trustStore` and `trustStores` is required; a store (`type:name`) may be defined in only
+one of them. Every trust store a policy names must exist in one of them (checked when the verifier is built).
 
 `verify` lists the image's referrers whose artifactType (or, when a listing has none, the manifest's
 artifactType or config.mediaType) is `application/vnd.cncf.notary.signature` (at most 32). A referrer whose
@@ -19,26 +22,46 @@ unless another signature passes.
 Revocation: when the evaluation wants it (a revocable chain, `revocation` not skipped, nothing enforced failed
 before it), the chain is checked with OCSP then CRL (`verifiers.notation.revocation`) within the request's
 deadline and evaluated again with that outcome: a revoked certificate fails with `certificate_revoked`. The
+same goes for the chain of a verified RFC 3161 timestamp authority when `authenticTimestamp` checks the
+timestamp (`needs_timestamp_revocation`; both chains are checked concurrently, same checker and deadline): a
+revoked TSA certificate fails `authenticTimestamp` (`timestamp_invalid`); an unavailable status under an
+enforced `authenticTimestamp` is undecided (`revocation_unavailable`), as for the signing chain. The
 verifier's HTTP session for OCSP/CRL is created on first use and reused; `aclose()` closes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from provider.registry.errors import RegistryError
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided
 from verifiers.notation.envelope import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, EnvelopeError, parse_and_verify
-from verifiers.notation.revocation import RevocationChecker
-from verifiers.notation.trust import Evaluation, TrustStoreError, evaluate, load_trust_store_dir
-from verifiers.notation.trustpolicy import PolicyError, TrustPolicy, TrustPolicyDocument, parse_trust_policy
+from verifiers.notation.revocation import ChainStatus, RevocationChecker
+from verifiers.notation.trust import (
+    Evaluation,
+    TrustStoreError,
+    TrustStores,
+    evaluate,
+    load_trust_store_dir,
+)
+from verifiers.notation.trustpolicy import (
+    PolicyError,
+    TrustPolicy,
+    TrustPolicyDocument,
+    TrustStoreRef,
+    parse_trust_policy,
+)
+from verifiers.notation.truststore import OPTION as INLINE_STORES
+from verifiers.notation.truststore import parse_trust_stores_option
 
 __all__ = ["ARTIFACT_TYPE", "NotationVerifier", "Reason"]
 
@@ -47,7 +70,7 @@ THUMBPRINT_ANNOTATION = "io.cncf.notary.x509chain.thumbprint#S256"
 MAX_SIGNATURES = 32
 MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
 _ENVELOPE_TYPES = (JWS_MEDIA_TYPE, COSE_MEDIA_TYPE)
-_KNOWN_OPTIONS = ("trustPolicy", "trustStore")
+_KNOWN_OPTIONS = ("trustPolicy", "trustStore", INLINE_STORES)
 
 
 class Reason:
@@ -97,24 +120,60 @@ class NotationVerifier:
         if unknown:
             raise OptionsError(unknown[0], f"unknown option (known: {', '.join(_KNOWN_OPTIONS)})")
         self.policies = self._load_policy(options.get("trustPolicy"))
-        store_path = options.get("trustStore")
-        if not isinstance(store_path, str) or not store_path:
-            raise OptionsError("trustStore", "expected the path of a notation trust-store directory")
-        try:
-            self.stores = load_trust_store_dir(store_path)
-        except TrustStoreError as exc:
-            raise OptionsError("trustStore", str(exc)) from exc
+        directory, inline = options.get("trustStore"), options.get(INLINE_STORES)
+        self.stores = self._load_stores(directory, inline)
         for i, policy in enumerate(self.policies.policies):
             for j, ref in enumerate(policy.trust_stores):
                 if (ref.type, ref.name) not in self.stores:
                     raise OptionsError(
                         f"trustPolicy.trustPolicies[{i}].trustStores[{j}]",
-                        f"trust store {ref} not found under {store_path}/x509/{ref.type}/{ref.name}",
+                        self._missing_store(ref, directory, inline is not None),
                     )
 
     async def aclose(self) -> None:
         """Close the OCSP/CRL HTTP session (if one was opened)."""
         await self.revocation.aclose()
+
+    @staticmethod
+    def _load_stores(directory: object, inline: object) -> TrustStores:
+        """The stores of the `trustStore` directory and of the inline `trustStores`, each defined once."""
+        if directory is None and inline is None:
+            raise OptionsError(
+                "trustStore",
+                f"expected the path of a notation trust-store directory (or certificates in {INLINE_STORES})",
+            )
+        stores: dict[tuple[str, str], tuple[x509.Certificate, ...]] = {}
+        if directory is not None:
+            if not isinstance(directory, str) or not directory:
+                raise OptionsError(
+                    "trustStore",
+                    f"expected the path of a notation trust-store directory (inline certificates go in"
+                    f" {INLINE_STORES})",
+                )
+            try:
+                stores.update(load_trust_store_dir(directory))
+            except TrustStoreError as exc:
+                raise OptionsError("trustStore", str(exc)) from exc
+        if inline is not None:
+            # A store defined in both places is refused rather than merged or overridden: which roots
+            # a policy trusts must be readable from one definition.
+            for i, (key, certificates) in enumerate(parse_trust_stores_option(inline).items()):
+                if key in stores:
+                    kind, name = key
+                    raise OptionsError(
+                        f"{INLINE_STORES}[{i}].name",
+                        f"trust store {kind}:{name} is also in the trust-store directory"
+                        f" ({directory}/x509/{kind}/{name}); define each store once",
+                    )
+                stores[key] = certificates
+        return stores
+
+    @staticmethod
+    def _missing_store(ref: TrustStoreRef, directory: object, inline: bool) -> str:
+        places = [f"under {directory}/x509/{ref.type}/{ref.name}"] if directory is not None else []
+        if inline:
+            places.append(f"in {INLINE_STORES}")
+        return f"trust store {ref} not found {' or '.join(places)}"
 
     @staticmethod
     def _load_policy(value: object) -> TrustPolicyDocument:
@@ -269,14 +328,33 @@ class NotationVerifier:
         result = evaluate(
             envelope, subject.digest, subject.size, subject.media_type, policy, self.stores, now
         )
-        if result.needs_revocation:
-            outcome = await self.revocation.check_chain(
-                envelope.signer.certificate_chain, now, context.deadline
+        if result.needs_revocation or result.needs_timestamp_revocation:
+            # The signing chain and the TSA chain concurrently, on one checker (one cache) and one deadline.
+            signing, stamping = await asyncio.gather(
+                self._chain_status(
+                    result.needs_revocation, envelope.signer.certificate_chain, now, context.deadline
+                ),
+                self._chain_status(
+                    result.needs_timestamp_revocation, result.timestamp_chain, now, context.deadline
+                ),
             )
             result = evaluate(
-                envelope, subject.digest, subject.size, subject.media_type, policy, self.stores, now, outcome
+                envelope,
+                subject.digest,
+                subject.size,
+                subject.media_type,
+                policy,
+                self.stores,
+                now,
+                revocation=signing,
+                timestamp_revocation=stamping,
             )
         return self._entry(descriptor.digest, fmt, envelope.signer, result), result.undecided
+
+    async def _chain_status(
+        self, wanted: bool, chain: Sequence[x509.Certificate], now: datetime, deadline: float
+    ) -> ChainStatus | None:
+        return await self.revocation.check_chain(chain, now, deadline) if wanted else None
 
     @staticmethod
     def _entry(digest: str, fmt: str, signer: Any, result: Evaluation) -> dict[str, Any]:

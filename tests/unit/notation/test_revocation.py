@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -190,6 +191,131 @@ def test_crl_good_revoked_and_unusable(pki: SigningChain, other: SigningChain) -
         check_crl(b"junk", pki.leaf_cert, pki.root_cert, NOW)
 
 
+# --- delta CRLs (RFC 5280 5.2.4) --------------------------------------------------------------------------
+
+DELTA_URL = "http://127.0.0.1:9/delta"
+BASE = 5  # the base CRL's number in these tests
+
+
+def _base(pki: SigningChain, revoked: dict[int, Revoked] | None = None, **options: Any) -> bytes:
+    options.setdefault("number", BASE)
+    options.setdefault("freshest", [DELTA_URL])
+    return make_crl(pki.root_cert, pki.root_key, revoked or {}, **options)
+
+
+def _delta(pki: SigningChain, revoked: dict[int, Revoked] | None = None, **options: Any) -> bytes:
+    options.setdefault("number", BASE + 1)
+    options.setdefault("delta_of", BASE)
+    return make_crl(pki.root_cert, pki.root_key, revoked or {}, **options)
+
+
+def test_delta_crl_revokes_and_lifts_a_hold(pki: SigningChain) -> None:
+    serial = pki.leaf_cert.serial_number
+    held_at = (NOW - timedelta(hours=2)).replace(microsecond=0)
+    lifted_at = (NOW - timedelta(hours=1)).replace(microsecond=0)
+    hold = {serial: Revoked(held_at, x509.ReasonFlags.certificate_hold)}
+    lift = {serial: Revoked(lifted_at, x509.ReasonFlags.remove_from_crl)}
+    compromised = {serial: Revoked(lifted_at, x509.ReasonFlags.key_compromise)}
+
+    # Good in the base, revoked in the delta: revoked, with the delta's date and reason.
+    status = check_crl(_base(pki), pki.leaf_cert, pki.root_cert, NOW, _delta(pki, compromised))
+    assert (status.status, status.revocation_time, status.reason) == ("revoked", lifted_at, "keyCompromise")
+    # Good in both.
+    assert check_crl(_base(pki), pki.leaf_cert, pki.root_cert, NOW, _delta(pki)).status == "good"
+    # On hold in the base: revoked, unless the delta lifts the hold with removeFromCRL.
+    on_hold = check_crl(_base(pki, hold), pki.leaf_cert, pki.root_cert, NOW, _delta(pki))
+    assert (on_hold.status, on_hold.reason) == ("revoked", "certificateHold")
+    assert check_crl(_base(pki, hold), pki.leaf_cert, pki.root_cert, NOW, _delta(pki, lift)).status == "good"
+    # ... but a removeFromCRL dated before the hold does not lift it (the latest entry decides, as in
+    # notation-go), and nothing lifts a permanent revocation.
+    early = {serial: Revoked(held_at - timedelta(hours=1), x509.ReasonFlags.remove_from_crl)}
+    assert (
+        check_crl(_base(pki, hold), pki.leaf_cert, pki.root_cert, NOW, _delta(pki, early)).status == "revoked"
+    )
+    status = check_crl(_base(pki, compromised), pki.leaf_cert, pki.root_cert, NOW, _delta(pki, lift))
+    assert (status.status, status.reason) == ("revoked", "keyCompromise")
+    # A hold placed by the delta itself revokes.
+    held = check_crl(_base(pki), pki.leaf_cert, pki.root_cert, NOW, _delta(pki, hold))
+    assert (held.status, held.reason) == ("revoked", "certificateHold")
+
+
+def test_delta_crl_bounds_the_cached_status(pki: SigningChain) -> None:
+    soon = (NOW + timedelta(minutes=10)).replace(microsecond=0)
+    status = check_crl(_base(pki), pki.leaf_cert, pki.root_cert, NOW, _delta(pki, next_update=soon))
+    assert status.status == "good" and status.next_update == soon  # the earlier of the two nextUpdates
+
+
+def test_delta_crl_that_cannot_be_used(pki: SigningChain, other: SigningChain) -> None:
+    base = _base(pki)
+    cert, issuer = pki.leaf_cert, pki.root_cert
+    cases: list[tuple[bytes, str]] = [
+        (
+            make_crl(pki.root_cert, other.root_key, {}, number=6, delta_of=BASE),
+            "delta CRL signature does not",
+        ),
+        (
+            make_crl(other.root_cert, other.root_key, {}, number=6, delta_of=BASE),
+            "delta CRL is not issued by",
+        ),
+        (_delta(pki, delta_of=None), "no Delta CRL Indicator"),
+        (_delta(pki, delta_of=BASE + 1), "numbered 6 or later, not 5"),
+        (_delta(pki, number=BASE), "not greater than the base CRL's 5"),
+        (_delta(pki, number=None), "not greater than the base CRL's 5"),
+        (
+            _delta(pki, last_update=NOW - timedelta(days=2), next_update=NOW - timedelta(days=1)),
+            "delta CRL expired",
+        ),
+        (
+            _delta(pki, last_update=NOW + timedelta(hours=1), next_update=NOW + timedelta(hours=2)),
+            "in the future",
+        ),
+        (b"junk", "not a CRL"),
+    ]
+    for delta, words in cases:
+        with pytest.raises(ResponseError, match=words):
+            check_crl(base, cert, issuer, NOW, delta)
+    # The base CRL names a delta that was not supplied; or a delta is supplied for a base naming none.
+    with pytest.raises(ResponseError, match="none was supplied"):
+        check_crl(base, cert, issuer, NOW)
+    with pytest.raises(ResponseError, match="names none"):
+        check_crl(_base(pki, freshest=()), cert, issuer, NOW, _delta(pki))
+    # A base CRL without a CRL number cannot be matched to its delta.
+    with pytest.raises(ResponseError, match="no CRL number"):
+        check_crl(_base(pki, number=None), cert, issuer, NOW, _delta(pki))
+    # A delta CRL served where the base CRL should be.
+    with pytest.raises(ResponseError, match="is a delta CRL"):
+        check_crl(_delta(pki), cert, issuer, NOW)
+
+
+def test_crl_critical_extensions(pki: SigningChain) -> None:
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+    crl = make_crl(pki.root_cert, pki.root_key, {}, extensions=[(unknown, True)])
+    with pytest.raises(ResponseError, match=r"unsupported critical extension 1\.3\.6\.1\.4\.1\.55555\.1"):
+        check_crl(crl, pki.leaf_cert, pki.root_cert, NOW)
+    # Not critical: ignored.
+    crl = make_crl(pki.root_cert, pki.root_key, {}, extensions=[(unknown, False)])
+    assert check_crl(crl, pki.leaf_cert, pki.root_cert, NOW).status == "good"
+
+
+def test_certificate_naming_a_delta_its_base_crl_does_not(pki: SigningChain) -> None:
+    """notation-go refuses it (its CRL check: "freshest CRL from certificate extension is not supported")."""
+    point = x509.DistributionPoint([x509.UniformResourceIdentifier(DELTA_URL)], None, None, None)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(pki.leaf_cert.subject)
+        .issuer_name(pki.root_cert.subject)
+        .public_key(pki.leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(hours=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.FreshestCRL([point]), critical=False)
+        .sign(pki.root_key, hashes.SHA256())
+    )
+    with pytest.raises(ResponseError, match="names a delta CRL that its base CRL does not"):
+        check_crl(_base(pki, freshest=()), leaf, pki.root_cert, NOW)
+    assert check_crl(_base(pki), leaf, pki.root_cert, NOW, _delta(pki)).status == "good"
+
+
 # --- the checker --------------------------------------------------------------------------------------------
 
 
@@ -280,6 +406,55 @@ async def test_checker_deadline_and_non_http_urls(revocable: SigningChain) -> No
         name="revocation-none", intermediate=False, ca_kind="ecdsa-p256", leaf_kind="ecdsa-p256"
     )
     assert (await RevocationChecker(fetcher).check_chain(plain.chain, NOW, _deadline())).status == "good"
+
+
+async def test_checker_fetches_and_applies_the_delta_crl(revocable: SigningChain) -> None:
+    pki, chain = revocable, revocable.chain
+    serial = pki.leaf_cert.serial_number
+    base = _base(pki, {serial: Revoked(NOW - timedelta(hours=2), x509.ReasonFlags.certificate_hold)})
+    lifted = _delta(pki, {serial: Revoked(NOW - timedelta(hours=1), x509.ReasonFlags.remove_from_crl)})
+    fetcher = FakeFetcher({CRL_URL: base, DELTA_URL: lifted})  # OCSP down: the CRL decides
+    assert (await RevocationChecker(fetcher).check_chain(chain, NOW, _deadline())).status == "good"
+    assert fetcher.calls == [(OCSP_URL, True), (CRL_URL, False), (DELTA_URL, False)]
+
+    fetcher = FakeFetcher({CRL_URL: base, DELTA_URL: _delta(pki)})
+    outcome = await RevocationChecker(fetcher).check_chain(chain, NOW, _deadline())
+    assert outcome.status == "revoked" and "certificateHold" in outcome.message
+
+    fetcher = FakeFetcher({CRL_URL: _base(pki), DELTA_URL: _delta(pki, {serial: Revoked(NOW)})})
+    outcome = await RevocationChecker(fetcher).check_chain(chain, NOW, _deadline())
+    assert outcome.status == "revoked" and "by CRL" in outcome.message
+
+
+async def test_checker_delta_crl_unavailable_is_unavailable(revocable: SigningChain) -> None:
+    """As in notation-go (its CRL fetcher fails when the delta cannot be fetched): no status from the base
+    CRL alone, even a good one."""
+    pki, chain = revocable, revocable.chain
+    fetcher = FakeFetcher({CRL_URL: _base(pki)})  # the delta's location refuses connections
+    outcome = await RevocationChecker(fetcher).check_chain(chain, NOW, _deadline())
+    assert outcome.status == "unavailable", outcome
+    assert "delta CRL is unavailable" in outcome.message and "connection refused" in outcome.message
+    assert fetcher.calls == [(OCSP_URL, True), (CRL_URL, False), (DELTA_URL, False)]
+
+    fetcher = FakeFetcher({CRL_URL: _base(pki, freshest=["ldap://127.0.0.1/cn=delta"])})
+    outcome = await RevocationChecker(fetcher).check_chain(chain, NOW, _deadline())
+    assert outcome.status == "unavailable" and "no http(s) location" in outcome.message
+    assert len(fetcher.calls) == 2
+
+    # An unusable delta (here: for another base CRL) makes the CRL unusable too.
+    fetcher = FakeFetcher({CRL_URL: _base(pki), DELTA_URL: _delta(pki, delta_of=BASE + 1)})
+    outcome = await RevocationChecker(fetcher).check_chain(chain, NOW, _deadline())
+    assert outcome.status == "unavailable" and "numbered 6 or later" in outcome.message
+
+
+async def test_checker_follows_no_delta_location_of_a_forged_crl(
+    revocable: SigningChain, other: SigningChain
+) -> None:
+    forged = make_crl(revocable.root_cert, other.root_key, {}, number=BASE, freshest=[DELTA_URL])
+    fetcher = FakeFetcher({CRL_URL: forged, DELTA_URL: _delta(revocable)})
+    outcome = await RevocationChecker(fetcher).check_chain(revocable.chain, NOW, _deadline())
+    assert outcome.status == "unavailable" and "signature does not verify" in outcome.message
+    assert (DELTA_URL, False) not in fetcher.calls
 
 
 # --- the aiohttp fetcher against the local responder -------------------------------------------------------

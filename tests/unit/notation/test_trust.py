@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from tests.support.notation import SigningChain
 from tests.unit.notation.signing import DIGEST, Spec, make_cose, make_jws
 from verifiers.notation.envelope import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, VerifiedEnvelope, parse_and_verify
+from verifiers.notation.revocation import ChainStatus
 from verifiers.notation.trust import (
     Evaluation,
     TrustStoreError,
@@ -71,6 +72,7 @@ def run(
     size: int | None = None,
     media_type: str | None = None,
     now: datetime = NOW,
+    timestamp_revocation: ChainStatus | None = None,
 ) -> Evaluation:
     target = envelope.payload.target
     return evaluate(
@@ -81,7 +83,13 @@ def run(
         trust,
         stores,
         now,
+        timestamp_revocation=timestamp_revocation,
     )
+
+
+# The recorded timestamps come from GlobalSign's TSA, whose chain names OCSP responders and CRLs: its
+# revocation status is an outcome the caller fetches (tests/unit/notation/test_timestamp_revocation.py).
+TSA_GOOD = ChainStatus("good", "no certificate of the chain is revoked (OCSP/CRL)")
 
 
 # --- recorded vectors -----------------------------------------------------------------------------
@@ -136,7 +144,18 @@ def test_recorded_authentic_timestamp(
 ) -> None:
     envelope = load(notation_testdata / "timestamp" / name)
     trust = policy(["ca:valid-trust-store", "tsa:test-timestamp"], verifyTimestamp="always")
-    result = run(envelope, trust, recorded_stores, digest=TS_DIGEST, size=528, media_type=TS_MEDIA)
+    first = run(envelope, trust, recorded_stores, digest=TS_DIGEST, size=528, media_type=TS_MEDIA)
+    assert first.needs_timestamp_revocation and not first.passed and first.undecided is not None
+    assert [c.subject.rfc4514_string() for c in first.timestamp_chain][-1].startswith("CN=GlobalSign,")
+    result = run(
+        envelope,
+        trust,
+        recorded_stores,
+        digest=TS_DIGEST,
+        size=528,
+        media_type=TS_MEDIA,
+        timestamp_revocation=TSA_GOOD,
+    )
     assert result.passed, result.results
     assert result.timestamp is not None and result.timestamp.year == 2024
     mismatch = run(envelope, policy(["ca:valid-trust-store", "tsa:test-mismatch"]), recorded_stores)
@@ -160,7 +179,9 @@ def test_recorded_expired_certificate_with_timestamp(
     envelope = load(notation_testdata / "timestamp" / name)
     stores = _with_leaf_anchor(envelope, recorded_stores)
     for when in ("always", "afterCertExpiry"):
-        result = run(envelope, policy(["ca:leaf", "tsa:test-timestamp"], verifyTimestamp=when), stores)
+        trust = policy(["ca:leaf", "tsa:test-timestamp"], verifyTimestamp=when)
+        assert run(envelope, trust, stores).needs_timestamp_revocation
+        result = run(envelope, trust, stores, timestamp_revocation=TSA_GOOD)
         assert result.passed, result.results
     # Without a trusted timestamp an expired chain fails (strict) ...
     expired = run(envelope, policy(["ca:leaf"]), stores)

@@ -15,6 +15,7 @@ from verifiers.notation.trustpolicy import (
     PolicyError,
     parse_distinguished_name,
     parse_trust_policy,
+    parse_trust_store_ref,
 )
 
 IDENTITY = "x509.subject: C=US, ST=WA, L=Seattle, O=Example, CN=Builder"
@@ -158,6 +159,12 @@ BAD: list[tuple[str, Any, str, str]] = [
         "expected ca:NAME",
     ),
     (
+        "store name too long for a directory",
+        {"policy": {"trustStores": ["ca:shop", "ca:" + "s" * 256]}},
+        "trustPolicies[0].trustStores[1]",
+        "expected ca:NAME",
+    ),
+    (
         "tsa only",
         {"policy": {"trustStores": ["tsa:ts"]}},
         "trustPolicies[0].trustStores",
@@ -235,6 +242,29 @@ def test_invalid_documents_name_the_field(change: dict[str, Any], path: str, fra
         parse_trust_policy(doc)
     assert info.value.path == path
     assert fragment in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "name"),
+    [
+        ("ca:shop", "ca", "shop"),
+        ("signingAuthority:Shop_1.signer-2", "signingAuthority", "Shop_1.signer-2"),
+        ("tsa:" + "t" * 255, "tsa", "t" * 255),
+    ],
+)
+def test_trust_store_references(text: str, kind: str, name: str) -> None:
+    ref = parse_trust_store_ref(text)
+    assert (ref.type, ref.name) == (kind, name)
+    assert str(ref) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "ca", "ca:", ":shop", "CA:shop", "x509:shop", "ca:shop:2", "ca:a/b", "ca: shop", "ca:" + "s" * 256],
+)
+def test_invalid_trust_store_references(text: str) -> None:
+    with pytest.raises(ValueError, match="expected ca:NAME, signingAuthority:NAME or tsa:NAME"):
+        parse_trust_store_ref(text)
 
 
 def test_not_json() -> None:

@@ -18,8 +18,10 @@ from cryptography.hazmat.primitives import serialization
 
 from provider.reference import ImageReference, parse_reference
 from provider.registry.errors import NotFound, Unavailable
+from tests.support.notation import SigningChain
+from tests.unit.notation.signing import DIGEST, Spec, make_cose, make_jws
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided
-from verifiers.notation.envelope import JWS_MEDIA_TYPE, parse_and_verify
+from verifiers.notation.envelope import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, parse_and_verify
 from verifiers.notation.verifier import ARTIFACT_TYPE, THUMBPRINT_ANNOTATION, NotationVerifier
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -49,8 +51,6 @@ def _store(root: Path, kind: str, name: str, pem: bytes) -> Path:
 @pytest.fixture(scope="module")
 def stranger_pem() -> bytes:
     """A self-signed CA certificate that did not sign the recorded envelopes."""
-    from tests.support.notation import SigningChain
-
     return SigningChain(name="countersign-unit-stranger", intermediate=False).root_pem
 
 
@@ -71,7 +71,9 @@ def _options_error(options: Mapping[str, Any]) -> OptionsError:
 def test_missing_options(store_dir: Path) -> None:
     assert _options_error({}).path == "trustPolicy"
     assert _options_error({"trustStore": str(store_dir)}).path == "trustPolicy"
-    assert _options_error({"trustPolicy": _policy()}).path == "trustStore"
+    neither = _options_error({"trustPolicy": _policy()})
+    assert neither.path == "trustStore"
+    assert "trustStores" in neither.message
     assert _options_error({"trustPolicy": _policy(), "trustStore": ""}).path == "trustStore"
     assert _options_error({"trustPolicy": 42, "trustStore": str(store_dir)}).path == "trustPolicy"
 
@@ -150,6 +152,92 @@ def test_store_named_by_a_policy_must_exist(store_dir: Path) -> None:
     error = _options_error({"trustPolicy": document, "trustStore": str(store_dir)})
     assert error.path == "trustPolicy.trustPolicies[1].trustStores[1]"
     assert "tsa:clock" in error.message
+
+
+# --- inline trust stores (trustStores) beside the directory (trustStore) -----------------------------------
+
+
+def test_inline_stores_without_a_directory(stranger_pem: bytes) -> None:
+    verifier = NotationVerifier(
+        "notary",
+        {"trustPolicy": _policy(), "trustStores": [{"name": "ca:alpine", "pem": stranger_pem.decode()}]},
+    )
+    assert list(verifier.stores) == [("ca", "alpine")]
+    [certificate] = verifier.stores[("ca", "alpine")]
+    assert certificate.public_bytes(serialization.Encoding.PEM) == stranger_pem
+
+
+def test_inline_and_directory_stores_together(store_dir: Path, stranger_pem: bytes) -> None:
+    verifier = NotationVerifier(
+        "notary",
+        {
+            "trustPolicy": _policy(stores=["ca:alpine", "tsa:clock"]),
+            "trustStore": str(store_dir),
+            "trustStores": [{"name": "tsa:clock", "pem": stranger_pem.decode()}],
+        },
+    )
+    assert set(verifier.stores) == {("ca", "alpine"), ("tsa", "clock")}
+
+
+def test_trust_store_options_are_not_confused(store_dir: Path, stranger_pem: bytes) -> None:
+    inline = [{"name": "ca:alpine", "pem": stranger_pem.decode()}]
+    error = _options_error({"trustPolicy": _policy(), "trustStore": inline})
+    assert error.path == "trustStore"
+    assert "inline certificates go in trustStores" in error.message
+    error = _options_error({"trustPolicy": _policy(), "trustStores": str(store_dir)})
+    assert error.path == "trustStores"
+    assert "directory goes in trustStore" in error.message
+
+
+def test_inline_store_errors_name_the_field(stranger_pem: bytes) -> None:
+    error = _options_error(
+        {
+            "trustPolicy": _policy(),
+            "trustStores": [
+                {"name": "ca:alpine", "pem": stranger_pem.decode()},
+                {
+                    "name": "tsa:clock",
+                    "pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                },
+            ],
+        }
+    )
+    assert error.path == "trustStores[1].pem"
+    assert error.message.startswith("trust store tsa:clock: line 1: a 'PRIVATE KEY' block")
+
+
+def test_a_store_defined_in_both_places_is_refused(store_dir: Path, stranger_pem: bytes) -> None:
+    error = _options_error(
+        {
+            "trustPolicy": _policy(),
+            "trustStore": str(store_dir),
+            "trustStores": [
+                {"name": "ca:inline", "pem": stranger_pem.decode()},
+                {"name": "ca:alpine", "pem": stranger_pem.decode()},  # same certificate: still refused
+            ],
+        }
+    )
+    assert error.path == "trustStores[1].name"
+    assert "trust store ca:alpine is also in the trust-store directory" in error.message
+    assert f"{store_dir}/x509/ca/alpine" in error.message
+
+
+def test_store_named_by_a_policy_must_exist_in_either_place(store_dir: Path, stranger_pem: bytes) -> None:
+    inline = [{"name": "ca:inline", "pem": stranger_pem.decode()}]
+    both = {"trustStore": str(store_dir), "trustStores": inline}
+    NotationVerifier("notary", {"trustPolicy": _policy(stores=["ca:alpine", "ca:inline"]), **both})
+
+    error = _options_error({"trustPolicy": _policy(stores=["ca:inline", "tsa:clock"]), **both})
+    assert error.path == "trustPolicy.trustPolicies[0].trustStores[1]"
+    assert error.message == (
+        f"trust store tsa:clock not found under {store_dir}/x509/tsa/clock or in trustStores"
+    )
+    error = _options_error({"trustPolicy": _policy(stores=["ca:alpine"]), "trustStores": inline})
+    assert error.path == "trustPolicy.trustPolicies[0].trustStores[0]"
+    assert error.message == "trust store ca:alpine not found in trustStores"
+    # The type is part of the name: an inline ca:inline is not a signingAuthority:inline.
+    error = _options_error({"trustPolicy": _policy(stores=["signingAuthority:inline"]), **both})
+    assert "signingAuthority:inline not found" in error.message
 
 
 # --- verify(): an in-memory registry -----------------------------------------------------------------------
@@ -378,3 +466,88 @@ async def test_registry_unavailable_propagates(store_dir: Path, recorded: tuple[
         await _verify(_verifier(store_dir), recorded[1], registry)
     assert isinstance(caught.value, Unavailable)
     assert caught.value.reason == "registry_unavailable"
+
+
+# --- the same certificates in the directory or inline: the same decisions ----------------------------------
+
+
+def _both_ways(
+    root: Path, stores: Mapping[str, bytes], document: Mapping[str, Any]
+) -> tuple[NotationVerifier, NotationVerifier]:
+    """One verifier reading ``stores`` ({"ca:shop": PEM}) from a notation directory, one from trustStores."""
+    for name, pem in stores.items():
+        kind, _, store = name.partition(":")
+        _store(root, kind, store, pem)
+    from_directory = NotationVerifier("notary", {"trustPolicy": document, "trustStore": str(root)})
+    inline = [{"name": name, "pem": pem.decode()} for name, pem in stores.items()]
+    from_inline = NotationVerifier("notary", {"trustPolicy": document, "trustStores": inline})
+    assert from_directory.stores == from_inline.stores
+    return from_directory, from_inline
+
+
+@pytest.mark.parametrize(("trusted", "reason"), [(True, "notation_verified"), (False, "untrusted_signer")])
+async def test_recorded_envelope_same_decision_both_ways(
+    tmp_path: Path, recorded: tuple[bytes, Subject], stranger_pem: bytes, trusted: bool, reason: str
+) -> None:
+    envelope, subject = recorded
+    leaf_pem = parse_and_verify(envelope, JWS_MEDIA_TYPE).signer.leaf.public_bytes(serialization.Encoding.PEM)
+    registry = Registry()
+    registry.add_referrer(subject.digest, envelope)
+    verifiers = _both_ways(tmp_path, {"ca:alpine": leaf_pem if trusted else stranger_pem}, _policy())
+    reports = [await _verify(verifier, subject, registry) for verifier in verifiers]
+    assert reports[0] == reports[1]
+    assert reports[0].reason == reason
+
+
+@pytest.fixture(scope="module")
+def shop_chain() -> SigningChain:
+    return SigningChain(name="countersign-unit-shop", ca_kind="ecdsa-p256", leaf_kind="ecdsa-p256")
+
+
+@pytest.mark.parametrize("fmt", ["jws", "cose"])
+@pytest.mark.parametrize(
+    ("anchors", "policy_stores", "level", "reason"),
+    [
+        ({"ca:shop": "root"}, ["ca:shop"], "strict", "notation_verified"),
+        ({"ca:shop": "intermediate"}, ["ca:shop"], "strict", "notation_verified"),
+        ({"ca:shop": "root+stranger"}, ["ca:shop"], "strict", "notation_verified"),
+        ({"ca:shop": "stranger"}, ["ca:shop"], "strict", "untrusted_signer"),
+        ({"ca:shop": "stranger", "ca:other": "root"}, ["ca:shop"], "strict", "untrusted_signer"),
+        ({"ca:shop": "stranger", "ca:other": "root"}, ["ca:shop", "ca:other"], "strict", "notation_verified"),
+        ({"signingAuthority:shop": "root"}, ["signingAuthority:shop"], "strict", "untrusted_signer"),
+        ({"ca:shop": "stranger"}, ["ca:shop"], "audit", "notation_verified"),
+    ],
+)
+async def test_generated_chain_same_decision_both_ways(
+    tmp_path: Path,
+    shop_chain: SigningChain,
+    stranger_pem: bytes,
+    fmt: str,
+    anchors: Mapping[str, str],
+    policy_stores: list[str],
+    level: str,
+    reason: str,
+) -> None:
+    assert shop_chain.intermediate_cert is not None
+    pems = {
+        "root": shop_chain.root_pem,
+        "intermediate": shop_chain.intermediate_cert.public_bytes(serialization.Encoding.PEM),
+        "stranger": stranger_pem,
+        "root+stranger": shop_chain.root_pem + stranger_pem,
+    }
+    spec = Spec(key=shop_chain.leaf_key, alg="ES256", chain=list(shop_chain.chain))
+    envelope = make_jws(spec) if fmt == "jws" else make_cose(spec)
+    subject = Subject(
+        reference=parse_reference(f"{REPOSITORY}@{DIGEST}"),
+        digest=DIGEST,
+        media_type=MANIFEST,
+        size=1234,
+        manifest=b"{}",
+    )
+    registry = Registry()
+    registry.add_referrer(DIGEST, envelope, media_type=JWS_MEDIA_TYPE if fmt == "jws" else COSE_MEDIA_TYPE)
+    stores = {name: pems[which] for name, which in anchors.items()}
+    verifiers = _both_ways(tmp_path, stores, _policy(stores=policy_stores, level=level))
+    reports = [await _verify(verifier, subject, registry) for verifier in verifiers]
+    assert reports[0] == reports[1]
+    assert reports[0].reason == reason, reports[0]
