@@ -3,7 +3,8 @@
 # outside the repository: ${COUNTERSIGN_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/countersign/tools}.
 #
 #   tools/install.sh            install everything that is missing (a cached run takes about a second)
-#   tools/install.sh NAME...    only these (olareg cosign cosign2 notation oras tsa opa helm skopeo debian)
+#   tools/install.sh NAME...    only these (olareg cosign cosign2 notation oras tsa opa helm skopeo
+#                               gatekeeper kube debian)
 #
 # Every version is pinned in tools/versions.env. A tool is rebuilt only when its pinned version changes.
 set -euo pipefail
@@ -78,6 +79,56 @@ go_tool() {
   log "built $name in $(( $(date +%s) - start ))s"
 }
 
+# gatekeeper: the manager binary, and the release's CRDs next to it.
+gatekeeper() {
+  go_tool gatekeeper-manager GATEKEEPER || return 1
+  local crds="$cache/gatekeeper-crds" stamp="$stamps/gatekeeper-crds@$GATEKEEPER_VERSION"
+  [[ -f $stamp && -d $crds ]] && return 0
+  local dir
+  dir=$(GOFLAGS= go mod download -json "$GATEKEEPER_MODULE@$GATEKEEPER_VERSION" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -d $dir/manifest_staging/charts/gatekeeper/crds ]] || { log "FAILED: no CRDs in $dir"; return 1; }
+  rm -rf "$crds" && mkdir -p "$crds"
+  cp "$dir"/manifest_staging/charts/gatekeeper/crds/*.yaml "$crds/"
+  chmod -R u+w "$crds"
+  rm -f "$stamps/gatekeeper-crds@"*
+  touch "$stamp"
+}
+
+# kube: etcd, kube-apiserver and kubectl from the wrapper module in tools/kube (see versions.env). The
+# stamp covers the module's go.mod and go.sum, so a change of pins rebuilds them.
+kube() {
+  local module="$here/kube" sum
+  sum=$(cat "$module/go.mod" "$module/go.sum" "$here/versions.env" | sha256sum | cut -c1-16)
+  local stamp="$stamps/kube@$KUBERNETES_VERSION-$sum"
+  if [[ -f $stamp && -x $bin/etcd && -x $bin/kube-apiserver && -x $bin/kubectl ]]; then
+    return 0
+  fi
+  command -v go >/dev/null || { log "go is required to build etcd, kube-apiserver and kubectl"; return 1; }
+  log "building etcd, kube-apiserver and kubectl ($KUBERNETES_VERSION) from tools/kube"
+  local start version_pkg=k8s.io/component-base/version minor
+  start=$(date +%s)
+  minor=${KUBERNETES_VERSION#v1.}
+  minor=${minor%%.*}
+  local ldflags="-s -w -X $version_pkg.gitVersion=$KUBERNETES_VERSION -X $version_pkg.gitMajor=1"
+  ldflags+=" -X $version_pkg.gitMinor=$minor -X $version_pkg.gitTreeState=clean"
+  export GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0
+  local target
+  for target in etcd:./cmd/etcd kube-apiserver:k8s.io/kubernetes/cmd/kube-apiserver \
+    kubectl:k8s.io/kubernetes/cmd/kubectl; do
+    local name=${target%%:*} pkg=${target#*:}
+    if ! (cd "$module" && go build -mod=readonly -buildvcs=false -trimpath -ldflags="$ldflags" \
+      -o "$bin/.$name.new" "$pkg"); then
+      log "FAILED to build $name from tools/kube"
+      return 1
+    fi
+    mv -f "$bin/.$name.new" "$bin/$name"
+  done
+  rm -f "$stamps/kube@"*
+  touch "$stamp"
+  log "built etcd, kube-apiserver and kubectl in $(( $(date +%s) - start ))s"
+}
+
 debian() {
   local missing=()
   local pkg
@@ -109,12 +160,14 @@ install_one() {
     opa)      go_tool opa OPA ;;
     helm)     go_tool helm HELM ;;
     skopeo)   go_tool skopeo SKOPEO ;;
+    gatekeeper) gatekeeper ;;
+    kube)     kube ;;
     debian)   debian ;;
     *) log "unknown tool: $1"; return 2 ;;
   esac
 }
 
-all=(debian olareg oras opa cosign cosign2 notation tsa helm skopeo)
+all=(debian olareg oras opa cosign cosign2 notation tsa helm skopeo gatekeeper kube)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 

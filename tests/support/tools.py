@@ -32,7 +32,14 @@ DEBIAN_TOOLS: dict[str, str] = {
 }
 
 #: Programs whose ``tools/install.sh`` name differs from the program name.
-_INSTALL_NAMES: dict[str, str] = {"timestamp-server": "tsa"}
+_INSTALL_NAMES: dict[str, str] = {
+    "timestamp-server": "tsa",
+    "etcd": "kube",
+    "kube-apiserver": "kube",
+    "kubectl": "kube",
+    "gatekeeper-manager": "gatekeeper",
+}
+_CACHE_ONLY = frozenset({"etcd", "kube-apiserver", "kubectl", "gatekeeper-manager"})
 
 
 class ToolNotFoundError(RuntimeError):
@@ -58,10 +65,16 @@ def tools_bin() -> Path:
 
 
 def find_tool(name: str) -> Path | None:
-    """The executable ``name``: the tools cache first, then ``PATH``; ``None`` when it is nowhere."""
+    """The executable ``name``: the tools cache first, then ``PATH``; ``None`` when it is nowhere.
+
+    The control-plane tools (``_CACHE_ONLY``) come from the cache only: a ``kubectl`` or ``etcd`` of
+    another version on ``PATH`` is not the pinned one the end-to-end tests are written against.
+    """
     candidate = tools_bin() / name
     if candidate.is_file() and os.access(candidate, os.X_OK):
         return candidate
+    if name in _CACHE_ONLY:
+        return None
     found = shutil.which(name)
     return Path(found) if found else None
 
