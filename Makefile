@@ -1,7 +1,8 @@
 # Countersign: every entry point a developer or CI needs.
 #   make test    install the Python dependencies and the pinned reference tools (cached), run every test tier
 #   make lint    ruff + mypy --strict
-#   make demo    run the demo against a local registry
+#   make demo    run the demo against a local registry (GATEKEEPER=1: through the real Gatekeeper and
+#                kube-apiserver, printing what kubectl answers)
 #   make bench   run the benchmark and print its table
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -43,8 +44,9 @@ lint: deps
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+GATEKEEPER ?=
 demo: deps tools
-	$(PY) -m examples.demo
+	$(PY) -m $(if $(filter 1 true yes,$(GATEKEEPER)),examples.demo_gatekeeper,examples.demo)
 
 bench: deps tools
 	$(PY) -m bench.run

@@ -1,0 +1,295 @@
+"""Countersign in front of the real Gatekeeper: the pieces the end-to-end tests and `make demo-gatekeeper`
+share.
+
+* :func:`push_images` fills a registry with images signed by the real cosign and notation CLIs (and some
+  that must be denied);
+* :func:`start_countersign` runs ``countersign serve`` with mutual TLS, Gatekeeper's CA as its client CA;
+* :func:`install` applies the shipped manifests of ``gatekeeper-templates/`` as an operator would (only
+  the Provider URLs and caBundles are filled in) and waits until Gatekeeper enforces them.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trustme
+import yaml
+
+from tests.support import cosign, notation
+from tests.support.cosign import CosignEnv, KeyPair
+from tests.support.daemons import Daemon
+from tests.support.images import PushedImage, attach_sbom, push_image
+from tests.support.kube import Cluster, KubectlResult, manifests
+from tests.support.notation import NotationEnv
+from tests.support.registries import LOOPBACK, Registry, free_port
+
+__all__ = [
+    "Admission",
+    "Images",
+    "Provider",
+    "deployment",
+    "gatekeeper_objects",
+    "install",
+    "pod",
+    "provider_config",
+    "push_images",
+    "signed_image",
+    "start_countersign",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = REPO_ROOT / "gatekeeper-templates"
+
+
+@dataclass(frozen=True)
+class Images:
+    """What the registry holds: signed by the trusted cosign key (with an SBOM) unless the name says not."""
+
+    signed: PushedImage
+    signed_other: PushedImage
+    notary: PushedImage  # signed with notation (trusted chain), with an SBOM
+    unsigned: PushedImage  # SBOM, no signature
+    untrusted: PushedImage  # signed by a key Countersign does not trust, with an SBOM
+    no_sbom: PushedImage  # signed, no SBOM
+
+
+@dataclass
+class Provider:
+    """``countersign serve`` with its PKI; ``daemon`` can be stopped and started again."""
+
+    daemon: Daemon
+    port: int
+    ca: trustme.CA
+    directory: Path
+
+    @property
+    def ca_bundle(self) -> str:
+        return base64.b64encode(self.ca.cert_pem.bytes()).decode()
+
+    def url(self, path: str) -> str:
+        return f"https://{LOOPBACK}:{self.port}{path}"
+
+
+_seeds = itertools.count()
+
+
+def signed_image(
+    registry: Registry, cosign_env: CosignEnv, key: KeyPair, repo: str, *, sbom: bool = True
+) -> PushedImage:
+    """A fresh image ``repo:v1``, signed by ``key`` (cosign v3 bundle), with an SPDX SBOM unless told not."""
+    image = push_image(registry, repo, "v1", seed=f"e2e-{repo}-{next(_seeds)}-{time.time_ns()}")
+    cosign.sign_bundle(cosign_env, key, registry, image)
+    if sbom:
+        attach_sbom(registry, image)
+    return image
+
+
+def push_images(
+    registry: Registry, cosign_env: CosignEnv, trusted_key: KeyPair, notation_env: NotationEnv
+) -> Images:
+    """The images of :class:`Images`, pushed to ``registry`` and signed (each call makes new ones)."""
+    stranger = cosign.generate_key_pair(cosign_env, "stranger")
+    unsigned = push_image(registry, "apps/unsigned", "v1", seed="e2e-unsigned")
+    attach_sbom(registry, unsigned)
+    notary = push_image(registry, "notary/signed", "v1", seed="e2e-notary")
+    notation.sign(notation_env, "e2e-signer", registry, notary)
+    attach_sbom(registry, notary)
+    return Images(
+        signed=signed_image(registry, cosign_env, trusted_key, "apps/signed"),
+        signed_other=signed_image(registry, cosign_env, trusted_key, "apps/signed-other"),
+        notary=notary,
+        unsigned=unsigned,
+        untrusted=signed_image(registry, cosign_env, stranger, "apps/untrusted"),
+        no_sbom=signed_image(registry, cosign_env, trusted_key, "apps/no-sbom", sbom=False),
+    )
+
+
+def provider_config(
+    provider_dir: Path,
+    port: int,
+    health_port: int,
+    client_ca: Path,
+    registry: Registry,
+    trusted_key: KeyPair,
+    notation_env: NotationEnv,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "countersign.dev/v1alpha1",
+        "server": {
+            "address": LOOPBACK,
+            "port": port,
+            "healthPort": health_port,
+            "tls": {
+                "certFile": str(provider_dir / "tls.crt"),
+                "keyFile": str(provider_dir / "tls.key"),
+                "clientCAFile": str(client_ca),
+            },
+        },
+        "registries": {registry.host: {"insecure": True}},
+        "verifiers": {
+            "cosign": {
+                "type": "cosign",
+                "options": {
+                    "keys": [{"name": "trusted", "path": str(trusted_key.public_path)}],
+                    "transparencyLog": "skip",
+                },
+            },
+            "notation": {
+                "type": "notation",
+                "options": {
+                    "trustPolicy": str(notation_env.trust_policy_file),
+                    "trustStore": str(notation_env.trust_store_dir("ca", "e2e-signer").parents[2]),
+                },
+            },
+            "sbom": {"type": "sbom"},
+            "pinned": {"type": "digest-pin"},
+        },
+        "policies": [
+            {"name": "signed-with-sbom", "scopes": ["*"], "allOf": ["cosign", "sbom", "pinned"]},
+            {
+                "name": "notary",
+                "scopes": [f"{registry.host}/notary/*"],
+                "allOf": ["notation", "sbom", "pinned"],
+            },
+        ],
+    }
+
+
+def start_countersign(
+    directory: Path, cluster: Cluster, registry: Registry, trusted_key: KeyPair, notation_env: NotationEnv
+) -> Provider:
+    """``countersign serve`` with its own serving CA and Gatekeeper's CA as the client CA, started."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    leaf = ca.issue_cert(LOOPBACK, "countersign.countersign.svc")
+    leaf.private_key_pem.write_to_path(str(directory / "tls.key"))
+    (directory / "tls.crt").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    port, health_port = free_port(), free_port()
+    # Mutual TLS: only clients with a certificate from Gatekeeper's CA (its webhook certificate) are served.
+    client_ca = cluster.pki.gatekeeper_cert_dir / "ca.crt"
+    config = provider_config(directory, port, health_port, client_ca, registry, trusted_key, notation_env)
+    config_file = directory / "countersign.yaml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def ready() -> bool:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://{LOOPBACK}:{health_port}/readyz", timeout=2) as response:
+            return int(response.status) == 200
+
+    daemon = Daemon(
+        "countersign",
+        [sys.executable, "-m", "provider.cli", "serve", "--config", str(config_file)],
+        log_file=directory / "countersign.log",
+        ready=ready,
+        cwd=REPO_ROOT,
+        ready_timeout=30,
+    )
+    daemon.start()
+    return Provider(daemon, port, ca, directory)
+
+
+def gatekeeper_objects(provider: Provider) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The shipped manifests, Provider URLs and caBundles set for this test bed: (providers and template,
+    constraints and mutators)."""
+    providers = manifests([TEMPLATES / "provider.yaml"])
+    for item in providers:
+        path = "/v1/mutate" if item["spec"]["url"].endswith("/v1/mutate") else "/v1/verify"
+        item["spec"]["url"] = provider.url(path)
+        item["spec"]["caBundle"] = provider.ca_bundle
+    template = manifests([TEMPLATES / "verified-images-template.yaml"])
+    constraints = manifests([TEMPLATES / "samples" / "verified-images-constraint.yaml"])
+    mutators = manifests([TEMPLATES / "mutators.yaml"])
+    return providers + template, constraints + mutators
+
+
+def pod(name: str, namespace: str, *images: str, init: tuple[str, ...] = ()) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(images)],
+    }
+    if init:
+        spec["initContainers"] = [{"name": f"i{i}", "image": image} for i, image in enumerate(init)]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def deployment(name: str, namespace: str, *images: str) -> dict[str, Any]:
+    template = pod(name, namespace, *images)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": copy.deepcopy(template["spec"])},
+        },
+    }
+
+
+_namespaces = itertools.count()
+
+
+@dataclass
+class Admission:
+    """The cluster with Countersign's Gatekeeper objects in force."""
+
+    cluster: Cluster
+    provider: Provider
+    registry: Registry
+    images: Images
+
+    def fresh_namespace(self, prefix: str) -> str:
+        """A new namespace: its keys ("[namespace]image") are in no cache of Gatekeeper's or Countersign's."""
+        name = f"{prefix}-{next(_namespaces)}"
+        self.cluster.namespace(name)
+        return name
+
+    def create(self, document: dict[str, Any]) -> KubectlResult:
+        return self.cluster.create(document)
+
+
+def install(cluster: Cluster, provider: Provider, registry: Registry, images: Images) -> Admission:
+    """Apply the shipped Gatekeeper objects for ``provider``; return once the constraint denies and the
+    mutators pin (Gatekeeper loads new objects asynchronously)."""
+    first, second = gatekeeper_objects(provider)
+    cluster.apply(first)
+    # Gatekeeper creates the constraint kind from the template; the constraint can be applied once it exists.
+    cluster.eventually(
+        lambda: cluster.kubectl("get", "crd", "countersignverifiedimages.constraints.gatekeeper.sh"),
+        lambda result: result.ok,
+        what="the CountersignVerifiedImages CRD",
+    )
+    cluster.eventually(
+        lambda: cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(second)),
+        lambda result: result.ok,
+        what="applying the constraint and the mutators",
+    )
+    probe_ns = "e2e-probe"
+    cluster.namespace(probe_ns)
+    unsigned = pod("probe", probe_ns, images.unsigned.pinned)
+    cluster.eventually(
+        lambda: cluster.kubectl("create", "--dry-run=server", "-f", "-", input=yaml.safe_dump(unsigned)),
+        lambda result: not result.ok and "denied the request" in result.stderr,
+        what="the constraint in force (an unsigned image denied)",
+    )
+    tagged = pod("probe", probe_ns, images.signed.reference)
+    cluster.eventually(
+        lambda: cluster.kubectl(
+            "create", "--dry-run=server", "-o", "json", "-f", "-", input=yaml.safe_dump(tagged)
+        ),
+        lambda result: result.ok and images.signed.digest in result.stdout,
+        what="the mutators in force (a tag pinned to its digest)",
+    )
+    return Admission(cluster, provider, registry, images)
