@@ -137,18 +137,24 @@ def cpu_cases(testdata: Path = NOTATION_TESTDATA) -> list[CpuCase]:
                 {("ca", "alpine"): (leaf,)},
             )
         )
-    cases.append(
-        CpuCase(
-            "JWS with timestamp",
-            (testdata / "timestamp" / "jwsWithTimestamp.sig").read_bytes(),
-            JWS_MEDIA_TYPE,
-            _TS_DIGEST,
-            _TS_SIZE,
-            _TS_MEDIA_TYPE,
-            _policy(["ca:valid-trust-store", "tsa:test-timestamp"], verifyTimestamp="always"),
-            load_trust_store_dir(testdata / "truststore"),
+    timestamp_policy = _policy(["ca:valid-trust-store", "tsa:test-timestamp"], verifyTimestamp="always")
+    timestamp_stores = load_trust_store_dir(testdata / "truststore")
+    for name, file, media_type in (
+        ("JWS with timestamp", "jwsWithTimestamp.sig", JWS_MEDIA_TYPE),
+        ("COSE with timestamp", "coseWithTimestamp.sig", COSE_MEDIA_TYPE),
+    ):
+        cases.append(
+            CpuCase(
+                name,
+                (testdata / "timestamp" / file).read_bytes(),
+                media_type,
+                _TS_DIGEST,
+                _TS_SIZE,
+                _TS_MEDIA_TYPE,
+                timestamp_policy,
+                timestamp_stores,
+            )
         )
-    )
     return cases
 
 

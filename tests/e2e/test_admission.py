@@ -225,3 +225,21 @@ def test_make_demo_gatekeeper_prints_what_kubectl_answers() -> None:
         assert reason in done.stdout
     pinned = done.stdout.split("tags pinned to digests by the mutation path")[1]
     assert pinned.count("@sha256:") == 2, pinned
+
+
+def test_debug_container_images_are_verified(admission: Admission) -> None:
+    """`kubectl debug` adds an ephemeral container through the pods/ephemeralcontainers subresource."""
+    cluster, images = admission.cluster, admission.images
+    ns = admission.fresh_namespace("debug")
+    assert admission.create(pod("target", ns, images.signed.pinned)).ok
+    refused = cluster.kubectl("debug", "target", "-n", ns, "--image", images.unsigned.pinned, "-c", "dbg1")
+    assert not refused.ok and DENIED in refused.stderr, refused.output
+    assert (
+        f"image {images.unsigned.pinned}" in refused.stderr and "ephemeralContainers[dbg1]" in refused.stderr
+    )
+    allowed = cluster.kubectl(
+        "debug", "target", "-n", ns, "--image", images.signed_other.pinned, "-c", "dbg2"
+    )
+    assert allowed.ok, allowed.output
+    stored = cluster.get("pod", "target", ns)
+    assert [c["image"] for c in stored["spec"]["ephemeralContainers"]] == [images.signed_other.pinned]

@@ -57,7 +57,8 @@ IGNORE_LABEL = "admission.gatekeeper.sh/ignore"
 # The workload resources whose admission the webhooks see (Gatekeeper's chart matches everything; the
 # test bed narrows it to what the templates and mutators act on).
 _WORKLOADS: list[dict[str, Any]] = [
-    {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]},
+    # pods/ephemeralcontainers: debug containers (`kubectl debug`), as in Gatekeeper's chart defaults.
+    {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods", "pods/ephemeralcontainers"]},
     {
         "apiGroups": ["apps"],
         "apiVersions": ["v1"],
