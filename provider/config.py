@@ -126,6 +126,9 @@ class Config:
     verifiers: Mapping[str, VerifierConfig] = field(default_factory=dict)
     policies: tuple[Policy, ...] = ()
     fingerprint: str = ""
+    # The directory relative paths are resolved against: the configuration file's (parse_config's `base`).
+    # Verifier options are resolved when the verifiers are built (verifiers.base.resolve_option_path).
+    base_dir: Path = Path(".")
 
     def policy_for(self, reference: ImageReference, namespace: str | None) -> Policy | None:
         """The most specific policy whose scope matches the repository (and namespace, when set)."""
@@ -531,6 +534,7 @@ def parse_config(data: object, base: Path = Path(".")) -> Config:
         verifiers=verifiers,
         policies=policies,
         fingerprint=_fingerprint(data),
+        base_dir=base,
     )
 
 

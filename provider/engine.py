@@ -31,7 +31,15 @@ from provider.registry.cached import CachedRegistry, ImageReader
 from provider.registry.client import DEADLINE, RegistryClient
 from provider.registry.errors import IntegrityError, InvalidContent, NotFound, RegistryError, TooLarge
 from provider.verdict import Decision, VerifierOutcome, combine, denial_value, verdict_value
-from verifiers.base import Context, OptionsError, Report, Subject, Undecided, Verifier
+from verifiers.base import (
+    Context,
+    OptionsError,
+    Report,
+    Subject,
+    Undecided,
+    Verifier,
+    option_paths_relative_to,
+)
 from verifiers.plugins import PluginError, create_verifier
 
 __all__ = ["Decided", "Engine", "Invalid", "Outcome", "Undecided", "UndecidedKey", "build_verifiers"]
@@ -78,28 +86,32 @@ def build_verifiers(config: Config) -> dict[str, Verifier]:
     Then bind them: a verifier with a `bind(verifiers)` method is given every built verifier (a read-only
     mapping by name), e.g. for an option that names another verifier; an `OptionsError` it raises points
     at `verifiers.<name>.options.<field>`.
+
+    While both run, `resolve_option_path` resolves relative option paths against the directory of the
+    configuration file (`config.base_dir`), not the working directory.
     """
-    built: dict[str, Verifier] = {}
-    for name, vc in config.verifiers.items():
-        try:
-            built[name] = create_verifier(vc.type, name, vc.options)
-        except PluginError as e:
-            raise ConfigError(f"verifiers.{name}.{e.path}", e.message) from e
-    everyone = MappingProxyType(built)
-    for name, verifier in built.items():
-        bind = getattr(verifier, "bind", None)
-        if not callable(bind):
-            continue
-        try:
-            bind(everyone)
-        except OptionsError as e:
-            path = f"verifiers.{name}.options.{e.path}" if e.path else f"verifiers.{name}.options"
-            raise ConfigError(path, e.message) from e
-        except Exception as e:  # a plugin bug must give a config error, not a traceback
-            raise ConfigError(
-                f"verifiers.{name}.type", f"verifier {name!r} failed to bind: {type(e).__name__}: {e}"
-            ) from e
-    return built
+    with option_paths_relative_to(config.base_dir):
+        built: dict[str, Verifier] = {}
+        for name, vc in config.verifiers.items():
+            try:
+                built[name] = create_verifier(vc.type, name, vc.options)
+            except PluginError as e:
+                raise ConfigError(f"verifiers.{name}.{e.path}", e.message) from e
+        everyone = MappingProxyType(built)
+        for name, verifier in built.items():
+            bind = getattr(verifier, "bind", None)
+            if not callable(bind):
+                continue
+            try:
+                bind(everyone)
+            except OptionsError as e:
+                path = f"verifiers.{name}.options.{e.path}" if e.path else f"verifiers.{name}.options"
+                raise ConfigError(path, e.message) from e
+            except Exception as e:  # a plugin bug must give a config error, not a traceback
+                raise ConfigError(
+                    f"verifiers.{name}.type", f"verifier {name!r} failed to bind: {type(e).__name__}: {e}"
+                ) from e
+        return built
 
 
 class Engine:

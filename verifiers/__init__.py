@@ -13,6 +13,8 @@ from verifiers.base import (
     Undecided,
     Verifier,
     VerifierFactory,
+    option_paths_relative_to,
+    resolve_option_path,
 )
 
 __all__ = [
@@ -25,4 +27,6 @@ __all__ = [
     "Undecided",
     "Verifier",
     "VerifierFactory",
+    "option_paths_relative_to",
+    "resolve_option_path",
 ]

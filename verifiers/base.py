@@ -10,6 +10,10 @@ every verifier is built and before any `verify`, with a read-only map of all ver
 option that names another verifier (the sbom verifier's `attestedBy` names a cosign verifier). It raises
 `OptionsError` for a bad reference, reported at `verifiers.<name>.options.<field>`.
 
+An option that names a file or directory is resolved with `resolve_option_path(value)` in the factory (or
+in `bind`): relative paths are relative to the configuration file's directory, like every other path in
+the configuration, and `~` is expanded. Read the file there too: `verify` does no file I/O.
+
 A verifier that holds its own connections (the notation verifier's OCSP/CRL client) may define
 `async def aclose(self) -> None`; the engine awaits it at shutdown.
 
@@ -35,8 +39,12 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from provider.reference import ImageReference
@@ -51,7 +59,43 @@ __all__ = [
     "Undecided",
     "Verifier",
     "VerifierFactory",
+    "option_paths_relative_to",
+    "resolve_option_path",
 ]
+
+
+# The directory relative option paths are resolved against while a configuration's verifiers are built;
+# None outside of that (then the working directory).
+_option_base: ContextVar[Path | None] = ContextVar("countersign_option_base", default=None)
+
+
+def resolve_option_path(value: str | os.PathLike[str]) -> Path:
+    """The absolute path an option naming a file or directory stands for.
+
+    `~` is expanded; an absolute path is returned as is; a relative one is joined to the directory of the
+    configuration file whose verifiers are being built (`option_paths_relative_to`), or to the working
+    directory when none is (a verifier constructed directly, as in a unit test). Call it from a factory or
+    `bind`, not from `verify`. The path is neither normalized nor checked for existence.
+    """
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    base = _option_base.get()
+    return (path if base is None else base / path).absolute()
+
+
+@contextmanager
+def option_paths_relative_to(directory: Path) -> Iterator[None]:
+    """Within the block, `resolve_option_path` resolves relative paths against `directory`.
+
+    Countersign wraps the building and binding of a configuration's verifiers in it; nesting restores the
+    outer directory on exit.
+    """
+    token = _option_base.set(directory)
+    try:
+        yield
+    finally:
+        _option_base.reset(token)
 
 
 class Undecided(Exception):

@@ -107,6 +107,69 @@ def test_config_validate(tmp_path: Path) -> None:
     assert "verifiers.x.type: unknown verifier type 'nope'" in result.stderr
 
 
+def test_config_validate_resolves_verifier_paths_against_the_config_directory(tmp_path: Path) -> None:
+    # The CLI runs in REPO_ROOT; the configuration and the files it names are in tmp_path/etc.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.support.notation import SigningChain
+
+    etc = tmp_path / "etc"
+    (etc / "keys").mkdir(parents=True)
+    (etc / "keys" / "release.pub").write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    store = etc / "notation" / "truststore" / "x509" / "ca" / "shop"
+    store.mkdir(parents=True)
+    ca = SigningChain(name="countersign-cli-paths", intermediate=False, ca_kind="ecdsa-p256")
+    (store / "shop.crt").write_bytes(ca.root_pem)
+    trust_policy = {
+        "version": "1.0",
+        "trustPolicies": [
+            {
+                "name": "shop",
+                "registryScopes": ["*"],
+                "signatureVerification": {"level": "strict"},
+                "trustStores": ["ca:shop"],
+                "trustedIdentities": ["*"],
+            }
+        ],
+    }
+    (etc / "notation" / "trustpolicy.json").write_text(json.dumps(trust_policy))
+    config = etc / "countersign.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "verifiers": {
+                    "signed": {
+                        "type": "cosign",
+                        "options": {"keys": [{"path": "keys/release.pub"}], "transparencyLog": "skip"},
+                    },
+                    "notary": {
+                        "type": "notation",
+                        "options": {
+                            "trustPolicy": "notation/trustpolicy.json",
+                            "trustStore": "notation/truststore",
+                        },
+                    },
+                },
+                "policies": [{"scope": "*", "allOf": ["signed", "notary"]}],
+            }
+        )
+    )
+    result = countersign("config", "validate", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "valid (fingerprint sha256:" in result.stdout
+
+    (etc / "keys" / "release.pub").unlink()
+    result = countersign("config", "validate", str(config))
+    assert result.returncode == 2
+    assert "verifiers.signed.options.keys[0].path: cannot read" in result.stderr
+    assert str(etc / "keys" / "release.pub") in result.stderr
+
+
 def test_serve_refuses_plain_http(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("verifiers: {pin: {type: digest-pin}}\npolicies: [{scope: '*', allOf: [pin]}]\n")

@@ -17,6 +17,9 @@ Options:
     attestations:                # optional: predicate types that must each have a verified attestation
       - https://slsa.dev/provenance/v1
 
+File paths (`keys[].path`, `trustedRoot`) are relative to the configuration file's directory; `~` is expanded
+(`verifiers.base.resolve_option_path`). The files are read when the verifier is built.
+
 Attestations (`cosign attest`): in-toto statements in DSSE envelopes, found as Sigstore bundle v0.3
 referrers (cosign v3; looked for when `bundle` is among the formats) and in the legacy
 `sha256-<hex>.att` tag (cosign v2; looked for when `legacy` is among the formats). An attestation counts
@@ -48,10 +51,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
-from verifiers.base import Context, OptionsError, Report, Subject
+from verifiers.base import Context, OptionsError, Report, Subject, resolve_option_path
 from verifiers.cosign import core
 from verifiers.cosign.common import Failure
 from verifiers.cosign.discovery import Problem, discover
@@ -166,7 +168,7 @@ def _parse_keys(value: object) -> tuple[TrustedKey, ...]:
             raise OptionsError(path, "set exactly one of path or pem")
         if file is not None:
             try:
-                data = Path(file).expanduser().read_bytes()
+                data = resolve_option_path(file).read_bytes()
             except OSError as e:
                 raise OptionsError(f"{path}.path", f"cannot read: {e}") from e
         else:
@@ -255,10 +257,11 @@ class CosignVerifier:
         trusted_root: Any = None
         if identities or root_path is not None or tlog == "required":
             if root_path is not None:
+                root_file = resolve_option_path(root_path)
                 try:
-                    trusted_root = core.load_trusted_root(Path(root_path).expanduser().read_bytes())
+                    trusted_root = core.load_trusted_root(root_file.read_bytes())
                 except (OSError, ValueError) as e:
-                    raise OptionsError("trustedRoot", f"cannot load {root_path}: {e}") from e
+                    raise OptionsError("trustedRoot", f"cannot load {root_file}: {e}") from e
             else:
                 trusted_root = core.public_good_trusted_root()
         threshold = options.get("threshold", 1)

@@ -9,6 +9,8 @@ Options:
 
 At least one of `trustStore` and `trustStores` is required; a store (`type:name`) may be defined in only
 one of them. Every trust store a policy names must exist in one of them (checked when the verifier is built).
+The paths of `trustPolicy` and `trustStore` are relative to the configuration file's directory, and `~` is
+expanded (`verifiers.base.resolve_option_path`); both are read when the verifier is built.
 
 `verify` lists the image's referrers whose artifactType (or, when a listing has none, the manifest's
 artifactType or config.mediaType) is `application/vnd.cncf.notary.signature` (at most 32). A referrer whose
@@ -43,7 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from provider.registry.errors import RegistryError
-from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided
+from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided, resolve_option_path
 from verifiers.notation.envelope import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, EnvelopeError, parse_and_verify
 from verifiers.notation.revocation import ChainStatus, RevocationChecker
 from verifiers.notation.trust import (
@@ -120,7 +122,7 @@ class NotationVerifier:
         if unknown:
             raise OptionsError(unknown[0], f"unknown option (known: {', '.join(_KNOWN_OPTIONS)})")
         self.policies = self._load_policy(options.get("trustPolicy"))
-        directory, inline = options.get("trustStore"), options.get(INLINE_STORES)
+        directory, inline = self._store_directory(options.get("trustStore")), options.get(INLINE_STORES)
         self.stores = self._load_stores(directory, inline)
         for i, policy in enumerate(self.policies.policies):
             for j, ref in enumerate(policy.trust_stores):
@@ -135,7 +137,19 @@ class NotationVerifier:
         await self.revocation.aclose()
 
     @staticmethod
-    def _load_stores(directory: object, inline: object) -> TrustStores:
+    def _store_directory(value: object) -> Path | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise OptionsError(
+                "trustStore",
+                f"expected the path of a notation trust-store directory (inline certificates go in"
+                f" {INLINE_STORES})",
+            )
+        return resolve_option_path(value)
+
+    @staticmethod
+    def _load_stores(directory: Path | None, inline: object) -> TrustStores:
         """The stores of the `trustStore` directory and of the inline `trustStores`, each defined once."""
         if directory is None and inline is None:
             raise OptionsError(
@@ -144,12 +158,6 @@ class NotationVerifier:
             )
         stores: dict[tuple[str, str], tuple[x509.Certificate, ...]] = {}
         if directory is not None:
-            if not isinstance(directory, str) or not directory:
-                raise OptionsError(
-                    "trustStore",
-                    f"expected the path of a notation trust-store directory (inline certificates go in"
-                    f" {INLINE_STORES})",
-                )
             try:
                 stores.update(load_trust_store_dir(directory))
             except TrustStoreError as exc:
@@ -169,7 +177,7 @@ class NotationVerifier:
         return stores
 
     @staticmethod
-    def _missing_store(ref: TrustStoreRef, directory: object, inline: bool) -> str:
+    def _missing_store(ref: TrustStoreRef, directory: Path | None, inline: bool) -> str:
         places = [f"under {directory}/x509/{ref.type}/{ref.name}"] if directory is not None else []
         if inline:
             places.append(f"in {INLINE_STORES}")
@@ -178,10 +186,11 @@ class NotationVerifier:
     @staticmethod
     def _load_policy(value: object) -> TrustPolicyDocument:
         if isinstance(value, str) and value:
+            file = resolve_option_path(value)
             try:
-                data = Path(value).read_bytes()
+                data = file.read_bytes()
             except OSError as exc:
-                raise OptionsError("trustPolicy", f"cannot read {value}: {exc.strerror}") from exc
+                raise OptionsError("trustPolicy", f"cannot read {file}: {exc.strerror}") from exc
             source: bytes | Mapping[str, Any] = data
         elif isinstance(value, Mapping):
             source = value
