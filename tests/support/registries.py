@@ -101,12 +101,31 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    """A TCP port on 127.0.0.1 that is free now, chosen below the kernel's ephemeral range.
+
+    A port handed out by the OS (bind to port 0) comes from the ephemeral range, which outgoing connections
+    draw from too: between picking a port and the server binding it, a client connection (e.g. the API
+    server's to etcd) may take it. Ports below the range are never used that way.
+    """
+    low, _ = _ephemeral_range()
+    if low > 20000:
+        for _ in range(64):
+            port = secrets.randbelow(low - 20000) + 20000
+            if port_is_free(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 _live: LiveProcesses[Registry] = LiveProcesses()
