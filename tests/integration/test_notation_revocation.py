@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine, Outcome, UndecidedKey
+from provider.engine import Outcome, UndecidedKey
 from tests.support import notation
 from tests.support.images import PushedImage, push_image
 from tests.support.notation import NotationEnv, SigningChain
@@ -83,24 +83,7 @@ async def _signed(
 async def _outcome(
     engines: Any, verifiers: list[NotationVerifier], env: NotationEnv, registry: Registry, image: PushedImage
 ) -> Outcome:
-    engine: Engine = await engines(_config(registry))
-    store_root = env.trust_store_dir("ca", "shop").parents[2]
-    verifier = NotationVerifier(
-        "notation", {"trustPolicy": str(env.trust_policy_file), "trustStore": str(store_root)}
-    )
-    verifiers.append(verifier)
-    engine.verifiers["notation"] = verifier
-    return (await engine.verify([image.pinned], 30))[image.pinned]
-
-
-def _report(outcome: Outcome) -> dict[str, Any]:
-    assert isinstance(outcome, Decided), outcome
-    report: dict[str, Any] = outcome.value["verifiers"][0]
-    return report
-
-
-async def _notation_accepts(env: NotationEnv, registry: Registry, image: PushedImage) -> bool:
-    return await asyncio.to_thread(notation.notation_verify, env, registry, image)
+    return await notation.engine_outcome(await engines(_config(registry)), verifiers, env, image)
 
 
 async def test_good_then_revoked(
@@ -113,17 +96,17 @@ async def test_good_then_revoked(
     verifiers: list[NotationVerifier],
 ) -> None:
     image = await _signed(env, chain, registry, repo_name, "strict")
-    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    report = notation.report_of(await _outcome(engines, verifiers, env, registry, image))
     assert report["passed"] and report["reason"] == "notation_verified", report
     assert servers.ocsp_requests == ["POST"] and servers.crl_requests == 0
-    assert await _notation_accepts(env, registry, image)
+    assert await notation.notation_accepts(env, registry, image)
     assert len(servers.ocsp_requests) > 1  # notation asked the same responder
 
     servers.revoke(chain.leaf_cert.serial_number)
-    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    report = notation.report_of(await _outcome(engines, verifiers, env, registry, image))
     assert not report["passed"] and report["reason"] == "certificate_revoked", report
     assert "revoked" in report["message"] and "keyCompromise" in report["message"]
-    assert not await _notation_accepts(env, registry, image)
+    assert not await notation.notation_accepts(env, registry, image)
 
 
 async def test_ocsp_down_falls_back_to_crl(
@@ -138,10 +121,10 @@ async def test_ocsp_down_falls_back_to_crl(
     image = await _signed(env, chain, registry, repo_name, "strict")
     servers.revoke(chain.leaf_cert.serial_number)
     servers.stop_ocsp()
-    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    report = notation.report_of(await _outcome(engines, verifiers, env, registry, image))
     assert report["reason"] == "certificate_revoked" and "by CRL" in report["message"], report
     assert servers.crl_requests >= 1
-    assert not await _notation_accepts(env, registry, image)
+    assert not await notation.notation_accepts(env, registry, image)
 
 
 async def test_ocsp_down_crl_good(
@@ -155,9 +138,9 @@ async def test_ocsp_down_crl_good(
 ) -> None:
     image = await _signed(env, chain, registry, repo_name, "strict")
     servers.stop_ocsp()
-    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    report = notation.report_of(await _outcome(engines, verifiers, env, registry, image))
     assert report["passed"], report
-    assert await _notation_accepts(env, registry, image)
+    assert await notation.notation_accepts(env, registry, image)
 
 
 async def test_everything_down_is_undecided(
@@ -175,7 +158,7 @@ async def test_everything_down_is_undecided(
     outcome = await _outcome(engines, verifiers, env, registry, image)
     assert isinstance(outcome, UndecidedKey), outcome
     assert outcome.reason == "revocation_unavailable", outcome
-    assert not await _notation_accepts(env, registry, image)
+    assert not await notation.notation_accepts(env, registry, image)
 
 
 async def test_permissive_logs_a_revoked_certificate(
@@ -189,12 +172,12 @@ async def test_permissive_logs_a_revoked_certificate(
 ) -> None:
     image = await _signed(env, chain, registry, repo_name, "permissive")
     servers.revoke(chain.leaf_cert.serial_number)
-    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    report = notation.report_of(await _outcome(engines, verifiers, env, registry, image))
     assert report["passed"] and report["reason"] == "notation_verified", report
     logged = report["details"]["signatures"][0]["logged"]
     assert [entry["validation"] for entry in logged] == ["revocation"]
     assert "revoked" in logged[0]["message"] and not logged[0]["unavailable"]
-    assert await _notation_accepts(env, registry, image)
+    assert await notation.notation_accepts(env, registry, image)
 
 
 def _forget_crls(env: NotationEnv) -> None:
@@ -222,10 +205,10 @@ async def test_delta_crl(
     servers.delta = {
         leaf: Revoked(datetime.now(UTC) - timedelta(seconds=20), x509.ReasonFlags.key_compromise)
     }
-    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    report = notation.report_of(await _outcome(engines, verifiers, env, registry, image))
     assert report["reason"] == "certificate_revoked" and "by CRL" in report["message"], report
     assert servers.delta_requests == 1
-    assert not await _notation_accepts(env, registry, image)
+    assert not await notation.notation_accepts(env, registry, image)
     assert servers.delta_requests == 2  # notation fetched it too
 
     # On hold in the base CRL, taken off hold (removeFromCRL) in the delta: good, for both.
@@ -234,15 +217,15 @@ async def test_delta_crl(
     servers.delta = {
         leaf: Revoked(datetime.now(UTC) - timedelta(seconds=5), x509.ReasonFlags.remove_from_crl)
     }
-    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    report = notation.report_of(await _outcome(engines, verifiers, env, registry, image))
     assert report["passed"], report
-    assert await _notation_accepts(env, registry, image)
+    assert await notation.notation_accepts(env, registry, image)
     # Without the delta's word, the hold revokes.
     _forget_crls(env)
     servers.delta = {}
-    report = _report(await _outcome(engines, verifiers, env, registry, image))
+    report = notation.report_of(await _outcome(engines, verifiers, env, registry, image))
     assert report["reason"] == "certificate_revoked" and "certificateHold" in report["message"], report
-    assert not await _notation_accepts(env, registry, image)
+    assert not await notation.notation_accepts(env, registry, image)
 
     # The delta CRL unavailable (the base CRL still served): notation's CRL fetch fails, so it rejects;
     # Countersign does not fall back on the base CRL alone either, and is undecided.
@@ -252,4 +235,4 @@ async def test_delta_crl(
     outcome = await _outcome(engines, verifiers, env, registry, image)
     assert isinstance(outcome, UndecidedKey), outcome
     assert outcome.reason == "revocation_unavailable" and "delta CRL is unavailable" in outcome.message
-    assert not await _notation_accepts(env, registry, image)
+    assert not await notation.notation_accepts(env, registry, image)

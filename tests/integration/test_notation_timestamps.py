@@ -26,7 +26,7 @@ from typing import Any, Literal
 import pytest
 
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine, Outcome, UndecidedKey
+from provider.engine import Outcome, UndecidedKey
 from tests.support import notation
 from tests.support.images import PushedImage, push_image
 from tests.support.notation import NotationEnv, SigningChain
@@ -181,33 +181,15 @@ def _policy(
 async def _outcome(
     engines: Any, verifiers: list[NotationVerifier], env: NotationEnv, registry: Registry, image: PushedImage
 ) -> Outcome:
-    """The engine's outcome for `image`, its notation verifier built from the env's policy and stores."""
-    engine: Engine = await engines(_config(registry))
-    verifier = NotationVerifier(
-        "notation",
-        {"trustPolicy": str(env.trust_policy_file), "trustStore": str(env.config_dir / "truststore")},
-    )
-    verifiers.append(verifier)
-    engine.verifiers["notation"] = verifier
-    return (await engine.verify([image.pinned], 30))[image.pinned]
-
-
-def _report(outcome: Outcome) -> dict[str, Any]:
-    assert isinstance(outcome, Decided), outcome
-    report: dict[str, Any] = outcome.value["verifiers"][0]
-    return report
-
-
-async def _notation_accepts(env: NotationEnv, registry: Registry, image: PushedImage) -> bool:
-    return await asyncio.to_thread(notation.notation_verify, env, registry, image)
+    return await notation.engine_outcome(await engines(_config(registry)), verifiers, env, image)
 
 
 async def _agree(
     engines: Any, verifiers: list[NotationVerifier], env: NotationEnv, registry: Registry, image: PushedImage
 ) -> dict[str, Any]:
     """The engine's report, after checking that `notation verify` reaches the same verdict."""
-    report = _report(await _outcome(engines, verifiers, env, registry, image))
-    assert await _notation_accepts(env, registry, image) == report["passed"], report
+    report = notation.report_of(await _outcome(engines, verifiers, env, registry, image))
+    assert await notation.notation_accepts(env, registry, image) == report["passed"], report
     return report
 
 
@@ -316,14 +298,14 @@ async def test_revoked_tsa_certificate_is_denied(
 
     _policy(env)
     outcome = await _outcome(engines, verifiers, env, registry, signed.image)
-    report = _report(outcome)
+    report = notation.report_of(outcome)
     assert not report["passed"] and report["reason"] == "timestamp_invalid", report
     [entry] = report["details"]["signatures"]
     assert "timestamping chain is revoked" in entry["message"] and "keyCompromise" in entry["message"]
     assert entry["timestamp"] is None
     # notation verify agrees: a revoked timestamping certificate fails authenticTimestamp ("timestamping
     # certificate with subject ... is revoked"), which strict enforces.
-    assert not await _notation_accepts(env, registry, signed.image)
+    assert not await notation.notation_accepts(env, registry, signed.image)
 
     # permissive only logs authenticTimestamp: both let it through, Countersign with the failure logged.
     _policy(env, level="permissive")
@@ -336,7 +318,7 @@ async def test_revoked_tsa_certificate_is_denied(
     # The CRL says the same when the OCSP responder is down.
     servers.stop_ocsp()
     _policy(env)
-    report = _report(await _outcome(engines, verifiers, env, registry, signed.image))
+    report = notation.report_of(await _outcome(engines, verifiers, env, registry, signed.image))
     assert report["reason"] == "timestamp_invalid" and "by CRL" in report["message"], report
     assert servers.crl_requests >= 1
 
@@ -365,7 +347,7 @@ async def test_tsa_responders_down_is_undecided(
     assert isinstance(outcome, UndecidedKey), outcome
     assert outcome.reason == "revocation_unavailable", outcome
     assert "timestamping chain" in outcome.message and "unavailable" in outcome.message
-    assert not await _notation_accepts(env, registry, signed.image)
+    assert not await notation.notation_accepts(env, registry, signed.image)
     assert servers.crl_requests == 0
 
     # The CRL back, OCSP still down: both fall back on it (good).

@@ -415,50 +415,48 @@ class Cluster:
         )
 
     def webhook_configurations(
-        self, *, validation_failure: str = "Fail", mutation_failure: str = "Fail"
+        self, *, validation_failure: str = "Fail", mutation_failure: str = "Ignore"
     ) -> list[dict[str, Any]]:
         ca_bundle = base64.b64encode((self.pki.gatekeeper_cert_dir / "ca.crt").read_bytes()).decode()
         base = f"https://{LOOPBACK}:{self.webhook_port}"
         selector = {"matchExpressions": [{"key": IGNORE_LABEL, "operator": "DoesNotExist"}]}
         rules = [{**rule, "operations": ["CREATE", "UPDATE"], "scope": "*"} for rule in _WORKLOADS]
+
+        def configuration(kind: str, name: str, path: str, failure: str, timeout: int) -> dict[str, Any]:
+            mutating = kind == "MutatingWebhookConfiguration"
+            webhook: dict[str, Any] = {
+                "name": name,
+                "clientConfig": {"url": f"{base}{path}", "caBundle": ca_bundle},
+                "rules": rules,
+                "namespaceSelector": selector,
+                "failurePolicy": failure,
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1", "v1beta1"],
+                "timeoutSeconds": timeout,
+                "matchPolicy": "Exact",
+            }
+            if mutating:
+                webhook["reinvocationPolicy"] = "Never"
+            return {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": kind,
+                "metadata": {
+                    "name": f"gatekeeper-{'mutating' if mutating else 'validating'}-webhook-configuration"
+                },
+                "webhooks": [webhook],
+            }
+
         return [
-            {
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": "ValidatingWebhookConfiguration",
-                "metadata": {"name": "gatekeeper-validating-webhook-configuration"},
-                "webhooks": [
-                    {
-                        "name": "validation.gatekeeper.sh",
-                        "clientConfig": {"url": f"{base}/v1/admit", "caBundle": ca_bundle},
-                        "rules": rules,
-                        "namespaceSelector": selector,
-                        "failurePolicy": validation_failure,
-                        "sideEffects": "None",
-                        "admissionReviewVersions": ["v1", "v1beta1"],
-                        "timeoutSeconds": 3,
-                        "matchPolicy": "Exact",
-                    }
-                ],
-            },
-            {
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": "MutatingWebhookConfiguration",
-                "metadata": {"name": "gatekeeper-mutating-webhook-configuration"},
-                "webhooks": [
-                    {
-                        "name": "mutation.gatekeeper.sh",
-                        "clientConfig": {"url": f"{base}/v1/mutate", "caBundle": ca_bundle},
-                        "rules": rules,
-                        "namespaceSelector": selector,
-                        "failurePolicy": mutation_failure,
-                        "sideEffects": "None",
-                        "admissionReviewVersions": ["v1", "v1beta1"],
-                        "timeoutSeconds": 1,
-                        "reinvocationPolicy": "Never",
-                        "matchPolicy": "Exact",
-                    }
-                ],
-            },
+            configuration(
+                "ValidatingWebhookConfiguration",
+                "validation.gatekeeper.sh",
+                "/v1/admit",
+                validation_failure,
+                3,
+            ),
+            configuration(
+                "MutatingWebhookConfiguration", "mutation.gatekeeper.sh", "/v1/mutate", mutation_failure, 1
+            ),
         ]
 
     def _install_webhooks(self) -> None:

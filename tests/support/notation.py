@@ -33,6 +33,7 @@ Every function is synchronous and runs subprocesses: from async code, call it th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
+from provider.engine import Decided, Engine, Outcome
 from tests.support.cosign import (
     CommandResult,
     CosignEnv,
@@ -61,6 +63,7 @@ from tests.support.cosign import (
 from tests.support.cosign import signature_artifacts as _cosign_signature_artifacts
 from tests.support.images import PushedImage
 from tests.support.registries import Registry
+from verifiers.notation.verifier import NotationVerifier
 
 __all__ = [
     "ENVELOPE_MEDIA_TYPES",
@@ -711,3 +714,32 @@ def signature_artifacts(registry: Registry, repo: str, digest: str) -> NotationS
             NotationSignature(referrer, manifest, str(layer["mediaType"]), str(layer["digest"]), envelope)
         )
     return NotationSignatures(repo, digest, source, tuple(signatures), found.all_tags)
+
+
+# --- through the engine ----------------------------------------------------------------------------------
+
+
+async def engine_outcome(
+    engine: Engine, verifiers: list[NotationVerifier], env: NotationEnv, image: PushedImage
+) -> Outcome:
+    """The engine's outcome for ``image``, its ``notation`` verifier built from the env's trust policy and
+    trust store (appended to ``verifiers``, which the caller closes)."""
+    verifier = NotationVerifier(
+        "notation",
+        {"trustPolicy": str(env.trust_policy_file), "trustStore": str(env.config_dir / "truststore")},
+    )
+    verifiers.append(verifier)
+    engine.verifiers["notation"] = verifier
+    return (await engine.verify([image.pinned], 30))[image.pinned]
+
+
+def report_of(outcome: Outcome) -> dict[str, Any]:
+    """The (first) verifier report of a decided outcome."""
+    assert isinstance(outcome, Decided), outcome
+    report: dict[str, Any] = outcome.value["verifiers"][0]
+    return report
+
+
+async def notation_accepts(env: NotationEnv, registry: Registry, image: PushedImage) -> bool:
+    """:func:`notation_verify`, off the event loop."""
+    return await asyncio.to_thread(notation_verify, env, registry, image)

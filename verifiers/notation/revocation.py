@@ -320,10 +320,12 @@ def check_base_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate
         raise ResponseError("the CRL is a delta CRL (a base CRL is needed)")
 
 
-def freshest_crl_urls(crl: x509.CertificateRevocationList) -> list[str]:
-    """The full-name URIs of the CRL's Freshest CRL extension (where its delta CRL is); [] without one."""
+def _point_uris(
+    extensions: x509.Extensions, kind: type[x509.FreshestCRL] | type[x509.CRLDistributionPoints]
+) -> list[str]:
+    """The full-name URIs of the distribution points in the extension `kind`; [] without it."""
     try:
-        points = crl.extensions.get_extension_for_class(x509.FreshestCRL).value
+        points = extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return []
     return [
@@ -332,6 +334,11 @@ def freshest_crl_urls(crl: x509.CertificateRevocationList) -> list[str]:
         for name in (point.full_name or ())
         if isinstance(name, x509.UniformResourceIdentifier)
     ]
+
+
+def freshest_crl_urls(crl: x509.CertificateRevocationList) -> list[str]:
+    """The full-name URIs of the CRL's Freshest CRL extension (where its delta CRL is); [] without one."""
+    return _point_uris(crl.extensions, x509.FreshestCRL)
 
 
 def _has_freshest(cert: x509.Certificate) -> bool:
@@ -465,16 +472,7 @@ def ocsp_urls(cert: x509.Certificate) -> list[str]:
 
 def crl_urls(cert: x509.Certificate) -> list[str]:
     """The full-name URIs of `cert`'s CRL distribution points (any scheme)."""
-    try:
-        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    except x509.ExtensionNotFound:
-        return []
-    return [
-        name.value
-        for point in points
-        for name in (point.full_name or ())
-        if isinstance(name, x509.UniformResourceIdentifier)
-    ]
+    return _point_uris(cert.extensions, x509.CRLDistributionPoints)
 
 
 def is_revocable(cert: x509.Certificate) -> bool:

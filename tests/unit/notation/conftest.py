@@ -6,6 +6,7 @@ place. When that directory is missing, the tests that need it skip, or fail unde
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,15 @@ def notation_testdata() -> Path:
             pytest.fail(f"{message} (CI=true: missing test data fails the run)", pytrace=False)
         pytest.skip(message)
     return NOTATION_TESTDATA
+
+
+@pytest.fixture(autouse=True)
+def _fresh_now(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test module's ``NOW`` is the moment its test starts, not the moment the module was collected.
+
+    Responses, CRLs and expiries are built from the real clock when a test runs; a ``NOW`` frozen at
+    collection would lag behind by however long the run took to get there (minutes, in a full run), and
+    turn "issued a minute ago" into "issued in the future".
+    """
+    if isinstance(getattr(request.module, "NOW", None), datetime):
+        monkeypatch.setattr(request.module, "NOW", datetime.now(UTC))

@@ -71,7 +71,7 @@ def run(
     digest: str | None = None,
     size: int | None = None,
     media_type: str | None = None,
-    now: datetime = NOW,
+    now: datetime | None = None,
     timestamp_revocation: ChainStatus | None = None,
 ) -> Evaluation:
     target = envelope.payload.target
@@ -82,7 +82,9 @@ def run(
         media_type or target.media_type,
         trust,
         stores,
-        now,
+        # The moment of the call, not of collection: a test that builds an expiry relative to "now" must
+        # not depend on how long the run took to reach it.
+        datetime.now(UTC) if now is None else now,
         timestamp_revocation=timestamp_revocation,
     )
 
