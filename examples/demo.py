@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import trustme
 import yaml
 
 from tests.support.images import attach_sbom, push_image
-from tests.support.registries import start_olareg
+from tests.support.registries import free_port, start_olareg
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,14 +42,6 @@ def write_pki(directory: Path) -> tuple[trustme.CA, trustme.CA]:
     (directory / "tls.crt").write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
     gatekeeper_ca.cert_pem.write_to_path(str(directory / "gatekeeper-ca.crt"))
     return server_ca, gatekeeper_ca
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def ask(url: str, ctx: ssl.SSLContext, keys: list[str]) -> dict[str, Any]:
@@ -167,16 +160,21 @@ async def demo(work: Path) -> int:
         return 0 if values == [True, False] else 1
 
 
-def main() -> int:
+def in_scratch_directory(prefix: str, body: Callable[[Path], int]) -> int:
+    """Run ``body`` in a new temporary directory, removed afterwards unless COUNTERSIGN_DEMO_KEEP=1."""
     keep = os.environ.get("COUNTERSIGN_DEMO_KEEP") == "1"
-    work = Path(tempfile.mkdtemp(prefix="countersign-demo-"))
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        return asyncio.run(demo(work))
+        return body(work)
     finally:
         if keep:
             print(f"\n(kept {work})")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    return in_scratch_directory("countersign-demo-", lambda work: asyncio.run(demo(work)))
 
 
 if __name__ == "__main__":

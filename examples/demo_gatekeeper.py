@@ -10,16 +10,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from examples.demo import in_scratch_directory
 from tests.support import cosign, notation
 from tests.support.admission import deployment, install, pod, push_images, start_countersign
 from tests.support.cosign import CosignEnv
@@ -102,15 +100,7 @@ def demo(work: Path) -> int:
 
 
 def main() -> int:
-    keep = os.environ.get("COUNTERSIGN_DEMO_KEEP") == "1"
-    work = Path(tempfile.mkdtemp(prefix="countersign-demo-gk-"))
-    try:
-        return demo(work)
-    finally:
-        if keep:
-            print(f"\n(kept {work})")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return in_scratch_directory("countersign-demo-gk-", demo)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,7 @@ def test_config_validate_resolves_verifier_paths_against_the_config_directory(tm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from tests.support import notation
     from tests.support.notation import SigningChain
 
     etc = tmp_path / "etc"
@@ -121,23 +122,8 @@ def test_config_validate_resolves_verifier_paths_against_the_config_directory(tm
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    store = etc / "notation" / "truststore" / "x509" / "ca" / "shop"
-    store.mkdir(parents=True)
     ca = SigningChain(name="countersign-cli-paths", intermediate=False, ca_kind="ecdsa-p256")
-    (store / "shop.crt").write_bytes(ca.root_pem)
-    trust_policy = {
-        "version": "1.0",
-        "trustPolicies": [
-            {
-                "name": "shop",
-                "registryScopes": ["*"],
-                "signatureVerification": {"level": "strict"},
-                "trustStores": ["ca:shop"],
-                "trustedIdentities": ["*"],
-            }
-        ],
-    }
-    (etc / "notation" / "trustpolicy.json").write_text(json.dumps(trust_policy))
+    notation.write_notation_layout(etc, ca.root_pem)
     config = etc / "countersign.yaml"
     config.write_text(
         yaml.safe_dump(

@@ -541,6 +541,20 @@ def trust_policy(
     return {"version": "1.0", "trustPolicies": [policy]}
 
 
+def write_notation_layout(root: Path, ca_pem: bytes, store: str = "shop") -> Path:
+    """A notation configuration under ``root/notation`` as Countersign reads one (no CLI involved):
+    ``truststore/x509/ca/STORE/STORE.crt`` and a strict ``trustpolicy.json`` trusting ``ca:STORE`` for every
+    repository. Returns ``root/notation``."""
+    _check_name(store)
+    directory = root / "notation"
+    certificates = directory / "truststore" / "x509" / "ca" / store
+    certificates.mkdir(parents=True)
+    (certificates / f"{store}.crt").write_bytes(ca_pem)
+    document = trust_policy([f"ca:{store}"], name=store)
+    (directory / "trustpolicy.json").write_text(json.dumps(document))
+    return directory
+
+
 def write_trust_policy(env: NotationEnv, policy: Mapping[str, Any]) -> Path:
     """Install ``policy`` (a whole trust policy document) with ``notation policy import --force``."""
     source = env.directory / "staging" / "trustpolicy.json"

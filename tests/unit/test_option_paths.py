@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import verifiers.plugins as plugins
 from provider.config import ConfigError, load_config, parse_config
 from provider.engine import build_verifiers
+from tests.support import notation
 from tests.support.notation import SigningChain
 from verifiers import option_paths_relative_to, resolve_option_path
 from verifiers.base import Context, OptionsError, Report, Subject, Verifier
@@ -142,22 +142,7 @@ def _ca(name: str) -> SigningChain:
 
 
 def _notation_files(root: Path, ca_pem: bytes) -> None:
-    store = root / "notation" / "truststore" / "x509" / "ca" / "shop"
-    store.mkdir(parents=True)
-    (store / "shop.crt").write_bytes(ca_pem)
-    policy = {
-        "version": "1.0",
-        "trustPolicies": [
-            {
-                "name": "shop",
-                "registryScopes": ["*"],
-                "signatureVerification": {"level": "strict"},
-                "trustStores": ["ca:shop"],
-                "trustedIdentities": ["*"],
-            }
-        ],
-    }
-    (root / "notation" / "trustpolicy.json").write_text(json.dumps(policy))
+    notation.write_notation_layout(root, ca_pem)
 
 
 def _write_config(directory: Path) -> Path:
