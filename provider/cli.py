@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
         from provider.server import run_server
 
         try:
-            asyncio.run(run_server(config))
+            asyncio.run(run_server(config, config_path=args.config))
         except (ValueError, OSError, ssl.SSLError) as e:  # bad TLS files, docker configs, CA files, port
             print(f"countersign: cannot serve: {e}", file=err)
             return EXIT_UNDECIDED

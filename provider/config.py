@@ -79,6 +79,7 @@ class ServerConfig:
     background_timeout: float = 30.0
     max_concurrent_verifications: int = 256
     max_in_flight_verifications: int = 10_000
+    config_reload_interval: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +330,9 @@ def _parse_server(r: _Reader, base: Path) -> ServerConfig:
         ),
         max_in_flight_verifications=limits.integer(
             "maxInFlightVerifications", defaults.max_in_flight_verifications, minimum=1, maximum=1_000_000
+        ),
+        config_reload_interval=r.duration(
+            "configReloadInterval", defaults.config_reload_interval, minimum=0.1, maximum=3600
         ),
     )
     limits.finish()

@@ -320,8 +320,13 @@ class Engine:
         await self._wait(tasks, budget, results)
         return results
 
+    @property
+    def in_flight(self) -> int:
+        """Verifications and pins running or waiting, in the background too."""
+        return len(self._verifications) + len(self._pins)
+
     def _overloaded(self) -> bool:
-        return len(self._verifications) + len(self._pins) >= self.max_in_flight
+        return self.in_flight >= self.max_in_flight
 
     async def _pin(self, ref: ImageReference) -> Outcome:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -50,6 +50,29 @@ class Metrics:
             "countersign_cache_requests_total",
             "Cache lookups by cache (verdict, tag, content) and result (hit, miss).",
             ["cache", "result"],
+            registry=self.registry,
+        )
+        self.config_reloads = Counter(
+            "countersign_config_reloads_total",
+            "Configuration reloads while serving, by result (success, failure).",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in ("success", "failure"):
+            self.config_reloads.labels(result)
+        self.config_last_reload_successful = Gauge(
+            "countersign_config_last_reload_successful",
+            "1 when the last attempt to load the configuration succeeded, 0 when it failed.",
+            registry=self.registry,
+        )
+        self.config_last_reload_success = Gauge(
+            "countersign_config_last_reload_success_timestamp_seconds",
+            "When the configuration in service was loaded (start-up or the last successful reload).",
+            registry=self.registry,
+        )
+        self.config_restart_required = Gauge(
+            "countersign_config_restart_required",
+            "1 when the configuration file changes a setting that only a restart applies.",
             registry=self.registry,
         )
 

@@ -4,33 +4,45 @@ Endpoints: `POST /v1/verify`, `POST /v1/mutate` (ProviderRequest -> ProviderResp
 `GET /readyz`, `GET /metrics`. TLS 1.3 only; with a client CA configured a client certificate is mandatory
 (mutual TLS, as Gatekeeper does with its webhook certificate). The certificate, key and client CA are
 re-read when their files change, without a restart.
+
+The configuration file is reloaded too (`ConfigReloader`): when its contents change, or on SIGHUP, a new
+engine is built from it and swapped in; a configuration that does not load leaves the old one in service.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from provider.config import Config, TLSConfig
+from provider.config import Config, ConfigError, TLSConfig, load_config
 from provider.engine import Decided, Engine, Invalid, Outcome
 from provider.metrics import CONTENT_TYPE_LATEST, Metrics
 from provider.protocol import ProtocolError, RequestLimits, error_response, parse_request, response_for
 
-__all__ = ["ENGINE", "CertificateReloader", "build_app", "make_server_ssl_context", "run_server"]
+__all__ = [
+    "RELOADER",
+    "CertificateReloader",
+    "ConfigReloader",
+    "Generation",
+    "build_app",
+    "make_server_ssl_context",
+    "run_server",
+]
 
 log = logging.getLogger(__name__)
 
-ENGINE = web.AppKey("engine", Engine)
-CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
 
 
@@ -103,6 +115,223 @@ class CertificateReloader:
             await asyncio.to_thread(self.check)
 
 
+# Settings bound to the listening sockets (and the certificate watcher): a reload keeps the old values.
+_RESTART_ONLY = {"address": "address", "port": "port", "health_port": "healthPort", "tls": "tls"}
+
+
+@dataclasses.dataclass(eq=False)
+class Generation:
+    """One configuration and the engine built from it. A request keeps the generation it started on."""
+
+    config: Config
+    engine: Engine
+    owned: bool = True  # an engine handed to build_app is closed by whoever made it
+    requests: int = 0
+    closed: bool = False
+
+    @property
+    def busy(self) -> bool:
+        """Requests still using it, or verifications still running on its engine (in the background too)."""
+        # A retired engine gets no new work, so its in-flight count only shrinks.
+        return self.requests > 0 or self.engine.in_flight > 0
+
+
+def _file_digest(path: Path) -> str:
+    """The contents' hash: Kubernetes swaps a ConfigMap volume's symlinks, so mtimes say little."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        return f"unreadable: {e}"
+
+
+class ConfigReloader:
+    """The configuration in service, and its replacement when the file changes or on SIGHUP.
+
+    A new configuration is loaded and validated by `load_config`, and its engine built by `Engine.create`,
+    exactly as at start-up, before anything is swapped: a failure logs the offending field, counts in
+    `countersign_config_reloads_total{result="failure"}` and leaves the old generation serving. After a
+    swap new requests get the new generation; the old one is closed once its requests and background
+    verifications are done, or after a grace period (its longest deadline plus one second).
+
+    Settings in `_RESTART_ONLY` cannot change while serving: a reload keeps their old values and warns.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics,
+        *,
+        path: Path | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.path = path
+        self.metrics = metrics
+        self._initial = config
+        self._engine = engine
+        self.current: Generation | None = None
+        self.reloads = 0
+        self.failures = 0
+        self._digest = ""
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()  # the watcher, SIGHUP reloads, retiring generations
+
+    async def start(self) -> None:
+        """Build the first engine (inside the running loop) and, with a file, start watching it."""
+        if self.path is not None:
+            self._digest = await asyncio.to_thread(_file_digest, self.path)
+        engine = self._engine or await Engine.create(self._initial, self.metrics)
+        self.current = Generation(self._initial, engine, owned=self._engine is None)
+        self.metrics.config_last_reload_successful.set(1)
+        self.metrics.config_last_reload_success.set_to_current_time()
+        if self.path is not None:
+            self._spawn(self._watch())
+
+    async def stop(self) -> None:
+        """Finish a reload under way, then close every generation (background work is cancelled)."""
+        self._stop.set()
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.current is not None:
+            await self._close(self.current)
+
+    @contextmanager
+    def use(self) -> Iterator[Generation]:
+        """The generation a request runs on from start to end, whatever is swapped in meanwhile."""
+        generation = self.current
+        if generation is None:
+            raise web.HTTPServiceUnavailable(text="starting\n")
+        generation.requests += 1
+        try:
+            yield generation
+        finally:
+            generation.requests -= 1
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload now, even when the file did not change (e.g. a rotated key file it names)."""
+        if self.path is None:
+            log.warning("SIGHUP: no configuration file to reload")
+            return
+        self._spawn(self._reload_quietly())
+
+    async def _reload_quietly(self) -> None:
+        await self.reload(force=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self) -> None:
+        while not self._stop.is_set():
+            assert self.current is not None
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.current.config.server.config_reload_interval)
+            except TimeoutError:
+                await self.reload()
+
+    async def reload(self, *, force: bool = False) -> bool | None:
+        """Reload when the file changed (always with `force`): True when swapped, False when it failed,
+        None when there was nothing to do."""
+        if self.path is None:
+            return None
+        async with self._lock:
+            if self._stop.is_set() or self.current is None:
+                return None
+            digest = await asyncio.to_thread(_file_digest, self.path)
+            if digest == self._digest and not force:
+                return None
+            # Recorded before loading: a broken file is reported once, not at every check.
+            self._digest = digest
+            old = self.current
+            try:
+                config = await asyncio.to_thread(load_config, self.path)
+                config, restart = self._keep_restart_only(config, old.config)
+                engine = await Engine.create(config, self.metrics)
+            except Exception as e:  # whatever fails, the old configuration keeps serving
+                self._failed(e, old.config)
+                return False
+            self.current = Generation(config, engine)
+            self.reloads += 1
+            self.metrics.config_reloads.labels("success").inc()
+            self.metrics.config_last_reload_successful.set(1)
+            self.metrics.config_last_reload_success.set_to_current_time()
+            self.metrics.config_restart_required.set(1 if restart else 0)
+            log.info(
+                "configuration %s reloaded: fingerprint %s (was %s)",
+                self.path,
+                config.fingerprint,
+                old.config.fingerprint,
+            )
+            self._spawn(self._retire(old))
+            return True
+
+    def _failed(self, error: Exception, active: Config) -> None:
+        self.failures += 1
+        self.metrics.config_reloads.labels("failure").inc()
+        self.metrics.config_last_reload_successful.set(0)
+        if isinstance(error, ConfigError):
+            where = error.path or "(file)"
+            log.error(
+                "configuration %s not reloaded, invalid at %s: %s; still serving fingerprint %s",
+                self.path,
+                where,
+                error.message,
+                active.fingerprint,
+            )
+        else:
+            log.error(
+                "configuration %s not reloaded: %s: %s; still serving fingerprint %s",
+                self.path,
+                type(error).__name__,
+                error,
+                active.fingerprint,
+                exc_info=not isinstance(error, ValueError | OSError),  # a bug deserves its traceback
+            )
+
+    def _keep_restart_only(self, new: Config, active: Config) -> tuple[Config, bool]:
+        changed = {
+            field: getattr(active.server, field)
+            for field in _RESTART_ONLY
+            if getattr(new.server, field) != getattr(active.server, field)
+        }
+        for field, kept in changed.items():
+            log.warning(
+                "configuration %s: server.%s changed (to %s) but only a restart applies it; keeping %s",
+                self.path,
+                _RESTART_ONLY[field],
+                getattr(new.server, field),
+                kept,
+            )
+        if not changed:
+            return new, False
+        return dataclasses.replace(new, server=dataclasses.replace(new.server, **changed)), True
+
+    async def _retire(self, old: Generation) -> None:
+        server = old.config.server
+        loop = asyncio.get_running_loop()
+        grace = max(server.background_timeout, server.verify_deadline, server.mutate_deadline) + 1.0
+        deadline = loop.time() + grace
+        while old.busy and loop.time() < deadline and not self._stop.is_set():
+            with suppress(TimeoutError):  # the engine has no "idle" event to wait on: poll it
+                await asyncio.wait_for(self._stop.wait(), 0.05)
+        if old.busy and not self._stop.is_set():
+            log.warning("closing the previous configuration's engine with work still in flight (grace over)")
+        await self._close(old)
+
+    async def _close(self, generation: Generation) -> None:
+        if generation.closed or not generation.owned:
+            return
+        generation.closed = True
+        try:
+            await generation.engine.close()
+        except Exception:
+            log.exception("closing the engine of configuration %s failed", generation.config.fingerprint)
+
+
+RELOADER = web.AppKey("reloader", ConfigReloader)
+
+
 async def _read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise ProtocolError(f"request body is {request.content_length} bytes, over the limit of {limit}")
@@ -127,24 +356,23 @@ def _json_response(body: object, status: int = 200) -> web.Response:
 def _provider_handler(endpoint: str) -> Callable[[web.Request], object]:
     async def handle(request: web.Request) -> web.Response:
         started = time.perf_counter()
-        engine = request.app[ENGINE]
-        config = request.app[CONFIG]
         metrics = request.app[METRICS]
-        server = config.server
         status = 200
-        try:
-            body = await _read_body(request, server.max_body_bytes)
-            api_version, keys = parse_request(body, RequestLimits(server.max_keys, server.max_key_bytes))
-        except ProtocolError as e:
-            status = 400
-            response = _json_response(error_response(str(e)), status=400)
-        else:
-            if endpoint == "verify":
-                outcomes = await engine.verify(keys, server.verify_deadline)
+        with request.app[RELOADER].use() as generation:
+            engine, server = generation.engine, generation.config.server
+            try:
+                body = await _read_body(request, server.max_body_bytes)
+                api_version, keys = parse_request(body, RequestLimits(server.max_keys, server.max_key_bytes))
+            except ProtocolError as e:
+                status = 400
+                response = _json_response(error_response(str(e)), status=400)
             else:
-                outcomes = await engine.mutate(keys, server.mutate_deadline)
-            _count(metrics, endpoint, outcomes)
-            response = _json_response(response_for(keys, outcomes, api_version))
+                if endpoint == "verify":
+                    outcomes = await engine.verify(keys, server.verify_deadline)
+                else:
+                    outcomes = await engine.mutate(keys, server.mutate_deadline)
+                _count(metrics, endpoint, outcomes)
+                response = _json_response(response_for(keys, outcomes, api_version))
         metrics.requests.labels(endpoint, str(status)).inc()
         metrics.request_latency.labels(endpoint).observe(time.perf_counter() - started)
         return response
@@ -169,9 +397,10 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 def _readiness(app: web.Application) -> web.Response:
-    if app.get(ENGINE) is None:
+    current = app[RELOADER].current
+    if current is None:
         return web.Response(status=503, text="starting\n")
-    return _json_response({"ready": True, "config": app[CONFIG].fingerprint})
+    return _json_response({"ready": True, "config": current.config.fingerprint})
 
 
 def _exposition(app: web.Application) -> web.Response:
@@ -187,19 +416,25 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 def build_app(
-    config: Config, metrics: Metrics | None = None, engine: Engine | None = None
+    config: Config,
+    metrics: Metrics | None = None,
+    engine: Engine | None = None,
+    *,
+    config_path: Path | None = None,
 ) -> web.Application:
-    """The aiohttp application; the engine and its HTTP client session live in its cleanup context."""
+    """The aiohttp application; the engines and their HTTP client sessions live in its cleanup context.
+
+    With `config_path` (the file `config` was loaded from) the configuration is reloaded when it changes.
+    """
+    # Bodies are streamed and checked against the active `maxBodyBytes` by the handlers, not by this.
     app = web.Application(client_max_size=config.server.max_body_bytes + 1)
-    app[CONFIG] = config
     app[METRICS] = metrics or (engine.metrics if engine is not None else Metrics())
+    app[RELOADER] = ConfigReloader(config, app[METRICS], path=config_path, engine=engine)
 
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
-        owned = engine is None
-        app[ENGINE] = engine if engine is not None else await Engine.create(config, app[METRICS])
+        await app[RELOADER].start()
         yield
-        if owned:
-            await app[ENGINE].close()
+        await app[RELOADER].stop()
 
     app.cleanup_ctx.append(engine_ctx)
     app.router.add_post("/v1/verify", _provider_handler("verify"))  # type: ignore[arg-type]
@@ -235,12 +470,14 @@ def _bound_port(site: web.TCPSite) -> int:
     return int(sockets[0].getsockname()[1]) if sockets else 0
 
 
-async def run_server(config: Config, *, ready: Callable[[int], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM. HTTPS only: a config without `server.tls` is refused."""
+async def run_server(
+    config: Config, *, config_path: Path | None = None, ready: Callable[[int], None] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM; SIGHUP reloads `config_path`. HTTPS only: `server.tls` is required."""
     if config.server.tls is None:
         raise ValueError("server.tls is required: Gatekeeper only talks to providers over HTTPS")
     reloader = CertificateReloader(config.server.tls)
-    app = build_app(config)
+    app = build_app(config, config_path=config_path)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(
@@ -249,12 +486,13 @@ async def run_server(config: Config, *, ready: Callable[[int], None] | None = No
     await site.start()
     port = _bound_port(site)
     log.info("countersign serving on https://%s:%d", config.server.address, port)
-    if ready is not None:
-        ready(port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, app[RELOADER].request_reload)
+    if ready is not None:
+        ready(port)
     health_runner: web.AppRunner | None = None
     if config.server.health_port is not None:
         health_runner = web.AppRunner(build_health_app(app), access_log=None, handle_signals=False)
@@ -265,6 +503,8 @@ async def run_server(config: Config, *, ready: Callable[[int], None] | None = No
     try:
         await stop.wait()
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
         if health_runner is not None:

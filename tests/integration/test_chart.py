@@ -26,7 +26,8 @@ pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "countersign"
 RELEASE, NAMESPACE = "countersign", "countersign"
-CONFIG_PATH = "/etc/countersign/config.yaml"
+CONFIG_DIR = "/etc/countersign/config"
+CONFIG_PATH = f"{CONFIG_DIR}/config.yaml"
 
 Doc = dict[str, Any]
 
@@ -265,12 +266,8 @@ def test_container_serves_the_mounted_config_with_probes_on_the_health_port(helm
     assert ports == {"https": 8443, "health": 8080}
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
-    assert mounts(docs)[CONFIG_PATH] == {
-        "name": "config",
-        "mountPath": CONFIG_PATH,
-        "subPath": "config.yaml",
-        "readOnly": True,
-    }
+    # No subPath: the kubelet updates a directory mount when the ConfigMap changes, and Countersign reloads.
+    assert mounts(docs)[CONFIG_DIR] == {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
     assert volumes(docs)["config"]["configMap"]["name"] == "countersign-config"
 
     # Gatekeeper's Service carries only the HTTPS port; the health port has its own Service.

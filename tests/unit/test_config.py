@@ -60,6 +60,7 @@ def full() -> Doc:
             },
             "limits": {"maxKeys": 50, "maxKeyBytes": 128, "maxBodyBytes": 2048},
             "deadlines": {"verify": "2s", "mutate": "800ms", "background": "1m"},
+            "configReloadInterval": "30s",
         },
         "cache": {"verdictTTL": "10m", "tagTTL": 5, "maxVerdicts": 7, "contentBytes": 1024},
         "limits": {"maxManifestBytes": 2048, "maxBlobBytes": 4096, "maxReferrers": 3, "maxReferrerPages": 2},
@@ -123,6 +124,7 @@ def test_every_field() -> None:
         verify_deadline=2.0,
         mutate_deadline=0.8,
         background_timeout=60.0,
+        config_reload_interval=30.0,
     )
     assert config.cache == CacheConfig(verdict_ttl=600.0, tag_ttl=5.0, max_verdicts=7, content_bytes=1024)
     assert config.limits == Limits(
@@ -262,6 +264,12 @@ ERRORS: list[tuple[str, Doc, str, str]] = [
         _set(("server", "tls"), {"certFile": "c", "keyFile": "k", "reloadInterval": "1ms"}),
         "server.tls.reloadInterval",
         "must be between",
+    ),
+    (
+        "config reload too fast",
+        _set(("server", "configReloadInterval"), "10ms"),
+        "server.configReloadInterval",
+        "between 0.1s and 3600s",
     ),
     ("negative ttl", _set(("cache", "verdictTTL"), -1), "cache.verdictTTL", "between 0s and 86400s"),
     ("negative maxVerdicts", _set(("cache", "maxVerdicts"), -1), "cache.maxVerdicts", "between 0 and"),

@@ -104,7 +104,8 @@ precedence.
 {{/* Mount points inside the container; the rendered configuration refers to these paths. */}}
 {{- define "countersign.paths" -}}
 {{- dict
-  "config" "/etc/countersign/config.yaml"
+  "configDir" "/etc/countersign/config"
+  "config" "/etc/countersign/config/config.yaml"
   "tlsDir" "/etc/countersign/tls"
   "clientCADir" "/etc/countersign/gatekeeper"
   "dockerDir" "/etc/countersign/docker"
