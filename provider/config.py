@@ -130,6 +130,9 @@ class Config:
     # The directory relative paths are resolved against: the configuration file's (parse_config's `base`).
     # Verifier options are resolved when the verifiers are built (verifiers.base.resolve_option_path).
     base_dir: Path = Path(".")
+    # Files besides the configuration itself that loading it reads for registry access (docker configs,
+    # password files, registry CA files): a reload is due when one of them changes (a rotated Secret).
+    credential_files: tuple[Path, ...] = ()
 
     def policy_for(self, reference: ImageReference, namespace: str | None) -> Policy | None:
         """The most specific policy whose scope matches the repository (and namespace, when set)."""
@@ -341,7 +344,9 @@ def _parse_server(r: _Reader, base: Path) -> ServerConfig:
     return server
 
 
-def _parse_registries(data: object, path: str, base: Path) -> dict[str, RegistrySettings]:
+def _parse_registries(
+    data: object, path: str, base: Path, read_files: list[Path] | None = None
+) -> dict[str, RegistrySettings]:
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -357,6 +362,8 @@ def _parse_registries(data: object, path: str, base: Path) -> dict[str, Registry
         if password is not None and password_file is not None:
             raise ConfigError(r.sub("passwordFile"), "set either password or passwordFile, not both")
         if password_file is not None:
+            if read_files is not None:
+                read_files.append(password_file)
             try:
                 password = password_file.read_text("utf-8").strip()
             except OSError as e:
@@ -367,6 +374,8 @@ def _parse_registries(data: object, path: str, base: Path) -> dict[str, Registry
         if min_tls not in ("1.2", "1.3"):
             raise ConfigError(r.sub("minTLS"), f"must be '1.2' or '1.3', got {min_tls!r}")
         ca_file = r.path_value("caFile", base)
+        if ca_file is not None and read_files is not None:
+            read_files.append(ca_file)
         insecure = r.boolean("insecure", False)
         if insecure and ca_file is not None:
             raise ConfigError(r.sub("caFile"), "has no effect with insecure: true (plain HTTP)")
@@ -518,7 +527,8 @@ def parse_config(data: object, base: Path = Path(".")) -> Config:
     )
     c.finish()
     limits = _parse_limits(r.child("limits"))
-    registries = _parse_registries(r.get("registries"), "registries", base)
+    credential_files: list[Path] = []
+    registries = _parse_registries(r.get("registries"), "registries", base, credential_files)
     a = r.child("auth")
     docker_configs = tuple(
         base / Path(p).expanduser()
@@ -539,6 +549,7 @@ def parse_config(data: object, base: Path = Path(".")) -> Config:
         policies=policies,
         fingerprint=_fingerprint(data),
         base_dir=base,
+        credential_files=(*docker_configs, *credential_files),
     )
 
 

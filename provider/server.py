@@ -136,12 +136,17 @@ class Generation:
         return self.requests > 0 or self.engine.in_flight > 0
 
 
-def _file_digest(path: Path) -> str:
-    """The contents' hash: Kubernetes swaps a ConfigMap volume's symlinks, so mtimes say little."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as e:
-        return f"unreadable: {e}"
+def _file_digest(path: Path, others: tuple[Path, ...] = ()) -> str:
+    """The hash of the contents of `path` and `others`: Kubernetes swaps a ConfigMap or Secret volume's
+    symlinks, so mtimes say little."""
+    digest = hashlib.sha256()
+    for file in (path, *others):
+        try:
+            data = file.read_bytes()
+        except OSError as e:
+            data = f"unreadable: {e}".encode()
+        digest.update(hashlib.sha256(str(file).encode() + b"\0" + data).digest())
+    return digest.hexdigest()
 
 
 class ConfigReloader:
@@ -179,7 +184,7 @@ class ConfigReloader:
     async def start(self) -> None:
         """Build the first engine (inside the running loop) and, with a file, start watching it."""
         if self.path is not None:
-            self._digest = await asyncio.to_thread(_file_digest, self.path)
+            self._digest = await asyncio.to_thread(_file_digest, self.path, self._initial.credential_files)
         engine = self._engine or await Engine.create(self._initial, self.metrics)
         self.current = Generation(self._initial, engine, owned=self._engine is None)
         self.metrics.config_last_reload_successful.set(1)
@@ -238,7 +243,10 @@ class ConfigReloader:
         async with self._lock:
             if self._stop.is_set() or self.current is None:
                 return None
-            digest = await asyncio.to_thread(_file_digest, self.path)
+            # The files the serving configuration read besides itself: a rotated docker config or password
+            # file (a Secret) is picked up like a changed configuration.
+            watched = self.current.config.credential_files
+            digest = await asyncio.to_thread(_file_digest, self.path, watched)
             if digest == self._digest and not force:
                 return None
             # Recorded before loading: a broken file is reported once, not at every check.
@@ -252,6 +260,8 @@ class ConfigReloader:
                 self._failed(e, old.config)
                 return False
             self.current = Generation(config, engine)
+            # Over the files this configuration reads (the set may have changed with it).
+            self._digest = await asyncio.to_thread(_file_digest, self.path, config.credential_files)
             self.reloads += 1
             self.metrics.config_reloads.labels("success").inc()
             self.metrics.config_last_reload_successful.set(1)

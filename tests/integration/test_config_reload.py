@@ -230,3 +230,26 @@ async def test_a_request_in_flight_finishes_on_the_engine_it_started_with(
         assert not await allowed(url, pki, image.pinned)  # new requests: the new policy (sbom)
         await until(lambda: old.closed)
     assert "work still in flight" not in caplog.text
+
+
+async def test_a_rotated_credential_file_reloads_the_configuration(
+    olareg_registry: Registry, pki: Pki, tmp_path: Path
+) -> None:
+    """A docker config named by auth.dockerConfigs (a mounted Secret) changes: the configuration reloads,
+    without a change to the configuration file itself."""
+    path = tmp_path / "config.yaml"
+    docker = tmp_path / "docker" / "config.json"
+    docker.parent.mkdir()
+    docker.write_text('{"auths": {}}')
+    write_config(path, pki, olareg_registry, ["pinned"])
+    doc = yaml.safe_load(path.read_text())
+    doc["auth"] = {"dockerConfigs": [str(docker)]}
+    path.write_text(yaml.safe_dump(doc))
+    assert load_config(path).credential_files == (docker,)
+    async with serving(path) as (_url, reloader):
+        await asyncio.sleep(0.3)
+        assert reloader.reloads == 0  # nothing changed: no reload
+        docker.write_text('{"auths": {"registry.example": {"auth": "dXNlcjpwYXNz"}}}')
+        await until(lambda: reloader.reloads == 1)
+        await asyncio.sleep(0.3)
+        assert reloader.reloads == 1  # the digest follows the new generation's files: no churn
