@@ -16,6 +16,7 @@ of every verdict cache key, so a new configuration never serves a verdict made u
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import math
@@ -164,13 +165,23 @@ def scope_specificity(scope: str, reference: ImageReference) -> tuple[int, int] 
     A scope without `/` names a whole registry (`registry.example.com` means `registry.example.com/*`).
     """
     name = reference.name
+    pattern, glob, literal = _compiled_scope(scope)
+    if glob is None:
+        return (1, literal) if pattern == name else None
+    return (0, literal) if glob.match(name) else None
+
+
+_GLOB_META_RE = re.compile(r"\[[^\]]*\]|[*?]")
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_scope(scope: str) -> tuple[str, re.Pattern[str] | None, int]:
+    """A scope's normalized pattern, its compiled glob (None when literal) and its literal length: worked
+    out once per scope, not at every key (`fnmatchcase` is exactly a match of `fnmatch.translate`)."""
     pattern = normalize_scope(scope)
     if not any(c in pattern for c in "*?["):
-        return (1, len(pattern)) if pattern == name else None
-    if not fnmatch.fnmatchcase(name, pattern):
-        return None
-    literal = len(re.sub(r"\[[^\]]*\]|[*?]", "", pattern))
-    return (0, literal)
+        return pattern, None, len(pattern)
+    return pattern, re.compile(fnmatch.translate(pattern)), len(_GLOB_META_RE.sub("", pattern))
 
 
 # --- parsing ----------------------------------------------------------------------------------------

@@ -134,7 +134,6 @@ class Engine:
         # Bounds: verifications running at once, and verifications in flight (running, queued or
         # finishing in the background). Past the second bound new keys are undecided at once.
         self._slots = asyncio.Semaphore(config.server.max_concurrent_verifications)
-        self.max_in_flight = config.server.max_in_flight_verifications
 
     @classmethod
     async def create(cls, config: Config, metrics: Metrics | None = None) -> Engine:
@@ -313,10 +312,11 @@ class Engine:
             if ref.digest is not None:
                 results[raw] = Decided(raw)  # already pinned: never rewrite what the user pinned
                 continue
-            if str(ref) not in self._pins and self._overloaded():
+            pin = str(ref)
+            if pin not in self._pins and self._overloaded():
                 results[raw] = OVERLOADED
                 continue
-            tasks[raw] = self._pins.task(str(ref), functools.partial(self._bounded, self._pin, ref))
+            tasks[raw] = self._pins.task(pin, functools.partial(self._bounded, self._pin, ref))
         await self._wait(tasks, budget, results)
         return results
 
@@ -326,7 +326,7 @@ class Engine:
         return len(self._verifications) + len(self._pins)
 
     def _overloaded(self) -> bool:
-        return self.in_flight >= self.max_in_flight
+        return self.in_flight >= self.config.server.max_in_flight_verifications
 
     async def _pin(self, ref: ImageReference) -> Outcome:
         try:

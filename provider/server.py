@@ -57,6 +57,19 @@ def make_server_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     return ctx
 
 
+def _file_digest(*files: Path) -> str:
+    """The hash of the contents of `files`: Kubernetes swaps a ConfigMap or Secret volume's symlinks, so
+    mtimes say little."""
+    digest = hashlib.sha256()
+    for file in files:
+        try:
+            data = file.read_bytes()
+        except OSError as e:
+            data = f"unreadable: {e}".encode()
+        digest.update(hashlib.sha256(str(file).encode() + b"\0" + data).digest())
+    return digest.hexdigest()
+
+
 class CertificateReloader:
     """Swaps in a new server context when the certificate, key or client CA files change.
 
@@ -84,14 +97,7 @@ class CertificateReloader:
         return files
 
     def _files_fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for f in self._files():
-            try:
-                h.update(f.read_bytes())
-            except OSError:
-                h.update(b"<missing>")
-            h.update(b"\0")
-        return h.hexdigest()
+        return _file_digest(*self._files())
 
     def check(self) -> bool:
         """Reload when the files changed; True when a new context is now in service."""
@@ -136,19 +142,6 @@ class Generation:
         return self.requests > 0 or self.engine.in_flight > 0
 
 
-def _file_digest(path: Path, others: tuple[Path, ...] = ()) -> str:
-    """The hash of the contents of `path` and `others`: Kubernetes swaps a ConfigMap or Secret volume's
-    symlinks, so mtimes say little."""
-    digest = hashlib.sha256()
-    for file in (path, *others):
-        try:
-            data = file.read_bytes()
-        except OSError as e:
-            data = f"unreadable: {e}".encode()
-        digest.update(hashlib.sha256(str(file).encode() + b"\0" + data).digest())
-    return digest.hexdigest()
-
-
 class ConfigReloader:
     """The configuration in service, and its replacement when the file changes or on SIGHUP.
 
@@ -179,12 +172,12 @@ class ConfigReloader:
         self._digest = ""
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()  # the watcher, SIGHUP reloads, retiring generations
+        self._tasks: set[asyncio.Task[object]] = set()  # the watcher, SIGHUP reloads, retiring generations
 
     async def start(self) -> None:
         """Build the first engine (inside the running loop) and, with a file, start watching it."""
         if self.path is not None:
-            self._digest = await asyncio.to_thread(_file_digest, self.path, self._initial.credential_files)
+            self._digest = await asyncio.to_thread(_file_digest, self.path, *self._initial.credential_files)
         engine = self._engine or await Engine.create(self._initial, self.metrics)
         self.current = Generation(self._initial, engine, owned=self._engine is None)
         self.metrics.config_last_reload_successful.set(1)
@@ -217,12 +210,9 @@ class ConfigReloader:
         if self.path is None:
             log.warning("SIGHUP: no configuration file to reload")
             return
-        self._spawn(self._reload_quietly())
+        self._spawn(self.reload(force=True))
 
-    async def _reload_quietly(self) -> None:
-        await self.reload(force=True)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -246,7 +236,7 @@ class ConfigReloader:
             # The files the serving configuration read besides itself: a rotated docker config or password
             # file (a Secret) is picked up like a changed configuration.
             watched = self.current.config.credential_files
-            digest = await asyncio.to_thread(_file_digest, self.path, watched)
+            digest = await asyncio.to_thread(_file_digest, self.path, *watched)
             if digest == self._digest and not force:
                 return None
             # Recorded before loading: a broken file is reported once, not at every check.
@@ -261,7 +251,7 @@ class ConfigReloader:
                 return False
             self.current = Generation(config, engine)
             # Over the files this configuration reads (the set may have changed with it).
-            self._digest = await asyncio.to_thread(_file_digest, self.path, config.credential_files)
+            self._digest = await asyncio.to_thread(_file_digest, self.path, *config.credential_files)
             self.reloads += 1
             self.metrics.config_reloads.labels("success").inc()
             self.metrics.config_last_reload_successful.set(1)
@@ -406,23 +396,16 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
-def _readiness(app: web.Application) -> web.Response:
-    current = app[RELOADER].current
+async def _readyz(request: web.Request) -> web.Response:
+    current = request.app[RELOADER].current
     if current is None:
         return web.Response(status=503, text="starting\n")
     return _json_response({"ready": True, "config": current.config.fingerprint})
 
 
-def _exposition(app: web.Application) -> web.Response:
-    return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def _readyz(request: web.Request) -> web.Response:
-    return _readiness(request.app)
-
-
 async def _metrics(request: web.Request) -> web.Response:
-    return _exposition(request.app)
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def build_app(
@@ -461,16 +444,12 @@ def build_health_app(main: web.Application) -> web.Application:
     It serves nothing else: verification stays on the mutual-TLS listener.
     """
     health = web.Application()
-
-    async def readyz(request: web.Request) -> web.Response:
-        return _readiness(main)
-
-    async def metrics(request: web.Request) -> web.Response:
-        return _exposition(main)
-
+    # The same handlers, on the main application's configuration and metrics.
+    health[RELOADER] = main[RELOADER]
+    health[METRICS] = main[METRICS]
     health.router.add_get("/healthz", _healthz)
-    health.router.add_get("/readyz", readyz)
-    health.router.add_get("/metrics", metrics)
+    health.router.add_get("/readyz", _readyz)
+    health.router.add_get("/metrics", _metrics)
     return health
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,12 @@ from provider.config import (
     TLSConfig,
     VerifierConfig,
     load_config,
+    normalize_scope,
     parse_config,
     parse_duration,
+    scope_specificity,
 )
-from provider.reference import parse_reference
+from provider.reference import ImageReference, parse_reference
 from provider.registry.auth import Credentials
 from provider.registry.client import Limits, RegistrySettings
 
@@ -910,3 +914,21 @@ def test_load_config_refuses_yaml_object_tags(tmp_path: Path) -> None:
     path.write_text("verifiers: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    scope=st.text(alphabet="ab/.*?[]!-", min_size=1, max_size=10),
+    repository=st.text(alphabet="ab/.-", min_size=1, max_size=10),
+)
+def test_scope_specificity_is_fnmatchcase_on_the_normalized_scope(scope: str, repository: str) -> None:
+    """The per-scope compiled form (worked out once) answers as `fnmatchcase` on the normalized scope."""
+    pattern = normalize_scope(scope)
+    reference = ImageReference(registry="a.b", repository=repository)
+    if not any(c in pattern for c in "*?["):
+        expected = (1, len(pattern)) if pattern == reference.name else None
+    elif fnmatch.fnmatchcase(reference.name, pattern):
+        expected = (0, len(re.sub(r"\[[^\]]*\]|[*?]", "", pattern)))
+    else:
+        expected = None
+    assert scope_specificity(scope, reference) == expected
