@@ -74,6 +74,13 @@ class _Failure:
     message: str
 
 
+def _failed(failures: list[_Failure], what: str, **details: Any) -> Report:
+    """The report when every candidate failed: the first failure's reason, every failure's message."""
+    first = failures[0]
+    more = f" (and {len(failures) - 1} more {what} failed)" if len(failures) > 1 else ""
+    return Report.fail(first.reason, first.message + more, **details, failures=[f.message for f in failures])
+
+
 def _parse_age(value: object) -> timedelta:
     # Local import: provider.config is not needed by plugin authors who only read this module.
     from provider.config import ConfigError, parse_duration
@@ -156,15 +163,7 @@ class SbomVerifier:
             if isinstance(result, Report):
                 return result
             failures.append(result)
-        first = failures[0]
-        return Report.fail(
-            first.reason,
-            first.message
-            if len(failures) == 1
-            else f"{first.message} (and {len(failures) - 1} more SBOMs failed)",
-            candidates=len(candidates),
-            failures=[f.message for f in failures],
-        )
+        return _failed(failures, "SBOMs", candidates=len(candidates))
 
     async def _verify_attested(self, subject: Subject, context: Context, attested_by: str) -> Report:
         if self._attester is None:
@@ -204,16 +203,7 @@ class SbomVerifier:
             if isinstance(result, Report):
                 return result
             failures.append(result)
-        first = failures[0]
-        return Report.fail(
-            first.reason,
-            first.message
-            if len(failures) == 1
-            else f"{first.message} (and {len(failures) - 1} more SBOM attestations failed)",
-            attestedBy=attested_by,
-            candidates=len(candidates),
-            failures=[f.message for f in failures],
-        )
+        return _failed(failures, "SBOM attestations", attestedBy=attested_by, candidates=len(candidates))
 
     async def _check_attested(
         self, attestation: VerifiedAttestation, media_type: str, attested_by: str

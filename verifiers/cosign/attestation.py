@@ -15,7 +15,7 @@ from typing import Any
 from cryptography import x509
 
 from verifiers.cosign.anchors import find_key_signature, untrusted_failure
-from verifiers.cosign.common import Failure, Verified, fail, rfc3339
+from verifiers.cosign.common import Failure, Verified, fail
 from verifiers.cosign.dsse import envelope_from_json, statement_for
 from verifiers.cosign.keyless import verify_keyless
 from verifiers.cosign.keys import PublicKey, verify_signature
@@ -69,9 +69,7 @@ def verify_legacy_attestation(
             now=now,
         )
         if verified is not None:
-            details["logIndex"] = verified.log_index
-            if verified.integrated_time is not None:
-                details["integratedTime"] = rfc3339(verified.integrated_time)
+            details.update(verified.details())
         statement = statement_for(envelope, expected_digest)
         return Verified(
             anchor=key.name,

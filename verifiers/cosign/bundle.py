@@ -155,9 +155,7 @@ def _verify_key_bundle(
         entries(), signed, root=root, require=policy.require_tlog, need_time=False, now=now
     )
     if verified is not None:
-        details["logIndex"] = verified.log_index
-        if verified.integrated_time is not None:
-            details["integratedTime"] = rfc3339(verified.integrated_time)
+        details.update(verified.details())
 
     if envelope is not None:
         statement = statement_for(envelope, expected_digest)

@@ -39,6 +39,7 @@ from verifiers.cosign.model import (
     SIMPLE_SIGNING_MEDIA_TYPE,
     BundleCandidate,
     Candidate,
+    Format,
     SimpleSigningCandidate,
 )
 
@@ -84,6 +85,12 @@ def _decode_b64(value: str | None) -> bytes | None:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         return b""  # present but not base64: the core reports the signature as invalid
+
+
+def _annotations(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A manifest's or layer's annotations; {} when absent or not a JSON object."""
+    annotations = obj.get("annotations")
+    return annotations if isinstance(annotations, dict) else {}
 
 
 class _Walker:
@@ -135,28 +142,26 @@ class _Walker:
             manifest = await self.manifest(descriptor.digest)
         if not self.subject_matches(manifest):
             raise ValueError(f"its subject is not {self.subject.digest}")
-        annotations = manifest.get("annotations") if isinstance(manifest.get("annotations"), dict) else {}
+        annotations = _annotations(manifest)
         for layer in self.layers(manifest):
             if self.full():
                 return
             media_type = layer.get("mediaType")
             if fmt == "bundle" and media_type == ARTIFACT_TYPE_BUNDLE:
-                data = await self.blob(layer)
-                self.candidates.append(
-                    BundleCandidate(
-                        format="bundle",
-                        manifest_digest=descriptor.digest,
-                        bundle=data,
-                        annotations=annotations or {},
-                    )
-                )
+                await self.bundle(layer, "bundle", descriptor.digest, annotations)
             elif fmt == "oci-1.1" and media_type == SIMPLE_SIGNING_MEDIA_TYPE:
                 await self.simple_signing(layer, "oci-1.1", descriptor.digest)
 
+    async def bundle(
+        self, layer: Mapping[str, Any], fmt: Format, manifest_digest: str, annotations: Mapping[str, Any]
+    ) -> None:
+        data = await self.blob(layer)
+        self.candidates.append(
+            BundleCandidate(format=fmt, manifest_digest=manifest_digest, bundle=data, annotations=annotations)
+        )
+
     async def simple_signing(self, layer: Mapping[str, Any], fmt: str, manifest_digest: str) -> None:
-        annotations = layer.get("annotations") or {}
-        if not isinstance(annotations, dict):
-            annotations = {}
+        annotations = _annotations(layer)
         payload = await self.blob(layer)
         signature = _decode_b64(annotations.get(ANNOTATION_SIGNATURE))
 
@@ -191,16 +196,7 @@ class _Walker:
             if suffix == "sig" and media_type == SIMPLE_SIGNING_MEDIA_TYPE:
                 await self.simple_signing(layer, "legacy", target.digest)
             elif suffix == "att" and media_type == DSSE_MEDIA_TYPE:
-                annotations = layer.get("annotations") or {}
-                data = await self.blob(layer)
-                self.candidates.append(
-                    BundleCandidate(
-                        format="legacy-att",
-                        manifest_digest=target.digest,
-                        bundle=data,
-                        annotations=annotations if isinstance(annotations, dict) else {},
-                    )
-                )
+                await self.bundle(layer, "legacy-att", target.digest, _annotations(layer))
 
 
 def _first(error: BaseException) -> BaseException:

@@ -9,7 +9,7 @@ LEN is the length in bytes, in ASCII decimal, without leading zeros.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from verifiers.cosign.common import LIMITS, b64decode, fail, get_list, get_obj, get_str, load_json
@@ -87,6 +87,7 @@ class Statement:
     type: str
     predicate_type: str
     subject_digests: tuple[dict[str, str], ...]
+    predicate: Any = field(default=None, compare=False, repr=False)  # parsed JSON; None when absent
 
     def names_digest(self, digest: str) -> bool:
         """Whether a subject carries `digest` (`algorithm:hex`), compared under the same algorithm."""
@@ -117,7 +118,12 @@ def parse_statement(envelope: Envelope) -> Statement:
     for index, subject in enumerate(subjects):
         digest = get_obj(subject, "digest", f"in-toto statement subject {index}")
         digests.append({str(k): v for k, v in digest.items() if isinstance(v, str)})
-    return Statement(type=statement_type, predicate_type=predicate_type, subject_digests=tuple(digests))
+    return Statement(
+        type=statement_type,
+        predicate_type=predicate_type,
+        subject_digests=tuple(digests),
+        predicate=document.get("predicate"),
+    )
 
 
 def statement_for(envelope: Envelope, expected_digest: str) -> Statement:

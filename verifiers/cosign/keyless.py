@@ -107,6 +107,14 @@ _GITHUB_CLAIMS: dict[str, ObjectIdentifier] = {
     "github_workflow_ref": OID_GITHUB_WORKFLOW_REF,
 }
 _MAX_CERTIFICATE_PEM_BYTES = 64 * 1024
+# Fulcio certificates are client certificates with the code-signing EKU instead of client-auth; the EKU is
+# checked by `_profile`, every other WebPKI extension rule stays. Built once: the policies are immutable.
+_CA_POLICY = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+    x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+)
+_EE_POLICY = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+    x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+)
 
 
 # --- parsing --------------------------------------------------------------------------------------------
@@ -249,14 +257,6 @@ def verify_chain(
 ) -> list[x509.Certificate]:
     """The path from the leaf to a Fulcio CA of `root` that issued it (in its window), valid at `at`."""
     issued = leaf.not_valid_before_utc
-    # Fulcio certificates are client certificates with the code-signing EKU instead of client-auth; the EKU
-    # is checked by `_profile`, every other WebPKI extension rule stays.
-    ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
-        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
-    )
-    ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
-        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
-    )
     errors: list[str] = []
     for authority in root.certificate_authorities:
         if not authority.window.contains(issued):
@@ -266,7 +266,7 @@ def verify_chain(
             .store(Store(list(authority.certificates)))
             .time(at)
             .max_chain_depth(LIMITS.max_chain_certificates)
-            .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
             .build_client_verifier()
         )
         try:
@@ -480,9 +480,8 @@ def verify_keyless(
         "certificateSerial": facts.serial,
     }
     if verified is not None:
-        assert verified.integrated_time is not None
-        details["logIndex"] = verified.log_index
-        details["integratedTime"] = rfc3339(verified.integrated_time)
+        assert verified.integrated_time is not None  # need_time: keyless reports both
+        details.update(verified.details())
     if stamp is not None:
         details.update(stamp.details())
     details.update({_camel(k): v for k, v in facts.github.items()})

@@ -92,6 +92,13 @@ class VerifiedEntry:
     integrated_time: datetime | None  # set only when a signed entry timestamp vouches for it
     evidence: tuple[str, ...]  # "inclusionPromise", "inclusionProof"
 
+    def details(self) -> dict[str, Any]:
+        """What a verified candidate reports: the log index, and the integrated time when one is signed."""
+        details: dict[str, Any] = {"logIndex": self.log_index}
+        if self.integrated_time is not None:
+            details["integratedTime"] = rfc3339(self.integrated_time)
+        return details
+
 
 # --- parsing --------------------------------------------------------------------------------------------
 

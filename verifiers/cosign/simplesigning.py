@@ -36,7 +36,7 @@ from typing import Any
 from cryptography import x509
 
 from verifiers.cosign.anchors import untrusted_failure
-from verifiers.cosign.common import LIMITS, Failure, Verified, fail, get_obj, get_str, load_json, rfc3339
+from verifiers.cosign.common import LIMITS, Failure, Verified, fail, get_obj, get_str, load_json
 from verifiers.cosign.keyless import verify_keyless
 from verifiers.cosign.keys import PublicKey, verify_signature
 from verifiers.cosign.model import Reason, SimpleSigningCandidate, TrustedKey, TrustPolicy
@@ -96,9 +96,7 @@ def _verify_with_key(
         entries, signed, root=root, require=policy.require_tlog, need_time=False, now=now
     )
     if verified is not None:
-        details["logIndex"] = verified.log_index
-        if verified.integrated_time is not None:
-            details["integratedTime"] = rfc3339(verified.integrated_time)
+        details.update(verified.details())
     if candidate.rfc3161_timestamp is not None and root is not None:
         stamp = verify_cosign_timestamp(candidate.rfc3161_timestamp, candidate.signature, root)
         details.update(stamp.details())

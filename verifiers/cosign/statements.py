@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from verifiers.cosign.common import fail, get_obj, get_str, load_json
+from verifiers.cosign.common import fail, get_obj, load_json
 from verifiers.cosign.dsse import Envelope, envelope_from_json, envelope_from_obj, statement_for
 from verifiers.cosign.model import BundleCandidate, Candidate, CandidateResult, Reason
 
@@ -65,14 +65,13 @@ def attested_statement(
             f"statement predicate type {statement.predicate_type!r} is not the verified "
             f"{result.predicate_type!r}",
         )
-    document = load_json(envelope.payload, "in-toto statement")
-    predicate = document.get("predicate") if isinstance(document, dict) else None
+    predicate = statement.predicate
     try:
         serialized = json.dumps(predicate, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
     except ValueError as exc:  # a number that overflowed to infinity
         fail(Reason.MALFORMED, f"in-toto statement predicate cannot be represented as JSON: {exc}")
     return AttestedStatement(
-        statement_type=get_str(document, "_type", "in-toto statement"),
+        statement_type=statement.type,
         predicate_type=statement.predicate_type,
         predicate=serialized.encode("ascii"),
     )
