@@ -61,7 +61,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from verifiers.notation._timestamp import TimestampError, verify_countersignature
 from verifiers.notation.model import SIGNING_SCHEME_X509_SIGNING_AUTHORITY, VerifiedEnvelope
-from verifiers.notation.revocation import ChainStatus
+from verifiers.notation.revocation import ChainStatus, is_revocable
 from verifiers.notation.trustpolicy import Action, TrustPolicy, Validation
 
 __all__ = [
@@ -73,6 +73,7 @@ __all__ = [
     "StoreType",
     "TrustStoreError",
     "TrustStores",
+    "check_store_certificate",
     "evaluate",
     "load_trust_store_dir",
     "subject_pairs",
@@ -166,7 +167,9 @@ def _read_certificates(path: Path) -> list[x509.Certificate]:
     return certs
 
 
-def _check_store_certificate(kind: StoreType, cert: x509.Certificate, where: str) -> None:
+def check_store_certificate(kind: StoreType, cert: x509.Certificate, where: str) -> None:
+    """Refuse `cert` in a `kind` store (`TrustStoreError` naming `where`): a `ca` or `signingAuthority` store
+    holds CA certificates or self-signed leaves, a `tsa` store root CAs only. Shared by both store loaders."""
     subject = cert.subject.rfc4514_string()
     if kind == "tsa":
         if not (_is_ca(cert) and _self_signed(cert)):
@@ -221,7 +224,7 @@ def load_trust_store_dir(path: str | os.PathLike[str]) -> dict[tuple[str, str], 
                 if not file.lower().endswith(CERTIFICATE_SUFFIXES):
                     continue
                 for cert in _read_certificates(file_path):
-                    _check_store_certificate(kind, cert, str(file_path))
+                    check_store_certificate(kind, cert, str(file_path))
                     if cert not in certs:
                         certs.append(cert)
                 if len(certs) > MAX_CERTIFICATES_PER_STORE:
@@ -412,20 +415,6 @@ def _outside_validity(chain: Sequence[x509.Certificate], earliest: datetime, lat
     return None
 
 
-def _is_revocable(cert: x509.Certificate) -> bool:
-    try:
-        access = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-        if any(d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP for d in access):
-            return True
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        cert.extensions.get_extension_for_class(x509.CRLDistributionPoints)
-        return True
-    except x509.ExtensionNotFound:
-        return False
-
-
 # --- evaluation ---------------------------------------------------------------------------------------
 
 
@@ -531,7 +520,7 @@ class _Run:
         # notation-go verifyTimestamp step 5: the timestamping chain's revocation (the root is not checked).
         if not stamp.chain:
             return False, f"timestamp {at}: the timestamping certificate chain is unknown"
-        if not any(_is_revocable(cert) for cert in stamp.chain[:-1]):
+        if not any(is_revocable(cert) for cert in stamp.chain[:-1]):
             tsa_note = "the TSA chain names no OCSP responder or CRL (not revocable)"
         else:
             outcome = self.timestamp_revocation_outcome
@@ -556,7 +545,7 @@ class _Run:
         return True, f"timestamp {at} verified; the chain was valid then; {tsa_note}"
 
     def revocation(self) -> tuple[bool | None, str]:
-        if not any(_is_revocable(cert) for cert in self.envelope.signer.certificate_chain):
+        if not any(is_revocable(cert) for cert in self.envelope.signer.certificate_chain):
             return True, "no certificate of the chain names an OCSP responder or CRL (not revocable)"
         outcome = self.revocation_outcome
         if outcome is None:

@@ -33,7 +33,7 @@ from verifiers.notation.trust import (
     MAX_CERTIFICATE_FILE_BYTES,
     MAX_CERTIFICATES_PER_STORE,
     TrustStoreError,
-    _check_store_certificate,
+    check_store_certificate,
 )
 from verifiers.notation.trustpolicy import TrustStoreRef, parse_trust_store_ref
 
@@ -135,7 +135,7 @@ def _store(item: object, path: str) -> tuple[TrustStoreRef, tuple[x509.Certifica
     certificates: list[x509.Certificate] = []
     for cert in parsed:
         try:
-            _check_store_certificate(ref.type, cert, str(ref))
+            check_store_certificate(ref.type, cert, str(ref))
         except TrustStoreError as exc:
             raise OptionsError(f"{path}.pem", f"trust store {ref}: {exc.message}") from exc
         if cert not in certificates:

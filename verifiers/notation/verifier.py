@@ -71,7 +71,6 @@ ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
 THUMBPRINT_ANNOTATION = "io.cncf.notary.x509chain.thumbprint#S256"
 MAX_SIGNATURES = 32
 MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
-_ENVELOPE_TYPES = (JWS_MEDIA_TYPE, COSE_MEDIA_TYPE)
 _KNOWN_OPTIONS = ("trustPolicy", "trustStore", INLINE_STORES)
 
 
@@ -106,6 +105,10 @@ _PRECEDENCE = (
 )
 
 
+def _thumbprint(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
 def _rfc3339(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment is not None else None
 
@@ -124,6 +127,11 @@ class NotationVerifier:
         self.policies = self._load_policy(options.get("trustPolicy"))
         directory, inline = self._store_directory(options.get("trustStore")), options.get(INLINE_STORES)
         self.stores = self._load_stores(directory, inline)
+        # SHA-256 thumbprints of each store's certificates, hashed once here rather than on every request.
+        self._store_thumbprints = {
+            key: frozenset(_thumbprint(cert) for cert in certificates)
+            for key, certificates in self.stores.items()
+        }
         for i, policy in enumerate(self.policies.policies):
             for j, ref in enumerate(policy.trust_stores):
                 if (ref.type, ref.name) not in self.stores:
@@ -205,8 +213,7 @@ class NotationVerifier:
         out: set[str] = set()
         for ref in policy.trust_stores:
             if ref.type in ("ca", "signingAuthority"):
-                for cert in self.stores.get((ref.type, ref.name), ()):
-                    out.add(hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest())
+                out.update(self._store_thumbprints.get((ref.type, ref.name), ()))
         return out
 
     async def verify(self, subject: Subject, context: Context) -> Report:
