@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.stats import Row, peak_rss_mib, summarize
+from bench.stats import Row, summarize, summary_row
 from tests.support import cosign, notation
 from tests.support.admission import Admission, install, pod, push_images, start_countersign
 from tests.support.cosign import CosignEnv
@@ -70,14 +70,8 @@ def _dry_run(admission: Admission, context: ssl.SSLContext, namespace: str, imag
 
 def _row(scenario: str, samples: list[float], detail: str) -> Row:
     summary = summarize(samples)
-    return Row(
-        scenario=scenario,
-        runs=summary.count,
-        summary=summary,
-        throughput=f"{summary.count / summary.total:,.1f} Pods/s, sequential",
-        peak_rss_mib=peak_rss_mib(),
-        details={"measure": detail, "samples_s": samples},
-    )
+    throughput = f"{summary.count / summary.total:,.1f} Pods/s, sequential"
+    return summary_row(scenario, summary, throughput, {"measure": detail, "samples_s": samples})
 
 
 def admission_scenarios(registry: Registry, workdir: Path, runs: int) -> list[Row]:

@@ -31,9 +31,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bench.signed import SignedImage, cold_signed_scenario
+from bench.signed import SignedImage, cold_signed_scenario, single_verifier_config
 from bench.stats import Row, cpu_row
-from provider.config import Config, parse_config
+from provider.config import Config
 from tests.support import cosign
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.images import PushedImage, push_image
@@ -177,21 +177,10 @@ def sign_images(
 
 
 def cosign_config(registry: Registry, key: KeyPair) -> Config:
-    return parse_config(
-        {
-            "registries": {registry.host: {"insecure": True}},
-            "verifiers": {
-                "cosign": {
-                    "type": "cosign",
-                    "options": {
-                        "keys": [{"name": "bench", "path": str(key.public_path)}],
-                        "transparencyLog": "skip",
-                    },
-                }
-            },
-            "policies": [{"name": "default", "scopes": ["*"], "allOf": ["cosign"]}],
-            "cache": {"tagTTL": 3600, "verdictTTL": 3600},
-        }
+    return single_verifier_config(
+        registry.host,
+        "cosign",
+        {"keys": [{"name": "bench", "path": str(key.public_path)}], "transparencyLog": "skip"},
     )
 
 

@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.signed import SignedImage, cold_signed_scenario
+from bench.signed import SignedImage, cold_signed_scenario, single_verifier_config
 from bench.stats import Row, cpu_row
-from provider.config import Config, parse_config
+from provider.config import Config
 from tests.support import notation
 from tests.support.images import PushedImage, push_image
 from tests.support.notation import NotationEnv, SignatureFormat
@@ -244,21 +244,13 @@ def sign_images(registry: Registry, env: NotationEnv, count: int, workers: int) 
 
 
 def notation_config(registry: Registry, env: NotationEnv) -> Config:
-    return parse_config(
+    return single_verifier_config(
+        registry.host,
+        "notation",
         {
-            "registries": {registry.host: {"insecure": True}},
-            "verifiers": {
-                "notation": {
-                    "type": "notation",
-                    "options": {
-                        "trustPolicy": str(env.trust_policy_file),
-                        "trustStore": str(env.trust_store_dir("ca", _KEY).parents[2]),
-                    },
-                }
-            },
-            "policies": [{"name": "default", "scopes": ["*"], "allOf": ["notation"]}],
-            "cache": {"tagTTL": 3600, "verdictTTL": 3600},
-        }
+            "trustPolicy": str(env.trust_policy_file),
+            "trustStore": str(env.trust_store_dir("ca", _KEY).parents[2]),
+        },
     )
 
 

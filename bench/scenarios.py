@@ -50,7 +50,7 @@ import trustme
 from aiohttp import web
 
 from bench.load import LoadResult, LoadSpec, check_provider_response, run_load
-from bench.stats import Row, peak_rss_mib, summarize
+from bench.stats import Row, batch_row, summarize, summary_row
 from provider.config import Config, parse_config
 from provider.engine import Decided, Engine, Outcome
 from provider.server import CertificateReloader, build_app
@@ -172,19 +172,9 @@ async def cold_scenarios(config: Config, images: Sequence[PushedImage], options:
         for _ in range(runs):
             gc.collect()
             samples.append(await cold_run(config, keys))
-        summary = summarize(samples)
-        rate = size * summary.count / summary.total
-        rows.append(
-            Row(
-                scenario=f"cold verify, {size} image{'s' if size > 1 else ''}",
-                runs=summary.count,
-                summary=summary,
-                throughput=f"{rate:,.1f} images/s",
-                peak_rss_mib=peak_rss_mib(),
-                details={"batch": size, "images_per_second": rate, "samples_s": samples},
-            )
-        )
-        log.info("cold batch of %d: median %.1f ms", size, summary.median * 1000)
+        row = batch_row(f"cold verify, {size} image{'s' if size > 1 else ''}", samples, size)
+        rows.append(row)
+        log.info("cold batch of %d: median %.1f ms", size, row.summary.median * 1000)
     return rows
 
 
@@ -295,13 +285,11 @@ async def warm_scenario(
         raise BenchError(f"warm /v1/verify: negotiated {result.tls_version!r}, not TLSv1.3")
     summary = summarize(result.latencies)
     rps = summary.count / result.measured_seconds
-    row = Row(
-        scenario=f"warm /v1/verify, {len(keys)} keys/req",
-        runs=summary.count,
-        summary=summary,
-        throughput=f"{rps:,.0f} req/s ({rps * len(keys):,.0f} keys/s)",
-        peak_rss_mib=peak_rss_mib(),
-        details={
+    row = summary_row(
+        f"warm /v1/verify, {len(keys)} keys/req",
+        summary,
+        f"{rps:,.0f} req/s ({rps * len(keys):,.0f} keys/s)",
+        {
             "keys_per_request": len(keys),
             "requests_per_second": rps,
             "keys_per_second": rps * len(keys),

@@ -7,11 +7,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.stats import Row, peak_rss_mib, summarize
-from provider.config import Config
+from bench.stats import Row, batch_row
+from provider.config import Config, parse_config
 from provider.engine import Decided, Engine, Outcome
 
-__all__ = ["SignedImage", "check_formats", "cold_signed_scenario"]
+__all__ = ["SignedImage", "check_formats", "cold_signed_scenario", "single_verifier_config"]
+
+
+def single_verifier_config(registry_host: str, name: str, options: dict[str, Any]) -> Config:
+    """A configuration whose one policy (every scope) needs verifier ``name`` (of type ``name``, with
+    ``options``) on the insecure registry ``registry_host``; tags and verdicts cached for an hour."""
+    return parse_config(
+        {
+            "registries": {registry_host: {"insecure": True}},
+            "verifiers": {name: {"type": name, "options": options}},
+            "policies": [{"name": "default", "scopes": ["*"], "allOf": [name]}],
+            "cache": {"tagTTL": 3600, "verdictTTL": 3600},
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +66,5 @@ async def cold_signed_scenario(
     for _ in range(runs):
         gc.collect()
         samples.append(await cold_run(config, keys))
-    summary = summarize(samples)
-    rate = len(keys) * summary.count / summary.total
     counts = {fmt: sum(1 for s in images if s.format == fmt) for fmt in formats}
-    return Row(
-        scenario=f"{scenario}, {len(keys)} images",
-        runs=summary.count,
-        summary=summary,
-        throughput=f"{rate:,.1f} images/s",
-        peak_rss_mib=peak_rss_mib(),
-        details={"batch": len(keys), "images_per_second": rate, "formats": counts, "samples_s": samples},
-    )
+    return batch_row(f"{scenario}, {len(keys)} images", samples, len(keys), formats=counts)

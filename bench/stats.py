@@ -9,7 +9,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Row", "Summary", "nearest_rank", "peak_rss_mib", "summarize"]
+__all__ = [
+    "Row",
+    "Summary",
+    "batch_row",
+    "cpu_row",
+    "nearest_rank",
+    "peak_rss_mib",
+    "summarize",
+    "summary_row",
+]
 
 
 def nearest_rank(samples: Sequence[float], percentile: float) -> float:
@@ -70,17 +79,42 @@ class Row:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def cpu_row(scenario: str, samples_ns: Sequence[int], measure: str, labels: dict[str, Any]) -> Row:
-    """A table row for CPU time per operation (process time in ns per sample)."""
-    summary = summarize([ns / 1e9 for ns in samples_ns])
-    median_us = summary.median * 1e6
+def summary_row(scenario: str, summary: Summary, throughput: str, details: dict[str, Any]) -> Row:
+    """A table row for ``summary``: one run per sample, the peak RSS taken now."""
     return Row(
         scenario=scenario,
         runs=summary.count,
         summary=summary,
-        throughput=f"{median_us:,.0f} us CPU, {1e6 / median_us:,.0f}/s/core",
+        throughput=throughput,
         peak_rss_mib=peak_rss_mib(),
-        details={
+        details=details,
+    )
+
+
+def batch_row(scenario: str, samples: Sequence[float], batch: int, **details: Any) -> Row:
+    """A table row for wall seconds per batch of ``batch`` images: throughput in images/s.
+
+    ``details`` go between the rate and the samples in the JSON.
+    """
+    summary = summarize(samples)
+    rate = batch * summary.count / summary.total
+    return summary_row(
+        scenario,
+        summary,
+        f"{rate:,.1f} images/s",
+        {"batch": batch, "images_per_second": rate, **details, "samples_s": samples},
+    )
+
+
+def cpu_row(scenario: str, samples_ns: Sequence[int], measure: str, labels: dict[str, Any]) -> Row:
+    """A table row for CPU time per operation (process time in ns per sample)."""
+    summary = summarize([ns / 1e9 for ns in samples_ns])
+    median_us = summary.median * 1e6
+    return summary_row(
+        scenario,
+        summary,
+        f"{median_us:,.0f} us CPU, {1e6 / median_us:,.0f}/s/core",
+        {
             "measure": f"{measure} (latency_ms fields are CPU ms)",
             **labels,
             "iterations": summary.count,

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.support.processes import LiveProcesses
+from tests.support.processes import LiveProcesses, start_logged, terminate
 
 __all__ = ["Daemon", "DaemonError"]
 
@@ -65,18 +65,7 @@ class Daemon:
             return self
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self._env} if self._env is not None else None
-        with self.log_file.open("ab") as log:
-            log.write(f"--- starting: {' '.join(self.command)}\n".encode())
-            log.flush()
-            self._process = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self._cwd,
-                start_new_session=True,  # a Ctrl-C in the terminal is for pytest
-            )
+        self._process = start_logged(self.command, self.log_file, cwd=self._cwd, env=env)
         _live.add(self)
         try:
             self._wait_ready()
@@ -106,14 +95,8 @@ class Daemon:
         """SIGTERM, then SIGKILL after ``timeout``; idempotent."""
         process, self._process = self._process, None
         _live.discard(self)
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
+        if process is not None:
+            terminate(process, timeout)
 
     def restart(self) -> Self:
         self.stop()

@@ -46,9 +46,10 @@ from typing import Any, Literal, Self
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provider.engine import Decided, Engine, Outcome
+from tests.support import pki
 from tests.support.cosign import (
     CommandResult,
     CosignEnv,
@@ -377,56 +378,13 @@ class SigningChain:
             )
             issuer_name, issuer_key = intermediate_name, self.intermediate_key
         self.leaf_key = _private_key(self.leaf_kind)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(self._name(self.name))
-            .issuer_name(issuer_name)
-            .public_key(self.leaf_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self.not_before)
-            .not_valid_after(self.not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.leaf_key.public_key()), critical=False
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-            )
+        builder = pki.base_builder(
+            self._name(self.name), issuer_name, self.leaf_key.public_key(), self.not_before, self.not_after
         )
-        if self.ocsp_url is not None:
-            builder = builder.add_extension(
-                x509.AuthorityInformationAccess(
-                    [
-                        x509.AccessDescription(
-                            AuthorityInformationAccessOID.OCSP,
-                            x509.UniformResourceIdentifier(self.ocsp_url),
-                        )
-                    ]
-                ),
-                critical=False,
-            )
-        if self.crl_url is not None:
-            builder = builder.add_extension(
-                x509.CRLDistributionPoints(
-                    [x509.DistributionPoint([x509.UniformResourceIdentifier(self.crl_url)], None, None, None)]
-                ),
-                critical=False,
-            )
+        builder = pki.with_leaf_extensions(
+            builder, self.leaf_key.public_key(), issuer_key.public_key(), ExtendedKeyUsageOID.CODE_SIGNING
+        )
+        builder = pki.with_revocation_urls(builder, self.ocsp_url, self.crl_url)
         self.leaf_cert = builder.sign(issuer_key, _hash_for(issuer_key))
 
     @staticmethod
@@ -439,35 +397,9 @@ class SigningChain:
         not_after: datetime,
         path_length: int | None,
     ) -> x509.Certificate:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-            )
-            .sign(issuer_key, _hash_for(issuer_key))
-        )
+        builder = pki.base_builder(subject, issuer, key.public_key(), not_before, not_after)
+        builder = pki.with_ca_extensions(builder, key.public_key(), issuer_key.public_key(), path_length)
+        return builder.sign(issuer_key, _hash_for(issuer_key))
 
     @property
     def chain(self) -> tuple[x509.Certificate, ...]:
@@ -675,14 +607,6 @@ class NotationSignatures:
     signatures: tuple[NotationSignature, ...]
     #: Every tag of the repository.
     all_tags: tuple[str, ...]
-
-    @property
-    def tag_schema_tag(self) -> str:
-        return self.digest.replace(":", "-")
-
-    @property
-    def envelope_media_types(self) -> list[str]:
-        return sorted(signature.envelope_media_type for signature in self.signatures)
 
 
 def _blob(registry: Registry, repo: str, digest: str) -> bytes:

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from tests.support import pki
 from verifiers.cosign.model import (
     ANNOTATION_BUNDLE,
     ANNOTATION_CERTIFICATE,
@@ -362,30 +363,6 @@ class Leaf:
         return pem_certificate(self.certificate)
 
 
-def _ca_extensions(
-    builder: x509.CertificateBuilder, public: Any, issuer_public: Any, path_length: int
-) -> x509.CertificateBuilder:
-    return (
-        builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public), critical=False)
-    )
-
-
 @dataclass
 class PrivateSigstore:
     """A throw-away Sigstore: Fulcio-like CAs, a Rekor-like log key, a CT log key."""
@@ -416,16 +393,10 @@ class PrivateSigstore:
                 x509.NameAttribute(NameOID.COMMON_NAME, f"{self.name} root"),
             ]
         )
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(root_name)
-            .issuer_name(root_name)
-            .public_key(self.root_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self.ca_not_before)
-            .not_valid_after(self.ca_not_after)
+        builder = pki.base_builder(
+            root_name, root_name, self.root_key.public_key(), self.ca_not_before, self.ca_not_after
         )
-        builder = _ca_extensions(builder, self.root_key.public_key(), self.root_key.public_key(), 1)
+        builder = pki.with_ca_extensions(builder, self.root_key.public_key(), self.root_key.public_key(), 1)
         self.root_cert = builder.sign(self.root_key, hashes.SHA384())
         intermediate_name = x509.Name(
             [
@@ -433,17 +404,16 @@ class PrivateSigstore:
                 x509.NameAttribute(NameOID.COMMON_NAME, f"{self.name} intermediate"),
             ]
         )
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(intermediate_name)
-            .issuer_name(root_name)
-            .public_key(self.intermediate_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self.ca_not_before)
-            .not_valid_after(self.ca_not_after)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        builder = pki.base_builder(
+            intermediate_name,
+            root_name,
+            self.intermediate_key.public_key(),
+            self.ca_not_before,
+            self.ca_not_after,
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        builder = pki.with_ca_extensions(
+            builder, self.intermediate_key.public_key(), self.root_key.public_key(), 0
         )
-        builder = _ca_extensions(builder, self.intermediate_key.public_key(), self.root_key.public_key(), 0)
         self.intermediate_cert = builder.sign(self.root_key, hashes.SHA384())
 
     # -- identifiers --
@@ -568,27 +538,15 @@ class PrivateSigstore:
         if uri is not None:
             names.append(x509.UniformResourceIdentifier(uri))
         builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([]))
-            .issuer_name(self.intermediate_cert.subject)
-            .public_key(leaf_key.public_key())
-            .serial_number(self._serial)
-            .not_valid_before(not_before)
-            .not_valid_after(not_before + lifetime)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
+            pki.base_builder(
+                x509.Name([]),
+                self.intermediate_cert.subject,
+                leaf_key.public_key(),
+                not_before,
+                not_before + lifetime,
+                serial=self._serial,
             )
+            .add_extension(pki.SIGNING_KEY_USAGE, critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage(
                     [

@@ -4,10 +4,44 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import subprocess
 import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ["LiveProcesses"]
+__all__ = ["LiveProcesses", "start_logged", "terminate"]
+
+
+def start_logged(
+    command: Sequence[str], log_file: Path, *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session of its own (a Ctrl-C in the terminal is for pytest), its output
+    appended to ``log_file`` after a ``--- starting: ...`` line."""
+    with log_file.open("ab") as log:
+        log.write(f"--- starting: {' '.join(command)}\n".encode())
+        log.flush()
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM ``process`` if it still runs, then SIGKILL after ``timeout``, and reap it."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
 
 
 class Stoppable(Protocol):

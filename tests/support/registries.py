@@ -35,7 +35,7 @@ from typing import Any, Literal, Protocol, Self
 
 import yaml
 
-from tests.support.processes import LiveProcesses
+from tests.support.processes import LiveProcesses, start_logged, terminate
 from tests.support.tools import ensure_tool
 
 __all__ = [
@@ -233,17 +233,7 @@ class Registry:
             # Checked first: otherwise GET /v2/ could be answered by whatever holds the port.
             raise RegistryError(f"cannot start {self.kind}: {self.host}: address already in use")
         command = self._command()
-        with self.log_file.open("ab") as log:
-            log.write(f"--- starting: {' '.join(command)}\n".encode())
-            log.flush()
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,  # a Ctrl-C in the terminal is for pytest, not for the registry
-            )
+        self._process = start_logged(command, self.log_file, cwd=self.workdir)
         self._frozen = False
         _live.add(self)
         try:
@@ -259,15 +249,9 @@ class Registry:
         _live.discard(self)
         if process is None:
             return
-        if process.poll() is None:
-            if self._frozen:
-                self._signal(process, signal.SIGCONT)
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
+        if process.poll() is None and self._frozen:
+            self._signal(process, signal.SIGCONT)
+        terminate(process, timeout)
         self._frozen = False
 
     def restart(self, timeout: float = _READY_TIMEOUT) -> Self:

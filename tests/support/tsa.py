@@ -40,9 +40,10 @@ from typing import Any, Self
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.processes import LiveProcesses
+from tests.support import pki
+from tests.support.processes import LiveProcesses, start_logged, terminate
 from tests.support.registries import LOOPBACK, free_port
 from tests.support.tools import ensure_tool
 
@@ -143,34 +144,6 @@ def _name(common_name: str, organization: str) -> x509.Name:
     )
 
 
-def _ca_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=False,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _leaf_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def pem(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
 
@@ -218,34 +191,18 @@ class TsaCertificates:
                 intermediate_name, root_name, self.intermediate_key, self.root_key, ca_start, ca_end, 0
             )
             issuer_name, issuer_key = intermediate_name, self.intermediate_key
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(self.name, self.name))
-            .issuer_name(issuer_name)
-            .public_key(self.leaf_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self.not_before)
-            .not_valid_after(self.not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_leaf_usage(), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=self.eku_critical
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.leaf_key.public_key()), critical=False
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-            )
+        leaf_name = _name(self.name, self.name)
+        builder = pki.base_builder(
+            leaf_name, issuer_name, self.leaf_key.public_key(), self.not_before, self.not_after
         )
-        if self.ocsp_url is not None:
-            access = x509.AccessDescription(
-                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(self.ocsp_url)
-            )
-            builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
-        if self.crl_url is not None:
-            point = x509.DistributionPoint([x509.UniformResourceIdentifier(self.crl_url)], None, None, None)
-            builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+        builder = pki.with_leaf_extensions(
+            builder,
+            self.leaf_key.public_key(),
+            issuer_key.public_key(),
+            ExtendedKeyUsageOID.TIME_STAMPING,
+            eku_critical=self.eku_critical,
+        )
+        builder = pki.with_revocation_urls(builder, self.ocsp_url, self.crl_url)
         self.leaf_cert = builder.sign(issuer_key, hashes.SHA384())
 
     @property
@@ -265,21 +222,8 @@ class TsaCertificates:
         not_after: datetime,
         path_length: int | None = None,
     ) -> x509.Certificate:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-            .add_extension(_ca_usage(), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-            )
-        )
+        builder = pki.base_builder(subject, issuer, key.public_key(), not_before, not_after)
+        builder = pki.with_ca_extensions(builder, key.public_key(), issuer_key.public_key(), path_length)
         if subject != issuer:
             # sigstore's timestamp-server enforces the timeStamping EKU on intermediates by default.
             builder = builder.add_extension(
@@ -449,17 +393,7 @@ class TimestampServer:
         ]
         if self.include_chain:
             command.append("--include-chain-in-response")
-        with self.log_file.open("ab") as log:
-            log.write(f"--- starting: {' '.join(command)}\n".encode())
-            log.flush()
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                start_new_session=True,
-            )
+        self._process = start_logged(command, self.log_file, cwd=self.root)
         _live.add(self)
         try:
             self._wait_ready(timeout)
@@ -472,13 +406,8 @@ class TimestampServer:
         """Terminate the server (SIGTERM, then SIGKILL after ``timeout``) and reap it; idempotent."""
         process, self._process = self._process, None
         _live.discard(self)
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
+        if process is not None:
+            terminate(process, timeout)
         if self._owned_directory and self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory, self._owned_directory = None, False
