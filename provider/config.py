@@ -31,6 +31,7 @@ import yaml
 from provider.reference import ImageReference
 from provider.registry.auth import Credentials
 from provider.registry.client import Limits, RegistrySettings
+from provider.registry.egress import EgressPolicy, parse_host_pattern, parse_network
 
 __all__ = [
     "API_VERSION",
@@ -124,6 +125,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     limits: Limits = field(default_factory=Limits)
     registries: Mapping[str, RegistrySettings] = field(default_factory=dict)
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
     docker_configs: tuple[Path, ...] = ()
     verifiers: Mapping[str, VerifierConfig] = field(default_factory=dict)
     policies: tuple[Policy, ...] = ()
@@ -151,6 +153,12 @@ class Config:
                 if best is None or rank > best[0]:
                     best = (rank, policy)
         return best[1] if best is not None else None
+
+    def covers(self, reference: ImageReference) -> bool:
+        """Whether some policy could apply to this repository, in some namespace (for /v1/mutate, whose
+        keys carry no namespace): an image no policy covers is never contacted."""
+        scopes = (scope for policy in self.policies for scope in policy.scopes)
+        return any(scope_specificity(scope, reference) is not None for scope in scopes)
 
 
 def normalize_scope(scope: str) -> str:
@@ -488,6 +496,29 @@ def _parse_policies(data: object, path: str, verifiers: Mapping[str, VerifierCon
     return tuple(policies)
 
 
+def _parse_egress(r: _Reader) -> EgressPolicy:
+    hosts = _string_list(r.get("hosts"), r.sub("hosts")) if r.get("hosts") is not None else ("*",)
+    for i, host in enumerate(hosts):
+        try:
+            parse_host_pattern(host)
+        except ValueError as e:
+            raise ConfigError(f"{r.sub('hosts')}[{i}]", str(e)) from e
+    networks = {}
+    for key in ("allowAddresses", "denyAddresses"):
+        values = _string_list(r.get(key) or [], r.sub(key), allow_empty=True)
+        parsed = []
+        for i, value in enumerate(values):
+            try:
+                parsed.append(parse_network(value))
+            except ValueError as e:
+                raise ConfigError(f"{r.sub(key)}[{i}]", f"not an address or CIDR: {e}") from e
+        networks[key] = tuple(parsed)
+    r.finish()
+    return EgressPolicy(
+        hosts=hosts, allow_addresses=networks["allowAddresses"], deny_addresses=networks["denyAddresses"]
+    )
+
+
 def _parse_limits(r: _Reader) -> Limits:
     d = Limits()
     limits = Limits(
@@ -515,7 +546,7 @@ def _fingerprint(doc: Mapping[str, Any]) -> str:
             )
             for host, value in registries.items()
         }
-    relevant = {k: doc.get(k) for k in ("auth", "limits", "verifiers", "policies")}
+    relevant = {k: doc.get(k) for k in ("auth", "limits", "egress", "verifiers", "policies")}
     relevant["registries"] = registries
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
@@ -540,6 +571,7 @@ def parse_config(data: object, base: Path = Path(".")) -> Config:
     limits = _parse_limits(r.child("limits"))
     credential_files: list[Path] = []
     registries = _parse_registries(r.get("registries"), "registries", base, credential_files)
+    egress = _parse_egress(r.child("egress"))
     a = r.child("auth")
     docker_configs = tuple(
         base / Path(p).expanduser()
@@ -555,6 +587,7 @@ def parse_config(data: object, base: Path = Path(".")) -> Config:
         cache=cache,
         limits=limits,
         registries=registries,
+        egress=egress,
         docker_configs=docker_configs,
         verifiers=verifiers,
         policies=policies,

@@ -29,6 +29,7 @@ from provider.reference import ImageReference, Key, ReferenceError, parse_key, p
 from provider.registry.auth import CredentialStore
 from provider.registry.cached import CachedRegistry, ImageReader
 from provider.registry.client import DEADLINE, RegistryClient
+from provider.registry.egress import EgressRefused
 from provider.registry.errors import IntegrityError, InvalidContent, NotFound, RegistryError, TooLarge
 from provider.verdict import Decision, VerifierOutcome, combine, denial_value, verdict_value
 from verifiers.base import (
@@ -77,6 +78,8 @@ def _definite_reason(error: RegistryError) -> str:
         return "registry_integrity_error"
     if isinstance(error, TooLarge):
         return "content_too_large"
+    if isinstance(error, EgressRefused):
+        return "egress_refused"
     return "content_invalid"
 
 
@@ -146,6 +149,7 @@ class Engine:
             credentials=credentials,
             limits=config.limits,
             observe=metrics.observe_registry,
+            egress=config.egress,
         )
         try:
             client.check_settings()
@@ -233,6 +237,9 @@ class Engine:
                 )
             )
         try:
+            # Nothing is sent to a host the egress policy refuses (the client checks again, on the
+            # addresses a name resolves to and on every redirect and token realm).
+            self.registry.client.egress.check_registry(ref.registry, self._insecure(ref))
             async with self._slots:
                 manifest = await self.registry.resolve(ref)
         except NotFound as e:
@@ -328,14 +335,24 @@ class Engine:
     def _overloaded(self) -> bool:
         return self.in_flight >= self.config.server.max_in_flight_verifications
 
+    def _insecure(self, ref: ImageReference) -> bool:
+        settings = self.config.registries.get(ref.registry)
+        return settings is not None and settings.insecure
+
     async def _pin(self, ref: ImageReference) -> Outcome:
+        # As for verification: an image no policy covers is refused without contacting its registry
+        # (Gatekeeper's mutation keys carry no namespace, so any policy's scopes count), and so is a
+        # registry the egress policy refuses.
+        if not self.config.covers(ref):
+            return Invalid(f"cannot pin {ref}: no policy scope matches {ref.name}")
         try:
+            self.registry.client.egress.check_registry(ref.registry, self._insecure(ref))
             async with self._slots:
                 manifest = await self.registry.resolve(ref)
         except NotFound as e:
             return Invalid(f"cannot pin {ref}: {e}")
         except Undecided as e:
             return UndecidedKey(e.reason, e.message)
-        except (IntegrityError, TooLarge, InvalidContent) as e:
+        except (IntegrityError, TooLarge, InvalidContent, EgressRefused) as e:
             return Invalid(f"cannot pin {ref}: {e}")
         return Decided(ref.pinned(manifest.digest))

@@ -31,6 +31,7 @@ from multidict import CIMultiDictProxy
 
 from provider.reference import DOCKER_HUB, ImageReference, ReferenceError, validate_digest
 from provider.registry.auth import Challenge, Credentials, CredentialStore, parse_challenges
+from provider.registry.egress import EgressPolicy, EgressRefused, FilteringResolver, refusal_of
 from provider.registry.errors import (
     AuthenticationFailed,
     IntegrityError,
@@ -208,8 +209,14 @@ class RegistryClient:
         limits: Limits | None = None,
         observe: RequestObserver | None = None,
         user_agent: str = "countersign",
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._settings = dict(settings or {})
+        # The registries named in the configuration are the operator's choice: exempt from the built-in
+        # address refusals at their exact host:port (see provider/registry/egress.py).
+        self.egress = (egress or EgressPolicy()).with_trusted(
+            (name, s.insecure) for name, s in self._settings.items()
+        )
         self._credentials = credentials or CredentialStore()
         self.limits = limits or Limits()
         self._observe = observe
@@ -217,7 +224,9 @@ class RegistryClient:
         self._tokens: dict[tuple[str, str], _Token] = {}
         self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._basic: set[str] = set()  # registries that asked for Basic auth
-        connector = aiohttp.TCPConnector(limit=200, limit_per_host=32, ttl_dns_cache=60)
+        connector = aiohttp.TCPConnector(
+            limit=200, limit_per_host=32, ttl_dns_cache=60, resolver=FilteringResolver(self.egress)
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, connect=self.limits.connect_timeout),
@@ -227,7 +236,7 @@ class RegistryClient:
 
     def check_settings(self) -> None:
         """Load every configured CA file now, so a bad one fails at start-up (ValueError), not per request."""
-        for registry in self._settings:
+        for registry in ("", *self._settings):
             try:
                 self._ssl_context(registry)
             except (OSError, ssl.SSLError) as e:
@@ -419,7 +428,15 @@ class RegistryClient:
         return f"{'http' if settings.insecure else 'https'}://{host}"
 
     def _ssl_context(self, registry: str) -> ssl.SSLContext | bool:
-        settings = self._settings_for(registry)
+        """The TLS context for a registry: its own when configured, else one shared default context.
+
+        Registries a key names without configuration share one context, so a key naming a new host
+        neither grows this map nor costs a context (tens of milliseconds loading the system CAs) on the
+        event loop. Configured registries' contexts are made by `check_settings` at start-up.
+        """
+        settings = self._settings.get(registry)
+        if settings is None:
+            registry, settings = "", RegistrySettings()
         if settings.insecure:
             return False
         ctx = self._ssl.get(registry)
@@ -488,6 +505,9 @@ class RegistryClient:
     ) -> aiohttp.ClientResponse:
         origin = _origin(url)
         current = url
+        # The registry a key names: its globs and, for an address literal, its address. Every later hop
+        # is a URL the registry chose, checked the same way before anything is sent to it.
+        self.egress.check_registry(registry, self._settings_for(registry).insecure)
         for _ in range(self.limits.max_redirects + 1):
             send_headers = dict(headers)
             if auth is not None and _origin(current) == origin:
@@ -508,19 +528,8 @@ class RegistryClient:
                         total=min(remaining, self.limits.request_timeout), connect=self.limits.connect_timeout
                     ),
                 )
-            except TimeoutError as e:
-                self._note(registry, method, "timeout")
-                raise Unavailable(f"{registry}: request timed out", "registry_timeout") from e
-            except aiohttp.ClientSSLError as e:
-                self._note(registry, method, "tls_error")
-                raise Unavailable(f"{registry}: TLS error: {e}", "registry_tls_error") from e
-            except aiohttp.ClientConnectorError as e:
-                self._note(registry, method, "connection_error")
-                reason = e.os_error.strerror or type(e.os_error).__name__
-                raise Unavailable(f"{registry}: cannot connect to {e.host}:{e.port} ({reason})") from e
-            except (aiohttp.ClientError, OSError) as e:
-                self._note(registry, method, "connection_error")
-                raise Unavailable(f"{registry}: {type(e).__name__}: {e}") from e
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                raise self._transport_error(registry, method, current, e) from e
             self._note(registry, method, str(resp.status))
             if resp.status not in _REDIRECTS:
                 return resp
@@ -533,8 +542,39 @@ class RegistryClient:
                 raise InvalidContent(f"{registry}: redirect to an unsupported URL scheme: {nxt[:100]}")
             if urlsplit(current).scheme == "https" and urlsplit(nxt).scheme != "https":
                 raise IntegrityError(f"{registry}: refusing a redirect from https to {urlsplit(nxt).scheme}")
+            self.egress.check_url(nxt, f"{registry}: redirect")
             current = nxt
         raise InvalidContent(f"{registry}: more than {self.limits.max_redirects} redirects")
+
+    def _transport_error(self, registry: str, method: str, url: str, error: BaseException) -> RegistryError:
+        """The error for a failed exchange: an egress refusal, or the registry unavailable.
+
+        What a key can learn is bounded: for a registry the configuration does not name (any host a pod
+        author typed), every transport failure reads the same, "cannot reach", so the text does not tell
+        a closed port from an open one that speaks something else, or from an unreachable network. The
+        details go to this provider's log. A configured registry is the operator's own: its errors keep
+        their diagnostic reason codes (`registry_timeout`, `registry_tls_error`).
+        """
+        refusal = refusal_of(error)
+        if refusal is not None:
+            self._note(registry, method, "egress_refused")
+            return EgressRefused(refusal)
+        if isinstance(error, TimeoutError):
+            status, reason, detail = "timeout", "registry_timeout", "request timed out"
+        elif isinstance(error, aiohttp.ClientSSLError):
+            status, reason, detail = "tls_error", "registry_tls_error", f"TLS error: {error}"
+        elif isinstance(error, aiohttp.ClientConnectorError):
+            why = error.os_error.strerror or type(error.os_error).__name__
+            status, reason = "connection_error", "registry_unavailable"
+            detail = f"cannot connect to {error.host}:{error.port} ({why})"
+        else:
+            status, reason = "connection_error", "registry_unavailable"
+            detail = f"{type(error).__name__}: {error}"
+        self._note(registry, method, status)
+        if registry in self._settings:
+            return Unavailable(f"{registry}: {detail}", reason)
+        log.info("%s %s: %s", method, _redact(url), detail)
+        return Unavailable(f"cannot reach {registry} (the provider's log has the details)")
 
     def _note(self, registry: str, method: str, status: str) -> None:
         if self._observe is not None:
@@ -571,6 +611,13 @@ class RegistryClient:
             return
         raise AuthenticationFailed(f"{registry}: 401 without a supported WWW-Authenticate challenge")
 
+    def _credentials_may_go_to(self, registry: str, realm: str) -> bool:
+        """Credentials go to a token realm over HTTPS, or over plain HTTP only to the registry's own origin
+        (a registry the operator configured as plain HTTP, e.g. a local one)."""
+        if urlsplit(realm).scheme == "https":
+            return True
+        return _origin(realm) == _origin(self._base_url(registry))
+
     async def _fetch_token(
         self, registry: str, scope: str, challenge: Challenge, rejected: str | None = None
     ) -> None:
@@ -586,12 +633,23 @@ class RegistryClient:
                 raise AuthenticationFailed(f"{registry}: Bearer challenge without a realm")
             realm_scheme = urlsplit(realm).scheme
             if realm_scheme not in ("https", "http"):
-                raise AuthenticationFailed(f"{registry}: token realm {realm!r} is not an HTTP(S) URL")
-            creds = await self._creds(registry)
+                raise AuthenticationFailed(f"{registry}: token realm {realm[:200]!r} is not an HTTP(S) URL")
             if realm_scheme == "http" and not self._settings_for(registry).insecure:
                 raise AuthenticationFailed(
                     f"{registry}: refusing a plain-HTTP token realm for a TLS registry"
                 )
+            # The realm is the registry's choice: the egress policy bounds it like a redirect.
+            self.egress.check_url(realm, f"{registry}: token realm")
+            creds = await self._creds(registry)
+            if creds is not None and not self._credentials_may_go_to(registry, realm):
+                # Plain HTTP to another origin than the registry's own: the credentials would cross the
+                # network in the clear to a host the operator never named. Ask for an anonymous token.
+                log.warning(
+                    "%s: token realm %s is plain HTTP on another origin; not sending credentials there",
+                    registry,
+                    _redact(realm),
+                )
+                creds = None
             params = {"scope": challenge.params.get("scope") or scope}
             if challenge.params.get("service"):
                 params["service"] = challenge.params["service"]
@@ -644,10 +702,8 @@ class RegistryClient:
                         body = await self._read_limited(resp, self.limits.max_token_bytes, "token response")
                     except TooLarge as e:
                         raise AuthenticationFailed(f"{registry}: {e}") from e
-            except aiohttp.ClientSSLError as e:
-                raise Unavailable(f"{registry}: token service TLS error: {e}", "registry_tls_error") from e
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
-                raise Unavailable(f"{registry}: token service unreachable: {type(e).__name__}: {e}") from e
+                raise self._transport_error(registry, f"TOKEN {method}", url, e) from e
             try:
                 doc = json.loads(body)
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -677,6 +733,12 @@ class _ResponseContext:
     async def __aexit__(self, *exc: object) -> None:
         if self._resp is not None:
             self._resp.release()
+
+
+def _redact(url: str) -> str:
+    """A URL for the log: no query (redirect targets and realms may carry signed tokens)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"[:300]
 
 
 def _bearer_value(header: str | None) -> str | None:
