@@ -54,6 +54,12 @@ def _no_verifier_undecided(value: dict[str, object]) -> None:
         assert not (isinstance(details, dict) and details.get("undecided")), f"undecided verifier: {value}"
 
 
+def test_signed_image_copied_from_a_real_registry_is_allowed(healthy: Countersign) -> None:
+    """The control every case relies on: real cosign signature and SBOM, served by the hostile registry."""
+    assert healthy.good_key is not None
+    healthy.check_case(healthy.good_key, "decided", reason="verified", allowed=True)
+
+
 # --- lies -------------------------------------------------------------------------------------------------
 
 
