@@ -1,5 +1,7 @@
 # Countersign: every entry point a developer or CI needs.
 #   make test    install the Python dependencies and the pinned reference tools (cached), run every test tier
+#                (tests/adversarial last, inside a loopback-only network namespace: tools/netns-run.sh)
+#   make test-adversarial   only the adversarial suite (hostile registry and clients), in that namespace
 #   make lint    ruff + mypy --strict
 #   make demo    run the demo against a local registry (GATEKEEPER=1: through the real Gatekeeper and
 #                kube-apiserver, printing what kubectl answers)
@@ -17,7 +19,7 @@ export COUNTERSIGN_TOOLS ?= $(CACHE)/tools
 DEPS_STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 PYTEST_ARGS ?=
 
-.PHONY: deps tools test test-unit test-integration lint demo bench clean-cache
+.PHONY: deps tools test test-unit test-integration test-adversarial lint demo bench clean-cache
 
 deps: $(DEPS_STAMP)
 
@@ -30,8 +32,17 @@ $(DEPS_STAMP):
 tools:
 	@tools/install.sh >/dev/null
 
+# Both runs always happen; the status is the first failure's. Exit status 5 ("no tests collected") only
+# comes from a PYTEST_ARGS filter that selects nothing in one of the two runs, and is not a failure.
+ADVERSARIAL := tools/netns-run.sh $(PY) -m pytest tests/adversarial
 test: deps tools
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@echo "+ pytest (all tiers but tests/adversarial), then $(ADVERSARIAL)"; status=0; \
+	$(PY) -m pytest --ignore=tests/adversarial $(PYTEST_ARGS) || { rc=$$?; [ $$rc = 5 ] || status=$$rc; }; \
+	$(ADVERSARIAL) $(PYTEST_ARGS) || { rc=$$?; [ $$rc = 5 ] || [ $$status != 0 ] || status=$$rc; }; \
+	exit $$status
+
+test-adversarial: deps tools
+	$(ADVERSARIAL) $(PYTEST_ARGS)
 
 test-unit: deps
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

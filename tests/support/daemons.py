@@ -52,6 +52,11 @@ class Daemon:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs (e.g. to read its memory from ``/proc/<pid>/status``)."""
+        return self._process.pid if self._process is not None and self.running else None
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             text = self.log_file.read_text(errors="replace")
