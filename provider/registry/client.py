@@ -549,31 +549,29 @@ class RegistryClient:
     def _transport_error(self, registry: str, method: str, url: str, error: BaseException) -> RegistryError:
         """The error for a failed exchange: an egress refusal, or the registry unavailable.
 
-        What a key can learn is bounded: for a registry the configuration does not name (any host a pod
-        author typed), every transport failure reads the same, "cannot reach", so the text does not tell
-        a closed port from an open one that speaks something else, or from an unreachable network. The
-        details go to this provider's log. A configured registry is the operator's own: its errors keep
-        their diagnostic reason codes (`registry_timeout`, `registry_tls_error`).
+        Keys are chosen by pod authors, so what a failure tells them is bounded: every transport failure
+        (connection refused, reset, a TLS failure, a timeout, an unreachable network) reads the same,
+        "cannot reach <registry>" with reason `registry_unavailable`, and so cannot tell a closed port from
+        an open one that speaks something else. The details go to this provider's log (a warning for a
+        registry the configuration names, where they are the operator's to act on) and to the
+        `countersign_registry_requests_total` status label.
         """
         refusal = refusal_of(error)
         if refusal is not None:
             self._note(registry, method, "egress_refused")
             return EgressRefused(refusal)
         if isinstance(error, TimeoutError):
-            status, reason, detail = "timeout", "registry_timeout", "request timed out"
+            status, detail = "timeout", "timed out"
         elif isinstance(error, aiohttp.ClientSSLError):
-            status, reason, detail = "tls_error", "registry_tls_error", f"TLS error: {error}"
+            status, detail = "tls_error", f"TLS error: {error}"
         elif isinstance(error, aiohttp.ClientConnectorError):
             why = error.os_error.strerror or type(error.os_error).__name__
-            status, reason = "connection_error", "registry_unavailable"
-            detail = f"cannot connect to {error.host}:{error.port} ({why})"
+            status, detail = "connection_error", f"cannot connect to {error.host}:{error.port} ({why})"
         else:
-            status, reason = "connection_error", "registry_unavailable"
-            detail = f"{type(error).__name__}: {error}"
+            status, detail = "connection_error", f"{type(error).__name__}: {error}"
         self._note(registry, method, status)
-        if registry in self._settings:
-            return Unavailable(f"{registry}: {detail}", reason)
-        log.info("%s %s: %s", method, _redact(url), detail)
+        level = logging.WARNING if registry in self._settings else logging.INFO
+        log.log(level, "%s %s: %s", method, _redact(url), detail)
         return Unavailable(f"cannot reach {registry} (the provider's log has the details)")
 
     def _note(self, registry: str, method: str, status: str) -> None:
