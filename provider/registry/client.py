@@ -571,6 +571,8 @@ class RegistryClient:
             status, reason = "connection_error", "registry_unavailable"
             detail = f"{type(error).__name__}: {error}"
         self._note(registry, method, status)
+        if method.startswith("TOKEN"):
+            detail = f"token service: {detail}"
         if registry in self._settings:
             return Unavailable(f"{registry}: {detail}", reason)
         log.info("%s %s: %s", method, _redact(url), detail)
