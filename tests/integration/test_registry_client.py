@@ -740,7 +740,7 @@ async def test_credentials_are_not_sent_to_a_plain_http_realm_on_another_origin(
     client = make_client(plain(registry.host, PUSHER), egress=LOOPBACK_ALLOWED)
     assert (await client.get_manifest(ref_at(image))).digest == image.digest
     [request] = issuer.token_requests()
-    assert (request.username, request.status) == (None, 200)
+    assert (request.authorization, request.status) == (None, 200)
 
     # Refused anonymous pulls, the client does not fall back to sending the credentials.
     issuer.anonymous_actions = ()
@@ -750,7 +750,7 @@ async def test_credentials_are_not_sent_to_a_plain_http_realm_on_another_origin(
             await client.get_manifest(ref_at(image))
     finally:
         issuer.anonymous_actions = ("pull",)
-    assert [r.username for r in issuer.token_requests()] == [None, None]
+    assert [r.authorization for r in issuer.token_requests()] == [None, None]
 
 
 async def test_same_origin_redirect_keeps_authorization(
