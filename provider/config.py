@@ -505,7 +505,8 @@ def _parse_egress(r: _Reader) -> EgressPolicy:
             raise ConfigError(f"{r.sub('hosts')}[{i}]", str(e)) from e
     networks = {}
     for key in ("allowAddresses", "denyAddresses"):
-        values = _string_list(r.get(key) or [], r.sub(key), allow_empty=True)
+        value = r.get(key)
+        values = _string_list([] if value is None else value, r.sub(key), allow_empty=True)
         parsed = []
         for i, value in enumerate(values):
             try:

@@ -570,6 +570,8 @@ class RegistryClient:
         else:
             status, detail = "connection_error", f"{type(error).__name__}: {error}"
         self._note(registry, method, status)
+        if method.startswith("TOKEN"):
+            detail = f"token service: {detail}"
         level = logging.WARNING if registry in self._settings else logging.INFO
         log.log(level, "%s %s: %s", method, _redact(url), detail)
         return Unavailable(f"cannot reach {registry} (the provider's log has the details)")

@@ -159,9 +159,8 @@ class EgressPolicy:
     # --- host names ----------------------------------------------------------------------------------
 
     def host_allowed(self, host: str, port: int) -> bool:
+        """Whether `egress.hosts` allows host:port; configured registries are bound by it too."""
         host = host.lower().strip("[]")
-        if (host, port) in self.trusted:
-            return True
         return any(p.matches(host, port) for p in self._patterns)
 
     def check_registry(self, registry: str, insecure: bool = False) -> None:
@@ -189,9 +188,8 @@ class EgressPolicy:
     def _check(self, host: str, port: int, what: str) -> None:
         if not self.host_allowed(host, port):
             raise EgressRefused(f"{what}: host {_show(host, port)} is not allowed by the egress policy")
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
+        address = _literal_address(host)
+        if address is None:
             return  # a name: its addresses are checked when connecting (FilteringResolver)
         refusal = self.address_refusal(address, host, port)
         if refusal is not None:
@@ -216,6 +214,24 @@ class EgressPolicy:
                 )
         if address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255"):
             return f"{_show(host, port)} is the broadcast address"
+        return None
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    """The address a host written as an address stands for, or None for a name.
+
+    Besides the canonical forms, the numeric shorthands the C library accepts (`127.1`, `2130706433`,
+    `0x7f.1`: inet_aton) are addresses too, and are judged as the address they stand for.
+    """
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not host or not all(c in "0123456789abcdefxABCDEFX." for c in host) or not host[0].isdigit():
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
         return None
 
 

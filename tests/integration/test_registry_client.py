@@ -2,15 +2,21 @@
 
 Real processes wherever a real registry can be made to do it:
 
-* distribution 2.8 with ``auth: htpasswd`` (Basic) and with ``auth: token`` trusting the token service of
-  ``tests/support/token_issuer.py`` (ES256 JWTs with ``x5c``), content pushed by oras with credentials;
+* distribution 2.8 with ``auth: htpasswd`` (Basic) and, over TLS, with ``auth: token`` trusting the HTTPS
+  token service of ``tests/support/token_issuer.py`` (ES256 JWTs with ``x5c``; the registry and its token
+  service share one CA, as a private registry and its auth service usually do), content pushed by oras
+  with credentials;
 * distribution with its ``redirect`` storage middleware, which answers blob GETs with a 307 to another
-  origin (a "CDN": a small server that serves the blob files from the registry's storage directory);
+  origin (a "CDN": a small HTTPS server that serves the blob files from the registry's storage directory);
 * olareg with ``--rate-limit 1``, which answers real 429s with ``Retry-After: 1``.
 
 What no real registry does on demand (a given ``Retry-After``, a 503, tampered bytes, a paginated referrers
 list, endless redirects) comes from a recording reverse proxy (``tests.support.http_servers.Front``) in front
 of a real registry. Everything listens on 127.0.0.1.
+
+The token service and the CDN listen on other loopback ports than the registry: the egress policy refuses
+loopback addresses other than a configured registry's own host:port, so the clients that must reach them
+allow 127.0.0.0/8 (``LOOPBACK_ALLOWED``), as the test bed's configuration does.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import ipaddress
 import json
 import ssl
 import threading
@@ -37,6 +44,7 @@ from multidict import CIMultiDict
 from provider.reference import ImageReference, parse_reference
 from provider.registry.auth import Credentials, CredentialStore
 from provider.registry.client import DEADLINE, Limits, RegistryClient, RegistrySettings
+from provider.registry.egress import EgressPolicy
 from provider.registry.errors import (
     AuthenticationFailed,
     IntegrityError,
@@ -67,6 +75,10 @@ READER = ("reader", "read-secret")
 ALICE = ("alice", "alice-secret")
 
 Call = tuple[str, str, str]  # (registry, method, status or error) as the client's observer sees it
+
+#: The service's default egress policy plus every loopback address: the token service and the CDN listen on
+#: other loopback ports than the registry (a configured registry is exempt only at its own host:port).
+LOOPBACK_ALLOWED = EgressPolicy(allow_addresses=(ipaddress.ip_network("127.0.0.0/8"),))
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -118,12 +130,16 @@ class ClientFactory(Protocol):
         store: CredentialStore | None = None,
         limits: Limits | None = None,
         calls: list[Call] | None = None,
+        egress: EgressPolicy | None = None,
     ) -> RegistryClient: ...
 
 
 @pytest.fixture
 async def make_client() -> AsyncIterator[ClientFactory]:
-    """``make_client(settings, store=, limits=, calls=)``: a RegistryClient closed at teardown."""
+    """``make_client(settings, store=, limits=, calls=, egress=)``: a RegistryClient closed at teardown.
+
+    ``egress`` defaults to the service's default policy (configured registries exempt at their host:port).
+    """
     clients: list[RegistryClient] = []
 
     def factory(
@@ -132,9 +148,12 @@ async def make_client() -> AsyncIterator[ClientFactory]:
         store: CredentialStore | None = None,
         limits: Limits | None = None,
         calls: list[Call] | None = None,
+        egress: EgressPolicy | None = None,
     ) -> RegistryClient:
         observe = None if calls is None else (lambda r, m, s: calls.append((r, m, s)))
-        client = RegistryClient(settings=settings, credentials=store, limits=limits, observe=observe)
+        client = RegistryClient(
+            settings=settings, credentials=store, limits=limits, observe=observe, egress=egress
+        )
         clients.append(client)
         return client
 
@@ -148,6 +167,19 @@ async def make_client() -> AsyncIterator[ClientFactory]:
 def plain(host: str, credentials: tuple[str, str] | None = None) -> dict[str, RegistrySettings]:
     creds = Credentials(*credentials) if credentials else None
     return {host: RegistrySettings(insecure=True, credentials=creds)}
+
+
+def tls(registry: Registry, credentials: tuple[str, str] | None = None) -> dict[str, RegistrySettings]:
+    """Settings for a TLS registry of the module: its CA (which its token service and CDN share)."""
+    creds = Credentials(*credentials) if credentials else None
+    return {registry.host: RegistrySettings(ca_file=registry.ca_file, credentials=creds)}
+
+
+def server_context(files: TlsFiles) -> ssl.SSLContext:
+    """A server-side TLS context with the test bed's certificate (127.0.0.1 and localhost)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(files.cert_file, files.key_file)
+    return context
 
 
 @dataclass
@@ -246,8 +278,9 @@ def _tools() -> None:
 
 
 @pytest.fixture(scope="module")
-def _issuer(_tools: None) -> Iterator[TokenIssuer]:
-    with TokenIssuer(users=dict([PUSHER, READER])) as issuer:
+def _issuer(_tools: None, tls_files: TlsFiles) -> Iterator[TokenIssuer]:
+    """The module's HTTPS token service (credentials go to a token realm only over HTTPS)."""
+    with TokenIssuer(users=dict([PUSHER, READER]), ssl_context=server_context(tls_files)) as issuer:
         yield issuer
 
 
@@ -267,13 +300,14 @@ def root_bundle(_issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def token_registry(
-    _issuer: TokenIssuer, root_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+    _issuer: TokenIssuer, root_bundle: Path, tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ConfiguredDistribution]:
-    """distribution with ``auth: token`` trusting ``issuer``; ``pusher`` may push, ``reader`` may pull."""
+    """distribution over TLS with ``auth: token`` trusting ``issuer``; ``pusher`` pushes, ``reader`` pulls."""
     registry = start_configured_distribution(
         tmp_path_factory.mktemp("token-registry"),
         auth=_issuer.distribution_auth(root_bundle),
         credentials=PUSHER,
+        tls=tls_files,
     )
     with registry:
         yield registry
@@ -309,30 +343,35 @@ class RedirectSetup:
     registry: ConfiguredDistribution
     cdn: BlobCdn
     content: PushedContent
+    issuer: TokenIssuer | None = None
 
 
 @pytest.fixture(scope="module")
-def _redirect_setup(
-    _issuer: TokenIssuer, root_bundle: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RedirectSetup]:
+def _redirect_setup(_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedirectSetup]:
+    # Plain HTTP throughout, the token service on another port granting anonymous pulls: what these
+    # tests follow is the registry's Bearer token, which must not travel with a cross-origin redirect
+    # (credentials are not sent to a plain-HTTP realm on another origin at all, see the tests below).
+    workdir = tmp_path_factory.mktemp("redirect-registry")
     cdn = BlobCdn()
-    with cdn.server:
+    with TokenIssuer(users=dict([PUSHER]), anonymous_actions=("pull",)) as issuer, cdn.server:
         registry = start_configured_distribution(
-            tmp_path_factory.mktemp("redirect-registry"),
-            auth=_issuer.distribution_auth(root_bundle),
+            workdir,
+            auth=issuer.distribution_auth(issuer.write_root_bundle(workdir / "root.pem")),
             storage_middleware=redirect_middleware(cdn.server.url),
             credentials=PUSHER,
         )
         with registry:
             cdn.data_dir, cdn.upstream = registry.data_dir, registry.url
-            yield RedirectSetup(registry, cdn, push_content(registry, "t/redirected"))
+            yield RedirectSetup(registry, cdn, push_content(registry, "t/redirected"), issuer)
 
 
 @pytest.fixture
-def redirect_setup(_redirect_setup: RedirectSetup, issuer: TokenIssuer) -> RedirectSetup:
-    """distribution (token auth) that redirects blob GETs to a CDN on another port, with content."""
+def redirect_setup(_redirect_setup: RedirectSetup) -> RedirectSetup:
+    """distribution (token auth, anonymous pulls) redirecting blob GETs to a CDN on another port."""
     _redirect_setup.cdn.clear()
     _redirect_setup.cdn.tamper = False
+    assert _redirect_setup.issuer is not None
+    _redirect_setup.issuer.clear()
     return _redirect_setup
 
 
@@ -457,7 +496,7 @@ async def test_token_flow_reads_manifest_blobs_and_referrers(
     make_client: ClientFactory,
 ) -> None:
     calls: list[Call] = []
-    client = make_client(plain(token_registry.host, READER), calls=calls)
+    client = make_client(tls(token_registry, READER), calls=calls, egress=LOOPBACK_ALLOWED)
     image = token_content.image
     ref = ref_at(image)
 
@@ -484,7 +523,7 @@ async def test_token_is_cached_for_a_repository(
     issuer: TokenIssuer,
     make_client: ClientFactory,
 ) -> None:
-    client = make_client(plain(token_registry.host, READER))
+    client = make_client(tls(token_registry, READER), egress=LOOPBACK_ALLOWED)
     ref = ref_at(token_content.image)
     layer, config = layer_and_config(token_content.image)
     for _ in range(5):
@@ -501,7 +540,7 @@ async def test_concurrent_first_reads_fetch_one_token(
     make_client: ClientFactory,
 ) -> None:
     calls: list[Call] = []
-    client = make_client(plain(token_registry.host, READER), calls=calls)
+    client = make_client(tls(token_registry, READER), calls=calls, egress=LOOPBACK_ALLOWED)
     ref = ref_at(token_content.image)
     manifests = await asyncio.gather(*(client.get_manifest(ref) for _ in range(10)))
     assert {m.digest for m in manifests} == {token_content.image.digest}
@@ -516,7 +555,7 @@ async def test_concurrent_first_reads_fetch_one_short_lived_token(
     make_client: ClientFactory,
 ) -> None:
     issuer.expires_in = 5
-    client = make_client(plain(token_registry.host, READER))
+    client = make_client(tls(token_registry, READER), egress=LOOPBACK_ALLOWED)
     ref = ref_at(token_content.image)
     await asyncio.gather(*(client.get_manifest(ref) for _ in range(10)))
     assert len(issuer.token_requests()) == 1
@@ -528,7 +567,7 @@ async def test_each_repository_gets_its_own_token(
     issuer: TokenIssuer,
     make_client: ClientFactory,
 ) -> None:
-    client = make_client(plain(token_registry.host, READER))
+    client = make_client(tls(token_registry, READER), egress=LOOPBACK_ALLOWED)
     first, other = token_content.image, token_content.other
     await client.get_manifest(ref_at(first))
     await client.get_manifest(ref_at(other))
@@ -548,7 +587,7 @@ async def test_expired_token_is_refreshed(
     make_client: ClientFactory,
 ) -> None:
     issuer.expires_in = 1
-    client = make_client(plain(token_registry.host, READER))
+    client = make_client(tls(token_registry, READER), egress=LOOPBACK_ALLOWED)
     ref = ref_at(token_content.image)
     await client.get_manifest(ref)
     await client.get_manifest(ref)
@@ -560,18 +599,18 @@ async def test_expired_token_is_refreshed(
 
 
 async def test_token_rejected_by_the_registry_is_replaced(
-    _tools: None, tmp_path: Path, make_client: ClientFactory
+    _tools: None, tls_files: TlsFiles, tmp_path: Path, make_client: ClientFactory
 ) -> None:
     # Its own token service and registry: the key rotation below must not touch the module's ones.
-    with TokenIssuer(users=dict([PUSHER, READER])) as issuer:
+    with TokenIssuer(users=dict([PUSHER, READER]), ssl_context=server_context(tls_files)) as issuer:
         bundle = issuer.write_root_bundle(tmp_path / "root.pem")
         registry = start_configured_distribution(
-            tmp_path / "registry", auth=issuer.distribution_auth(bundle), credentials=PUSHER
+            tmp_path / "registry", auth=issuer.distribution_auth(bundle), credentials=PUSHER, tls=tls_files
         )
         with registry:
             image = await asyncio.to_thread(push_image, registry, "t/rotated", "v1")
             issuer.clear()
-            client = make_client(plain(registry.host, READER))
+            client = make_client(tls(registry, READER), egress=LOOPBACK_ALLOWED)
             ref = ref_at(image)
             await client.get_manifest(ref)
             # The token service rotates its signing key and the registry now trusts only the new one, so
@@ -579,7 +618,7 @@ async def test_token_rejected_by_the_registry_is_replaced(
             issuer.rotate_key()
             issuer.write_root_bundle(bundle)
             await asyncio.to_thread(registry.restart)
-            fresh = make_client(plain(registry.host, READER))
+            fresh = make_client(tls(registry, READER), egress=LOOPBACK_ALLOWED)
             assert (await fresh.get_manifest(ref)).digest == image.digest  # new tokens are accepted
             assert len(issuer.token_requests()) == 2
 
@@ -599,7 +638,7 @@ async def test_token_service_refusing_credentials(
     if how == "issuer-refuses":
         issuer.refuse = True
     credentials = (READER[0], "wrong") if how == "wrong-password" else READER
-    client = make_client(plain(token_registry.host, credentials))
+    client = make_client(tls(token_registry, credentials), egress=LOOPBACK_ALLOWED)
     with pytest.raises(AuthenticationFailed) as failure:
         await client.get_manifest(ref_at(token_content.image))
     assert failure.value.reason == "registry_auth_failed"
@@ -613,7 +652,7 @@ async def test_token_service_down_is_unavailable(
     make_client: ClientFactory,
 ) -> None:
     issuer.stop()  # the registry still answers 401 with a realm nobody listens on
-    client = make_client(plain(token_registry.host, READER))
+    client = make_client(tls(token_registry, READER), egress=LOOPBACK_ALLOWED)
     with pytest.raises(Unavailable) as failure:
         await client.get_manifest(ref_at(token_content.image))
     assert not isinstance(failure.value, AuthenticationFailed)
@@ -631,7 +670,7 @@ async def test_token_service_error_is_unavailable(
     make_client: ClientFactory,
 ) -> None:
     issuer.fail_status = 503
-    client = make_client(plain(token_registry.host, READER))
+    client = make_client(tls(token_registry, READER), egress=LOOPBACK_ALLOWED)
     with pytest.raises(Unavailable) as failure:
         await client.get_manifest(ref_at(token_content.image))
     assert not isinstance(failure.value, AuthenticationFailed)
@@ -643,13 +682,13 @@ async def test_anonymous_token(
     issuer: TokenIssuer,
     make_client: ClientFactory,
 ) -> None:
-    client = make_client(plain(token_registry.host))
+    client = make_client(tls(token_registry), egress=LOOPBACK_ALLOWED)
     with pytest.raises(AuthenticationFailed):  # anonymous access not granted (yet)
         await client.get_manifest(ref_at(token_content.image))
 
     issuer.anonymous_actions = ("pull",)
     issuer.clear()
-    client = make_client(plain(token_registry.host))
+    client = make_client(tls(token_registry), egress=LOOPBACK_ALLOWED)
     image = token_content.image
     assert (await client.get_manifest(ref_at(image))).digest == image.digest
     layer, _ = layer_and_config(image)
@@ -674,7 +713,7 @@ async def test_cross_origin_blob_redirect_drops_authorization(
 ) -> None:
     registry, cdn, image = redirect_setup.registry, redirect_setup.cdn, redirect_setup.content.image
     calls: list[Call] = []
-    client = make_client(plain(registry.host, READER), calls=calls)
+    client = make_client(plain(registry.host), calls=calls, egress=LOOPBACK_ALLOWED)
     ref = ref_at(image)
     layer, config = layer_and_config(image)
 
@@ -686,6 +725,32 @@ async def test_cross_origin_blob_redirect_drops_authorization(
     assert all(r.authorization is None for r in served), [r.headers for r in served]
     # The registry itself did get the bearer token: 401, then the redirect, then the CDN's 200.
     assert statuses(calls) == ["401", "307", "200", "307", "200"]
+    assert redirect_setup.issuer is not None
+    assert [(r.username, r.status) for r in redirect_setup.issuer.token_requests()] == [(None, 200)]
+
+
+async def test_credentials_are_not_sent_to_a_plain_http_realm_on_another_origin(
+    redirect_setup: RedirectSetup, make_client: ClientFactory
+) -> None:
+    # A plain-HTTP registry whose token realm is plain HTTP on another port: the configured credentials
+    # would cross the network in the clear to a host the operator never named, so the token is asked for
+    # anonymously (this token service grants anonymous pulls).
+    registry, image, issuer = redirect_setup.registry, redirect_setup.content.image, redirect_setup.issuer
+    assert issuer is not None
+    client = make_client(plain(registry.host, PUSHER), egress=LOOPBACK_ALLOWED)
+    assert (await client.get_manifest(ref_at(image))).digest == image.digest
+    [request] = issuer.token_requests()
+    assert (request.authorization, request.status) == (None, 200)
+
+    # Refused anonymous pulls, the client does not fall back to sending the credentials.
+    issuer.anonymous_actions = ()
+    try:
+        client = make_client(plain(registry.host, PUSHER), egress=LOOPBACK_ALLOWED)
+        with pytest.raises(AuthenticationFailed):
+            await client.get_manifest(ref_at(image))
+    finally:
+        issuer.anonymous_actions = ("pull",)
+    assert [r.authorization for r in issuer.token_requests()] == [None, None]
 
 
 async def test_same_origin_redirect_keeps_authorization(
@@ -693,7 +758,7 @@ async def test_same_origin_redirect_keeps_authorization(
 ) -> None:
     # Talking to the registry through the CDN's host, the registry's redirect stays on the client's origin.
     cdn, image = redirect_setup.cdn, redirect_setup.content.image
-    client = make_client(plain(cdn.server.host, READER))
+    client = make_client(plain(cdn.server.host), egress=LOOPBACK_ALLOWED)
     ref = ref_at(image, cdn.server.host)
     layer, _ = layer_and_config(image)
     assert sha256(await client.get_blob(ref, layer)) == layer.digest
@@ -705,7 +770,7 @@ async def test_redirected_blob_is_digest_checked(
     redirect_setup: RedirectSetup, make_client: ClientFactory
 ) -> None:
     redirect_setup.cdn.tamper = True
-    client = make_client(plain(redirect_setup.registry.host, READER))
+    client = make_client(plain(redirect_setup.registry.host), egress=LOOPBACK_ALLOWED)
     layer, _ = layer_and_config(redirect_setup.content.image)
     with pytest.raises(IntegrityError, match="hash to"):
         await client.get_blob(ref_at(redirect_setup.content.image), layer)
@@ -1229,8 +1294,7 @@ async def test_tls_token_service_is_trusted_through_the_registry_ca(
 ) -> None:
     # One private CA for the registry (127.0.0.1) and its token service (127.0.0.1 or localhost), as
     # with e.g. GitLab's registry and its /jwt/auth realm on the GitLab host.
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(tls_files.cert_file, tls_files.key_file)
+    server_ctx = server_context(tls_files)
     with TokenIssuer(users=dict([PUSHER, READER]), ssl_context=server_ctx, realm_host=realm_host) as issuer:
         bundle = issuer.write_root_bundle(tmp_path / "root.pem")
         registry = start_configured_distribution(
@@ -1239,6 +1303,6 @@ async def test_tls_token_service_is_trusted_through_the_registry_ca(
         with registry:
             image = await asyncio.to_thread(push_image, registry, "t/tls-token", "v1")  # oras trusts the CA
             settings = RegistrySettings(ca_file=tls_files.ca_file, credentials=Credentials(*READER))
-            client = make_client({registry.host: settings})
+            client = make_client({registry.host: settings}, egress=LOOPBACK_ALLOWED)
             assert (await client.get_manifest(ref_at(image))).digest == image.digest
             assert [r.username for r in issuer.token_requests()][-1] == READER[0]

@@ -57,6 +57,8 @@ class TokenRequest:
     service: str | None
     status: int
     granted: tuple[Access, ...] = ()
+    #: The request's ``Authorization`` header as received (None: none was sent).
+    authorization: str | None = None
 
     @property
     def repositories(self) -> tuple[str, ...]:
@@ -234,10 +236,13 @@ class TokenIssuer:
     async def _token(self, request: web.Request) -> web.Response:
         scopes = tuple(request.query.getall("scope", []))
         service = request.query.get("service")
-        accepted, username = self._authenticate(request.headers.get("Authorization"))
+        authorization = request.headers.get("Authorization")
+        accepted, username = self._authenticate(authorization)
 
         def answer(status: int, granted: tuple[Access, ...] = ()) -> None:
-            self._record(TokenRequest(request.method, username, scopes, service, status, granted))
+            self._record(
+                TokenRequest(request.method, username, scopes, service, status, granted, authorization)
+            )
 
         if self.fail_status is not None:
             answer(self.fail_status)
