@@ -153,9 +153,10 @@ def test_connection_reset_is_undecided_with_a_generic_text(
     hostile.script(repo, reset())
     key = f"{hostile.host}/{repo}:1"
     answer = healthy.check_case(key, "undecided", reason="registry_unavailable")
-    assert f"{key}: cannot reach {hostile.host} [registry_unavailable]" in answer.system_error, (
-        answer.describe()
-    )
+    assert (
+        f"{key}: cannot reach {hostile.host} (the provider's log has the details) [registry_unavailable]"
+        in answer.system_error
+    ), answer.describe()
 
 
 # --- redirects ----------------------------------------------------------------------------------------------

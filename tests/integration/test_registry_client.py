@@ -26,6 +26,7 @@ import email.utils
 import hashlib
 import ipaddress
 import json
+import logging
 import ssl
 import threading
 import time
@@ -650,14 +651,17 @@ async def test_token_service_down_is_unavailable(
     token_content: PushedContent,
     issuer: TokenIssuer,
     make_client: ClientFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     issuer.stop()  # the registry still answers 401 with a realm nobody listens on
     client = make_client(tls(token_registry, READER), egress=LOOPBACK_ALLOWED)
-    with pytest.raises(Unavailable) as failure:
-        await client.get_manifest(ref_at(token_content.image))
+    with caplog.at_level(logging.WARNING, logger="provider.registry.client"):
+        with pytest.raises(Unavailable) as failure:
+            await client.get_manifest(ref_at(token_content.image))
     assert not isinstance(failure.value, AuthenticationFailed)
     assert failure.value.reason == "registry_unavailable"
-    assert "token service" in str(failure.value)
+    assert str(failure.value) == f"cannot reach {token_registry.host} (the provider's log has the details)"
+    assert "token service: cannot connect" in caplog.text  # the cause, for the operator
 
     issuer.start()  # back on the same port: the same client recovers
     assert (await client.get_manifest(ref_at(token_content.image))).digest == token_content.image.digest
@@ -1260,16 +1264,23 @@ async def test_tls_registry_without_its_ca_is_a_tls_error(
     make_client: ClientFactory,
     tmp_path: Path,
     trust: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     image = await asyncio.to_thread(push_image, distribution_tls_registry, repo_name, "v1")
     ca_file = None
     if trust == "another-ca":
         ca_file = tmp_path / "other-ca.pem"
         trustme.CA().cert_pem.write_to_path(str(ca_file))
-    client = make_client({distribution_tls_registry.host: RegistrySettings(ca_file=ca_file)})
-    with pytest.raises(Unavailable) as failure:
-        await client.get_manifest(ref_at(image))
-    assert failure.value.reason == "registry_tls_error"
+    calls: list[Call] = []
+    client = make_client({distribution_tls_registry.host: RegistrySettings(ca_file=ca_file)}, calls=calls)
+    with caplog.at_level(logging.WARNING, logger="provider.registry.client"):
+        with pytest.raises(Unavailable) as failure:
+            await client.get_manifest(ref_at(image))
+    # The same words as any other transport failure (keys must not probe ports); the cause is in the
+    # log and in the metrics' status label.
+    assert failure.value.reason == "registry_unavailable"
+    assert statuses(calls) == ["tls_error"]
+    assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
 
 
 async def test_plain_http_settings_against_a_tls_registry_fail(
