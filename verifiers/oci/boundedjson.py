@@ -40,8 +40,13 @@ def nesting_exceeds(data: bytes, limit: int) -> bool:
     for _ in range(8):
         if len(s) <= 2 * limit:
             break
-        s = s.replace(b"[]", b"")
+        shorter = s.replace(b"[]", b"")
+        if len(shorter) == len(s):
+            break
+        s = shorter
         limit -= 1  # each pass removes exactly the innermost level
+        if limit < 0:
+            return True
     if s.count(b"[") <= limit:
         return False
     depth = 0
