@@ -217,7 +217,7 @@ async def _from_referrers(subject: Subject, context: Context, formats: Collectio
         descriptors = await context.registry.referrers(subject)
     except Undecided:
         raise
-    except RegistryError as e:  # an unreadable listing: the `.sig` and `.att` tags may still hold signatures
+    except (RegistryError, oci.ContentError) as e:  # unreadable: the `.sig`/`.att` tags may still hold some
         walker = _Walker(subject, context)
         walker.problems.append(Problem("referrers", "referrers listing", str(e)))
         return [walker]
