@@ -19,8 +19,17 @@ from verifiers.base import Descriptor, Subject
 __all__ = ["OCI_MANIFEST", "MemoryRegistry", "digest_of", "junk_manifests"]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-EMPTY = {"mediaType": "application/vnd.oci.empty.v1+json", "digest": "sha256:" + "44" * 32, "size": 2}
-LAYER = {"mediaType": "application/octet-stream", "digest": "sha256:" + "55" * 32, "size": 5}
+EMPTY = {
+    "mediaType": "application/vnd.oci.empty.v1+json",
+    "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",  # of b"{}"
+    "size": 2,
+}
+LAYER_BYTES = b"junk\n"
+LAYER = {
+    "mediaType": "application/octet-stream",
+    "digest": "sha256:" + hashlib.sha256(LAYER_BYTES).hexdigest(),
+    "size": len(LAYER_BYTES),
+}
 
 
 def digest_of(data: bytes) -> str:
@@ -46,8 +55,8 @@ def junk_manifests(subject_digest: str, artifact_type: str) -> dict[str, bytes]:
     def doc(**override: Any) -> bytes:
         return json.dumps(_manifest(subject_digest, artifact_type, **override)).encode()
 
-    def deep(depth: int) -> bytes:
-        return doc(annotations="X").replace(b'"X"', b"[" * depth + b"]" * depth)
+    def deep(depth: int) -> bytes:  # in a member the OCI spec does not define (registries keep those)
+        return doc(**{"org.example.extra": "X"}).replace(b'"X"', b"[" * depth + b"]" * depth)
 
     return {
         "config a list": doc(config=[EMPTY], artifactType=None),
@@ -60,6 +69,7 @@ def junk_manifests(subject_digest: str, artifact_type: str) -> dict[str, bytes]:
         "layer with a bad digest": doc(layers=[{**LAYER, "digest": "sha256:zz"}]),
         "mediaType not a string": doc(layers=[{**LAYER, "mediaType": ["application/octet-stream"]}]),
         "nested 100,000 deep": deep(100_000),
+        "nested 9,000 deep": deep(9_000),  # Go's encoding/json (most registries) accepts up to 10,000
         "nested 65 deep": deep(65),
         "a lone surrogate": doc(annotations={"a": "X"}).replace(b'"X"', b'"\\udc00"'),
         "duplicate keys": doc().replace(b'"schemaVersion": 2', b'"schemaVersion": 2, "schemaVersion": 2'),
@@ -127,3 +137,41 @@ class MemoryRegistry:
         if digest is None:
             raise NotFound(f"{reference} not found")
         return Descriptor(OCI_MANIFEST, digest, len(self.manifests[digest]))
+
+
+# --- pushing raw content to a real registry (plain HTTP test registries) ------------------------------------
+
+
+def _request(method: str, url: str, data: bytes | None = None, content_type: str | None = None) -> Any:
+    import urllib.request
+
+    headers = {"Content-Type": content_type} if content_type else {}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    return urllib.request.urlopen(request, timeout=30)  # a test registry on 127.0.0.1
+
+
+def push_blob(base_url: str, repo: str, data: bytes) -> str:
+    """Upload `data` as a blob (monolithic POST + PUT); its digest."""
+    from urllib.parse import urljoin
+
+    digest = digest_of(data)
+    with _request("POST", f"{base_url}/v2/{repo}/blobs/uploads/") as response:
+        location = urljoin(f"{base_url}/", response.headers["Location"])
+    separator = "&" if "?" in location else "?"
+    with _request("PUT", f"{location}{separator}digest={digest}", data, "application/octet-stream"):
+        pass
+    return digest
+
+
+def push_manifest(base_url: str, repo: str, data: bytes, media_type: str = OCI_MANIFEST) -> str:
+    """PUT raw manifest bytes by digest; raises urllib.error.HTTPError when the registry refuses them."""
+    digest = digest_of(data)
+    with _request("PUT", f"{base_url}/v2/{repo}/manifests/{digest}", data, media_type):
+        pass
+    return digest
+
+
+def push_referenced_blobs(base_url: str, repo: str) -> None:
+    """The blobs the junk manifests name (an empty config and a 5-byte layer), so a registry finds them."""
+    assert push_blob(base_url, repo, b"{}") == EMPTY["digest"]
+    assert push_blob(base_url, repo, LAYER_BYTES) == LAYER["digest"]
