@@ -153,6 +153,19 @@ async def test_cosign_a_junk_listing_still_reads_the_legacy_tags(client: bool) -
     assert (await verify(cosign(), registry)).passed
 
 
+async def test_cosign_problems_are_bounded_in_the_report() -> None:
+    """Well-formed signature manifests naming another image are problems: listed up to 16, all counted."""
+    registry = MemoryRegistry()
+    other = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "0f" * 32, "size": 1}
+    for i in range(40):
+        layer = registry.add_blob(b"payload %d" % i, SIMPLE_SIGNING_MEDIA_TYPE)
+        doc = json.loads(referrer(registry, ARTIFACT_TYPE_COSIGN_SIG, layer))
+        registry.add_referrer(json.dumps({**doc, "subject": other}).encode(), ARTIFACT_TYPE_COSIGN_SIG)
+    report = await verify(cosign(), registry)
+    assert report.reason == "no_signature_found"
+    assert report.details["problemCount"] == 40 and len(report.details["problems"]) == 16
+
+
 # --- sbom ---------------------------------------------------------------------------------------------------
 
 

@@ -14,12 +14,14 @@ expanded (`verifiers.base.resolve_option_path`); both are read when the verifier
 
 `verify` lists the image's referrers whose artifactType (or, when a listing has none, the manifest's
 artifactType or config.mediaType) is `application/vnd.cncf.notary.signature` (at most 32). A referrer whose
-`io.cncf.notary.x509chain.thumbprint#S256` annotation lists no certificate of the policy's `ca:` and
-`signingAuthority:` stores is skipped before its blob is read (when the annotation is missing or unreadable,
-the blob is read). The single envelope layer is fetched (digest-checked), verified with `parse_and_verify` and
-evaluated with `trust.evaluate`. The policy is the one for `subject.reference.name`. At least one signature
-must pass; an enforced revocation check that cannot be made raises `Undecided("revocation_unavailable")`
-unless another signature passes.
+manifest does not fit `verifiers.oci`'s model is skipped, not counted as a signature, and noted in the
+report's `details.skipped` (the first 16; `skippedCount`); at most 256 referrer manifests are read. A
+referrer whose `io.cncf.notary.x509chain.thumbprint#S256` annotation lists no certificate of the policy's
+`ca:` and `signingAuthority:` stores is skipped before its blob is read (when the annotation is missing or
+unreadable, the blob is read). The single envelope layer is fetched (digest-checked), verified with
+`parse_and_verify` and evaluated with `trust.evaluate`. The policy is the one for `subject.reference.name`.
+At least one signature must pass; an enforced revocation check that cannot be made raises
+`Undecided("revocation_unavailable")` unless another signature passes.
 
 Revocation: when the evaluation wants it (a revocable chain, `revocation` not skipped, nothing enforced failed
 before it), the chain is checked with OCSP then CRL (`verifiers.notation.revocation`) within the request's
