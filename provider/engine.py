@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,15 @@ from provider.registry.cached import CachedRegistry, ImageReader
 from provider.registry.client import DEADLINE, RegistryClient
 from provider.registry.egress import EgressRefused
 from provider.registry.errors import IntegrityError, InvalidContent, NotFound, RegistryError, TooLarge
-from provider.verdict import Decision, VerifierOutcome, combine, denial_value, verdict_value
+from provider.verdict import (
+    Decision,
+    VerifierOutcome,
+    checked_report,
+    combine,
+    denial_value,
+    safe_text,
+    verdict_value,
+)
 from verifiers.base import (
     Context,
     OptionsError,
@@ -81,6 +90,20 @@ def _definite_reason(error: RegistryError) -> str:
     if isinstance(error, EgressRefused):
         return "egress_refused"
     return "content_invalid"
+
+
+def _verifier_error(name: str, what: str) -> Undecided:
+    return Undecided("verifier_error", safe_text(f"verifier {name} {what}", 1000))
+
+
+def _plain_undecided(name: str, e: Undecided) -> Undecided:
+    """The verifier's Undecided when its reason and message are plain strings, else a verifier_error."""
+    reason, message = getattr(e, "reason", None), getattr(e, "message", None)
+    if not isinstance(reason, str) or not reason or not isinstance(message, str):
+        return _verifier_error(name, f"raised {type(e).__name__} without a string reason and message")
+    if safe_text(message) == message and safe_text(reason, 128) == reason:
+        return e
+    return Undecided(safe_text(reason, 128), safe_text(message))
 
 
 def build_verifiers(config: Config) -> dict[str, Verifier]:
@@ -271,38 +294,52 @@ class Engine:
         if not isinstance(decision, Decision):
             return UndecidedKey(decision.reason, f"{ref.name}@{manifest.digest} {decision.message}")
         value = verdict_value(key, manifest.digest, policy, outcomes, decision.allowed)
+        try:  # reports were checked; this guards the rest of the value (the key's own text)
+            json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as e:
+            log.error("verdict for %s is not serialisable: %s", safe_text(key.reference, 300), e)
+            return UndecidedKey("internal_error", "the verdict could not be serialised (logged)")
         self._verdicts.put(cache_key, value)
         return Decided(value)
 
     async def _run(self, verifier: Verifier, subject: Subject, context: Context) -> VerifierOutcome:
+        """One verifier's outcome; whatever it does, only this verifier's outcome is affected.
+
+        A report is checked (and copied) as plain JSON before anything builds a verdict from it: a report
+        that is not serialisable is this verifier's `verifier_error`, never the batch's HTTP 500.
+        """
+        name, kind = verifier.name, verifier.type
         try:
-            report = await verifier.verify(subject, context)
+            report: object = await verifier.verify(subject, context)
         except Undecided as e:
-            outcome = VerifierOutcome(verifier.name, verifier.type, None, e)
+            return self._outcome(name, kind, None, _plain_undecided(name, e))
         except RegistryError as e:
-            report = Report.fail(_definite_reason(e), str(e))
-            outcome = VerifierOutcome(verifier.name, verifier.type, report)
-        except Exception as e:  # a plugin bug: fail closed, never cache it, say so in the logs
-            log.exception("verifier %s (%s) raised", verifier.name, verifier.type)
-            outcome = VerifierOutcome(
-                verifier.name,
-                verifier.type,
-                None,
-                Undecided("verifier_error", f"verifier {verifier.name} raised {type(e).__name__}: {e}"),
+            report = Report.fail(_definite_reason(e), safe_text(e))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled (deadline, shutdown): not the verifier's doing
+            return self._outcome(name, kind, None, _verifier_error(name, "raised CancelledError"))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # a plugin bug: fail closed, never cache it, say so in the logs
+            log.error("verifier %s (%s) raised", name, kind, exc_info=e)
+            return self._outcome(
+                name, kind, None, _verifier_error(name, f"raised {type(e).__name__}: {safe_text(e, 500)}")
             )
-        else:
-            if not isinstance(report, Report):
-                outcome = VerifierOutcome(
-                    verifier.name,
-                    verifier.type,
-                    None,
-                    Undecided("verifier_error", f"verifier {verifier.name} returned {type(report).__name__}"),
-                )
-            else:
-                outcome = VerifierOutcome(verifier.name, verifier.type, report)
-        result = "undecided" if outcome.report is None else ("passed" if outcome.report.passed else "failed")
-        self.metrics.verifier_results.labels(verifier.name, verifier.type, result).inc()
-        return outcome
+        try:
+            checked = checked_report(report)
+        except ValueError as e:
+            log.error("verifier %s (%s) returned a report that is not JSON: %s", name, kind, e)
+            return self._outcome(name, kind, None, _verifier_error(name, f"returned a bad report: {e}"))
+        return self._outcome(name, kind, checked, None)
+
+    def _outcome(
+        self, name: str, kind: str, report: Report | None, undecided: Undecided | None
+    ) -> VerifierOutcome:
+        result = "undecided" if report is None else ("passed" if report.passed else "failed")
+        self.metrics.verifier_results.labels(name, kind, result).inc()
+        return VerifierOutcome(name, kind, report, undecided)
 
     # --- mutate ----------------------------------------------------------------------------------------
 

@@ -3,6 +3,9 @@
 The referrer is found through the referrers API or the `sha256-<hex>` tag fallback. Its manifest is
 fetched and checked against its digest, it must name this image as its `subject`, and its SBOM layer is
 fetched, checked against its digest, and parsed: it must be a well-formed document of the declared format.
+A referrer whose manifest is malformed (`verifiers.oci` refuses it) is skipped, noted in the report's
+`details.skipped` ([{digest, reason}], the first 16; `skippedCount` counts them all), and the others are
+still examined: junk alone is `sbom_not_found`, as if nothing were attached.
 
 Options:
     artifactTypes: [application/spdx+json, application/vnd.cyclonedx+json]   # the default
@@ -33,12 +36,13 @@ import asyncio
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from provider.registry.errors import RegistryError
+from verifiers import oci
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided, Verifier
 from verifiers.sbom_formats import (
     CYCLONEDX_JSON,
@@ -55,7 +59,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SbomVerifier"]
 
-MAX_CANDIDATES = 16
+MAX_CANDIDATES = 16  # well-formed SBOM referrers examined
+MAX_EXAMINED = 256  # referrer manifests read, malformed ones included
 INLINE_PARSE_BYTES = 64 * 1024  # larger documents are parsed in a worker thread
 PARSED_CACHE_ENTRIES = 4096
 _CREATED_ANNOTATION = "org.opencontainers.image.created"
@@ -158,12 +163,30 @@ class SbomVerifier:
                 referrers=len(referrers),
             )
         failures: list[_Failure] = []
-        for descriptor in candidates[:MAX_CANDIDATES]:
+        skipped: list[oci.Skipped] = []
+        for index, descriptor in enumerate(candidates[:MAX_EXAMINED]):
+            if len(failures) >= MAX_CANDIDATES:
+                break
             result = await self._check(subject, context, descriptor)
             if isinstance(result, Report):
-                return result
-            failures.append(result)
-        return _failed(failures, "SBOMs", candidates=len(candidates))
+                return Report(
+                    result.passed,
+                    result.reason,
+                    result.message,
+                    {**result.details, **oci.skipped_details(skipped)},
+                )
+            if isinstance(result, str):
+                skipped.append(oci.Skipped(index, descriptor.digest, result))
+            else:
+                failures.append(result)
+        if not failures:
+            return Report.fail(
+                "sbom_not_found",
+                f"no SBOM is attached: {len(skipped)} malformed referrer(s) of an SBOM type skipped",
+                referrers=len(referrers),
+                **oci.skipped_details(skipped),
+            )
+        return _failed(failures, "SBOMs", candidates=len(candidates), **oci.skipped_details(skipped))
 
     async def _verify_attested(self, subject: Subject, context: Context, attested_by: str) -> Report:
         if self._attester is None:
@@ -252,22 +275,27 @@ class SbomVerifier:
             )
         return None
 
-    async def _check(self, subject: Subject, context: Context, descriptor: Descriptor) -> Report | _Failure:
+    async def _check(
+        self, subject: Subject, context: Context, descriptor: Descriptor
+    ) -> Report | _Failure | str:
+        """The report when this referrer's SBOM verifies, a failure, or (a str) why its manifest is junk."""
         where = f"SBOM referrer {descriptor.digest}"
         try:
-            data, _ = await context.registry.manifest(subject.reference, descriptor.digest)
-            manifest = json.loads(data)
-            if not isinstance(manifest, dict):
-                return _Failure("sbom_invalid", f"{where}: manifest is not a JSON object")
-            subject_digest = (manifest.get("subject") or {}).get("digest")
-            if subject_digest != subject.digest:
+            data, media_type = await context.registry.manifest(subject.reference, descriptor.digest)
+            manifest = oci.parse_image_manifest(data, media_type)
+        except Undecided:
+            raise
+        except oci.ContentError as e:
+            return str(e)
+        except RegistryError as e:
+            return _Failure("sbom_invalid", f"{where}: {e}")
+        try:
+            if not manifest.refers_to(subject.digest):
+                subject_digest = manifest.subject.digest if manifest.subject is not None else None
                 return _Failure(
                     "sbom_invalid", f"{where}: its subject is {subject_digest}, not {subject.digest}"
                 )
-            layers = manifest.get("layers")
-            if not isinstance(layers, list):
-                return _Failure("sbom_invalid", f"{where}: manifest has no layers")
-            layer = self._pick_layer(layers, descriptor.artifact_type)
+            layer = self._pick_layer(manifest.layers, descriptor.artifact_type)
             if layer is None:
                 return _Failure("sbom_invalid", f"{where}: no layer holds an SBOM document")
             blob_descriptor, media_type = layer
@@ -315,16 +343,15 @@ class SbomVerifier:
         if len(self._parsed) > PARSED_CACHE_ENTRIES:
             self._parsed.pop(next(iter(self._parsed)))
 
-    def _pick_layer(self, layers: list[Any], artifact_type: str | None) -> tuple[Descriptor, str] | None:
-        from provider.registry.client import parse_descriptor
-
-        for i, layer in enumerate(layers[:64]):
-            descriptor = parse_descriptor(layer, f"layers[{i}]")
+    def _pick_layer(
+        self, layers: Sequence[Descriptor], artifact_type: str | None
+    ) -> tuple[Descriptor, str] | None:
+        for descriptor in layers[:64]:
             if self._matches(descriptor.media_type):
                 return descriptor, _essence(descriptor.media_type)
         if len(layers) == 1 and artifact_type is not None:
             # e.g. pushed with a generic layer media type under an SBOM artifactType
-            return parse_descriptor(layers[0], "layers[0]"), artifact_type
+            return layers[0], artifact_type
         return None
 
 
@@ -350,10 +377,9 @@ def _human(delta: timedelta) -> str:
     return f"{seconds}s"
 
 
-def _annotation_time(manifest: Mapping[str, Any]) -> datetime | None:
-    annotations = manifest.get("annotations") or {}
-    value = annotations.get(_CREATED_ANNOTATION) if isinstance(annotations, dict) else None
-    if not isinstance(value, str):
+def _annotation_time(manifest: oci.ImageManifest) -> datetime | None:
+    value = manifest.annotations.get(_CREATED_ANNOTATION)
+    if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

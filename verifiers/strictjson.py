@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
+from verifiers.oci.boundedjson import nesting_exceeds
+
 __all__ = ["loads"]
 
 
@@ -40,6 +42,9 @@ def _too_deep(value: Any, limit: int) -> bool:
 
 def loads(data: bytes | str, *, max_depth: int) -> Any:
     """Parse strictly; any violation (including invalid UTF-8 or a byte-order mark) is a ValueError."""
+    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+    if nesting_exceeds(raw, max_depth):  # refused before json.loads can recurse 100,000 levels deep
+        raise ValueError(f"nested more than {max_depth} levels deep")
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         value = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)

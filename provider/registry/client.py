@@ -16,7 +16,6 @@ import asyncio
 import contextvars
 import email.utils
 import hashlib
-import json
 import logging
 import ssl
 import time
@@ -29,7 +28,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from provider.reference import DOCKER_HUB, ImageReference, ReferenceError, validate_digest
+from provider.reference import DOCKER_HUB, ImageReference
 from provider.registry.auth import Challenge, Credentials, CredentialStore, parse_challenges
 from provider.registry.egress import EgressPolicy, EgressRefused, FilteringResolver, refusal_of
 from provider.registry.errors import (
@@ -42,6 +41,7 @@ from provider.registry.errors import (
     TooLarge,
     Unavailable,
 )
+from verifiers import oci
 from verifiers.base import Descriptor
 
 __all__ = [
@@ -56,12 +56,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_MEDIA_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
-INDEX_MEDIA_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
+OCI_MANIFEST = oci.OCI_MANIFEST
+OCI_INDEX = oci.OCI_INDEX
+DOCKER_MANIFEST = oci.DOCKER_MANIFEST
+DOCKER_MANIFEST_LIST = oci.DOCKER_MANIFEST_LIST
+MANIFEST_MEDIA_TYPES = oci.MANIFEST_MEDIA_TYPES
+INDEX_MEDIA_TYPES = oci.INDEX_MEDIA_TYPES
 
 DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("countersign_deadline", default=None)
 
@@ -121,41 +121,19 @@ def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
 
 
 def parse_descriptor(obj: object, where: str) -> Descriptor:
-    """Validate one OCI descriptor from untrusted JSON."""
-    if not isinstance(obj, dict):
-        raise InvalidContent(f"{where}: descriptor is not an object")
-    media_type, digest, size = obj.get("mediaType"), obj.get("digest"), obj.get("size")
-    if not isinstance(media_type, str) or not media_type:
-        raise InvalidContent(f"{where}.mediaType: missing")
-    if not isinstance(digest, str):
-        raise InvalidContent(f"{where}.digest: missing")
+    """One OCI descriptor from untrusted JSON (`verifiers.oci.parse_descriptor`; errors as InvalidContent)."""
     try:
-        validate_digest(digest)
-    except ReferenceError as e:
-        raise InvalidContent(f"{where}.digest: {e}") from e
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise InvalidContent(f"{where}.size: not a non-negative integer")
-    artifact_type = obj.get("artifactType")
-    if artifact_type is not None and not isinstance(artifact_type, str):
-        raise InvalidContent(f"{where}.artifactType: not a string")
-    annotations = obj.get("annotations") or {}
-    if not isinstance(annotations, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
-    ):
-        raise InvalidContent(f"{where}.annotations: not a map of strings")
-    return Descriptor(
-        media_type=media_type, digest=digest, size=size, artifact_type=artifact_type, annotations=annotations
-    )
+        return oci.parse_descriptor(obj, where)
+    except oci.ContentError as e:
+        raise InvalidContent(str(e)) from None
 
 
 def _parse_json(data: bytes, what: str) -> dict[str, Any]:
+    """A JSON object from untrusted bytes, nesting bounded (`verifiers.oci.load_object`)."""
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidContent(f"{what} is not valid JSON: {e}") from e
-    if not isinstance(doc, dict):
-        raise InvalidContent(f"{what} is not a JSON object")
-    return doc
+        return oci.load_object(data)
+    except oci.ContentError as e:
+        raise InvalidContent(f"{what}: {e}") from None
 
 
 def _retry_after(headers: CIMultiDictProxy[str], default: float) -> float:
@@ -363,32 +341,29 @@ class RegistryClient:
         return found
 
     def _index_descriptors(self, data: bytes, what: str) -> list[Descriptor]:
-        doc = _parse_json(data, what)
-        manifests = doc.get("manifests")
-        if manifests is None:  # some registries answer `"manifests": null` when there are none
-            manifests = []
-        if not isinstance(manifests, list):
-            raise InvalidContent(f"{what}: 'manifests' is not a list")
-        return [parse_descriptor(m, f"{what}: manifests[{i}]") for i, m in enumerate(manifests)]
+        """The valid entries of one referrer listing; invalid entries are skipped (and logged), not fatal."""
+        try:
+            listing = oci.referrers_from_json(_parse_json(data, what))
+        except oci.ContentError as e:
+            raise InvalidContent(f"{what}: {e}") from None
+        if listing.skipped_count:
+            log.warning(
+                "%s: skipped %d invalid entries: %s",
+                what,
+                listing.skipped_count,
+                "; ".join(s.reason for s in listing.skipped),
+            )
+        return list(listing.referrers)
 
     # --- plumbing ------------------------------------------------------------------------------------
 
     @staticmethod
     def _manifest_media_type(doc: Mapping[str, Any], content_type: str, what: str) -> str:
-        declared = doc.get("mediaType")
-        if doc.get("schemaVersion") != 2:
-            raise InvalidContent(f"manifest {what}: schemaVersion is not 2 (schema 1 is not supported)")
-        if declared is not None and not isinstance(declared, str):
-            raise InvalidContent(f"manifest {what}: mediaType is not a string")
-        if declared and content_type in MANIFEST_MEDIA_TYPES and declared != content_type:
-            raise InvalidContent(f"manifest {what}: Content-Type {content_type} but mediaType {declared}")
-        media_type = declared or (content_type if content_type in MANIFEST_MEDIA_TYPES else None)
-        if media_type is None:
-            # OCI allows mediaType to be absent; infer from the shape.
-            media_type = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
-        if media_type not in MANIFEST_MEDIA_TYPES:
-            raise InvalidContent(f"manifest {what}: unsupported media type {media_type}")
-        return media_type
+        """Validate the whole manifest or index (`verifiers.oci`); its media type."""
+        try:
+            return oci.manifest_from_json(doc, content_type).media_type
+        except oci.ContentError as e:
+            raise InvalidContent(f"manifest {what}: {e}") from None
 
     def _raise_for_status(self, resp: aiohttp.ClientResponse, ref: ImageReference, what: str) -> None:
         if resp.status == 200:
@@ -705,8 +680,8 @@ class RegistryClient:
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 raise self._transport_error(registry, f"TOKEN {method}", url, e) from e
             try:
-                doc = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                doc = oci.load_json(body)
+            except oci.ContentError as e:
                 raise AuthenticationFailed(f"{registry}: token service returned invalid JSON") from e
             token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
             if not isinstance(token, str) or not token:

@@ -7,6 +7,7 @@ Undecided (the key goes to `systemError` and nothing is cached): `Unavailable` a
 from __future__ import annotations
 
 from verifiers.base import Undecided
+from verifiers.oci.errors import ContentError
 
 __all__ = [
     "AuthenticationFailed",
@@ -36,8 +37,15 @@ class TooLarge(RegistryError):
     """The content is larger than the configured limit; it was not read past the limit."""
 
 
-class InvalidContent(RegistryError):
-    """The content is not what its media type says (not JSON, wrong schema, unknown media type)."""
+class InvalidContent(RegistryError, ContentError):
+    """The content is not what its media type says (not JSON, wrong schema, unknown media type).
+
+    Also a `verifiers.oci.ContentError`, so a verifier that skips malformed referrers (a `ContentError`
+    from its own parse) skips those the registry client already refused the same way.
+    """
+
+    def __init__(self, message: str) -> None:
+        ContentError.__init__(self, "", message)
 
 
 class Unavailable(RegistryError, Undecided):

@@ -9,9 +9,11 @@ Three storage formats, all looked up for one image digest:
 - the legacy tags `sha256-<hex>.sig` (simple signing layers) and `sha256-<hex>.att` (DSSE envelopes).
 
 A referrer must name this image as its `subject` (a listing from the tag fallback is only a hint); every
-manifest and blob is read through the registry reader, which checks it against its digest. Definite
-problems with one candidate (a missing or tampered blob) make that candidate fail, not the verifier;
-registry outages propagate as `Undecided`.
+manifest and blob is read through the registry reader, which checks it against its digest, and every
+manifest is parsed with the validated model of `verifiers.oci`. A manifest that does not fit it (junk
+pushed beside the image) is skipped and noted in `Discovery.skipped`; definite problems with one
+well-formed candidate (a missing or tampered blob, a subject that is another image) are `problems`.
+Neither fails the verifier or hides the other candidates; registry outages propagate as `Undecided`.
 """
 
 from __future__ import annotations
@@ -19,13 +21,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from provider.reference import ImageReference
 from provider.registry.errors import NotFound, RegistryError
+from verifiers import oci
 from verifiers.base import Context, Descriptor, Subject, Undecided
 from verifiers.cosign.model import (
     ANNOTATION_BUNDLE,
@@ -51,7 +52,7 @@ MAX_REFERRERS_EXAMINED = 256
 MAX_PARALLEL_READS = 8
 MAX_LAYERS = 64
 MAX_SIGNATURE_BYTES = 4 * 1024 * 1024
-EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY_MEDIA_TYPE = oci.EMPTY_MEDIA_TYPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,8 @@ class Problem:
 class Discovery:
     candidates: list[Candidate]
     problems: list[Problem]
+    #: malformed referrers (and `.sig`/`.att` manifests) left out: `index` is their place in the listing
+    skipped: list[oci.Skipped] = field(default_factory=list)
 
 
 def _tag_reference(subject: Subject, suffix: str) -> ImageReference:
@@ -87,87 +90,65 @@ def _decode_b64(value: str | None) -> bytes | None:
         return b""  # present but not base64: the core reports the signature as invalid
 
 
-def _annotations(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """A manifest's or layer's annotations; {} when absent or not a JSON object."""
-    annotations = obj.get("annotations")
-    return annotations if isinstance(annotations, dict) else {}
-
-
 class _Walker:
     def __init__(self, subject: Subject, context: Context) -> None:
         self.subject = subject
         self.context = context
         self.candidates: list[Candidate] = []
         self.problems: list[Problem] = []
+        self.skipped: list[oci.Skipped] = []
 
     def full(self) -> bool:
         return len(self.candidates) >= MAX_CANDIDATES
 
-    async def manifest(self, digest: str) -> dict[str, Any]:
-        data, _ = await self.context.registry.manifest(self.subject.reference, digest)
-        doc = json.loads(data)
-        if not isinstance(doc, dict):
-            raise ValueError("manifest is not a JSON object")
-        return doc
+    async def manifest(self, digest: str) -> oci.ImageManifest:
+        """A signature manifest, parsed with the validated model (ContentError when it is junk)."""
+        data, media_type = await self.context.registry.manifest(self.subject.reference, digest)
+        return oci.parse_image_manifest(data, media_type)
 
-    async def blob(self, layer: Mapping[str, Any]) -> bytes:
-        from provider.registry.client import parse_descriptor
-
-        descriptor = parse_descriptor(layer, "layer")
-        return await self.context.registry.blob(self.subject.reference, descriptor, MAX_SIGNATURE_BYTES)
-
-    def layers(self, manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        layers = manifest.get("layers")
-        if not isinstance(layers, list):
-            raise ValueError("manifest has no layers")
-        return [layer for layer in layers[:MAX_LAYERS] if isinstance(layer, dict)]
-
-    def subject_matches(self, manifest: Mapping[str, Any]) -> bool:
-        subject = manifest.get("subject")
-        return isinstance(subject, dict) and subject.get("digest") == self.subject.digest
+    async def blob(self, layer: Descriptor) -> bytes:
+        return await self.context.registry.blob(self.subject.reference, layer, MAX_SIGNATURE_BYTES)
 
     async def referrer(self, descriptor: Descriptor, formats: Collection[str]) -> None:
         kinds = {ARTIFACT_TYPE_BUNDLE: "bundle", ARTIFACT_TYPE_COSIGN_SIG: "oci-1.1"}
-        manifest: dict[str, Any] | None = None
+        manifest: oci.ImageManifest | None = None
         artifact_type = descriptor.artifact_type
         if artifact_type in (None, "", EMPTY_MEDIA_TYPE):
             # Some writers leave the listing's artifactType empty (cosign v2's bundles in the tag-schema
             # index): the manifest itself says what it is.
             manifest = await self.manifest(descriptor.digest)
-            artifact_type = manifest.get("artifactType") or (manifest.get("config") or {}).get("mediaType")
-        fmt = kinds.get(artifact_type if isinstance(artifact_type, str) else "")
+            artifact_type = manifest.kind
+        fmt = kinds.get(artifact_type or "")
         if fmt is None or fmt not in formats:
             return
         if manifest is None:
             manifest = await self.manifest(descriptor.digest)
-        if not self.subject_matches(manifest):
+        if not manifest.refers_to(self.subject.digest):
             raise ValueError(f"its subject is not {self.subject.digest}")
-        annotations = _annotations(manifest)
-        for layer in self.layers(manifest):
+        for layer in manifest.layers[:MAX_LAYERS]:
             if self.full():
                 return
-            media_type = layer.get("mediaType")
-            if fmt == "bundle" and media_type == ARTIFACT_TYPE_BUNDLE:
-                await self.bundle(layer, "bundle", descriptor.digest, annotations)
-            elif fmt == "oci-1.1" and media_type == SIMPLE_SIGNING_MEDIA_TYPE:
+            if fmt == "bundle" and layer.media_type == ARTIFACT_TYPE_BUNDLE:
+                await self.bundle(layer, "bundle", descriptor.digest, manifest.annotations)
+            elif fmt == "oci-1.1" and layer.media_type == SIMPLE_SIGNING_MEDIA_TYPE:
                 await self.simple_signing(layer, "oci-1.1", descriptor.digest)
 
     async def bundle(
-        self, layer: Mapping[str, Any], fmt: Format, manifest_digest: str, annotations: Mapping[str, Any]
+        self, layer: Descriptor, fmt: Format, manifest_digest: str, annotations: Mapping[str, str]
     ) -> None:
         data = await self.blob(layer)
         self.candidates.append(
             BundleCandidate(format=fmt, manifest_digest=manifest_digest, bundle=data, annotations=annotations)
         )
 
-    async def simple_signing(self, layer: Mapping[str, Any], fmt: str, manifest_digest: str) -> None:
-        annotations = _annotations(layer)
+    async def simple_signing(self, layer: Descriptor, fmt: str, manifest_digest: str) -> None:
+        annotations = layer.annotations
         payload = await self.blob(layer)
         signature = _decode_b64(annotations.get(ANNOTATION_SIGNATURE))
 
         def text(name: str) -> bytes | None:
             value = annotations.get(name)
-            return value.encode() if isinstance(value, str) and value else None
+            return value.encode() if value else None
 
         self.candidates.append(
             SimpleSigningCandidate(
@@ -188,15 +169,18 @@ class _Walker:
             target = await self.context.registry.resolve(reference)
         except NotFound:
             return
-        manifest = await self.manifest(target.digest)
-        for layer in self.layers(manifest):
+        try:
+            manifest = await self.manifest(target.digest)
+        except oci.ContentError as e:
+            self.skipped.append(oci.Skipped(-1, target.digest, f"{suffix} tag: {e}"))
+            return
+        for layer in manifest.layers[:MAX_LAYERS]:
             if self.full():
                 return
-            media_type = layer.get("mediaType")
-            if suffix == "sig" and media_type == SIMPLE_SIGNING_MEDIA_TYPE:
+            if suffix == "sig" and layer.media_type == SIMPLE_SIGNING_MEDIA_TYPE:
                 await self.simple_signing(layer, "legacy", target.digest)
-            elif suffix == "att" and media_type == DSSE_MEDIA_TYPE:
-                await self.bundle(layer, "legacy-att", target.digest, _annotations(layer))
+            elif suffix == "att" and layer.media_type == DSSE_MEDIA_TYPE:
+                await self.bundle(layer, "legacy-att", target.digest, layer.annotations)
 
 
 def _first(error: BaseException) -> BaseException:
@@ -210,6 +194,7 @@ def _first(error: BaseException) -> BaseException:
 async def _from_referrer(
     subject: Subject,
     context: Context,
+    index: int,
     descriptor: Descriptor,
     formats: Collection[str],
     slots: asyncio.Semaphore,
@@ -220,18 +205,27 @@ async def _from_referrer(
             await walker.referrer(descriptor, formats)
         except Undecided:
             raise  # registry outages decide nothing
+        except oci.ContentError as e:  # junk beside the image: skipped, noted
+            walker.skipped.append(oci.Skipped(index, descriptor.digest, str(e)))
         except (RegistryError, ValueError, UnicodeDecodeError) as e:
             walker.problems.append(Problem(descriptor.artifact_type or "referrer", descriptor.digest, str(e)))
     return walker
 
 
 async def _from_referrers(subject: Subject, context: Context, formats: Collection[str]) -> list[_Walker]:
-    descriptors = await context.registry.referrers(subject)
+    try:
+        descriptors = await context.registry.referrers(subject)
+    except Undecided:
+        raise
+    except (RegistryError, oci.ContentError) as e:  # unreadable: the `.sig`/`.att` tags may still hold some
+        walker = _Walker(subject, context)
+        walker.problems.append(Problem("referrers", "referrers listing", str(e)))
+        return [walker]
     slots = asyncio.Semaphore(MAX_PARALLEL_READS)
     async with asyncio.TaskGroup() as group:
         tasks = [
-            group.create_task(_from_referrer(subject, context, d, formats, slots))
-            for d in descriptors[:MAX_REFERRERS_EXAMINED]
+            group.create_task(_from_referrer(subject, context, i, d, formats, slots))
+            for i, d in enumerate(descriptors[:MAX_REFERRERS_EXAMINED])
         ]
     return [t.result() for t in tasks]
 
@@ -267,4 +261,5 @@ async def discover(subject: Subject, context: Context, formats: Collection[str] 
     walkers = [w for task in sources for w in task.result()]
     candidates = [c for w in walkers for c in w.candidates][:MAX_CANDIDATES]
     problems = [p for w in walkers for p in w.problems]
-    return Discovery(candidates, problems)
+    skipped = [s for w in walkers for s in w.skipped]
+    return Discovery(candidates, problems, skipped)

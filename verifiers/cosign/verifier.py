@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from verifiers import oci
 from verifiers.base import Context, OptionsError, Report, Subject, resolve_option_path
 from verifiers.cosign import core
 from verifiers.cosign.common import Failure
@@ -85,6 +86,7 @@ _KNOWN_OPTIONS = {
 # the context's deadline, at most _SCAN_GRACE seconds after it ended; never more than _SCAN_ENTRIES at once.
 _SCAN_GRACE = 30.0
 _SCAN_ENTRIES = 1024
+MAX_NOTED = oci.MAX_SKIPPED  # problems listed in a report's details (all are counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,7 @@ class _Scan:
     attestations: list[VerifiedAttestation]
     rejected_attestations: list[CandidateResult]  # known attestations (legacy .att) that did not verify
     problems: list[Problem]
+    skipped: list[oci.Skipped]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -351,7 +354,7 @@ class CosignVerifier:
                 rejected.append(attestation)
             else:
                 attestations.append(attestation)
-        return _Scan(signatures, attestations, rejected, found.problems)
+        return _Scan(signatures, attestations, rejected, found.problems, found.skipped)
 
     @staticmethod
     def _attestation(
@@ -397,8 +400,10 @@ class CosignVerifier:
         if scan.problems:
             details["problems"] = [
                 {"format": p.format, "signature": p.manifest_digest, "message": p.message}
-                for p in scan.problems
+                for p in scan.problems[:MAX_NOTED]
             ]
+            details["problemCount"] = len(scan.problems)
+        details.update(oci.skipped_details(scan.skipped))
         matched = sorted({r.anchor for r in results if r.passed and r.anchor is not None})
         details["matched"] = matched
         if len(matched) >= self.threshold:
@@ -425,6 +430,7 @@ class CosignVerifier:
             )
         if not results:
             extra = f"; {len(scan.problems)} unreadable signature artifact(s)" if scan.problems else ""
+            extra += f"; {len(scan.skipped)} malformed referrer(s) skipped" if scan.skipped else ""
             return Report.fail(
                 Reason.NO_SIGNATURE,
                 f"no cosign signature found (looked in: {', '.join(sorted(self.formats))}){extra}",

@@ -14,12 +14,14 @@ expanded (`verifiers.base.resolve_option_path`); both are read when the verifier
 
 `verify` lists the image's referrers whose artifactType (or, when a listing has none, the manifest's
 artifactType or config.mediaType) is `application/vnd.cncf.notary.signature` (at most 32). A referrer whose
-`io.cncf.notary.x509chain.thumbprint#S256` annotation lists no certificate of the policy's `ca:` and
-`signingAuthority:` stores is skipped before its blob is read (when the annotation is missing or unreadable,
-the blob is read). The single envelope layer is fetched (digest-checked), verified with `parse_and_verify` and
-evaluated with `trust.evaluate`. The policy is the one for `subject.reference.name`. At least one signature
-must pass; an enforced revocation check that cannot be made raises `Undecided("revocation_unavailable")`
-unless another signature passes.
+manifest does not fit `verifiers.oci`'s model is skipped, not counted as a signature, and noted in the
+report's `details.skipped` (the first 16; `skippedCount`); at most 256 referrer manifests are read. A
+referrer whose `io.cncf.notary.x509chain.thumbprint#S256` annotation lists no certificate of the policy's
+`ca:` and `signingAuthority:` stores is skipped before its blob is read (when the annotation is missing or
+unreadable, the blob is read). The single envelope layer is fetched (digest-checked), verified with
+`parse_and_verify` and evaluated with `trust.evaluate`. The policy is the one for `subject.reference.name`.
+At least one signature must pass; an enforced revocation check that cannot be made raises
+`Undecided("revocation_unavailable")` unless another signature passes.
 
 Revocation: when the evaluation wants it (a revocable chain, `revocation` not skipped, nothing enforced failed
 before it), the chain is checked with OCSP then CRL (`verifiers.notation.revocation`) within the request's
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from provider.registry.errors import RegistryError
+from verifiers import oci
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided, resolve_option_path
 from verifiers.notation.envelope import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, EnvelopeError, parse_and_verify
 from verifiers.notation.revocation import ChainStatus, RevocationChecker
@@ -70,6 +72,7 @@ __all__ = ["ARTIFACT_TYPE", "NotationVerifier", "Reason"]
 ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
 THUMBPRINT_ANNOTATION = "io.cncf.notary.x509chain.thumbprint#S256"
 MAX_SIGNATURES = 32
+MAX_EXAMINED = 256  # referrer manifests read per image, malformed ones included
 MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
 _KNOWN_OPTIONS = ("trustPolicy", "trustStore", INLINE_STORES)
 
@@ -229,16 +232,21 @@ class NotationVerifier:
             )
         referrers = await context.registry.referrers(subject)
         signatures: list[dict[str, Any]] = []
+        skipped: list[oci.Skipped] = []
         undecided: str | None = None
         anchors = self._thumbprints(policy)
-        count = 0
-        for descriptor in referrers:
-            if count >= MAX_SIGNATURES:
+        count = examined = 0
+        for index, descriptor in enumerate(referrers):
+            if count >= MAX_SIGNATURES or examined >= MAX_EXAMINED:
                 break
             try:
                 manifest = await self._signature_manifest(subject, context, descriptor)
             except Undecided:
                 raise
+            except oci.ContentError as exc:  # junk beside the image: skipped, noted, not a signature
+                examined += 1
+                skipped.append(oci.Skipped(index, descriptor.digest, str(exc)))
+                continue
             except (RegistryError, ValueError) as exc:
                 signatures.append(self._failure(descriptor.digest, None, Reason.INTEGRITY, str(exc)))
                 count += 1
@@ -246,12 +254,11 @@ class NotationVerifier:
             if manifest is None:
                 continue
             count += 1
-            annotations = manifest.get("annotations")
-            prints = annotations.get(THUMBPRINT_ANNOTATION) if isinstance(annotations, dict) else None
-            if isinstance(prints, str) and policy.level.action("authenticity") == "enforce":
+            prints = manifest.annotations.get(THUMBPRINT_ANNOTATION)
+            if prints is not None and policy.level.action("authenticity") == "enforce":
                 try:
-                    listed = json.loads(prints)
-                except ValueError:
+                    listed = oci.load_json(prints)
+                except oci.ContentError:
                     listed = None
                 if isinstance(listed, list) and not anchors.intersection(
                     p for p in listed if isinstance(p, str)
@@ -269,14 +276,19 @@ class NotationVerifier:
                     f"{subject.reference} has a notation signature trusted by policy {policy.name!r}",
                     policy=policy.name,
                     signatures=signatures,
+                    **oci.skipped_details(skipped),
                 )
             if maybe_undecided and undecided is None:
                 undecided = maybe_undecided
         if undecided is not None:
             raise Undecided(Reason.REVOCATION, undecided)
         if not signatures:
+            extra = f" ({len(skipped)} malformed referrer(s) skipped)" if skipped else ""
             return Report.fail(
-                Reason.NO_SIGNATURE, f"{subject.reference} has no notation signature", policy=policy.name
+                Reason.NO_SIGNATURE,
+                f"{subject.reference} has no notation signature{extra}",
+                policy=policy.name,
+                **oci.skipped_details(skipped),
             )
         reasons = {entry["reason"] for entry in signatures}
         reason = next((r for r in _PRECEDENCE if r in reasons), Reason.INTEGRITY)
@@ -286,23 +298,20 @@ class NotationVerifier:
             f"no notation signature of {subject.reference} is trusted by policy {policy.name!r}: {messages}",
             policy=policy.name,
             signatures=signatures,
+            **oci.skipped_details(skipped),
         )
 
     async def _signature_manifest(
         self, subject: Subject, context: Context, descriptor: Descriptor
-    ) -> dict[str, Any] | None:
+    ) -> oci.ImageManifest | None:
+        """The referrer's manifest when it is a notation signature; ContentError when it is junk."""
         if descriptor.artifact_type not in (None, "", ARTIFACT_TYPE):
             return None
-        data, _ = await context.registry.manifest(subject.reference, descriptor.digest)
-        manifest = json.loads(data)
-        if not isinstance(manifest, dict):
-            raise ValueError("signature manifest is not a JSON object")
-        config = manifest.get("config")
-        kind = manifest.get("artifactType") or (config.get("mediaType") if isinstance(config, dict) else None)
-        if kind != ARTIFACT_TYPE:
+        data, media_type = await context.registry.manifest(subject.reference, descriptor.digest)
+        manifest = oci.parse_image_manifest(data, media_type)
+        if manifest.kind != ARTIFACT_TYPE:
             return None
-        subject_field = manifest.get("subject")
-        if not isinstance(subject_field, dict) or subject_field.get("digest") != subject.digest:
+        if not manifest.refers_to(subject.digest):
             raise ValueError(f"signature manifest's subject is not {subject.digest}")
         return manifest
 
@@ -315,20 +324,14 @@ class NotationVerifier:
         subject: Subject,
         context: Context,
         descriptor: Descriptor,
-        manifest: Mapping[str, Any],
+        manifest: oci.ImageManifest,
         policy: TrustPolicy,
     ) -> tuple[dict[str, Any], str | None]:
-        from provider.registry.client import parse_descriptor
-
-        layers = manifest.get("layers")
-        if not isinstance(layers, list) or len(layers) != 1 or not isinstance(layers[0], dict):
+        if len(manifest.layers) != 1:
             return self._failure(
                 descriptor.digest, None, Reason.INTEGRITY, "expected exactly one layer"
             ), None
-        try:
-            layer = parse_descriptor(layers[0], "layer")
-        except RegistryError as exc:
-            return self._failure(descriptor.digest, None, Reason.INTEGRITY, str(exc)), None
+        layer = manifest.layers[0]
         fmt = {JWS_MEDIA_TYPE: "jws", COSE_MEDIA_TYPE: "cose"}.get(layer.media_type)
         if fmt is None:
             message = f"envelope media type {layer.media_type!r} is not supported"

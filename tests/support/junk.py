@@ -1,0 +1,177 @@
+"""Malformed referrer manifests, as anyone who can push could attach them, and an in-memory registry.
+
+`junk_manifests(subject_digest, artifact_type)` gives each junk shape as raw manifest bytes (most of them
+otherwise valid, so only the junk makes them invalid). `MemoryRegistry` is a `RegistryReader` over dicts,
+for unit tests of verifiers; the integration tests push the same bytes to a real registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from provider.reference import ImageReference
+from provider.registry.errors import IntegrityError, NotFound
+from verifiers.base import Descriptor, Subject
+
+__all__ = ["OCI_MANIFEST", "MemoryRegistry", "digest_of", "junk_manifests"]
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+EMPTY = {
+    "mediaType": "application/vnd.oci.empty.v1+json",
+    "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",  # of b"{}"
+    "size": 2,
+}
+LAYER_BYTES = b"junk\n"
+LAYER = {
+    "mediaType": "application/octet-stream",
+    "digest": "sha256:" + hashlib.sha256(LAYER_BYTES).hexdigest(),
+    "size": len(LAYER_BYTES),
+}
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _manifest(subject_digest: str, artifact_type: str, **override: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": EMPTY,
+        "layers": [LAYER],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject_digest, "size": 100},
+    }
+    doc.update(override)
+    return doc
+
+
+def junk_manifests(subject_digest: str, artifact_type: str) -> dict[str, bytes]:
+    """Each junk shape (name -> manifest bytes) naming `subject_digest`, claiming to be `artifact_type`."""
+
+    def doc(**override: Any) -> bytes:
+        return json.dumps(_manifest(subject_digest, artifact_type, **override)).encode()
+
+    def deep(depth: int) -> bytes:  # in a member the OCI spec does not define (registries keep those)
+        return doc(**{"org.example.extra": "X"}).replace(b'"X"', b"[" * depth + b"]" * depth)
+
+    return {
+        "config a list": doc(config=[EMPTY], artifactType=None),
+        "layers not a list": doc(layers={"0": LAYER}),
+        "subject a string": doc(subject=subject_digest),
+        "annotations with a number": doc(annotations={"org.example": 1}),
+        "layer with a negative size": doc(layers=[{**LAYER, "size": -1}]),
+        "layer with a huge size": doc(layers=[{**LAYER, "size": 2**70}]),
+        "layer with a boolean size": doc(layers=[{**LAYER, "size": True}]),
+        "layer with a bad digest": doc(layers=[{**LAYER, "digest": "sha256:zz"}]),
+        "mediaType not a string": doc(layers=[{**LAYER, "mediaType": ["application/octet-stream"]}]),
+        "nested 100,000 deep": deep(100_000),
+        "nested 9,000 deep": deep(9_000),  # Go's encoding/json (most registries) accepts up to 10,000
+        "nested 65 deep": deep(65),
+        "a lone surrogate": doc(annotations={"a": "X"}).replace(b'"X"', b'"\\udc00"'),
+        "duplicate keys": doc().replace(b'"schemaVersion": 2', b'"schemaVersion": 2, "schemaVersion": 2'),
+        "not JSON": b"{" + doc()[1:-1],
+        "manifests null, no config": json.dumps(
+            {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "manifests": None}
+        ).encode(),
+    }
+
+
+class MemoryRegistry:
+    """A `RegistryReader` over dicts: referrers, manifests, blobs and tags; reads are recorded."""
+
+    def __init__(self) -> None:
+        self.listing: list[Descriptor] = []
+        self.manifests: dict[str, bytes] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.tags: dict[str, str] = {}
+        self.reads: list[str] = []
+
+    # --- filling it ---
+
+    def add_blob(
+        self, data: bytes, media_type: str = "application/octet-stream", **extra: Any
+    ) -> dict[str, Any]:
+        digest = digest_of(data)
+        self.blobs[digest] = data
+        return {"mediaType": media_type, "digest": digest, "size": len(data), **extra}
+
+    def add_manifest(self, data: bytes) -> str:
+        digest = digest_of(data)
+        self.manifests[digest] = data
+        return digest
+
+    def add_referrer(self, data: bytes, artifact_type: str | None) -> str:
+        """A manifest listed as a referrer (the listing says `artifact_type`, as a registry would copy it)."""
+        digest = self.add_manifest(data)
+        self.listing.append(Descriptor(OCI_MANIFEST, digest, len(data), artifact_type=artifact_type))
+        return digest
+
+    # --- RegistryReader ---
+
+    async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Sequence[Descriptor]:
+        self.reads.append("referrers")
+        return [d for d in self.listing if artifact_type is None or d.artifact_type == artifact_type]
+
+    async def manifest(self, reference: ImageReference, digest: str) -> tuple[bytes, str]:
+        self.reads.append(f"manifest {digest}")
+        if digest not in self.manifests:
+            raise NotFound(f"manifest {digest} not found")
+        return self.manifests[digest], OCI_MANIFEST
+
+    async def blob(self, reference: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
+        self.reads.append(f"blob {descriptor.digest}")
+        data = self.blobs.get(descriptor.digest)
+        if data is None:
+            raise NotFound(f"blob {descriptor.digest} not found")
+        if len(data) != descriptor.size:
+            raise IntegrityError(f"blob {descriptor.digest}: size {len(data)}, not {descriptor.size}")
+        return data
+
+    async def resolve(self, reference: ImageReference) -> Descriptor:
+        self.reads.append(f"resolve {reference.tag}")
+        digest = self.tags.get(reference.tag or "")
+        if digest is None:
+            raise NotFound(f"{reference} not found")
+        return Descriptor(OCI_MANIFEST, digest, len(self.manifests[digest]))
+
+
+# --- pushing raw content to a real registry (plain HTTP test registries) ------------------------------------
+
+
+def _request(method: str, url: str, data: bytes | None = None, content_type: str | None = None) -> Any:
+    import urllib.request
+
+    headers = {"Content-Type": content_type} if content_type else {}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    return urllib.request.urlopen(request, timeout=30)  # a test registry on 127.0.0.1
+
+
+def push_blob(base_url: str, repo: str, data: bytes) -> str:
+    """Upload `data` as a blob (monolithic POST + PUT); its digest."""
+    from urllib.parse import urljoin
+
+    digest = digest_of(data)
+    with _request("POST", f"{base_url}/v2/{repo}/blobs/uploads/") as response:
+        location = urljoin(f"{base_url}/", response.headers["Location"])
+    separator = "&" if "?" in location else "?"
+    with _request("PUT", f"{location}{separator}digest={digest}", data, "application/octet-stream"):
+        pass
+    return digest
+
+
+def push_manifest(base_url: str, repo: str, data: bytes, media_type: str = OCI_MANIFEST) -> str:
+    """PUT raw manifest bytes by digest; raises urllib.error.HTTPError when the registry refuses them."""
+    digest = digest_of(data)
+    with _request("PUT", f"{base_url}/v2/{repo}/manifests/{digest}", data, media_type):
+        pass
+    return digest
+
+
+def push_referenced_blobs(base_url: str, repo: str) -> None:
+    """The blobs the junk manifests name (an empty config and a 5-byte layer), so a registry finds them."""
+    assert push_blob(base_url, repo, b"{}") == EMPTY["digest"]
+    assert push_blob(base_url, repo, LAYER_BYTES) == LAYER["digest"]
