@@ -90,7 +90,7 @@ class ServerConfig:
     tls_handshake_timeout: float = 5.0
     header_timeout: float = 10.0
     body_timeout: float = 10.0
-    idle_timeout: float = 60.0
+    idle_timeout: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,7 @@ def test_defaults() -> None:
 def test_connection_defaults_are_bounded() -> None:
     server = parse_config(minimal()).server
     assert (server.max_connections, server.tls_handshake_timeout) == (512, 5.0)
-    assert (server.header_timeout, server.body_timeout, server.idle_timeout) == (10.0, 10.0, 60.0)
+    assert (server.header_timeout, server.body_timeout, server.idle_timeout) == (10.0, 10.0, 120.0)
 
 
 def test_every_field() -> None:
