@@ -416,11 +416,12 @@ async def _answer(
         outcomes = await engine.verify(decodable, server.verify_deadline)
     else:
         outcomes = await engine.mutate(decodable, server.mutate_deadline)
-    _count(metrics, endpoint, outcomes, len(keys) - len(decodable))
+    _count(metrics, endpoint, outcomes, len(set(keys) - set(decodable)))
     return _json_response(encode_response(response_for(keys, outcomes, api_version))), 200
 
 
 def _count(metrics: Metrics, endpoint: str, outcomes: dict[str, Outcome], undecodable: int = 0) -> None:
+    """Distinct keys by outcome; `undecodable` distinct keys that were not valid Unicode count as invalid."""
     if undecodable:
         metrics.keys.labels(endpoint, "invalid").inc(undecodable)
     for outcome in outcomes.values():
