@@ -105,7 +105,7 @@ async def answered_promptly(url: str, pki: Pki) -> None:
     status, reply = await post(url, pki.client_context(), provider_request(UNCOVERED))
     assert status == 200
     assert reply["response"]["items"][0]["value"]["allowed"] is False
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5
 
 
 def close(writer: asyncio.StreamWriter) -> None:
@@ -117,17 +117,20 @@ HEADERS = b"POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: applica
 
 
 async def test_slowloris_headers_are_cut_within_the_bound_and_others_are_served(pki: Pki) -> None:
-    async with served(pki, timeouts=FAST) as (site, url):
+    bound = 2.0  # long enough for other clients to be served, surely, while the slow one is connected
+    async with served(pki, timeouts={**FAST, "requestHeaders": f"{bound}s"}) as (site, url):
         reader, writer = await tls_stream(site.port, pki)
         trickler = asyncio.create_task(trickle(writer, HEADERS + b"X-Pad: " + b"a" * 500, 0.05))
-        closing = asyncio.create_task(closed_by_peer(reader, BOUND + SLACK))
-        await answered_promptly(url, pki)  # while the slow client holds its connection
+        closing = asyncio.create_task(closed_by_peer(reader, bound + SLACK))
+        for _ in range(3):
+            await answered_promptly(url, pki)
+        assert not closing.done()  # answered while the slow client holds its connection
         elapsed, data = await closing
         trickler.cancel()
         close(writer)
-        assert BOUND - 0.1 <= elapsed <= BOUND + SLACK
+        assert bound - 0.1 <= elapsed <= bound + SLACK
         assert data == b""  # cut, not answered
-        assert site.dropped_connections["request_headers"] == 1
+        assert site.dropped_connections == {"request_headers": 1}
         await answered_promptly(url, pki)
 
 
