@@ -82,6 +82,16 @@ class ServerConfig:
     max_concurrent_verifications: int = 256
     max_in_flight_verifications: int = 10_000
     config_reload_interval: float = 5.0
+    # Per listener (the HTTPS one and the health one, each on its own): connections served at once; more
+    # are closed at accept, before any TLS handshake.
+    max_connections: int = 512
+    # Connection timeouts (seconds): the TLS handshake; a request's headers, from the connection's start
+    # or the request's first byte; a request's body, once its headers are in; an idle keep-alive
+    # connection (also a response the client does not read).
+    tls_handshake_timeout: float = 5.0
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    idle_timeout: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +340,7 @@ def _parse_server(r: _Reader, base: Path) -> ServerConfig:
         t.finish()
     limits = r.child("limits")
     deadlines = r.child("deadlines")
+    timeouts = r.child("timeouts")
     server = ServerConfig(
         address=r.string("address", defaults.address),
         port=r.integer("port", defaults.port, minimum=0, maximum=65535),
@@ -356,9 +367,19 @@ def _parse_server(r: _Reader, base: Path) -> ServerConfig:
         config_reload_interval=r.duration(
             "configReloadInterval", defaults.config_reload_interval, minimum=0.1, maximum=3600
         ),
+        max_connections=limits.integer(
+            "maxConnections", defaults.max_connections, minimum=1, maximum=100_000
+        ),
+        tls_handshake_timeout=timeouts.duration(
+            "tlsHandshake", defaults.tls_handshake_timeout, minimum=0.1, maximum=60
+        ),
+        header_timeout=timeouts.duration("requestHeaders", defaults.header_timeout, minimum=0.1, maximum=300),
+        body_timeout=timeouts.duration("requestBody", defaults.body_timeout, minimum=0.1, maximum=300),
+        idle_timeout=timeouts.duration("idle", defaults.idle_timeout, minimum=0.1, maximum=3600),
     )
     limits.finish()
     deadlines.finish()
+    timeouts.finish()
     r.finish()
     return server
 

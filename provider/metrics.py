@@ -70,6 +70,20 @@ class Metrics:
             "When the configuration in service was loaded (start-up or the last successful reload).",
             registry=self.registry,
         )
+        self.connections = Gauge(
+            "countersign_connections",
+            "Client connections open (TLS handshake included), by listener (provider, health).",
+            ["listener"],
+            registry=self.registry,
+        )
+        self.connections_dropped = Counter(
+            "countersign_connections_dropped_total",
+            "Client connections Countersign closed itself, by listener and reason: limit (over "
+            "maxConnections, closed at accept), tls_handshake (failed or too slow), request_headers, "
+            "request_body, idle.",
+            ["listener", "reason"],
+            registry=self.registry,
+        )
         self.config_restart_required = Gauge(
             "countersign_config_restart_required",
             "1 when the configuration file changes a setting that only a restart applies.",

@@ -8,11 +8,19 @@ Response: {"apiVersion": ..., "kind": "ProviderResponse",
 
 Every key is echoed exactly as received. Undecided keys are left out of `items` (so Gatekeeper does not
 cache them) and named in `systemError`.
+
+A key that is not a valid Unicode string (a lone UTF-16 surrogate, e.g. `"\\ud800/x"`: legal JSON escapes,
+but no UTF-8 encoding exists) is an error item for that key alone, echoed with U+FFFD in place of each lone
+surrogate: that is the string Go's encoding/json (Gatekeeper) decodes from such an escape, so Gatekeeper
+sees its own key again. Gatekeeper itself never sends one (Go's encoder only emits valid Unicode).
+`encode_response` always produces valid UTF-8 JSON: an item that cannot be encoded becomes an error item
+for its key, never a failure of the whole batch.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
@@ -21,18 +29,30 @@ from provider.engine import Decided, Invalid, Outcome, UndecidedKey
 
 __all__ = [
     "API_VERSIONS",
+    "UNDECODABLE_KEY",
+    "UNENCODABLE_VERDICT",
     "ProtocolError",
     "ProviderResponse",
     "RequestLimits",
+    "encode_response",
     "error_response",
+    "is_well_formed",
     "parse_request",
     "response_for",
+    "wire_key",
 ]
 
 API_VERSION = "externaldata.gatekeeper.sh/v1beta1"
 API_VERSIONS = frozenset({API_VERSION, "externaldata.gatekeeper.sh/v1alpha1"})
 MAX_SYSTEM_ERROR_KEYS = 20
 MAX_SYSTEM_ERROR_CHARS = 8192
+UNDECODABLE_KEY = (
+    "countersign: the key is not a valid Unicode string (it holds a lone UTF-16 surrogate, U+D800 to U+DFFF, "
+    "here replaced by U+FFFD)"
+)
+UNENCODABLE_VERDICT = "countersign: the verdict for this key could not be encoded as JSON; not allowed"
+NO_OUTCOME = UndecidedKey("internal_error", "no outcome was produced for this key")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 class Item(TypedDict):
@@ -96,6 +116,21 @@ def parse_request(body: bytes, limits: RequestLimits) -> tuple[str, list[str]]:
     return str(api_version), keys
 
 
+def is_well_formed(text: str) -> bool:
+    """True when `text` has a UTF-8 encoding, i.e. holds no lone surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def wire_key(key: str) -> str:
+    """`key` as echoed: unchanged when well formed, else with U+FFFD for each lone surrogate (what Go's
+    encoding/json decodes a lone `\\uD8xx` escape or an invalid UTF-8 byte to)."""
+    return key if is_well_formed(key) else _SURROGATE_RE.sub("\ufffd", key)
+
+
 def _envelope(api_version: str, items: list[Item], system_error: str) -> ProviderResponse:
     return {
         "apiVersion": api_version,
@@ -111,12 +146,19 @@ def error_response(message: str, api_version: str = API_VERSION) -> ProviderResp
 def response_for(
     keys: Sequence[str], outcomes: Mapping[str, Outcome], api_version: str = API_VERSION
 ) -> ProviderResponse:
-    """One item per received key (duplicates echoed each time); undecided keys only in systemError."""
+    """One item per received key (duplicates echoed each time); undecided keys only in systemError.
+
+    A key that is not well formed is an error item whatever `outcomes` says (the engine need not see it);
+    a well-formed key missing from `outcomes` is undecided (`internal_error`), never dropped silently.
+    """
     items: list[Item] = []
     undecided: list[tuple[str, UndecidedKey]] = []
     seen_undecided: set[str] = set()
     for key in keys:
-        outcome = outcomes[key]
+        if not is_well_formed(key):
+            items.append({"key": wire_key(key), "error": UNDECODABLE_KEY})
+            continue
+        outcome = outcomes.get(key, NO_OUTCOME)
         if isinstance(outcome, Decided):
             items.append({"key": key, "value": outcome.value})
         elif isinstance(outcome, Invalid):
@@ -138,3 +180,46 @@ def system_error(undecided: Sequence[tuple[str, UndecidedKey]]) -> str:
     if len(text) > MAX_SYSTEM_ERROR_CHARS:
         text = text[: MAX_SYSTEM_ERROR_CHARS - 3] + "..."
     return text
+
+
+def _dumps(document: object) -> bytes:
+    # Strict: a lone surrogate fails the UTF-8 encoding, NaN and infinities fail (Go rejects them).
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _scrub(value: Any) -> Any:
+    """`value` with U+FFFD for every lone surrogate in its strings (object keys included)."""
+    if isinstance(value, str):
+        return wire_key(value)
+    if isinstance(value, dict):
+        return {(_scrub(k) if isinstance(k, str) else k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _encodable_item(item: Item) -> Item:
+    try:
+        _dumps(item)
+        return item
+    except (ValueError, TypeError, RecursionError):
+        pass
+    try:
+        scrubbed: Item = _scrub(item)  # text that was not valid Unicode: the verdict itself stands
+        _dumps(scrubbed)
+        return scrubbed
+    except (ValueError, TypeError, RecursionError):
+        return {"key": wire_key(item["key"]), "error": UNENCODABLE_VERDICT}
+
+
+def encode_response(response: ProviderResponse) -> bytes:
+    """The response as UTF-8 JSON, always: an item that cannot be encoded (text that is not valid Unicode
+    is repaired with U+FFFD; a value that is not JSON at all, NaN, or nested too deeply is not) becomes an
+    error item for its key alone, and the other items are unaffected."""
+    try:
+        return _dumps(response)
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
+        pass
+    body = response["response"]
+    items = [_encodable_item(item) for item in body["items"]]
+    return _dumps(_envelope(wire_key(response["apiVersion"]), items, wire_key(body["systemError"])))

@@ -7,36 +7,55 @@ re-read when their files change, without a restart.
 
 The configuration file is reloaded too (`ConfigReloader`): when its contents change, or on SIGHUP, a new
 engine is built from it and swapped in; a configuration that does not load leaves the old one in service.
+
+Both listeners are `GuardedSite`s: at most `server.limits.maxConnections` connections each (more are closed
+at accept, before a TLS handshake), the TLS handshake, a request's headers, its body and idle keep-alive
+each bounded by `server.timeouts` (aiohttp has no header-read timeout of its own: a client sending one
+byte every few seconds would otherwise hold a connection for ever).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
 import signal
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from provider.config import Config, ConfigError, TLSConfig, load_config
+from provider.config import Config, ConfigError, ServerConfig, TLSConfig, load_config
 from provider.engine import Decided, Engine, Invalid, Outcome
 from provider.metrics import CONTENT_TYPE_LATEST, Metrics
-from provider.protocol import ProtocolError, RequestLimits, error_response, parse_request, response_for
+from provider.protocol import (
+    ProtocolError,
+    RequestLimits,
+    encode_response,
+    error_response,
+    is_well_formed,
+    parse_request,
+    response_for,
+)
 
 __all__ = [
     "RELOADER",
     "CertificateReloader",
     "ConfigReloader",
     "Generation",
+    "GuardedSite",
     "build_app",
+    "build_health_app",
     "make_server_ssl_context",
     "run_server",
 ]
@@ -173,6 +192,11 @@ class ConfigReloader:
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[object]] = set()  # the watcher, SIGHUP reloads, retiring generations
+
+    @property
+    def server(self) -> ServerConfig:
+        """The server settings in service (the initial ones before `start`)."""
+        return (self.current.config if self.current is not None else self._initial).server
 
     async def start(self) -> None:
         """Build the first engine (inside the running loop) and, with a file, start watching it."""
@@ -345,12 +369,8 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _json_response(body: object, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
-        status=status,
-        content_type="application/json",
-    )
+def _json_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def _provider_handler(endpoint: str) -> Callable[[web.Request], object]:
@@ -359,20 +379,22 @@ def _provider_handler(endpoint: str) -> Callable[[web.Request], object]:
         metrics = request.app[METRICS]
         status = 200
         with request.app[RELOADER].use() as generation:
-            engine, server = generation.engine, generation.config.server
+            server = generation.config.server
             try:
-                body = await _read_body(request, server.max_body_bytes)
-                api_version, keys = parse_request(body, RequestLimits(server.max_keys, server.max_key_bytes))
+                async with asyncio.timeout(server.body_timeout):
+                    body = await _read_body(request, server.max_body_bytes)
+            except TimeoutError:
+                # A client trickling its body: answer (it may not read it) and drop the connection.
+                status = 408
+                metrics.connections_dropped.labels("provider", "request_body").inc()
+                message = f"request body not received within {server.body_timeout:g}s"
+                response = _json_response(encode_response(error_response(message)), status=408)
+                response.force_close()
             except ProtocolError as e:
                 status = 400
-                response = _json_response(error_response(str(e)), status=400)
+                response = _json_response(encode_response(error_response(str(e))), status=400)
             else:
-                if endpoint == "verify":
-                    outcomes = await engine.verify(keys, server.verify_deadline)
-                else:
-                    outcomes = await engine.mutate(keys, server.mutate_deadline)
-                _count(metrics, endpoint, outcomes)
-                response = _json_response(response_for(keys, outcomes, api_version))
+                response, status = await _answer(endpoint, body, generation, metrics)
         metrics.requests.labels(endpoint, str(status)).inc()
         metrics.request_latency.labels(endpoint).observe(time.perf_counter() - started)
         return response
@@ -380,7 +402,28 @@ def _provider_handler(endpoint: str) -> Callable[[web.Request], object]:
     return handle
 
 
-def _count(metrics: Metrics, endpoint: str, outcomes: dict[str, Outcome]) -> None:
+async def _answer(
+    endpoint: str, body: bytes, generation: Generation, metrics: Metrics
+) -> tuple[web.Response, int]:
+    engine, server = generation.engine, generation.config.server
+    try:
+        api_version, keys = parse_request(body, RequestLimits(server.max_keys, server.max_key_bytes))
+    except ProtocolError as e:
+        return _json_response(encode_response(error_response(str(e))), status=400), 400
+    # A key that is not valid Unicode never reaches the engine: response_for makes it an error item.
+    decodable = [key for key in keys if is_well_formed(key)]
+    if endpoint == "verify":
+        outcomes = await engine.verify(decodable, server.verify_deadline)
+    else:
+        outcomes = await engine.mutate(decodable, server.mutate_deadline)
+    _count(metrics, endpoint, outcomes, len(set(keys) - set(decodable)))
+    return _json_response(encode_response(response_for(keys, outcomes, api_version))), 200
+
+
+def _count(metrics: Metrics, endpoint: str, outcomes: dict[str, Outcome], undecodable: int = 0) -> None:
+    """Distinct keys by outcome; `undecodable` distinct keys that were not valid Unicode count as invalid."""
+    if undecodable:
+        metrics.keys.labels(endpoint, "invalid").inc(undecodable)
     for outcome in outcomes.values():
         if isinstance(outcome, Decided):
             allowed = endpoint == "mutate" or bool(outcome.value.get("allowed"))
@@ -400,12 +443,305 @@ async def _readyz(request: web.Request) -> web.Response:
     current = request.app[RELOADER].current
     if current is None:
         return web.Response(status=503, text="starting\n")
-    return _json_response({"ready": True, "config": current.config.fingerprint})
+    return _json_response(json.dumps({"ready": True, "config": current.config.fingerprint}).encode())
 
 
 async def _metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# --- listeners ----------------------------------------------------------------------------------------
+
+_HEADERS = "request_headers"
+_BUSY = "busy"
+_IDLE = "idle"
+# Errors of accept(2) that say the process or the system is out of a resource: wait, then accept again.
+_ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class _Connection(asyncio.Protocol):
+    """One accepted connection: aiohttp's request handler behind a deadline for each phase.
+
+    `request_headers`: from the start of the connection (after the TLS handshake), or from the first byte
+    after an idle period, until a request's handler starts (`_phases` middleware); `busy`: while a handler
+    runs (it bounds itself: body timeout, deadlines); `idle`: from a handler's end (the response is being
+    written) until the next request's first byte. A deadline that passes aborts the connection.
+    Everything else is passed to aiohttp's handler unchanged.
+    """
+
+    def __init__(self, site: GuardedSite, handler: asyncio.Protocol) -> None:
+        self._site = site
+        self._handler = handler
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._phase = _HEADERS
+        self.made = False
+        self._released = False
+
+    # asyncio.Protocol, forwarded
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made = True
+        self._transport = cast(asyncio.Transport, transport)
+        self._arm(_HEADERS, self._site.limits().header_timeout)
+        self._handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._phase == _IDLE:  # the first byte of the next request
+            self._arm(_HEADERS, self._site.limits().header_timeout)
+        self._handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._handler.eof_received()
+
+    def pause_writing(self) -> None:
+        self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._handler.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        try:
+            self._handler.connection_lost(exc)
+        finally:
+            self.release()
+
+    # phases
+    def request_started(self) -> None:
+        self._cancel()
+        self._phase = _BUSY
+
+    def request_finished(self) -> None:
+        self._arm(_IDLE, self._site.limits().idle_timeout)
+
+    def release(self) -> None:
+        """Give the connection's slot back (once)."""
+        if not self._released:
+            self._released = True
+            self._site.connection_closed()
+
+    def _arm(self, phase: str, delay: float) -> None:
+        self._cancel()
+        self._phase = phase
+        self._timer = self._loop.call_later(delay, self._expired)
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._site.dropped(self._phase)
+        log.debug(
+            "%s: closing a connection from %s (%s timeout)",
+            self._site.name,
+            transport.get_extra_info("peername"),
+            self._phase,
+        )
+        transport.abort()
+
+
+@web.middleware
+async def _phases(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tells the connection (when it is a `_Connection`) that a request's handler runs, then that it ended."""
+    transport = request.transport
+    connection = transport.get_protocol() if transport is not None else None
+    if not isinstance(connection, _Connection):
+        return await handler(request)
+    connection.request_started()
+    try:
+        return await handler(request)
+    finally:
+        connection.request_finished()
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP listener for an aiohttp runner, like `web.TCPSite`, that bounds what a client can hold.
+
+    It accepts connections itself (`loop.sock_accept`) and hands each one to asyncio with
+    `loop.connect_accepted_socket`, so that it can count them before any TLS handshake: past
+    `limits().max_connections` open connections a new one is closed at once. The TLS handshake is bounded by
+    `tls_handshake_timeout`; each connection is a `_Connection` (request headers, idle keep-alive) and the
+    handlers bound the body. `limits` is read for every connection, so a configuration reload applies to the
+    next ones. Only public asyncio and aiohttp interfaces are used: the connection protocol is aiohttp's
+    own (`runner.server()`), wrapped.
+    """
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        limits: Callable[[], ServerConfig],
+        ssl_context: ssl.SSLContext | None = None,
+        backlog: int = 128,
+        listener: str = "provider",
+        metrics: Metrics | None = None,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
+        server = runner.server
+        assert server is not None  # BaseSite checked it
+        self._protocol_factory = server
+        self._host = host
+        self._requested_port = port
+        self._tls = ssl_context
+        self._listen_backlog = backlog
+        self._listener = listener
+        self._metrics = metrics
+        self.limits = limits
+        self._sockets: list[socket.socket] = []
+        self._acceptors: list[asyncio.Task[None]] = []
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self.open_connections = 0
+        self.dropped_connections: collections.Counter[str] = collections.Counter()
+        self._last_limit_warning = -float("inf")
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}"
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one bound when `port` was 0)."""
+        if self._sockets:
+            return int(self._sockets[0].getsockname()[1])
+        return self._requested_port
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            self._host, self._requested_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        try:
+            for family, kind, proto, _, address in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                self._sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:  # as asyncio does: `::` does not also take the IPv4 port
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(self._listen_backlog)
+                sock.setblocking(False)
+        except OSError:
+            self._close_sockets()
+            raise
+        self._acceptors = [loop.create_task(self._accept(sock)) for sock in self._sockets]
+
+    async def stop(self) -> None:
+        """Stop accepting and abandon handshakes under way; aiohttp's runner closes the connections."""
+        for task in self._acceptors:
+            task.cancel()
+        await asyncio.gather(*self._acceptors, return_exceptions=True)
+        self._acceptors = []
+        self._close_sockets()
+        for task in list(self._handshakes):
+            task.cancel()
+        await asyncio.gather(*self._handshakes, return_exceptions=True)
+        await super().stop()
+
+    def _close_sockets(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+
+    async def _accept(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as e:
+                if e.errno in _ACCEPT_EXHAUSTED:
+                    log.error("%s: cannot accept connections (%s); trying again in 1s", self.name, e)
+                    await asyncio.sleep(1.0)
+                elif not isinstance(e, ConnectionAbortedError):  # a client gone before accept: no news
+                    log.warning("%s: accept failed: %s", self.name, e)
+                    await asyncio.sleep(0.1)
+                continue
+            limits = self.limits()
+            if self.open_connections >= limits.max_connections:
+                conn.close()
+                self.dropped("limit")
+                now = loop.time()
+                if now - self._last_limit_warning > 10.0:
+                    self._last_limit_warning = now
+                    log.warning(
+                        "%s: %d connections open (server.limits.maxConnections); closing new ones",
+                        self.name,
+                        self.open_connections,
+                    )
+                continue
+            self.open_connections += 1
+            self._gauge()
+            task = loop.create_task(self._serve(conn, limits))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _serve(self, conn: socket.socket, limits: ServerConfig) -> None:
+        connection = _Connection(self, self._protocol_factory())
+        try:
+            # On failure asyncio closes the transport, which owns `conn` from here on.
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: connection,
+                conn,
+                ssl=self._tls,
+                ssl_handshake_timeout=limits.tls_handshake_timeout if self._tls is not None else None,
+            )
+        except asyncio.CancelledError:
+            if not connection.made:
+                connection.release()
+            raise
+        except Exception as e:  # a failed or timed-out TLS handshake, a reset: the client's loss
+            if not connection.made:
+                connection.release()
+                self.dropped("tls_handshake")
+                log.debug("%s: TLS handshake failed: %s: %s", self.name, type(e).__name__, e)
+
+    def connection_closed(self) -> None:
+        self.open_connections -= 1
+        self._gauge()
+
+    def dropped(self, reason: str) -> None:
+        self.dropped_connections[reason] += 1
+        if self._metrics is not None:
+            self._metrics.connections_dropped.labels(self._listener, reason).inc()
+
+    def _gauge(self) -> None:
+        if self._metrics is not None:
+            self._metrics.connections.labels(self._listener).set(self.open_connections)
+
+
+def guarded_site(
+    runner: web.BaseRunner,
+    app: web.Application,
+    *,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    listener: str,
+    backlog: int = 512,
+) -> GuardedSite:
+    """A `GuardedSite` for an application built here, with the limits of the configuration in service."""
+    reloader = app[RELOADER]
+    return GuardedSite(
+        runner,
+        reloader.server.address,
+        port,
+        limits=lambda: reloader.server,
+        ssl_context=ssl_context,
+        backlog=backlog,
+        listener=listener,
+        metrics=app[METRICS],
+    )
+
+
+# --- applications -------------------------------------------------------------------------------------
 
 
 def build_app(
@@ -420,7 +756,7 @@ def build_app(
     With `config_path` (the file `config` was loaded from) the configuration is reloaded when it changes.
     """
     # Bodies are streamed and checked against the active `maxBodyBytes` by the handlers, not by this.
-    app = web.Application(client_max_size=config.server.max_body_bytes + 1)
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1, middlewares=[_phases])
     app[METRICS] = metrics or (engine.metrics if engine is not None else Metrics())
     app[RELOADER] = ConfigReloader(config, app[METRICS], path=config_path, engine=engine)
 
@@ -443,7 +779,7 @@ def build_health_app(main: web.Application) -> web.Application:
 
     It serves nothing else: verification stays on the mutual-TLS listener.
     """
-    health = web.Application()
+    health = web.Application(middlewares=[_phases])
     # The same handlers, on the main application's configuration and metrics.
     health[RELOADER] = main[RELOADER]
     health[METRICS] = main[METRICS]
@@ -451,12 +787,6 @@ def build_health_app(main: web.Application) -> web.Application:
     health.router.add_get("/readyz", _readyz)
     health.router.add_get("/metrics", _metrics)
     return health
-
-
-def _bound_port(site: web.TCPSite) -> int:
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    return int(sockets[0].getsockname()[1]) if sockets else 0
 
 
 async def run_server(
@@ -469,11 +799,11 @@ async def run_server(
     app = build_app(config, config_path=config_path)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
-    site = web.TCPSite(
-        runner, config.server.address, config.server.port, ssl_context=reloader.listening, backlog=512
+    site = guarded_site(
+        runner, app, port=config.server.port, ssl_context=reloader.listening, listener="provider"
     )
     await site.start()
-    port = _bound_port(site)
+    port = site.port
     log.info("countersign serving on https://%s:%d", config.server.address, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -486,7 +816,10 @@ async def run_server(
     if config.server.health_port is not None:
         health_runner = web.AppRunner(build_health_app(app), access_log=None, handle_signals=False)
         await health_runner.setup()
-        await web.TCPSite(health_runner, config.server.address, config.server.health_port).start()
+        health = guarded_site(
+            health_runner, app, port=config.server.health_port, ssl_context=None, listener="health"
+        )
+        await health.start()
         log.info("health and metrics on http://%s:%d", config.server.address, config.server.health_port)
     watcher = asyncio.create_task(reloader.watch())
     try:

@@ -11,6 +11,7 @@ A missing tool skips the tests that need it, or fails them under ``CI=true`` (se
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.support.registries import (
     Registry,
@@ -28,6 +30,12 @@ from tests.support.registries import (
     write_tls_files,
 )
 from tests.support.tools import require_tool
+
+# Property-based tests are deterministic under CI=true: the same examples on every run (a failure is
+# reproducible from the log), no example database, no wall-clock deadline on a loaded machine.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+if os.environ.get("CI", "").lower() == "true":
+    hypothesis_settings.load_profile("ci")
 
 _BINARIES: dict[RegistryKind, str] = {"olareg": "olareg", "distribution": "docker-registry"}
 

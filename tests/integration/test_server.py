@@ -17,7 +17,7 @@ import trustme
 from aiohttp import web
 
 from provider.config import Config, parse_config
-from provider.server import CertificateReloader, build_app
+from provider.server import CertificateReloader, GuardedSite, build_app, guarded_site
 
 pytestmark = pytest.mark.integration
 
@@ -72,21 +72,28 @@ def make_config(pki: Pki, *, mtls: bool = False, **server: Any) -> Config:
 
 
 @asynccontextmanager
-async def serving(config: Config) -> AsyncIterator[tuple[str, CertificateReloader]]:
+async def serving_site(config: Config) -> AsyncIterator[tuple[GuardedSite, CertificateReloader]]:
+    """The application on 127.0.0.1 as run_server serves it: a GuardedSite with the configuration's limits."""
     assert config.server.tls is not None
     reloader = CertificateReloader(config.server.tls)
-    runner = web.AppRunner(build_app(config), access_log=None)
+    app = build_app(config)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=reloader.listening)
+    site = guarded_site(runner, app, port=0, ssl_context=reloader.listening, listener="provider")
     await site.start()
-    port = runner.addresses[0][1]
     watcher = asyncio.create_task(reloader.watch())
     try:
-        yield f"https://127.0.0.1:{port}", reloader
+        yield site, reloader
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def serving(config: Config) -> AsyncIterator[tuple[str, CertificateReloader]]:
+    async with serving_site(config) as (site, reloader):
+        yield f"https://127.0.0.1:{site.port}", reloader
 
 
 def provider_request(*keys: Any) -> dict[str, Any]:

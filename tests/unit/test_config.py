@@ -62,8 +62,9 @@ def full() -> Doc:
                 "clientCAFile": "/etc/countersign/ca.pem",
                 "reloadInterval": "500ms",
             },
-            "limits": {"maxKeys": 50, "maxKeyBytes": 128, "maxBodyBytes": 2048},
+            "limits": {"maxKeys": 50, "maxKeyBytes": 128, "maxBodyBytes": 2048, "maxConnections": 64},
             "deadlines": {"verify": "2s", "mutate": "800ms", "background": "1m"},
+            "timeouts": {"tlsHandshake": "2s", "requestHeaders": "3s", "requestBody": "4s", "idle": "2m"},
             "configReloadInterval": "30s",
         },
         "cache": {"verdictTTL": "10m", "tagTTL": 5, "maxVerdicts": 7, "contentBytes": 1024},
@@ -110,6 +111,12 @@ def test_defaults() -> None:
     assert len(config.fingerprint) == len("sha256:") + 64
 
 
+def test_connection_defaults_are_bounded() -> None:
+    server = parse_config(minimal()).server
+    assert (server.max_connections, server.tls_handshake_timeout) == (512, 5.0)
+    assert (server.header_timeout, server.body_timeout, server.idle_timeout) == (10.0, 10.0, 120.0)
+
+
 def test_every_field() -> None:
     base = Path("/cfg")
     config = parse_config(full(), base=base)
@@ -129,6 +136,11 @@ def test_every_field() -> None:
         mutate_deadline=0.8,
         background_timeout=60.0,
         config_reload_interval=30.0,
+        max_connections=64,
+        tls_handshake_timeout=2.0,
+        header_timeout=3.0,
+        body_timeout=4.0,
+        idle_timeout=120.0,
     )
     assert config.cache == CacheConfig(verdict_ttl=600.0, tag_ttl=5.0, max_verdicts=7, content_bytes=1024)
     assert config.limits == Limits(
@@ -249,6 +261,26 @@ ERRORS: list[tuple[str, Doc, str, str]] = [
         "unknown field",
     ),
     ("maxKeys zero", _set(("server", "limits", "maxKeys"), 0), "server.limits.maxKeys", "between 1 and"),
+    (
+        "maxConnections zero",
+        _set(("server", "limits", "maxConnections"), 0),
+        "server.limits.maxConnections",
+        "between 1 and 100000",
+    ),
+    (
+        "header timeout zero",
+        _set(("server", "timeouts", "requestHeaders"), 0),
+        "server.timeouts.requestHeaders",
+        "must be between 0.1s and 300s, got 0s",
+    ),
+    (
+        "handshake timeout too long",
+        _set(("server", "timeouts", "tlsHandshake"), "2m"),
+        "server.timeouts.tlsHandshake",
+        "must be between 0.1s and 60s, got 120s",
+    ),
+    ("idle not a duration", _set(("server", "timeouts", "idle"), "soon"), "server.timeouts.idle", "duration"),
+    ("unknown timeout", _set(("server", "timeouts", "write"), 1), "server.timeouts.write", "unknown field"),
     ("unknown server limit", _set(("server", "limits", "extra"), 1), "server.limits.extra", "unknown field"),
     ("tls without certFile", _set(("server", "tls"), {}), "server.tls.certFile", "required when tls is set"),
     (

@@ -14,11 +14,16 @@ from provider.protocol import (
     API_VERSIONS,
     MAX_SYSTEM_ERROR_CHARS,
     MAX_SYSTEM_ERROR_KEYS,
+    UNDECODABLE_KEY,
+    UNENCODABLE_VERDICT,
     ProtocolError,
     RequestLimits,
+    encode_response,
     error_response,
+    is_well_formed,
     parse_request,
     response_for,
+    wire_key,
 )
 
 V1BETA1 = "externaldata.gatekeeper.sh/v1beta1"
@@ -336,3 +341,178 @@ def test_error_response(api_version: str) -> None:
 
 def test_error_response_defaults_to_v1beta1() -> None:
     assert error_response("x")["apiVersion"] == V1BETA1
+
+
+# --- hostile input: keys that are not Unicode, values that are not JSON, fuzzed requests --------------
+
+SURROGATES = st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff", "\udc80"])
+# Any code point, lone surrogates included (st.text leaves them out, whatever its alphabet).
+any_text = st.lists(st.characters(exclude_categories=()) | SURROGATES, max_size=12).map("".join)
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def test_lone_surrogates_are_error_items_for_their_keys_alone() -> None:
+    raw = (
+        b'{"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest", '
+        b'"request": {"keys": ["\\ud800/x", "ok", "\\ud83d\\ude00", "\\ude00\\ud83d"]}}'
+    )
+    _, keys = parse_request(raw, LIMITS)
+    assert keys == ["\ud800/x", "ok", "\U0001f600", "\ude00\ud83d"]  # a proper pair is one character
+    assert [is_well_formed(k) for k in keys] == [False, True, True, False]
+    outcomes: dict[str, Outcome] = {"ok": Decided(VALUE), "\U0001f600": Invalid("bad")}
+    encoded = encode_response(response_for(keys, outcomes))
+    items = json.loads(encoded.decode("utf-8"))["response"]["items"]
+    assert items == [
+        {"key": "\ufffd/x", "error": UNDECODABLE_KEY},
+        {"key": "ok", "value": VALUE},
+        {"key": "\U0001f600", "error": "bad"},
+        {"key": "\ufffd\ufffd", "error": UNDECODABLE_KEY},
+    ]
+
+
+def test_wire_key_is_what_go_decodes() -> None:
+    # Go's encoding/json decodes a lone \uD800 escape to U+FFFD, one per lone surrogate.
+    assert wire_key("a\ud800b\udfffc") == "a\ufffdb\ufffdc"
+    assert wire_key("caf\u00e9 \u2028 \x00") == "caf\u00e9 \u2028 \x00"  # valid: untouched
+
+
+def test_a_value_that_is_not_json_is_an_error_for_its_key_only() -> None:
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    outcomes: dict[str, Outcome] = {
+        "nan": Decided({"allowed": True, "score": float("nan")}),
+        "object": Decided({"allowed": True, "details": object()}),
+        "deep": Decided(deep),
+        "surrogate": Decided({"allowed": False, "reason": "bad \ud800 text", "\udfff": 1}),
+        "good": Decided(VALUE),
+        "undecided": UndecidedKey("registry_unavailable", "down \ud800"),
+    }
+    keys = list(outcomes)
+    encoded = encode_response(response_for(keys, outcomes))
+    body_ = json.loads(encoded.decode("utf-8"))["response"]
+    assert body_["items"] == [
+        {"key": "nan", "error": UNENCODABLE_VERDICT},
+        {"key": "object", "error": UNENCODABLE_VERDICT},
+        {"key": "deep", "error": UNENCODABLE_VERDICT},
+        # text that is not Unicode is repaired; the verdict stands
+        {"key": "surrogate", "value": {"allowed": False, "reason": "bad \ufffd text", "\ufffd": 1}},
+        {"key": "good", "value": VALUE},
+    ]
+    assert "undecided: down \ufffd [registry_unavailable]" in body_["systemError"]
+
+
+def test_a_key_without_an_outcome_is_undecided_not_a_crash() -> None:
+    response = response_for(["a", "b"], {"a": Decided(VALUE)})
+    assert response["response"]["items"] == [{"key": "a", "value": VALUE}]
+    assert "b: no outcome was produced for this key [internal_error]" in response["response"]["systemError"]
+
+
+@st.composite
+def request_documents(draw: st.DrawFn) -> Any:
+    """ProviderRequest documents: half of them valid, the others wrong in one part."""
+    broken = draw(st.sampled_from([None, None, None, None, "doc", "apiVersion", "kind", "request", "keys"]))
+    if broken == "doc":
+        return draw(json_values)
+    keys: Any = draw(st.lists(any_text, max_size=8))
+    if broken == "keys":
+        keys = draw(st.lists(any_text | json_values, min_size=1, max_size=8) | json_values)
+    doc: dict[str, Any] = {
+        "apiVersion": draw(json_values if broken == "apiVersion" else st.sampled_from(sorted(API_VERSIONS))),
+        "kind": draw(json_values) if broken == "kind" else "ProviderRequest",
+        "request": draw(json_values) if broken == "request" else {"keys": keys},
+    }
+    doc.update(draw(st.dictionaries(any_text.filter(lambda k: k not in doc), json_values, max_size=2)))
+    return doc
+
+
+def _encode_any(doc: Any, ascii_escapes: bool) -> bytes:
+    if ascii_escapes:  # lone surrogates as \uXXXX escapes: valid JSON text
+        return json.dumps(doc, ensure_ascii=True).encode()
+    return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")  # not UTF-8 when they occur
+
+
+@settings(deadline=None, max_examples=150)
+@given(request_documents(), st.booleans(), st.integers(1, 10), st.integers(1, 64))
+def test_property_parse_request_only_raises_protocol_error(
+    doc: Any, ascii_escapes: bool, max_keys: int, max_key_bytes: int
+) -> None:
+    raw = _encode_any(doc, ascii_escapes)
+    limits = RequestLimits(max_keys=max_keys, max_key_bytes=max_key_bytes)
+    try:
+        api_version, keys = parse_request(raw, limits)
+    except ProtocolError as e:
+        assert str(e)
+        return
+    assert api_version in API_VERSIONS
+    assert len(keys) <= max_keys
+    for key in keys:
+        assert isinstance(key, str)
+        assert len(key.encode("utf-8", "surrogatepass")) <= max_key_bytes
+    # exactly the strings sent (a high surrogate escape then a low one is one character, as in Go)
+    assert keys == json.loads(json.dumps(doc["request"]["keys"]))
+
+
+outcome_values = st.one_of(
+    json_values.map(Decided),
+    any_text.map(Invalid),
+    st.builds(UndecidedKey, any_text, any_text),
+    st.sampled_from([Decided(float("nan")), Decided({"x": object()}), Decided(float("inf"))]),
+)
+
+
+@settings(deadline=None, max_examples=150)
+@given(st.lists(any_text, max_size=10), st.data())
+def test_property_response_is_valid_utf8_json_echoing_every_key(keys: list[str], data: st.DataObject) -> None:
+    outcomes: dict[str, Outcome] = {k: data.draw(outcome_values) for k in dict.fromkeys(keys)}
+    encoded = encode_response(response_for(keys, outcomes, V1BETA1))
+
+    def no_constants(name: str) -> Any:
+        raise AssertionError(f"{name} in the response: Go's encoding/json rejects it")
+
+    reply = json.loads(encoded.decode("utf-8"), parse_constant=no_constants)  # strict UTF-8
+    for string in _strings(reply):
+        assert is_well_formed(string)
+    assert reply["apiVersion"] == V1BETA1
+    body_ = reply["response"]
+    answered = [k for k in keys if not is_well_formed(k) or not isinstance(outcomes[k], UndecidedKey)]
+    assert [item["key"] for item in body_["items"]] == [wire_key(k) for k in answered]
+    for key, item in zip(answered, body_["items"], strict=True):
+        outcome = outcomes[key]
+        assert set(item) in ({"key", "value"}, {"key", "error"})
+        if not is_well_formed(key):
+            assert item["error"] == UNDECODABLE_KEY
+        elif isinstance(outcome, Invalid):
+            assert item["error"] == wire_key(outcome.error)
+        elif "value" in item:
+            assert isinstance(outcome, Decided)
+            try:
+                clean = json.loads(json.dumps(outcome.value, allow_nan=False)) == outcome.value
+            except (TypeError, ValueError):
+                clean = False
+            if clean and all(is_well_formed(s) for s in _strings(outcome.value)):
+                assert item["value"] == outcome.value
+        else:
+            assert item["error"] == UNENCODABLE_VERDICT
+    undecided = [
+        k for k in dict.fromkeys(keys) if is_well_formed(k) and isinstance(outcomes[k], UndecidedKey)
+    ]
+    if undecided:
+        assert body_["systemError"].startswith(f"countersign: {len(undecided)} key(s) undecided")
+    else:
+        assert body_["systemError"] == ""
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 
 import pytest
@@ -472,3 +473,114 @@ def test_property_key_namespace_prefix(namespace: str, case: tuple[str, ImageRef
     bare = parse_key(text)
     assert bare.namespace is None
     assert bare.reference == parse_reference(text)
+
+
+# ------------------------------------------------------------------ an oracle: the grammar, declaratively
+
+# distribution/reference's grammar as one regular expression (ReferenceRegexp), with ParseNormalizedNamed's
+# rules applied afterwards: independent of parse_reference's step-by-step parsing (partition on '@', the
+# last ':' after the last '/', then the domain). As documented, only sha256 and sha512 digests are accepted.
+_O_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_O_DOMAIN = rf"(?:{_O_DOMAIN_COMPONENT}(?:\.{_O_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_O_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_O_REFERENCE = re.compile(
+    rf"(?P<name>(?:{_O_DOMAIN}/)?{_O_COMPONENT}(?:/{_O_COMPONENT})*)"
+    r"(?::(?P<tag>\w[\w.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}))?",
+    re.ASCII,
+)
+
+
+def oracle(text: str) -> ImageReference | None:
+    """What the grammar and the runtimes' normalization make of `text`; None when it is not a reference."""
+    if re.fullmatch(r"[a-f0-9]{64}", text):  # an image ID
+        return None
+    m = _O_REFERENCE.fullmatch(text)
+    if m is None:
+        return None
+    name = m["name"]
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+        domain, path = first, rest
+        if not re.fullmatch(_O_DOMAIN, domain):  # a first component taken for a registry must be one
+            return None
+    else:
+        domain, path = DOCKER_HUB, name
+    if not re.fullmatch(rf"{_O_COMPONENT}(?:/{_O_COMPONENT})*", path):
+        return None
+    if domain == "index.docker.io":
+        domain = DOCKER_HUB
+    if domain == DOCKER_HUB and "/" not in path:
+        path = "library/" + path
+    if len(domain) + 1 + len(path) > 255:
+        return None
+    tag = m["tag"] if m["tag"] is not None or m["digest"] is not None else "latest"
+    return ImageReference(registry=domain, repository=path, tag=tag, digest=m["digest"])
+
+
+def _parsed_or_none(text: str) -> ImageReference | None:
+    try:
+        return parse_reference(text)
+    except ReferenceError:
+        return None
+
+
+EDIT_CHARACTERS = "aZ09-_.:/@[]\u00e9 \n" + "\ud800"
+
+
+@st.composite
+def mutated_references(draw: st.DrawFn) -> str:
+    """A valid reference with a few characters inserted, deleted or replaced (or a Hub/ID edge case)."""
+    text, _ = draw(references())
+    for _ in range(draw(st.integers(0, 3))):
+        where = draw(st.integers(0, len(text)))
+        edit = draw(st.sampled_from(["insert", "delete", "replace"]))
+        char = draw(st.sampled_from(EDIT_CHARACTERS))
+        if edit == "insert":
+            text = text[:where] + char + text[where:]
+        elif edit == "delete":
+            text = text[:where] + text[where + 1 :]
+        else:
+            text = text[:where] + char + text[where + 1 :]
+    return text
+
+
+@settings(deadline=None, max_examples=400)
+@given(mutated_references())
+@example("localhost:5000")  # a Hub repository named localhost, tag 5000
+@example("Foo/bar")  # an upper-case first component is a registry
+@example("foo/Bar")
+@example("[::1]/x:1@" + SHA256)
+@example("a" * 64)
+@example("a" * 63 + "/x")
+@example("d_ocker.io/0")  # taken for a registry (it has a '.'), and not a valid one
+def test_property_parse_agrees_with_the_grammar(text: str) -> None:
+    assert _parsed_or_none(text) == oracle(text)
+
+
+@settings(deadline=None, max_examples=150)
+@given(st.none() | namespaces, mutated_references())
+def test_property_keys_round_trip(namespace: str | None, text: str) -> None:
+    raw = text if namespace is None else f"[{namespace}]{text}"
+    try:
+        key = parse_key(raw)
+    except ReferenceError:
+        assert namespace is None or oracle(text) is None  # a valid namespace never makes a good ref bad
+        return
+    assert key.raw == raw
+    assert key.reference == oracle(raw if key.namespace is None else raw[raw.index("]") + 1 :])
+    again = parse_key(str(key.reference) if key.namespace is None else f"[{key.namespace}]{key.reference}")
+    assert (again.namespace, again.reference) == (key.namespace, key.reference)
+
+
+any_code_points = st.lists(
+    st.characters(exclude_categories=()) | st.sampled_from(["\ud800", "\udfff", "[", "]", "/", ":", "@"]),
+    max_size=40,
+).map("".join)
+
+
+@settings(deadline=None, max_examples=150)
+@given(any_code_points)
+def test_property_any_code_points_only_raise_reference_error(text: str) -> None:
+    _never_raises_but_reference_error(text)
+    assert _parsed_or_none(text) == oracle(text)
