@@ -152,6 +152,9 @@ class Engine:
         self.registry = registry
         self.verifiers = dict(verifiers)
         self.metrics = metrics or Metrics()
+        # The same policy the registry client enforces when connecting: checked here first, so a key
+        # naming a refused registry is decided before anything is sent.
+        self._egress = config.egress.with_trusted((n, s.insecure) for n, s in config.registries.items())
         self._verdicts: TTLCache[tuple[str, str, str, str], dict[str, Any]] = TTLCache(
             config.cache.verdict_ttl, config.cache.max_verdicts
         )
@@ -262,7 +265,7 @@ class Engine:
         try:
             # Nothing is sent to a host the egress policy refuses (the client checks again, on the
             # addresses a name resolves to and on every redirect and token realm).
-            self.registry.client.egress.check_registry(ref.registry, self._insecure(ref))
+            self._egress.check_registry(ref.registry, self._insecure(ref))
             async with self._slots:
                 manifest = await self.registry.resolve(ref)
         except NotFound as e:
@@ -383,7 +386,7 @@ class Engine:
         if not self.config.covers(ref):
             return Invalid(f"cannot pin {ref}: no policy scope matches {ref.name}")
         try:
-            self.registry.client.egress.check_registry(ref.registry, self._insecure(ref))
+            self._egress.check_registry(ref.registry, self._insecure(ref))
             async with self._slots:
                 manifest = await self.registry.resolve(ref)
         except NotFound as e:

@@ -682,7 +682,7 @@ class RegistryClient:
             try:
                 doc = oci.load_json(body)
             except oci.ContentError as e:
-                raise AuthenticationFailed(f"{registry}: token service returned invalid JSON") from e
+                raise AuthenticationFailed(f"{registry}: token service returned invalid JSON: {e}") from e
             token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
             if not isinstance(token, str) or not token:
                 raise AuthenticationFailed(f"{registry}: token service returned no token")

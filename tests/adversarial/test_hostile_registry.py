@@ -100,18 +100,24 @@ def test_referrers_index_nested_100k_deep_is_decided(healthy: Countersign, hosti
     _no_verifier_undecided(answer.value(f"{hostile.host}/{repo}@{digest}"))
 
 
-def test_token_response_nested_100k_deep_is_content_invalid(
-    healthy: Countersign, hostile: HostileRegistry
+@pytest.mark.parametrize("kind", ["list", "object"])
+def test_token_response_nested_100k_deep_is_an_authentication_failure(
+    healthy: Countersign, hostile: HostileRegistry, kind: str
 ) -> None:
-    repo = "auth/deep-token"
+    """Under the token-size limit (200 KB of brackets), so the nesting bound is what answers: no token,
+    an authentication failure (undecided, as every token failure: often transient), never a crash."""
+    repo = f"auth/deep-token-{kind}"
+    body = deep_json(100_000, kind=kind) if kind == "list" else deep_json(40_000, kind=kind)
+    assert len(body) < 256 * 1024
 
     async def deep_token(hit: Hit) -> web.StreamResponse | None:
         if hit.kind != "token":
             return None
-        return web.Response(body=deep_json(100_000, kind="object"), content_type="application/json")
+        return web.Response(body=body, content_type="application/json")
 
     hostile.script(repo, bearer_challenge(f"{hostile.url}/token", then=deep_token))
-    healthy.check_case(f"{hostile.host}/{repo}:1", "decided", reason="content_invalid")
+    answer = healthy.check_case(f"{hostile.host}/{repo}:1", "undecided", reason="registry_auth_failed")
+    assert "nested" in answer.system_error, answer.describe()
 
 
 # --- stalls and refusals ------------------------------------------------------------------------------------
