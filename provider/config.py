@@ -81,6 +81,8 @@ class ServerConfig:
     max_concurrent_verifications: int = 256
     max_in_flight_verifications: int = 10_000
     config_reload_interval: float = 5.0
+    in_flight_bytes: int = 128 * 1024 * 1024  # registry responses being read or used, parse cost included
+    verification_bytes: int = 128 * 1024 * 1024  # of which one verification may hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,8 @@ class CacheConfig:
     tag_ttl: float = 30.0
     max_verdicts: int = 10_000
     content_bytes: int = 64 * 1024 * 1024
+    verdict_bytes: int = 64 * 1024 * 1024
+    tag_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +352,18 @@ def _parse_server(r: _Reader, base: Path) -> ServerConfig:
         config_reload_interval=r.duration(
             "configReloadInterval", defaults.config_reload_interval, minimum=0.1, maximum=3600
         ),
+        in_flight_bytes=limits.integer(
+            "inFlightBytes", defaults.in_flight_bytes, minimum=1 << 20, maximum=64 << 30
+        ),
+        verification_bytes=limits.integer(
+            "verificationBytes", defaults.verification_bytes, minimum=1 << 20, maximum=64 << 30
+        ),
     )
+    if server.verification_bytes > server.in_flight_bytes:
+        raise ConfigError(
+            limits.sub("verificationBytes"),
+            f"must not exceed inFlightBytes ({server.in_flight_bytes}), got {server.verification_bytes}",
+        )
     limits.finish()
     deadlines.finish()
     r.finish()
@@ -535,6 +550,8 @@ def parse_config(data: object, base: Path = Path(".")) -> Config:
         tag_ttl=c.duration("tagTTL", d.tag_ttl, minimum=0, maximum=86400),
         max_verdicts=c.integer("maxVerdicts", d.max_verdicts, minimum=0, maximum=10_000_000),
         content_bytes=c.integer("contentBytes", d.content_bytes, minimum=0, maximum=16 << 30),
+        verdict_bytes=c.integer("verdictBytes", d.verdict_bytes, minimum=0, maximum=16 << 30),
+        tag_bytes=c.integer("tagBytes", d.tag_bytes, minimum=0, maximum=16 << 30),
     )
     c.finish()
     limits = _parse_limits(r.child("limits"))

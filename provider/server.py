@@ -29,7 +29,7 @@ from aiohttp import web
 from provider.config import Config, ConfigError, TLSConfig, load_config
 from provider.engine import Decided, Engine, Invalid, Outcome
 from provider.metrics import CONTENT_TYPE_LATEST, Metrics
-from provider.protocol import ProtocolError, RequestLimits, error_response, parse_request, response_for
+from provider.protocol import ProtocolError, RequestLimits, encode_response, error_response, parse_request
 
 __all__ = [
     "RELOADER",
@@ -245,11 +245,13 @@ class ConfigReloader:
             try:
                 config = await asyncio.to_thread(load_config, self.path)
                 config, restart = self._keep_restart_only(config, old.config)
-                engine = await Engine.create(config, self.metrics)
+                # One budget for registry responses in the process: the new engine shares the old one's.
+                engine = await Engine.create(config, self.metrics, memory=old.engine.memory)
             except Exception as e:  # whatever fails, the old configuration keeps serving
                 self._failed(e, old.config)
                 return False
             self.current = Generation(config, engine)
+            engine.memory.resize(config.server.in_flight_bytes)
             # Over the files this configuration reads (the set may have changed with it).
             self._digest = await asyncio.to_thread(_file_digest, self.path, *config.credential_files)
             self.reloads += 1
@@ -372,7 +374,9 @@ def _provider_handler(endpoint: str) -> Callable[[web.Request], object]:
                 else:
                     outcomes = await engine.mutate(keys, server.mutate_deadline)
                 _count(metrics, endpoint, outcomes)
-                response = _json_response(response_for(keys, outcomes, api_version))
+                response = web.Response(
+                    body=encode_response(keys, outcomes, api_version), content_type="application/json"
+                )
         metrics.requests.labels(endpoint, str(status)).inc()
         metrics.request_latency.labels(endpoint).observe(time.perf_counter() - started)
         return response
@@ -383,7 +387,7 @@ def _provider_handler(endpoint: str) -> Callable[[web.Request], object]:
 def _count(metrics: Metrics, endpoint: str, outcomes: dict[str, Outcome]) -> None:
     for outcome in outcomes.values():
         if isinstance(outcome, Decided):
-            allowed = endpoint == "mutate" or bool(outcome.value.get("allowed"))
+            allowed = endpoint == "mutate" or outcome.allowed
             label = "allowed" if allowed else "denied"
         elif isinstance(outcome, Invalid):
             label = "invalid"

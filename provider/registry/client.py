@@ -21,7 +21,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -29,6 +29,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from provider.budget import ACCOUNT, json_parse_cost, read_cost
+from provider.cache import KeyedLocks, TTLCache, bytes_cost, ttl_slot_cost
 from provider.reference import DOCKER_HUB, ImageReference, ReferenceError, validate_digest
 from provider.registry.auth import Challenge, Credentials, CredentialStore, parse_challenges
 from provider.registry.errors import (
@@ -97,10 +99,11 @@ class RegistrySettings:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
+    """A manifest's verified bytes, not its parsed JSON (parse on use): what caches hold is what it costs."""
+
     digest: str
-    media_type: str
+    media_type: str  # one of MANIFEST_MEDIA_TYPES (the shared constant, not a copy per manifest)
     data: bytes
-    document: Mapping[str, Any] = field(repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -191,10 +194,18 @@ def _next_link(headers: CIMultiDictProxy[str]) -> str | None:
 RequestObserver = Callable[[str, str, str], None]  # (registry, method, status or error class)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Token:
     value: str
     expires: float  # monotonic
+
+
+MAX_TOKENS = 4096
+MAX_TOKEN_CACHE_BYTES = 16 * 1024 * 1024
+
+
+def _token_cost(token: _Token) -> int:
+    return 96 + bytes_cost(token.value)  # the object, its dict-less slots, the float
 
 
 class RegistryClient:
@@ -214,8 +225,16 @@ class RegistryClient:
         self.limits = limits or Limits()
         self._observe = observe
         self._ssl: dict[str, ssl.SSLContext] = {}
-        self._tokens: dict[tuple[str, str], _Token] = {}
-        self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Keys name any repository: tokens are bounded (count and bytes: a token may be 256 KiB) and expire;
+        # a lock exists only while someone fetches or waits for that token.
+        self._tokens: TTLCache[tuple[str, str], _Token] = TTLCache(
+            3600.0,
+            max_entries=MAX_TOKENS,
+            max_bytes=MAX_TOKEN_CACHE_BYTES,
+            size_of=_token_cost,
+            slot_of=ttl_slot_cost,
+        )
+        self._token_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
         self._basic: set[str] = set()  # registries that asked for Basic auth
         connector = aiohttp.TCPConnector(limit=200, limit_per_host=32, ttl_dns_cache=60)
         self._session = aiohttp.ClientSession(
@@ -272,7 +291,8 @@ class RegistryClient:
             )
         doc = _parse_json(data, f"manifest {ref.name}@{digest}")
         media_type = self._manifest_media_type(doc, content_type, f"{ref.name}@{digest}")
-        return Manifest(digest=digest, media_type=media_type, data=data, document=doc)
+        del doc  # parsed to be checked, not kept
+        return Manifest(digest=digest, media_type=media_type, data=data)
 
     async def get_blob(
         self, ref: ImageReference, descriptor: Descriptor, max_bytes: int | None = None
@@ -379,7 +399,7 @@ class RegistryClient:
             media_type = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
         if media_type not in MANIFEST_MEDIA_TYPES:
             raise InvalidContent(f"manifest {what}: unsupported media type {media_type}")
-        return media_type
+        return MANIFEST_MEDIA_TYPES[MANIFEST_MEDIA_TYPES.index(media_type)]
 
     def _raise_for_status(self, resp: aiohttp.ClientResponse, ref: ImageReference, what: str) -> None:
         if resp.status == 200:
@@ -393,9 +413,16 @@ class RegistryClient:
         raise InvalidContent(f"{ref.registry}: {what}: unexpected HTTP {resp.status}")
 
     async def _read_limited(self, resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+        """The body, at most `limit` bytes, reserved in the verification's memory account (if any): before
+        and while it is read (`read_cost`), then what it and its parse may take (`json_parse_cost`)."""
         length = resp.content_length
         if length is not None and length > limit:
             raise TooLarge(f"{what} is {length} bytes, over the limit of {limit}")
+        account = ACCOUNT.get()
+        reserved = 0
+        if account is not None and length is not None:
+            reserved = min(read_cost(length), max(account.room, length))
+            await account.reserve(reserved, what)
         chunks: list[bytes] = []
         total = 0
         try:
@@ -403,12 +430,24 @@ class RegistryClient:
                 total += len(chunk)
                 if total > limit:
                     raise TooLarge(f"{what} is over the limit of {limit} bytes")
+                if account is not None and total > reserved - read_cost(0):
+                    target = max(total, min(read_cost(total), reserved + account.room))
+                    await account.reserve(target - reserved, what)
+                    reserved = target
                 chunks.append(chunk)
         except TimeoutError as e:
             raise Unavailable(f"{what}: timed out while reading", "registry_timeout") from e
         except (aiohttp.ClientError, ConnectionError) as e:
             raise Unavailable(f"{what}: connection lost while reading: {e}") from e
-        return b"".join(chunks)
+        data = b"".join(chunks)
+        del chunks
+        if account is not None:
+            exact = json_parse_cost(data)
+            if exact > reserved:
+                await account.reserve(exact - reserved, what)
+            else:
+                account.give_back(reserved - exact)
+        return data
 
     def _settings_for(self, registry: str) -> RegistrySettings:
         return self._settings.get(registry, RegistrySettings())
@@ -422,7 +461,10 @@ class RegistryClient:
         settings = self._settings_for(registry)
         if settings.insecure:
             return False
-        ctx = self._ssl.get(registry)
+        # Registries without settings (any host a key names) share one context: one per host would cost
+        # memory (and a CA store load) per name a pod author invents.
+        cache_key = registry if registry in self._settings else ""
+        ctx = self._ssl.get(cache_key)
         if ctx is None:
             ctx = ssl.create_default_context()
             if settings.ca_file is not None:
@@ -430,7 +472,7 @@ class RegistryClient:
             ctx.minimum_version = (
                 ssl.TLSVersion.TLSv1_3 if settings.min_tls == "1.3" else ssl.TLSVersion.TLSv1_2
             )
-            self._ssl[registry] = ctx
+            self._ssl[cache_key] = ctx
         return ctx
 
     def _remaining(self) -> float:
@@ -576,8 +618,7 @@ class RegistryClient:
     ) -> None:
         """Obtain a token for (registry, scope); never reuse `rejected`, a token the registry just refused."""
         key = (registry, scope)
-        lock = self._token_locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._token_locks.hold(key):
             existing = self._tokens.get(key)
             if existing is not None and existing.value != rejected and existing.expires > time.monotonic():
                 return  # another request refreshed it while we waited
@@ -660,7 +701,8 @@ class RegistryClient:
                 expires_in = 60
             # Refresh a little early (up to 10 s, at most half its life) so a token never expires in flight.
             lifetime = float(expires_in)
-            self._tokens[key] = _Token(token, time.monotonic() + lifetime - min(10.0, lifetime / 2))
+            expires = lifetime - min(10.0, lifetime / 2)
+            self._tokens.put(key, _Token(token, time.monotonic() + expires), ttl=expires)
 
 
 class _ResponseContext:
