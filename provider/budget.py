@@ -12,7 +12,10 @@ what it read, or parse it itself (an SBOM in a worker thread).
   undecided (`overloaded`): never allowed, never cached.
 - One that already holds memory and needs more waits only if it is the oldest holder (first in the queue):
   a younger one is undecided at once rather than wait while holding, so holders never wait on each other
-  (no deadlock) and the oldest always gets through.
+  (no deadlock) and the oldest always gets through. A verification retried after giving way keeps its
+  first seniority, so it becomes the oldest in turn (no starvation).
+- A read waits holding its registry connection, so at most `MAX_WAITING_READS` first reads wait at once
+  (the others are undecided at once): the holders always find a connection to finish with.
 - A verification may hold at most `server.limits.verificationBytes`: past that it is undecided at once.
 
 So at any time the registry responses being read or used, and the transient cost of parsing them, are at
@@ -24,8 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import heapq
 import itertools
-from collections import OrderedDict, deque
+from collections import deque
 
 from provider.registry.errors import Unavailable
 
@@ -73,6 +77,9 @@ def json_parse_cost(data: bytes) -> int:
 # Reserved per byte before a body is read: its size and what parsing costs for ordinary content (manifests
 # 5-8, SBOMs ~7 times their size); the exact figure replaces it once the body is read.
 _TYPICAL_FACTOR = 8
+# Reads that may wait for room at once (besides the oldest holder's): each holds a registry connection
+# while it waits, and the client has 32 per registry host.
+MAX_WAITING_READS = 8
 
 
 def read_cost(length: int) -> int:
@@ -88,8 +95,11 @@ class MemoryBudget:
         self.capacity = capacity
         self.used = 0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
-        self._holders: OrderedDict[int, None] = OrderedDict()  # accounts holding memory, oldest first
+        # Seniorities of the accounts holding memory (a count per seniority), and a heap of them.
+        self._holders: dict[int, int] = {}
+        self._holder_heap: list[int] = []
         self._serial = itertools.count()
+        self.waiting_reads = 0  # Account.reserve calls under way (see MAX_WAITING_READS)
 
     @property
     def waiting(self) -> int:
@@ -159,30 +169,48 @@ class MemoryBudget:
 
     # --- holders (for Account) ---------------------------------------------------------------------------
 
-    def _serial_number(self) -> int:
-        return next(self._serial)
-
     def _hold(self, serial: int) -> None:
-        self._holders.setdefault(serial, None)
+        count = self._holders.get(serial, 0)
+        self._holders[serial] = count + 1
+        if count == 0:
+            heapq.heappush(self._holder_heap, serial)
 
     def _unhold(self, serial: int) -> None:
-        self._holders.pop(serial, None)
+        count = self._holders.get(serial, 0)
+        if count <= 1:
+            self._holders.pop(serial, None)
+        else:
+            self._holders[serial] = count - 1
 
     def _is_oldest_holder(self, serial: int) -> bool:
-        return next(iter(self._holders), None) == serial
+        heap = self._holder_heap
+        while heap and heap[0] not in self._holders:
+            heapq.heappop(heap)  # left the holders: dropped lazily
+        if len(heap) > 4 * len(self._holders) + 64:
+            self._holder_heap = heap = sorted(self._holders)  # a heap once sorted; stale entries gone
+        return bool(heap) and heap[0] == serial
+
+    def seniority(self) -> int:
+        """A new seniority, younger than every one handed out before."""
+        return next(self._serial)
 
 
 class Account:
     """One verification's reservations: at most `limit` bytes, from `budget`, waiting until `deadline`
     (event-loop time) when the rules in the module allow; all released by `close`."""
 
-    def __init__(self, budget: MemoryBudget, limit: int, deadline: float) -> None:
+    def __init__(
+        self, budget: MemoryBudget, limit: int, deadline: float, seniority: int | None = None
+    ) -> None:
         self.budget = budget
         self.limit = limit
         self.deadline = deadline
         self.held = 0
         self.closed = False
-        self._serial = budget._serial_number()
+        # Lower is older. A retry of a verification that gave way keeps its first seniority (the engine
+        # remembers it), so it cannot be starved by ever newer ones.
+        self._serial = budget.seniority() if seniority is None else seniority
+        self._holding = False
 
     async def reserve(self, n: int, what: str) -> None:
         if n <= 0:
@@ -195,34 +223,51 @@ class Account:
                 "(server.limits.verificationBytes)"
             )
         budget = self.budget
-        if self.held == 0:
-            patience, first = self.deadline - asyncio.get_running_loop().time(), False
-        elif budget._is_oldest_holder(self._serial):
-            patience, first = self.deadline - asyncio.get_running_loop().time(), True
-        else:
+        remaining = self.deadline - asyncio.get_running_loop().time()
+        why = "before the deadline"
+        if self.held > 0 and budget._is_oldest_holder(self._serial):
+            patience, first = remaining, True
+        elif self.held > 0:
             patience, first = 0.0, False  # holding memory, younger than another holder: never wait
+            why = "while older verifications hold it"
+        elif budget.waiting_reads >= MAX_WAITING_READS:
+            # A waiting read holds its registry connection: a few may, or the verifications that hold
+            # the memory could find no connection to finish with.
+            patience, first = 0.0, False
+            why = f"and {MAX_WAITING_READS} reads wait already"
+        else:
+            patience, first = remaining, False
+        budget.waiting_reads += 1
         try:
             got = await budget.acquire(n, patience, first=first)
         except TimeoutError:
             raise Overloaded(
                 f"{what}: no room in the memory budget for registry responses "
-                f"({budget.capacity} bytes, server.limits.inFlightBytes)"
-                + (" before the deadline" if patience > 0 else " while older verifications hold it")
+                f"({budget.capacity} bytes, server.limits.inFlightBytes) {why}"
             ) from None
+        finally:
+            budget.waiting_reads -= 1
         if self.closed:  # closed while this read waited
             budget.release(got)
             raise Overloaded(f"{what}: read after its verification ended")
         self.held += got
-        budget._hold(self._serial)
+        if not self._holding:
+            self._holding = True
+            budget._hold(self._serial)
 
     def give_back(self, n: int) -> None:
         """Release `n` of the bytes held (a read turned out to need less than was reserved for it)."""
         n = min(n, self.held)
         if n > 0:
             self.held -= n
-            if self.held == 0:
+            if self.held == 0 and self._holding:
+                self._holding = False
                 self.budget._unhold(self._serial)
             self.budget.release(n)
+
+    @property
+    def seniority(self) -> int:
+        return self._serial
 
     @property
     def room(self) -> int:
@@ -232,7 +277,9 @@ class Account:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.budget._unhold(self._serial)
+            if self._holding:
+                self._holding = False
+                self.budget._unhold(self._serial)
             self.budget.release(self.held)
             self.held = 0
 

@@ -220,6 +220,10 @@ class Engine:
             slot_of=ttl_slot_cost,
         )
         self._verifications: SingleFlight[tuple[str, str], Outcome] = SingleFlight()
+        # The memory seniority of each image's first attempt (see provider/budget.py), kept across retries.
+        self._seniority: TTLCache[object, int] = TTLCache(
+            config.server.background_timeout * 4, config.server.max_in_flight_verifications
+        )
         self._pins: SingleFlight[str, Outcome] = SingleFlight()
         # Bounds: verifications running at once, and verifications in flight (running, queued or
         # finishing in the background). Past the second bound new keys are undecided at once.
@@ -294,7 +298,7 @@ class Engine:
                 results[raw] = OVERLOADED
                 continue
             tasks[raw] = self._verifications.task(
-                flight, functools.partial(self._bounded, self._verify_key, key)
+                flight, functools.partial(self._bounded, self._verify_key, key, flight)
             )
         await self._wait(tasks, budget, results)
         return results
@@ -318,21 +322,29 @@ class Engine:
             else:
                 results[raw] = task.result()
 
-    async def _bounded(self, work: Callable[[_T], Awaitable[Outcome]], arg: _T) -> Outcome:
+    async def _bounded(self, work: Callable[[_T], Awaitable[Outcome]], arg: _T, flight: object) -> Outcome:
         """Run one verification with its own deadline (the background bound), so registry retries know it."""
         timeout = self.config.server.background_timeout
         deadline = asyncio.get_running_loop().time() + timeout
         DEADLINE.set(deadline)  # this task's own context copy
         # What this verification reads from registries is reserved in its account until it ends.
-        account = Account(self.memory, self.config.server.verification_bytes, deadline)
+        seniority = self._seniority.get(flight)
+        account = Account(self.memory, self.config.server.verification_bytes, deadline, seniority)
         ACCOUNT.set(account)
+        outcome: Outcome | None = None
         try:
             async with asyncio.timeout(timeout):
-                return await work(arg)
+                outcome = await work(arg)
+                return outcome
         except TimeoutError:
             return UndecidedKey("deadline_exceeded", f"not finished within {timeout:g}s")
         finally:
             account.close()
+            if isinstance(outcome, UndecidedKey) and outcome.reason == "overloaded":
+                if seniority is None:  # retried, it keeps this one
+                    self._seniority.put(flight, account.seniority)
+            elif seniority is not None:
+                self._seniority.put(flight, 0, ttl=0)  # done with it
 
     async def _verify_key(self, key: Key) -> Outcome:
         ref = key.reference
@@ -430,7 +442,7 @@ class Engine:
             if pin not in self._pins and self._overloaded():
                 results[raw] = OVERLOADED
                 continue
-            tasks[raw] = self._pins.task(pin, functools.partial(self._bounded, self._pin, ref))
+            tasks[raw] = self._pins.task(pin, functools.partial(self._bounded, self._pin, ref, pin))
         await self._wait(tasks, budget, results)
         return results
 

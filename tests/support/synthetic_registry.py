@@ -77,7 +77,7 @@ def _fat_template(shape: str, size: int) -> _FatTemplate:
         template = _FatTemplate(head + body, b'"}}')
     elif shape == "annotations":
         # ~1.3 short strings per 5 bytes: the JSON that costs most memory per byte once parsed.
-        count = (size - len(head) - 300) // 12
+        count = (size - len(head) - 300) // 14
         pairs = b",".join(b'"k%07d":"v"' % n for n in range(count))
         template = _FatTemplate(head + b'"layers":[],"annotations":{' + pairs + b',"index":"', b'"}}')
     else:
