@@ -136,7 +136,9 @@ def _row(scenario: str, latencies: Sequence[float], throughput: str, rss_mib: fl
     )
 
 
-async def verdicts_row(workdir: Path, cache: Mapping[str, Any], count: int = VERDICTS) -> Row:
+async def verdicts_row(
+    workdir: Path, cache: Mapping[str, Any], count: int = VERDICTS, concurrency: int = 4
+) -> Row:
     registry = SyntheticRegistry()
     runner, host = await _start_registry(registry)
     cache = {"verdictTTL": 3600, "tagTTL": 3600, "maxVerdicts": count, **cache}
@@ -147,7 +149,7 @@ async def verdicts_row(workdir: Path, cache: Mapping[str, Any], count: int = VER
         async with aiohttp.ClientSession(timeout=timeout) as session:
             rss_start = provider.rss_mib()
             latencies, seconds, undecided = await _decide_all(
-                provider, session, keys, batch=BATCH, concurrency=4, allowed=True
+                provider, session, keys, batch=BATCH, concurrency=concurrency, allowed=True
             )
             await asyncio.sleep(2.0)
             after = provider.memory_kib()
@@ -180,6 +182,7 @@ async def verdicts_row(workdir: Path, cache: Mapping[str, Any], count: int = VER
         rss,
         keys=count,
         keys_per_request=BATCH,
+        concurrency=concurrency,
         undecided_answers=undecided,
         rss_start_mib=rss_start,
         rss_after_mib=rss,
@@ -243,10 +246,13 @@ async def memory_rows(
     verdict_cache: Mapping[str, Any] | None = None,
     fat_cache: Mapping[str, Any] | None = None,
     fat_server: Mapping[str, Any] | None = None,
+    concurrency: int = 4,
 ) -> list[Row]:
     if verdict_cache is None:
         verdict_cache = VERDICT_CACHE
-    rows = [await verdicts_row(workdir / "verdicts", verdict_cache, verdicts)] if verdicts else []
+    rows = (
+        [await verdicts_row(workdir / "verdicts", verdict_cache, verdicts, concurrency)] if verdicts else []
+    )
     rows += await fat_manifest_rows(workdir, fat_cache or {}, fat_server or {}, fat_sizes)
     return rows
 
@@ -260,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verdict-cache", type=json.loads, default=None, help="cache section (JSON)")
     parser.add_argument("--fat-cache", type=json.loads, default=None, help="cache section (JSON)")
     parser.add_argument("--fat-server", type=json.loads, default=None, help="server section (JSON)")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests at once in the verdicts row")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -273,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     verdict_cache=args.verdict_cache,
                     fat_cache=args.fat_cache,
                     fat_server=args.fat_server,
+                    concurrency=args.concurrency,
                 )
             )
         except MemoryBenchError as error:

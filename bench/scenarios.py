@@ -434,7 +434,8 @@ def notes(report: Report, options: Options, load: LoadResult) -> list[str]:
         out.append(
             "verdicts cached: `python -m provider.cli serve` as a subprocess, digest-pin policy, "
             f"{d['keys']:,} keys each naming a distinct ~600-byte manifest by digest on a registry "
-            f"that generates them (127.0.0.1), {d['keys_per_request']} keys per request, 4 at a time, "
+            f"that generates them (127.0.0.1), {d['keys_per_request']} keys per request, "
+            f"{d['concurrency']} at a time, "
             f"until all were decided (allowed); cache: {d['cache']}. Peak RSS column = the server's "
             f"VmRSS after, {d['rss_start_mib']:.1f} MiB at start, {d['peak_rss_mib']:.1f} MiB peak; "
             f"sending every key again hit the verdict cache {d['verdict_hits_second_pass']:,.0f} times. "

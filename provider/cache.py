@@ -13,6 +13,7 @@ and the value's object headers. tests/unit/test_cache.py checks these figures ag
 from __future__ import annotations
 
 import asyncio
+import struct
 import sys
 import time
 from collections import OrderedDict
@@ -24,6 +25,7 @@ __all__ = [
     "ENTRY_OVERHEAD",
     "ByteLRU",
     "KeyedLocks",
+    "PackedTTLCache",
     "SingleFlight",
     "TTLCache",
     "bytes_cost",
@@ -137,6 +139,59 @@ class TTLCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class PackedTTLCache(Generic[K]):
+    """A `TTLCache` of bytes values that keeps each expiry inside its value (8 bytes, not a tuple and a
+    float: 72 bytes less per entry), bounded by count and by real cost (`slot_cost` + the stored bytes)."""
+
+    def __init__(
+        self, ttl: float, max_entries: int, max_bytes: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._clock = clock
+        self._data: OrderedDict[K, bytes] = OrderedDict()
+
+    @staticmethod
+    def _cost(key: K, stored: bytes) -> int:
+        return slot_cost(key) + bytes_cost(stored)
+
+    def get(self, key: K) -> bytes | None:
+        stored = self._data.get(key)
+        if stored is None:
+            return None
+        (expires,) = _EXPIRY.unpack_from(stored)
+        if expires <= self._clock():
+            self._remove(key)
+            return None
+        self._data.move_to_end(key)
+        return stored[_EXPIRY.size :]
+
+    def put(self, key: K, value: bytes) -> None:
+        self._remove(key)  # never leave an older value behind
+        stored = _EXPIRY.pack(self._clock() + self.ttl) + value
+        cost = self._cost(key, stored)
+        if self.ttl <= 0 or self.max_entries <= 0 or cost > self.max_bytes // 4:
+            return
+        self._data[key] = stored
+        self.size += cost
+        while len(self._data) > self.max_entries or self.size > self.max_bytes:
+            evicted, old = self._data.popitem(last=False)
+            self.size -= self._cost(evicted, old)
+
+    def _remove(self, key: K) -> None:
+        stored = self._data.pop(key, None)
+        if stored is not None:
+            self.size -= self._cost(key, stored)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+_EXPIRY = struct.Struct("<d")
 
 
 class ByteLRU(Generic[K, V]):

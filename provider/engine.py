@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from provider.budget import ACCOUNT, Account, MemoryBudget
-from provider.cache import SingleFlight, TTLCache, bytes_cost, ttl_slot_cost
+from provider.cache import PackedTTLCache, SingleFlight, TTLCache
 from provider.config import Config, ConfigError
 from provider.metrics import Metrics
 from provider.reference import ImageReference, Key, ReferenceError, parse_key, parse_reference
@@ -132,8 +132,9 @@ def unpack_verdict(packed: bytes) -> bytes:
 
 
 def _verdict_key(fingerprint: str, namespace: str, reference: str, digest: str) -> bytes:
-    """The verdict cache's key: a SHA-256 of its parts (32 bytes, not four strings per entry)."""
-    return hashlib.sha256(json.dumps([fingerprint, namespace, reference, digest]).encode()).digest()
+    """The verdict cache's key: a 128-bit BLAKE2b of its parts (16 bytes, not four strings per entry)."""
+    parts = json.dumps([fingerprint, namespace, reference, digest]).encode()
+    return hashlib.blake2b(parts, digest_size=16).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,12 +213,8 @@ class Engine:
         # Registry responses in flight, for the whole process (a reloaded configuration's engine shares it).
         self.memory = memory or MemoryBudget(config.server.in_flight_bytes)
         # Verdicts as deflated compact JSON under a 32-byte key, bounded by count and by real cost.
-        self._verdicts: TTLCache[bytes, bytes] = TTLCache(
-            config.cache.verdict_ttl,
-            config.cache.max_verdicts,
-            max_bytes=config.cache.verdict_bytes,
-            size_of=bytes_cost,
-            slot_of=ttl_slot_cost,
+        self._verdicts: PackedTTLCache[bytes] = PackedTTLCache(
+            config.cache.verdict_ttl, config.cache.max_verdicts, config.cache.verdict_bytes
         )
         self._verifications: SingleFlight[tuple[str, str], Outcome] = SingleFlight()
         # The memory seniority of each image's first attempt (see provider/budget.py), kept across retries.

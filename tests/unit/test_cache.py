@@ -12,7 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provider.cache import ByteLRU, KeyedLocks, SingleFlight, TTLCache, bytes_cost, slot_cost, ttl_slot_cost
+from provider.cache import (
+    ByteLRU,
+    KeyedLocks,
+    PackedTTLCache,
+    SingleFlight,
+    TTLCache,
+    bytes_cost,
+    slot_cost,
+    ttl_slot_cost,
+)
 from provider.registry.cached import _size as content_size
 from provider.registry.client import Manifest
 from tests.support.synthetic_registry import OCI_MANIFEST, small_manifest
@@ -382,13 +391,11 @@ def _check_counted(counted: float, real: float) -> None:
 
 
 def test_a_verdict_entry_is_counted_as_what_it_takes() -> None:
-    cache: TTLCache[bytes, bytes] = TTLCache(
-        3600, 10**6, max_bytes=1 << 40, size_of=bytes_cost, slot_of=ttl_slot_cost
-    )
+    cache: PackedTTLCache[bytes] = PackedTTLCache(3600, 10**6, 1 << 40)
 
     def fill(i: int) -> None:
-        key = hashlib.sha256(str(i).encode()).digest()
-        cache.put(key, b'{"schemaVersion":1,"allowed":true,' + os.urandom(300).hex().encode())
+        key = hashlib.blake2b(str(i).encode(), digest_size=16).digest()
+        cache.put(key, os.urandom(150))  # a deflated digest-pin verdict
 
     real = _traced_growth_per_entry(fill, 20_000)
     _check_counted(cache.size / len(cache), real)
@@ -508,3 +515,40 @@ async def test_keyed_locks_are_dropped_when_a_waiter_is_cancelled() -> None:
     release.set()
     await first
     assert len(locks) == 0
+
+
+def test_packed_ttl_cache_expires_evicts_and_counts() -> None:
+    clock = Clock()
+    cache: PackedTTLCache[str] = PackedTTLCache(10, 3, 100_000, clock=clock)
+    cache.put("a", b"1")
+    clock.now += 5
+    cache.put("b", b"22")
+    assert cache.get("a") == b"1"  # now the most recently used
+    cache.put("c", b"333")
+    cache.put("d", b"4444")  # over 3 entries: "b" goes
+    assert cache.get("b") is None
+    assert [cache.get(k) for k in "acd"] == [b"1", b"333", b"4444"]
+    assert cache.size == sum(
+        slot_cost(k) + bytes_cost(bytes(8) + v) for k, v in [("a", b"1"), ("c", b"333"), ("d", b"4444")]
+    )
+    clock.now += 5  # "a" was put 10 s ago: expired
+    assert cache.get("a") is None
+    assert len(cache) == 2
+    cache.put("c", b"x" * 30_000)  # over a quarter of the bytes: not kept, and the old value is gone
+    assert cache.get("c") is None
+    assert cache.size == slot_cost("d") + bytes_cost(bytes(8) + b"4444")
+
+
+def test_packed_ttl_cache_is_bounded_by_bytes() -> None:
+    cache: PackedTTLCache[bytes] = PackedTTLCache(3600, 10**6, 1 << 20)
+    for i in range(20_000):
+        cache.put(i.to_bytes(16, "big"), bytes(150))
+        assert cache.size <= 1 << 20
+    per_entry = slot_cost(bytes(16)) + bytes_cost(bytes(158))
+    assert len(cache) == (1 << 20) // per_entry
+
+
+def test_a_disabled_packed_cache_keeps_nothing() -> None:
+    for cache in (PackedTTLCache[str](0, 10, 1000), PackedTTLCache[str](10, 0, 1000)):
+        cache.put("k", b"v")
+        assert cache.get("k") is None and len(cache) == 0 and cache.size == 0
