@@ -18,7 +18,11 @@ Scenarios:
 4. notation (bench/notation_bench.py): the CPU cost of parsing, verifying and judging one recorded
    notation-go envelope (JWS, COSE, JWS with an RFC 3161 timestamp), and a cold 10-image batch on the same
    olareg, each image signed once with the real notation CLI (half JWS, half COSE).
-5. peak RSS (``ru_maxrss``) of this process after each row, and of the load generator process (``VmHWM``).
+5. memory (bench/memory_bench.py): the real server as a subprocess, its RSS after 100,000 distinct cached
+   verdicts and its peak RSS under the fat-manifest attack (16, 64 and 256 keys each naming a distinct
+   ~3.9 MB manifest), from a registry on 127.0.0.1 that generates the manifests.
+6. peak RSS (``ru_maxrss``) of this process after each row, and of the load generator process (``VmHWM``);
+   for the memory rows, the server subprocess's own figure.
 
 Every verdict must be "allowed": anything else (a denial, an undecided key, an HTTP error) fails the run
 with a non-zero exit status, because a benchmark that measures errors is worthless.
@@ -424,6 +428,29 @@ def notes(report: Report, options: Options, load: LoadResult) -> list[str]:
             "keys carry no namespace and come from Gatekeeper's cache after the first sample); GK cache hit: "
             "the same Pod again, answered from Gatekeeper's cache."
         )
+    verdicts = next((row for row in report.rows if "verdicts cached" in row.scenario), None)
+    if verdicts is not None:
+        d = verdicts.details
+        out.append(
+            "verdicts cached: `python -m provider.cli serve` as a subprocess, digest-pin policy, "
+            f"{d['keys']:,} keys each naming a distinct ~600-byte manifest by digest on a registry "
+            f"that generates them (127.0.0.1), {d['keys_per_request']} keys per request, "
+            f"{d['concurrency']} at a time, "
+            f"until all were decided (allowed); cache: {d['cache']}. Peak RSS column = the server's "
+            f"VmRSS after, {d['rss_start_mib']:.1f} MiB at start, {d['peak_rss_mib']:.1f} MiB peak; "
+            f"sending every key again hit the verdict cache {d['verdict_hits_second_pass']:,.0f} times. "
+            "Median/p99: per request."
+        )
+    fat = [row for row in report.rows if row.scenario.startswith("fat manifests")]
+    if fat:
+        size = fat[0].details["manifest_bytes"]
+        out.append(
+            "fat manifests: the same server, policy allOf [digest-pin, sbom], default cache and memory "
+            f"settings; N keys each naming a distinct valid {size:,}-byte manifest (layer descriptors) "
+            "by digest, all in one request, repeated until every key was decided (denied: no SBOM; none "
+            "may be allowed). Peak RSS column = the server's VmHWM over the whole attack, a fresh server "
+            "per row. Median/p99: per request."
+        )
     out.append(
         "peak RSS = ru_maxrss of this process (registry client, engines, server) at the end of that row; "
         f"load generator process: {load.peak_rss_kib / 1024:.1f} MiB (its own VmHWM: ru_maxrss would include "
@@ -612,6 +639,20 @@ def admission_rows(registry: Registry, options: Options, workdir: Path) -> list[
         raise BenchError(str(error)) from error
 
 
+# --- 6. memory ---------------------------------------------------------------------------------------------
+
+
+def memory_rows(workdir: Path) -> list[Row]:
+    """RSS of the real server after 100k cached verdicts and under the fat-manifest attack."""
+    from bench.memory_bench import MemoryBenchError
+    from bench.memory_bench import memory_rows as rows
+
+    try:
+        return asyncio.run(rows(workdir / "memory"))
+    except MemoryBenchError as error:
+        raise BenchError(f"memory: {error}") from error
+
+
 def run(options: Options) -> tuple[Report, LoadResult]:
     started = time.perf_counter()
     report = Report(environment=environment())
@@ -628,6 +669,7 @@ def run(options: Options) -> tuple[Report, LoadResult]:
             report.rows += cosign_rows(registry, options, workdir, report)
             report.rows += notation_rows(registry, options, workdir, report)
             report.rows += admission_rows(registry, options, workdir)
+        report.rows += memory_rows(workdir)
     report.load_generator_peak_rss_mib = load.peak_rss_kib / 1024
     report.wall_seconds = time.perf_counter() - started
     report.environment["load_average_at_end"] = list(os.getloadavg())

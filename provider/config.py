@@ -92,6 +92,8 @@ class ServerConfig:
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     idle_timeout: float = 120.0
+    in_flight_bytes: int = 128 * 1024 * 1024  # registry responses being read or used, parse cost included
+    verification_bytes: int = 128 * 1024 * 1024  # of which one verification may hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,8 @@ class CacheConfig:
     tag_ttl: float = 30.0
     max_verdicts: int = 10_000
     content_bytes: int = 64 * 1024 * 1024
+    verdict_bytes: int = 64 * 1024 * 1024
+    tag_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +380,18 @@ def _parse_server(r: _Reader, base: Path) -> ServerConfig:
         header_timeout=timeouts.duration("requestHeaders", defaults.header_timeout, minimum=0.1, maximum=300),
         body_timeout=timeouts.duration("requestBody", defaults.body_timeout, minimum=0.1, maximum=300),
         idle_timeout=timeouts.duration("idle", defaults.idle_timeout, minimum=0.1, maximum=3600),
+        in_flight_bytes=limits.integer(
+            "inFlightBytes", defaults.in_flight_bytes, minimum=1 << 20, maximum=64 << 30
+        ),
+        verification_bytes=limits.integer(
+            "verificationBytes", defaults.verification_bytes, minimum=1 << 20, maximum=64 << 30
+        ),
     )
+    if server.verification_bytes > server.in_flight_bytes:
+        raise ConfigError(
+            limits.sub("verificationBytes"),
+            f"must not exceed inFlightBytes ({server.in_flight_bytes}), got {server.verification_bytes}",
+        )
     limits.finish()
     deadlines.finish()
     timeouts.finish()
@@ -588,6 +603,8 @@ def parse_config(data: object, base: Path = Path(".")) -> Config:
         tag_ttl=c.duration("tagTTL", d.tag_ttl, minimum=0, maximum=86400),
         max_verdicts=c.integer("maxVerdicts", d.max_verdicts, minimum=0, maximum=10_000_000),
         content_bytes=c.integer("contentBytes", d.content_bytes, minimum=0, maximum=16 << 30),
+        verdict_bytes=c.integer("verdictBytes", d.verdict_bytes, minimum=0, maximum=16 << 30),
+        tag_bytes=c.integer("tagBytes", d.tag_bytes, minimum=0, maximum=16 << 30),
     )
     c.finish()
     limits = _parse_limits(r.child("limits"))

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import logging
+import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from provider.cache import SingleFlight, TTLCache
+from provider.budget import ACCOUNT, Account, MemoryBudget
+from provider.cache import PackedTTLCache, SingleFlight, TTLCache
 from provider.config import Config, ConfigError
 from provider.metrics import Metrics
 from provider.reference import ImageReference, Key, ReferenceError, parse_key, parse_reference
@@ -59,9 +62,88 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
+_UNSET: Any = object()
+# Every verdict object starts with these members (provider/verdict.py `_base`); tests/unit/test_verdict.py.
+_ALLOWED_HEAD = b'{"schemaVersion":1,"allowed":true,'
+
+
 class Decided:
-    value: Any  # the verdict object (verify) or the replacement string (mutate)
+    """A decided key: `value` is the verdict object (verify) or the replacement string (mutate).
+
+    A verdict is kept (in the verdict cache, and here when it comes from there) as its compact JSON,
+    `encoded`: the response splices those bytes; `value` decodes them only when someone asks.
+    """
+
+    __slots__ = ("_encoded", "_value")
+
+    def __init__(self, value: Any = _UNSET, *, encoded: bytes | None = None) -> None:
+        if value is _UNSET and encoded is None:
+            raise TypeError("Decided takes a value, its encoding or both")
+        self._value = value
+        self._encoded = encoded
+
+    @property
+    def allowed(self) -> bool:
+        """Whether a verify verdict allows; read from the head of its encoding when it was not decoded."""
+        if self._value is _UNSET:
+            assert self._encoded is not None
+            return self._encoded.startswith(_ALLOWED_HEAD)
+        return isinstance(self._value, dict) and self._value.get("allowed") is True
+
+    @property
+    def value(self) -> Any:
+        if self._value is _UNSET:
+            assert self._encoded is not None
+            self._value = json.loads(self._encoded)
+        return self._value
+
+    @property
+    def encoded(self) -> bytes:
+        """The value as compact JSON (UTF-8), exactly as the response carries it."""
+        if self._encoded is None:
+            self._encoded = encode_value(self._value)
+        return self._encoded
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Decided) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.encoded)
+
+    def __repr__(self) -> str:
+        return f"Decided({self.value!r})"
+
+
+def encode_value(value: Any) -> bytes:
+    """Compact JSON, as the response is serialized (provider/protocol.py)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+# Verdicts are cached deflated (a digest-pin verdict: ~600 bytes of JSON, ~150 deflated) against a preset
+# dictionary of what every verdict spells out; a 4 KiB window and memLevel 4 keep the compressor small.
+_VERDICT_DICTIONARY = (
+    b'"details":{}}],"reasons":[]}{"schemaVersion":1,"allowed":false,"reason":"policy_not_satisfied",'
+    b'"reference":"","digest":"sha256:","namespace":"","policy":"","verifiers":[{"name":"","type":"cosign",'
+    b'"passed":false,"reason":"","message":"","details":{"digest":"sha256:"}}],"reasons":[]}'
+    b'{"schemaVersion":1,"allowed":true,"reason":"verified","reference":"'
+)
+_WINDOW_BITS = -12
+
+
+def pack_verdict(encoded: bytes) -> bytes:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, _WINDOW_BITS, 4, zdict=_VERDICT_DICTIONARY)
+    return compressor.compress(encoded) + compressor.flush()
+
+
+def unpack_verdict(packed: bytes) -> bytes:
+    decompressor = zlib.decompressobj(_WINDOW_BITS, zdict=_VERDICT_DICTIONARY)
+    return decompressor.decompress(packed) + decompressor.flush()
+
+
+def _verdict_key(fingerprint: str, namespace: str, reference: str, digest: str) -> bytes:
+    """The verdict cache's key: a 128-bit BLAKE2b of its parts (16 bytes, not four strings per entry)."""
+    parts = json.dumps([fingerprint, namespace, reference, digest]).encode()
+    return hashlib.blake2b(parts, digest_size=16).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +229,7 @@ class Engine:
         registry: CachedRegistry,
         verifiers: Mapping[str, Verifier],
         metrics: Metrics | None = None,
+        memory: MemoryBudget | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -155,18 +238,30 @@ class Engine:
         # The same policy the registry client enforces when connecting: checked here first, so a key
         # naming a refused registry is decided before anything is sent.
         self._egress = config.egress.with_trusted((n, s.insecure) for n, s in config.registries.items())
-        self._verdicts: TTLCache[tuple[str, str, str, str], dict[str, Any]] = TTLCache(
-            config.cache.verdict_ttl, config.cache.max_verdicts
+        # Registry responses in flight, for the whole process (a reloaded configuration's engine shares it).
+        self.memory = memory or MemoryBudget(config.server.in_flight_bytes)
+        # Verdicts as deflated compact JSON under a 32-byte key, bounded by count and by real cost.
+        self._verdicts: PackedTTLCache[bytes] = PackedTTLCache(
+            config.cache.verdict_ttl, config.cache.max_verdicts, config.cache.verdict_bytes
         )
         self._verifications: SingleFlight[tuple[str, str], Outcome] = SingleFlight()
+        # The memory seniority of each image's first attempt (see provider/budget.py), kept across retries.
+        self._seniority: TTLCache[object, int] = TTLCache(
+            config.server.background_timeout * 4, config.server.max_in_flight_verifications
+        )
         self._pins: SingleFlight[str, Outcome] = SingleFlight()
         # Bounds: verifications running at once, and verifications in flight (running, queued or
         # finishing in the background). Past the second bound new keys are undecided at once.
         self._slots = asyncio.Semaphore(config.server.max_concurrent_verifications)
+        for pool in ("in_flight", "verdict", "content", "tag"):
+            self.metrics.memory.labels(pool).set_function(functools.partial(self._memory_of, pool))
 
     @classmethod
-    async def create(cls, config: Config, metrics: Metrics | None = None) -> Engine:
-        """Build the engine and its registry client (inside the running event loop)."""
+    async def create(
+        cls, config: Config, metrics: Metrics | None = None, memory: MemoryBudget | None = None
+    ) -> Engine:
+        """Build the engine and its registry client (inside the running event loop); `memory`: the process's
+        budget for registry responses when one exists already (a reload), else a new one."""
         metrics = metrics or Metrics()
         verifiers = build_verifiers(config)
         credentials = CredentialStore(docker_configs=config.docker_configs)  # ValueError when unreadable
@@ -183,9 +278,21 @@ class Engine:
             await client.close()
             raise
         registry = CachedRegistry(
-            client, content_bytes=config.cache.content_bytes, tag_ttl=config.cache.tag_ttl, metrics=metrics
+            client,
+            content_bytes=config.cache.content_bytes,
+            tag_ttl=config.cache.tag_ttl,
+            tag_bytes=config.cache.tag_bytes,
+            metrics=metrics,
         )
-        return cls(config, registry, verifiers, metrics)
+        return cls(config, registry, verifiers, metrics, memory)
+
+    def _memory_of(self, pool: str) -> float:
+        return float(self.memory_use[pool])
+
+    @property
+    def memory_use(self) -> dict[str, int]:
+        """Bytes counted now: registry responses in flight and each cache's cost."""
+        return {"in_flight": self.memory.used, "verdict": self._verdicts.size, **self.registry.memory}
 
     async def close(self) -> None:
         await self._verifications.drain()
@@ -217,7 +324,7 @@ class Engine:
                 results[raw] = OVERLOADED
                 continue
             tasks[raw] = self._verifications.task(
-                flight, functools.partial(self._bounded, self._verify_key, key)
+                flight, functools.partial(self._bounded, self._verify_key, key, flight)
             )
         await self._wait(tasks, budget, results)
         return results
@@ -241,15 +348,29 @@ class Engine:
             else:
                 results[raw] = task.result()
 
-    async def _bounded(self, work: Callable[[_T], Awaitable[Outcome]], arg: _T) -> Outcome:
+    async def _bounded(self, work: Callable[[_T], Awaitable[Outcome]], arg: _T, flight: object) -> Outcome:
         """Run one verification with its own deadline (the background bound), so registry retries know it."""
         timeout = self.config.server.background_timeout
-        DEADLINE.set(asyncio.get_running_loop().time() + timeout)  # this task's own context copy
+        deadline = asyncio.get_running_loop().time() + timeout
+        DEADLINE.set(deadline)  # this task's own context copy
+        # What this verification reads from registries is reserved in its account until it ends.
+        seniority = self._seniority.get(flight)
+        account = Account(self.memory, self.config.server.verification_bytes, deadline, seniority)
+        ACCOUNT.set(account)
+        outcome: Outcome | None = None
         try:
             async with asyncio.timeout(timeout):
-                return await work(arg)
+                outcome = await work(arg)
+                return outcome
         except TimeoutError:
             return UndecidedKey("deadline_exceeded", f"not finished within {timeout:g}s")
+        finally:
+            account.close()
+            if isinstance(outcome, UndecidedKey) and outcome.reason == "overloaded":
+                if seniority is None:  # retried, it keeps this one
+                    self._seniority.put(flight, account.seniority)
+            elif seniority is not None:
+                self._seniority.put(flight, 0, ttl=0)  # done with it
 
     async def _verify_key(self, key: Key) -> Outcome:
         ref = key.reference
@@ -274,11 +395,11 @@ class Engine:
             return UndecidedKey(e.reason, e.message)
         except RegistryError as e:
             return Decided(denial_value(key, "", _definite_reason(e), str(e)))
-        cache_key = (self.config.fingerprint, key.namespace or "", str(ref), manifest.digest)
+        cache_key = _verdict_key(self.config.fingerprint, key.namespace or "", str(ref), manifest.digest)
         cached = self._verdicts.get(cache_key)
         self.metrics.cache_lookup("verdict", cached is not None)
         if cached is not None:
-            return Decided(cached)
+            return Decided(encoded=unpack_verdict(cached))
         subject = Subject(
             reference=ref,
             digest=manifest.digest,
@@ -298,12 +419,12 @@ class Engine:
             return UndecidedKey(decision.reason, f"{ref.name}@{manifest.digest} {decision.message}")
         value = verdict_value(key, manifest.digest, policy, outcomes, decision.allowed)
         try:  # reports were checked; this guards the rest of the value (the key's own text)
-            json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+            encoded = encode_value(value)
         except (TypeError, ValueError) as e:
             log.error("verdict for %s is not serialisable: %s", safe_text(key.reference, 300), e)
             return UndecidedKey("internal_error", "the verdict could not be serialised (logged)")
-        self._verdicts.put(cache_key, value)
-        return Decided(value)
+        self._verdicts.put(cache_key, pack_verdict(encoded))
+        return Decided(value, encoded=encoded)
 
     async def _run(self, verifier: Verifier, subject: Subject, context: Context) -> VerifierOutcome:
         """One verifier's outcome; whatever it does, only this verifier's outcome is affected.
@@ -363,7 +484,7 @@ class Engine:
             if pin not in self._pins and self._overloaded():
                 results[raw] = OVERLOADED
                 continue
-            tasks[raw] = self._pins.task(pin, functools.partial(self._bounded, self._pin, ref))
+            tasks[raw] = self._pins.task(pin, functools.partial(self._bounded, self._pin, ref, pin))
         await self._wait(tasks, budget, results)
         return results
 

@@ -52,6 +52,13 @@ class Metrics:
             ["cache", "result"],
             registry=self.registry,
         )
+        self.memory = Gauge(
+            "countersign_memory_bytes",
+            "Memory counted by pool: registry responses in flight (in_flight, bounded by "
+            "server.limits.inFlightBytes) and the verdict, content and tag caches, as they really take it.",
+            ["pool"],
+            registry=self.registry,
+        )
         self.config_reloads = Counter(
             "countersign_config_reloads_total",
             "Configuration reloads while serving, by result (success, failure).",

@@ -34,6 +34,7 @@ __all__ = [
     "ProtocolError",
     "ProviderResponse",
     "RequestLimits",
+    "encode_outcomes",
     "encode_response",
     "error_response",
     "is_well_formed",
@@ -167,6 +168,45 @@ def response_for(
             seen_undecided.add(key)
             undecided.append((key, outcome))
     return _envelope(api_version, items, system_error(undecided))
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_outcomes(
+    keys: Sequence[str], outcomes: Mapping[str, Outcome], api_version: str = API_VERSION
+) -> bytes:
+    """`encode_response(response_for(...))` without serialising decided values again.
+
+    Byte for byte what `json.dumps(response_for(...), separators=(",", ":"), ensure_ascii=False)`
+    gives, with each decided value spliced in from its encoding (`Decided.encoded`, made strict by the
+    engine). Anything unusual (a key that is not valid Unicode, a value without an encoding, text that
+    does not encode) takes the careful path, `encode_response`, which isolates a bad item to its key.
+    """
+    parts: list[bytes] = []
+    undecided: list[tuple[str, UndecidedKey]] = []
+    seen_undecided: set[str] = set()
+    try:
+        for key in keys:
+            if not is_well_formed(key):
+                raise ValueError("a key that is not valid Unicode")
+            outcome = outcomes.get(key, NO_OUTCOME)
+            if isinstance(outcome, Decided):
+                parts.append(b'{"key":' + _json(key).encode() + b',"value":' + outcome.encoded + b"}")
+            elif isinstance(outcome, Invalid):
+                parts.append(f'{{"key":{_json(key)},"error":{_json(outcome.error)}}}'.encode())
+            elif key not in seen_undecided:
+                seen_undecided.add(key)
+                undecided.append((key, outcome))
+        head = (
+            f'{{"apiVersion":{_json(api_version)},"kind":"ProviderResponse",'
+            '"response":{"idempotent":true,"items":['
+        )
+        tail = f'],"systemError":{_json(system_error(undecided))}}}}}'
+        return head.encode() + b",".join(parts) + tail.encode()
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return encode_response(response_for(keys, outcomes, api_version))
 
 
 def system_error(undecided: Sequence[tuple[str, UndecidedKey]]) -> str:

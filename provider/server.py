@@ -41,11 +41,11 @@ from provider.metrics import CONTENT_TYPE_LATEST, Metrics
 from provider.protocol import (
     ProtocolError,
     RequestLimits,
+    encode_outcomes,
     encode_response,
     error_response,
     is_well_formed,
     parse_request,
-    response_for,
 )
 
 __all__ = [
@@ -269,11 +269,13 @@ class ConfigReloader:
             try:
                 config = await asyncio.to_thread(load_config, self.path)
                 config, restart = self._keep_restart_only(config, old.config)
-                engine = await Engine.create(config, self.metrics)
+                # One budget for registry responses in the process: the new engine shares the old one's.
+                engine = await Engine.create(config, self.metrics, memory=old.engine.memory)
             except Exception as e:  # whatever fails, the old configuration keeps serving
                 self._failed(e, old.config)
                 return False
             self.current = Generation(config, engine)
+            engine.memory.resize(config.server.in_flight_bytes)
             # Over the files this configuration reads (the set may have changed with it).
             self._digest = await asyncio.to_thread(_file_digest, self.path, *config.credential_files)
             self.reloads += 1
@@ -417,7 +419,11 @@ async def _answer(
     else:
         outcomes = await engine.mutate(decodable, server.mutate_deadline)
     _count(metrics, endpoint, outcomes, len(set(keys) - set(decodable)))
-    return _json_response(encode_response(response_for(keys, outcomes, api_version))), 200
+    # Decided verdicts are spliced in from their cached encoding (encode_outcomes falls back to the
+    # careful encode_response for anything unusual).
+    return web.Response(
+        body=encode_outcomes(keys, outcomes, api_version), content_type="application/json"
+    ), 200
 
 
 def _count(metrics: Metrics, endpoint: str, outcomes: dict[str, Outcome], undecodable: int = 0) -> None:
@@ -426,7 +432,7 @@ def _count(metrics: Metrics, endpoint: str, outcomes: dict[str, Outcome], undeco
         metrics.keys.labels(endpoint, "invalid").inc(undecodable)
     for outcome in outcomes.values():
         if isinstance(outcome, Decided):
-            allowed = endpoint == "mutate" or bool(outcome.value.get("allowed"))
+            allowed = endpoint == "mutate" or outcome.allowed
             label = "allowed" if allowed else "denied"
         elif isinstance(outcome, Invalid):
             label = "invalid"

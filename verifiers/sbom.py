@@ -33,6 +33,7 @@ attestedBy and, when no SBOM attestation verified, `attestations`: the predicate
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import re
@@ -63,6 +64,7 @@ MAX_CANDIDATES = 16  # well-formed SBOM referrers examined
 MAX_EXAMINED = 256  # referrer manifests read, malformed ones included
 INLINE_PARSE_BYTES = 64 * 1024  # larger documents are parsed in a worker thread
 PARSED_CACHE_ENTRIES = 4096
+MAX_NAME_CHARS = 256  # of an SBOM's name, as reported in the verdict and kept in the cache
 _CREATED_ANNOTATION = "org.opencontainers.image.created"
 _KNOWN_OPTIONS = ("artifactTypes", "attestedBy", "maxAge", "maxBytes")
 # The predicate types of SBOM attestations (`cosign attest --type spdxjson | cyclonedx`), optionally
@@ -335,11 +337,14 @@ class SbomVerifier:
         except SbomFormatError as e:
             self._remember(key, e)
             raise
+        if info.name is not None and len(info.name) > MAX_NAME_CHARS:
+            # Anyone who can push picks the name: kept whole, 4096 cached facts could hold gigabytes.
+            info = dataclasses.replace(info, name=info.name[:MAX_NAME_CHARS] + "...")
         self._remember(key, info)
         return info
 
     def _remember(self, key: tuple[str, str], value: SbomInfo | SbomFormatError) -> None:
-        self._parsed[key] = value
+        self._parsed[key] = value  # entries are small: `_parse` bounds the only free-form field, the name
         if len(self._parsed) > PARSED_CACHE_ENTRIES:
             self._parsed.pop(next(iter(self._parsed)))
 

@@ -10,9 +10,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 
-from provider.cache import ByteLRU, SingleFlight, TTLCache
+from provider.cache import ByteLRU, SingleFlight, TTLCache, bytes_cost, slot_cost, ttl_slot_cost
 from provider.metrics import Metrics
 from provider.reference import ImageReference
 from provider.registry.client import Manifest, RegistryClient
@@ -23,17 +24,31 @@ __all__ = ["CachedRegistry", "ImageReader"]
 _Key = tuple[str, str, str]  # (registry, repository, digest or tag)
 
 
+MAX_TAGS = 50_000
+
+
 def _size(value: Manifest | bytes) -> int:
-    return len(value.data) if isinstance(value, Manifest) else len(value)
+    """What a cached manifest or blob really takes (its media type is a shared constant)."""
+    if isinstance(value, Manifest):
+        return sys.getsizeof(value) + bytes_cost(value.digest) + bytes_cost(value.data)
+    return bytes_cost(value)
 
 
 class CachedRegistry:
     def __init__(
-        self, client: RegistryClient, *, content_bytes: int, tag_ttl: float, metrics: Metrics | None = None
+        self,
+        client: RegistryClient,
+        *,
+        content_bytes: int,
+        tag_ttl: float,
+        tag_bytes: int = 8 * 1024 * 1024,
+        metrics: Metrics | None = None,
     ) -> None:
         self.client = client
-        self._content: ByteLRU[_Key, Manifest | bytes] = ByteLRU(content_bytes, _size)
-        self._tags: TTLCache[_Key, str] = TTLCache(tag_ttl, max_entries=50_000)
+        self._content: ByteLRU[_Key, Manifest | bytes] = ByteLRU(content_bytes, _size, slot_cost)
+        self._tags: TTLCache[_Key, str] = TTLCache(
+            tag_ttl, max_entries=MAX_TAGS, max_bytes=tag_bytes, size_of=bytes_cost, slot_of=ttl_slot_cost
+        )
         self._manifest_flights: SingleFlight[_Key, Manifest] = SingleFlight()
         self._blob_flights: SingleFlight[_Key, bytes] = SingleFlight()
         self._referrer_flights: SingleFlight[_Key, list[Descriptor]] = SingleFlight()
@@ -83,6 +98,11 @@ class CachedRegistry:
     async def referrers(self, ref: ImageReference, digest: str) -> list[Descriptor]:
         key = (ref.registry, ref.repository, digest)
         return await self._referrer_flights.do(key, lambda: self.client.list_referrers(ref, digest))
+
+    @property
+    def memory(self) -> dict[str, int]:
+        """The caches' costs in bytes, by cache."""
+        return {"content": self._content.size, "tag": self._tags.size}
 
     async def close(self) -> None:
         for flights in (self._manifest_flights, self._blob_flights, self._referrer_flights):

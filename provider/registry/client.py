@@ -20,7 +20,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -28,6 +28,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from provider.budget import ACCOUNT, json_parse_cost, read_cost
+from provider.cache import KeyedLocks, TTLCache, bytes_cost, ttl_slot_cost
 from provider.reference import DOCKER_HUB, ImageReference
 from provider.registry.auth import Challenge, Credentials, CredentialStore, parse_challenges
 from provider.registry.egress import EgressPolicy, EgressRefused, FilteringResolver, refusal_of
@@ -98,10 +100,11 @@ class RegistrySettings:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
+    """A manifest's verified bytes, not its parsed JSON (parse on use): what caches hold is what it costs."""
+
     digest: str
-    media_type: str
+    media_type: str  # one of MANIFEST_MEDIA_TYPES (the shared constant, not a copy per manifest)
     data: bytes
-    document: Mapping[str, Any] = field(repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -170,10 +173,18 @@ def _next_link(headers: CIMultiDictProxy[str]) -> str | None:
 RequestObserver = Callable[[str, str, str], None]  # (registry, method, status or error class)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Token:
     value: str
     expires: float  # monotonic
+
+
+MAX_TOKENS = 4096
+MAX_TOKEN_CACHE_BYTES = 16 * 1024 * 1024
+
+
+def _token_cost(token: _Token) -> int:
+    return 96 + bytes_cost(token.value)  # the object, its dict-less slots, the float
 
 
 class RegistryClient:
@@ -199,8 +210,16 @@ class RegistryClient:
         self.limits = limits or Limits()
         self._observe = observe
         self._ssl: dict[str, ssl.SSLContext] = {}
-        self._tokens: dict[tuple[str, str], _Token] = {}
-        self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Keys name any repository: tokens are bounded (count and bytes: a token may be 256 KiB) and expire;
+        # a lock exists only while someone fetches or waits for that token.
+        self._tokens: TTLCache[tuple[str, str], _Token] = TTLCache(
+            3600.0,
+            max_entries=MAX_TOKENS,
+            max_bytes=MAX_TOKEN_CACHE_BYTES,
+            size_of=_token_cost,
+            slot_of=ttl_slot_cost,
+        )
+        self._token_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
         self._basic: set[str] = set()  # registries that asked for Basic auth
         connector = aiohttp.TCPConnector(
             limit=200, limit_per_host=32, ttl_dns_cache=60, resolver=FilteringResolver(self.egress)
@@ -259,7 +278,8 @@ class RegistryClient:
             )
         doc = _parse_json(data, f"manifest {ref.name}@{digest}")
         media_type = self._manifest_media_type(doc, content_type, f"{ref.name}@{digest}")
-        return Manifest(digest=digest, media_type=media_type, data=data, document=doc)
+        del doc  # parsed to be checked, not kept
+        return Manifest(digest=digest, media_type=media_type, data=data)
 
     async def get_blob(
         self, ref: ImageReference, descriptor: Descriptor, max_bytes: int | None = None
@@ -359,11 +379,12 @@ class RegistryClient:
 
     @staticmethod
     def _manifest_media_type(doc: Mapping[str, Any], content_type: str, what: str) -> str:
-        """Validate the whole manifest or index (`verifiers.oci`); its media type."""
+        """Validate the whole manifest or index (`verifiers.oci`); its media type (one shared string)."""
         try:
-            return oci.manifest_from_json(doc, content_type).media_type
+            media_type = oci.manifest_from_json(doc, content_type).media_type
         except oci.ContentError as e:
             raise InvalidContent(f"manifest {what}: {e}") from None
+        return MANIFEST_MEDIA_TYPES[MANIFEST_MEDIA_TYPES.index(media_type)]
 
     def _raise_for_status(self, resp: aiohttp.ClientResponse, ref: ImageReference, what: str) -> None:
         if resp.status == 200:
@@ -377,9 +398,16 @@ class RegistryClient:
         raise InvalidContent(f"{ref.registry}: {what}: unexpected HTTP {resp.status}")
 
     async def _read_limited(self, resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+        """The body, at most `limit` bytes, reserved in the verification's memory account (if any): before
+        and while it is read (`read_cost`), then what it and its parse may take (`json_parse_cost`)."""
         length = resp.content_length
         if length is not None and length > limit:
             raise TooLarge(f"{what} is {length} bytes, over the limit of {limit}")
+        account = ACCOUNT.get()
+        reserved = 0
+        if account is not None and length is not None:
+            reserved = min(read_cost(length), max(account.room, length))
+            await account.reserve(reserved, what)
         chunks: list[bytes] = []
         total = 0
         try:
@@ -387,12 +415,24 @@ class RegistryClient:
                 total += len(chunk)
                 if total > limit:
                     raise TooLarge(f"{what} is over the limit of {limit} bytes")
+                if account is not None and total > reserved - read_cost(0):
+                    target = max(total, min(read_cost(total), reserved + account.room))
+                    await account.reserve(target - reserved, what)
+                    reserved = target
                 chunks.append(chunk)
         except TimeoutError as e:
             raise Unavailable(f"{what}: timed out while reading", "registry_timeout") from e
         except (aiohttp.ClientError, ConnectionError) as e:
             raise Unavailable(f"{what}: connection lost while reading: {e}") from e
-        return b"".join(chunks)
+        data = b"".join(chunks)
+        del chunks
+        if account is not None:
+            exact = json_parse_cost(data)
+            if exact > reserved:
+                await account.reserve(exact - reserved, what)
+            else:
+                account.give_back(reserved - exact)
+        return data
 
     def _settings_for(self, registry: str) -> RegistrySettings:
         return self._settings.get(registry, RegistrySettings())
@@ -598,8 +638,7 @@ class RegistryClient:
     ) -> None:
         """Obtain a token for (registry, scope); never reuse `rejected`, a token the registry just refused."""
         key = (registry, scope)
-        lock = self._token_locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._token_locks.hold(key):
             existing = self._tokens.get(key)
             if existing is not None and existing.value != rejected and existing.expires > time.monotonic():
                 return  # another request refreshed it while we waited
@@ -691,7 +730,8 @@ class RegistryClient:
                 expires_in = 60
             # Refresh a little early (up to 10 s, at most half its life) so a token never expires in flight.
             lifetime = float(expires_in)
-            self._tokens[key] = _Token(token, time.monotonic() + lifetime - min(10.0, lifetime / 2))
+            expires = lifetime - min(10.0, lifetime / 2)
+            self._tokens.put(key, _Token(token, time.monotonic() + expires), ttl=expires)
 
 
 class _ResponseContext:

@@ -284,6 +284,7 @@ def test_container_serves_the_mounted_config_with_probes_on_the_health_port(helm
 def test_server_section_matches_the_ports_and_mounted_secrets(helm: Path) -> None:
     docs = render(helm)
     server = rendered_config(docs)["server"]
+    server.pop("limits")  # memory sizing, below
     assert server == {
         "address": "0.0.0.0",
         "port": 8443,
@@ -572,3 +573,83 @@ def test_every_value_set_renders_a_hardened_pod(helm: Path) -> None:
             context = item["securityContext"]
             assert context["readOnlyRootFilesystem"] is True, name
             assert context["capabilities"] == {"drop": ["ALL"]}, name
+
+
+# --- Memory sizing ----------------------------------------------------------------------------------------
+
+MiB = 1 << 20
+
+
+@pytest.mark.parametrize(
+    ("limit", "total"),
+    [
+        ("512Mi", 512 * MiB),
+        ("1Gi", 1024 * MiB),
+        ("1.5Gi", 1536 * MiB),
+        ("1000M", 1000 * 10**6),
+        ("805306368", 768 * MiB),
+    ],
+)
+def test_memory_sizes_are_derived_from_the_memory_limit(
+    helm: Path, tmp_path: Path, limit: str, total: int
+) -> None:
+    docs = render(helm, {"resources": {"limits": {"memory": limit}}})
+    config = rendered_config(docs)
+    cache, limits = config["cache"], config["server"]["limits"]
+    free = total - 128 * MiB  # memory.reserved
+    assert limits["inFlightBytes"] == int(free * 0.40)
+    assert limits["verificationBytes"] == min(limits["inFlightBytes"], 128 * MiB)
+    assert cache["contentBytes"] == int(free * 0.25)
+    assert cache["verdictBytes"] == int(free * 0.25)
+    assert cache["tagBytes"] == int(free * 0.05)
+    assert cache["maxVerdicts"] == cache["verdictBytes"] // 512
+    # Everything the process may hold fits the limit, with the reserve for the process itself.
+    bounded = limits["inFlightBytes"] + cache["contentBytes"] + cache["verdictBytes"] + cache["tagBytes"]
+    assert bounded + 128 * MiB <= total
+    # And Countersign accepts what was derived.
+    text = one(docs, "ConfigMap", f"{RELEASE}-config")["data"]["config.yaml"]
+    done = validate_config(text, tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_default_limit_gives_the_documented_sizes(helm: Path) -> None:
+    config = rendered_config(render(helm))
+    assert config["server"]["limits"] == {"inFlightBytes": 161061273, "verificationBytes": 128 * MiB}
+    assert config["cache"] == {
+        "contentBytes": 96 * MiB,
+        "verdictBytes": 96 * MiB,
+        "tagBytes": 20132659,
+        "maxVerdicts": 196608,
+    }
+
+
+def test_sizes_set_in_config_are_kept(helm: Path) -> None:
+    own = {
+        "cache": {"contentBytes": 1 << 20, "maxVerdicts": 5},
+        "server": {"limits": {"inFlightBytes": 32 * MiB}},
+    }
+    config = rendered_config(render(helm, {"config": own, "resources": {"limits": {"memory": "2Gi"}}}))
+    assert config["cache"]["contentBytes"] == 1 << 20
+    assert config["cache"]["maxVerdicts"] == 5
+    assert config["cache"]["verdictBytes"] == int((2048 - 128) * MiB * 0.25)
+    assert config["server"]["limits"]["inFlightBytes"] == 32 * MiB
+    assert config["server"]["limits"]["verificationBytes"] == 32 * MiB  # never more than in flight
+
+
+def test_no_derivation_without_a_limit_or_when_turned_off(helm: Path) -> None:
+    for values in ({"resources": {"limits": {"memory": None}}}, {"memory": {"derive": False}}):
+        config = rendered_config(render(helm, values))
+        assert "cache" not in config
+        assert "limits" not in config["server"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"resources": {"limits": {"memory": "150Mi"}}}, "leaves less than 64Mi after memory.reserved"),
+        ({"resources": {"limits": {"memory": "lots"}}}, "is not a memory quantity"),
+        ({"memory": {"shares": {"inFlight": 60, "content": 30}}}, "add up to more than 100"),
+    ],
+)
+def test_memory_sizing_mistakes_fail_the_render(helm: Path, values: Doc, message: str) -> None:
+    assert message in render_fails(helm, values)

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import tracemalloc
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provider.cache import ByteLRU, SingleFlight, TTLCache
+from provider.cache import (
+    ByteLRU,
+    KeyedLocks,
+    PackedTTLCache,
+    SingleFlight,
+    TTLCache,
+    bytes_cost,
+    slot_cost,
+    ttl_slot_cost,
+)
+from provider.registry.cached import _size as content_size
+from provider.registry.client import Manifest
+from tests.support.synthetic_registry import OCI_MANIFEST, small_manifest
 
 
 class Clock:
@@ -347,3 +363,192 @@ async def test_drain_with_nothing_in_flight() -> None:
     flight: SingleFlight[str, str] = SingleFlight()
     await flight.drain()
     assert len(flight) == 0
+
+
+# --- real costs ---------------------------------------------------------------------------------------
+
+
+def _traced_growth_per_entry(fill: Callable[[int], None], count: int) -> float:
+    """tracemalloc's growth per entry while `fill(i)` runs for i in range(count)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(count):
+            fill(i)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return (after - before) / count
+
+
+def _digest(i: int) -> str:
+    return "sha256:" + hashlib.sha256(str(i).encode()).hexdigest()
+
+
+def _check_counted(counted: float, real: float) -> None:
+    assert counted >= 0.95 * real, f"counted {counted:.0f} bytes per entry, it takes {real:.0f}"
+    assert counted <= 1.5 * real, f"counted {counted:.0f} bytes per entry, it takes only {real:.0f}"
+
+
+def test_a_verdict_entry_is_counted_as_what_it_takes() -> None:
+    cache: PackedTTLCache[bytes] = PackedTTLCache(3600, 10**6, 1 << 40)
+
+    def fill(i: int) -> None:
+        key = hashlib.blake2b(str(i).encode(), digest_size=16).digest()
+        cache.put(key, os.urandom(150))  # a deflated digest-pin verdict
+
+    real = _traced_growth_per_entry(fill, 20_000)
+    _check_counted(cache.size / len(cache), real)
+
+
+def test_a_content_entry_is_counted_as_what_it_takes() -> None:
+    content: ByteLRU[tuple[str, str, str], Manifest | bytes] = ByteLRU(1 << 40, content_size, slot_cost)
+
+    def fill(i: int) -> None:
+        data = small_manifest(i)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        content.put(("127.0.0.1:5000", f"mem/small-{i}", digest), Manifest(digest, OCI_MANIFEST, data))
+
+    real = _traced_growth_per_entry(fill, 20_000)
+    _check_counted(content.size / len(content), real)
+
+
+def test_a_tag_entry_is_counted_as_what_it_takes() -> None:
+    tags: TTLCache[tuple[str, str, str], str] = TTLCache(
+        3600, 10**6, max_bytes=1 << 40, size_of=bytes_cost, slot_of=ttl_slot_cost
+    )
+
+    def fill(i: int) -> None:
+        tags.put(("ghcr.io", f"org/app-{i}", f"v{i}.0"), _digest(i))
+
+    real = _traced_growth_per_entry(fill, 20_000)
+    _check_counted(tags.size / len(tags), real)
+
+
+def test_the_byte_bound_evicts_by_real_cost() -> None:
+    cache: TTLCache[bytes, bytes] = TTLCache(
+        3600, 10**6, max_bytes=1 << 20, size_of=bytes_cost, slot_of=ttl_slot_cost
+    )
+    value = b"v" * 600
+    per_entry = bytes_cost(value) + ttl_slot_cost(bytes(32))
+    for i in range(10_000):
+        cache.put(hashlib.sha256(str(i).encode()).digest(), value)
+        assert cache.size <= 1 << 20
+    assert len(cache) == (1 << 20) // per_entry  # far fewer than 1 MiB / 600 bytes
+    assert cache.get(hashlib.sha256(b"9999").digest()) == value  # the newest stay
+    assert cache.get(hashlib.sha256(b"0").digest()) is None
+
+
+def test_the_count_bound_still_holds_with_a_byte_bound() -> None:
+    cache: TTLCache[int, bytes] = TTLCache(3600, 3, max_bytes=1 << 20, size_of=bytes_cost, slot_of=slot_cost)
+    for i in range(5):
+        cache.put(i, b"x")
+    assert len(cache) == 3
+    assert cache.size == 3 * (bytes_cost(b"x") + slot_cost(0))
+
+
+def test_a_ttl_entry_over_a_quarter_of_the_byte_bound_is_not_kept_and_replaces_nothing() -> None:
+    cache: TTLCache[str, bytes] = TTLCache(3600, 100, max_bytes=4000, size_of=len)
+    cache.put("k", b"small")
+    cache.put("k", b"x" * 1001)  # over 4000 // 4: dropped, and the older value with it
+    assert cache.get("k") is None
+    assert (len(cache), cache.size) == (0, 0)
+
+
+def test_expiry_and_clear_keep_the_byte_count_right() -> None:
+    clock = Clock()
+    cache: TTLCache[str, bytes] = TTLCache(10, 100, clock=clock, max_bytes=10_000, size_of=len)
+    cache.put("a", b"x" * 10)
+    cache.put("b", b"x" * 20, ttl=100)
+    assert cache.size == 30
+    clock.now += 11
+    assert cache.get("a") is None
+    assert cache.size == 20
+    cache.clear()
+    assert cache.size == 0
+
+
+def test_max_bytes_needs_a_size() -> None:
+    with pytest.raises(ValueError):
+        TTLCache(1, 1, max_bytes=10)
+
+
+# --- KeyedLocks ------------------------------------------------------------------------------------------
+
+
+async def test_keyed_locks_exclude_per_key_and_are_dropped_when_unused() -> None:
+    locks: KeyedLocks[str] = KeyedLocks()
+    inside: list[str] = []
+    release = asyncio.Event()
+
+    async def hold(key: str, name: str) -> None:
+        async with locks.hold(key):
+            inside.append(name)
+            await release.wait()
+
+    a1 = asyncio.create_task(hold("a", "a1"))
+    a2 = asyncio.create_task(hold("a", "a2"))
+    b1 = asyncio.create_task(hold("b", "b1"))
+    await asyncio.sleep(0.01)
+    assert sorted(inside) == ["a1", "b1"]  # a2 waits for a1
+    assert len(locks) == 2
+    release.set()
+    await asyncio.gather(a1, a2, b1)
+    assert inside[-1] == "a2"
+    assert len(locks) == 0  # nothing kept for keys nobody uses
+
+
+async def test_keyed_locks_are_dropped_when_a_waiter_is_cancelled() -> None:
+    locks: KeyedLocks[str] = KeyedLocks()
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with locks.hold("k"):
+            await release.wait()
+
+    first = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    second = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    second.cancel()
+    await asyncio.gather(second, return_exceptions=True)
+    release.set()
+    await first
+    assert len(locks) == 0
+
+
+def test_packed_ttl_cache_expires_evicts_and_counts() -> None:
+    clock = Clock()
+    cache: PackedTTLCache[str] = PackedTTLCache(10, 3, 100_000, clock=clock)
+    cache.put("a", b"1")
+    clock.now += 5
+    cache.put("b", b"22")
+    assert cache.get("a") == b"1"  # now the most recently used
+    cache.put("c", b"333")
+    cache.put("d", b"4444")  # over 3 entries: "b" goes
+    assert cache.get("b") is None
+    assert [cache.get(k) for k in "acd"] == [b"1", b"333", b"4444"]
+    assert cache.size == sum(
+        slot_cost(k) + bytes_cost(bytes(8) + v) for k, v in [("a", b"1"), ("c", b"333"), ("d", b"4444")]
+    )
+    clock.now += 5  # "a" was put 10 s ago: expired
+    assert cache.get("a") is None
+    assert len(cache) == 2
+    cache.put("c", b"x" * 30_000)  # over a quarter of the bytes: not kept, and the old value is gone
+    assert cache.get("c") is None
+    assert cache.size == slot_cost("d") + bytes_cost(bytes(8) + b"4444")
+
+
+def test_packed_ttl_cache_is_bounded_by_bytes() -> None:
+    cache: PackedTTLCache[bytes] = PackedTTLCache(3600, 10**6, 1 << 20)
+    for i in range(20_000):
+        cache.put(i.to_bytes(16, "big"), bytes(150))
+        assert cache.size <= 1 << 20
+    per_entry = slot_cost(bytes(16)) + bytes_cost(bytes(158))
+    assert len(cache) == (1 << 20) // per_entry
+
+
+def test_a_disabled_packed_cache_keeps_nothing() -> None:
+    for cache in (PackedTTLCache[str](0, 10, 1000), PackedTTLCache[str](10, 0, 1000)):
+        cache.put("k", b"v")
+        assert cache.get("k") is None and len(cache) == 0 and cache.size == 0

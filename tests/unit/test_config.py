@@ -964,3 +964,42 @@ def test_scope_specificity_is_fnmatchcase_on_the_normalized_scope(scope: str, re
     else:
         expected = None
     assert scope_specificity(scope, reference) == expected
+
+
+# --- memory bounds -------------------------------------------------------------------------------------
+
+
+def test_memory_bounds_have_defaults_and_are_read() -> None:
+    config = parse_config(minimal())
+    assert config.server.in_flight_bytes == config.server.verification_bytes == 128 << 20
+    assert (config.cache.verdict_bytes, config.cache.tag_bytes) == (64 << 20, 8 << 20)
+    doc = minimal()
+    doc["server"] = {"limits": {"inFlightBytes": 64 << 20, "verificationBytes": 32 << 20}}
+    doc["cache"] = {"verdictBytes": 1 << 20, "tagBytes": 0}
+    config = parse_config(doc)
+    assert (config.server.in_flight_bytes, config.server.verification_bytes) == (64 << 20, 32 << 20)
+    assert (config.cache.verdict_bytes, config.cache.tag_bytes) == (1 << 20, 0)
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "fragment"),
+    [
+        ("server", "inFlightBytes", 1000, "between 1048576 and"),
+        ("server", "verificationBytes", "big", "expected an integer"),
+        ("server", "verificationBytes", 256 << 20, "must not exceed inFlightBytes (134217728)"),
+        ("cache", "verdictBytes", -1, "between 0 and"),
+        ("cache", "tagBytes", True, "expected an integer"),
+    ],
+)
+def test_memory_bounds_are_validated(section: str, field: str, value: object, fragment: str) -> None:
+    doc = minimal()
+    if section == "server":
+        doc["server"] = {"limits": {field: value}}
+        path = f"server.limits.{field}"
+    else:
+        doc["cache"] = {field: value}
+        path = f"cache.{field}"
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    assert info.value.path == path
+    assert fragment in info.value.message

@@ -35,7 +35,7 @@ class Registry:
 
     async def resolve(self, ref: ImageReference) -> Manifest:
         self.resolved += 1
-        return Manifest(digest=DIGEST, media_type=OCI_MANIFEST, data=MANIFEST_BYTES, document={})
+        return Manifest(digest=DIGEST, media_type=OCI_MANIFEST, data=MANIFEST_BYTES)
 
     async def close(self) -> None:
         pass

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provider.engine import Decided, Invalid, Outcome, UndecidedKey
+from provider.engine import (
+    Decided,
+    Invalid,
+    Outcome,
+    UndecidedKey,
+    encode_value,
+    pack_verdict,
+    unpack_verdict,
+)
 from provider.protocol import (
     API_VERSIONS,
     MAX_SYSTEM_ERROR_CHARS,
@@ -18,6 +26,7 @@ from provider.protocol import (
     UNENCODABLE_VERDICT,
     ProtocolError,
     RequestLimits,
+    encode_outcomes,
     encode_response,
     error_response,
     is_well_formed,
@@ -462,7 +471,10 @@ outcome_values = st.one_of(
     json_values.map(Decided),
     any_text.map(Invalid),
     st.builds(UndecidedKey, any_text, any_text),
-    st.sampled_from([Decided(float("nan")), Decided({"x": object()}), Decided(float("inf"))]),
+    # Fresh objects each draw (a Decided caches its encoding): values no encoder accepts.
+    st.sampled_from(["nan", "object", "inf"]).map(
+        lambda kind: Decided({"x": object()} if kind == "object" else float(kind))
+    ),
 )
 
 
@@ -471,6 +483,8 @@ outcome_values = st.one_of(
 def test_property_response_is_valid_utf8_json_echoing_every_key(keys: list[str], data: st.DataObject) -> None:
     outcomes: dict[str, Outcome] = {k: data.draw(outcome_values) for k in dict.fromkeys(keys)}
     encoded = encode_response(response_for(keys, outcomes, V1BETA1))
+    # What the server sends (decided verdicts spliced from their encodings) is exactly the same bytes.
+    assert encode_outcomes(keys, outcomes, V1BETA1) == encoded
 
     def no_constants(name: str) -> Any:
         raise AssertionError(f"{name} in the response: Go's encoding/json rejects it")
@@ -516,3 +530,96 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [s for v in value for s in _strings(v)]
     return []
+
+
+# --- encode_outcomes: verdicts spliced from their encoding ---------------------------------------------
+
+
+def _reference_encoding(keys: list[str], outcomes: dict[str, Outcome], api_version: str) -> bytes:
+    """What the server sent before verdicts were spliced: the whole response through json.dumps."""
+    return json.dumps(
+        response_for(keys, outcomes, api_version), separators=(",", ":"), ensure_ascii=False
+    ).encode()
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+_OUTCOME = st.one_of(
+    _JSON.map(Decided),
+    _JSON.map(lambda v: Decided(encoded=encode_value(v))),  # as from the verdict cache
+    _TEXT.map(Invalid),
+    st.tuples(_TEXT, _TEXT).map(lambda t: UndecidedKey(*t)),
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    st.dictionaries(_TEXT, _OUTCOME, max_size=8),
+    st.lists(st.integers(0, 20), max_size=12),
+    st.sampled_from(sorted(API_VERSIONS)),
+)
+def test_spliced_responses_are_byte_for_byte_what_json_dumps_gives(
+    outcomes: dict[str, Outcome], picks: list[int], api_version: str
+) -> None:
+    names = sorted(outcomes)
+    keys = [names[i % len(names)] for i in picks] if names else []
+    assert encode_outcomes(keys, outcomes, api_version) == _reference_encoding(keys, outcomes, api_version)
+
+
+def test_a_spliced_verdict_is_the_same_document() -> None:
+    value = {"schemaVersion": 1, "allowed": True, "reason": "verified", "reference": "ghcr.io/a/b@sha256:1é"}
+    cached = Decided(encoded=unpack_verdict(pack_verdict(encode_value(value))))
+    body_ = encode_outcomes(["k", "k"], {"k": cached})
+    doc = json.loads(body_)
+    assert doc["response"] == {
+        "idempotent": True,
+        "items": [{"key": "k", "value": value}] * 2,
+        "systemError": "",
+    }
+    assert cached.value == value and cached == Decided(value)
+
+
+def test_allowed_is_read_from_the_head_of_an_encoding() -> None:
+    allowed = {"schemaVersion": 1, "allowed": True, "reason": "verified"}
+    denied = {"schemaVersion": 1, "allowed": False, "reason": "no_policy"}
+    assert Decided(encoded=encode_value(allowed)).allowed is True
+    assert Decided(encoded=encode_value(denied)).allowed is False
+    assert Decided(allowed).allowed is True
+    assert Decided(denied).allowed is False
+    assert Decided("x@sha256:1").allowed is False  # a mutation, not a verdict
+    with pytest.raises(TypeError):
+        Decided()
+
+
+def test_verdicts_pack_small() -> None:
+    digest = "sha256:" + "3f" * 32
+    value = {
+        "schemaVersion": 1,
+        "allowed": True,
+        "reason": "verified",
+        "reference": f"127.0.0.1:5000/mem/small-1@{digest}",
+        "digest": digest,
+        "namespace": "",
+        "policy": "all",
+        "verifiers": [
+            {
+                "name": "pinned",
+                "type": "digest-pin",
+                "passed": True,
+                "reason": "pinned",
+                "message": f"127.0.0.1:5000/mem/small-1 is pinned to {digest}",
+                "details": {"digest": digest},
+            }
+        ],
+        "reasons": [],
+    }
+    encoded = encode_value(value)
+    packed = pack_verdict(encoded)
+    assert unpack_verdict(packed) == encoded
+    assert len(packed) < len(encoded) / 2
+    big = encode_value({**value, "reasons": ["x" * 100_000]})
+    assert unpack_verdict(pack_verdict(big)) == big

@@ -1113,3 +1113,16 @@ def test_media_types_are_case_insensitive_and_allow_parameters(
     assert format_for_media_type(f"{space}{scrambled}{space}{parameters}") == format_for_media_type(
         media_type
     )
+
+
+async def test_the_verifier_keeps_a_bounded_name() -> None:
+    """An SBOM's name is chosen by whoever pushes it: the verifier's cache and verdict keep 256 characters."""
+    from verifiers.sbom import MAX_NAME_CHARS, SbomVerifier
+
+    doc = spdx_doc()
+    doc["name"] = "n" * 100_000
+    verifier = SbomVerifier("sbom", {})
+    info = await verifier._parse("sha256:" + "1" * 64, encode(doc), SPDX_JSON)
+    assert info.name == "n" * MAX_NAME_CHARS + "..."
+    again = await verifier._parse("sha256:" + "1" * 64, b"not parsed again", SPDX_JSON)
+    assert again is info

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provider.config import Policy
+from provider.engine import Decided, encode_value
 from provider.reference import Key, parse_key
 from provider.verdict import (
     SCHEMA_VERSION,
@@ -257,3 +258,22 @@ def test_outcome_details_are_copied() -> None:
     value = outcome.as_value()
     value["details"]["k"] = "changed"
     assert details == {"k": "v"}
+
+
+@settings(deadline=None, max_examples=50)
+@given(
+    kinds=st.lists(st.sampled_from(["passed", "failed", "undecided"]), min_size=1, max_size=4),
+    allowed=st.booleans(),
+)
+def test_the_encoding_of_a_verdict_says_allowed_in_its_head(kinds: list[str], allowed: bool) -> None:
+    """The verdict cache's `Decided.allowed` reads the first bytes of the encoding, not the whole."""
+    make = {"passed": passed, "failed": failed, "undecided": undecided}
+    outcomes = [make[kind](f"v{i}") for i, kind in enumerate(kinds)]
+    key = parse_key("[ns]reg.example.com/app:1")
+    for value in (
+        verdict_value(key, DIGEST, policy("allOf", outcomes), outcomes, allowed),
+        denial_value(key, DIGEST, "no_policy", "no policy"),
+    ):
+        decided = Decided(encoded=encode_value(value))
+        assert decided.allowed is value["allowed"]
+        assert decided.value == value

@@ -148,6 +148,7 @@ being silently overridden.
 {{- $_ := set $server "port" (int .Values.server.port) }}
 {{- $_ := set $server "healthPort" (int .Values.server.healthPort) }}
 {{- $_ := set $config "server" $server }}
+{{- include "countersign.memoryBudget" (dict "config" $config "Values" .Values) }}
 {{- with .Values.registryCredentials.dockerConfigSecrets }}
 {{- $auth := deepCopy (get $config "auth" | default dict) }}
 {{- $files := list }}
@@ -192,4 +193,63 @@ stay in every configuration that names its own verifiers.
 {{- end }}
 {{- $_ := set $names .name true }}
 {{- end }}
+{{- end }}
+
+{{/*
+A Kubernetes quantity (512Mi, 1Gi, 1.5G, 536870912) in bytes, as an integer.
+*/}}
+{{- define "countersign.quantityBytes" -}}
+{{- $q := toString . | trim -}}
+{{- $units := list (list "Ki" 1024.0) (list "Mi" 1048576.0) (list "Gi" 1073741824.0) (list "Ti" 1099511627776.0) (list "k" 1000.0) (list "M" 1000000.0) (list "G" 1000000000.0) (list "T" 1000000000000.0) -}}
+{{- $factor := 1.0 -}}
+{{- $number := $q -}}
+{{- range $units -}}
+{{- if hasSuffix (index . 0) $q -}}
+{{- $factor = index . 1 -}}
+{{- $number = trimSuffix (index . 0) $q -}}
+{{- end -}}
+{{- end -}}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?$" $number) -}}
+{{- fail (printf "resources.limits.memory: %q is not a memory quantity this chart reads (like 512Mi, 1Gi or 536870912)" $q) -}}
+{{- end -}}
+{{- mulf (float64 $number) $factor | floor | int64 -}}
+{{- end }}
+
+{{/*
+Cache sizes and the in-flight budget derived from resources.limits.memory (memory.derive): what is left
+after memory.reservedBytes (the process itself, buffers and heap slack) is split by memory.shares. A field
+set under config keeps its value. See docs/operators.md "Memory sizing".
+*/}}
+{{- define "countersign.memoryBudget" -}}
+{{- $config := .config -}}
+{{- $memory := .Values.memory -}}
+{{- $limit := dig "limits" "memory" "" (.Values.resources | default dict) -}}
+{{- if and $memory.derive $limit -}}
+{{- $total := include "countersign.quantityBytes" $limit | int64 -}}
+{{- $reserved := include "countersign.quantityBytes" $memory.reserved | int64 -}}
+{{- $free := sub $total $reserved -}}
+{{- if lt $free (mul 64 1048576) -}}
+{{- fail (printf "resources.limits.memory (%s) leaves less than 64Mi after memory.reserved (%s): raise the limit or set memory.derive=false and size config.cache and config.server.limits yourself" $limit $memory.reserved) -}}
+{{- end -}}
+{{- $shares := $memory.shares -}}
+{{- if gt (addf $shares.inFlight $shares.content $shares.verdicts $shares.tags) 100.0 -}}
+{{- fail "memory.shares: inFlight, content, verdicts and tags add up to more than 100 (percent)" -}}
+{{- end -}}
+{{- $inFlight := divf (mulf $free $shares.inFlight) 100 | floor | int64 -}}
+{{- $verification := min $inFlight (include "countersign.quantityBytes" $memory.verificationMax | int64) -}}
+{{- $content := divf (mulf $free $shares.content) 100 | floor | int64 -}}
+{{- $verdicts := divf (mulf $free $shares.verdicts) 100 | floor | int64 -}}
+{{- $tags := divf (mulf $free $shares.tags) 100 | floor | int64 -}}
+{{- $server := get $config "server" -}}
+{{- $limits := deepCopy (get $server "limits" | default dict) -}}
+{{- if not (hasKey $limits "inFlightBytes") }}{{ $_ := set $limits "inFlightBytes" $inFlight }}{{ end -}}
+{{- if not (hasKey $limits "verificationBytes") }}{{ $_ := set $limits "verificationBytes" (min $verification (get $limits "inFlightBytes" | int64)) }}{{ end -}}
+{{- $_ := set $server "limits" $limits -}}
+{{- $cache := deepCopy (get $config "cache" | default dict) -}}
+{{- if not (hasKey $cache "contentBytes") }}{{ $_ := set $cache "contentBytes" $content }}{{ end -}}
+{{- if not (hasKey $cache "verdictBytes") }}{{ $_ := set $cache "verdictBytes" $verdicts }}{{ end -}}
+{{- if not (hasKey $cache "tagBytes") }}{{ $_ := set $cache "tagBytes" $tags }}{{ end -}}
+{{- if not (hasKey $cache "maxVerdicts") }}{{ $_ := set $cache "maxVerdicts" (div (get $cache "verdictBytes" | int64) $memory.bytesPerVerdict) }}{{ end -}}
+{{- $_ := set $config "cache" $cache -}}
+{{- end -}}
 {{- end }}
