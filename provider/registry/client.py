@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
@@ -170,6 +170,8 @@ def _next_link(headers: CIMultiDictProxy[str]) -> str | None:
     return None
 
 
+_R = TypeVar("_R")
+
 RequestObserver = Callable[[str, str, str], None]  # (registry, method, status or error class)
 
 
@@ -260,6 +262,20 @@ class RegistryClient:
             expected = reference
         else:
             expected = None
+        return await _off_loop(
+            data, self._checked_manifest, ref, reference, data, expected, header_digest, content_type
+        )
+
+    def _checked_manifest(
+        self,
+        ref: ImageReference,
+        reference: str,
+        data: bytes,
+        expected: str | None,
+        header_digest: str | None,
+        content_type: str,
+    ) -> Manifest:
+        """Hash and validate manifest bytes (CPU only: `get_manifest` runs it off the loop when large)."""
         algorithm = expected.split(":")[0] if expected else "sha256"
         digest = compute_digest(data, algorithm)
         if expected is not None and digest != expected:
@@ -303,7 +319,7 @@ class RegistryClient:
             raise IntegrityError(
                 f"blob {descriptor.digest}: expected {descriptor.size} bytes, got {len(data)}"
             )
-        digest = compute_digest(data, descriptor.digest.split(":")[0])
+        digest = await _off_loop(data, compute_digest, data, descriptor.digest.split(":")[0])
         if digest != descriptor.digest:
             raise IntegrityError(f"registry served blob bytes for {descriptor.digest} that hash to {digest}")
         return data
@@ -327,7 +343,8 @@ class RegistryClient:
                     resp, self.limits.max_manifest_bytes, f"referrers of {digest}"
                 )
                 link = _next_link(resp.headers)
-            found.extend(self._index_descriptors(data, f"referrers of {ref.name}@{digest}"))
+            what = f"referrers of {ref.name}@{digest}"
+            found.extend(await _off_loop(data, self._index_descriptors, data, what))
             if len(found) > self.limits.max_referrers:
                 raise TooLarge(f"{ref.name}@{digest} has more than {self.limits.max_referrers} referrers")
             path = (
@@ -355,7 +372,8 @@ class RegistryClient:
             return []
         if index.media_type not in INDEX_MEDIA_TYPES:
             raise InvalidContent(f"referrers tag {ref.name}:{tag} is a {index.media_type}, not an index")
-        found = self._index_descriptors(index.data, f"referrers tag {ref.name}:{tag}")
+        what = f"referrers tag {ref.name}:{tag}"
+        found = await _off_loop(index.data, self._index_descriptors, index.data, what)
         if len(found) > self.limits.max_referrers:
             raise TooLarge(f"{ref.name}@{digest} has more than {self.limits.max_referrers} referrers")
         return found
@@ -748,6 +766,18 @@ class _ResponseContext:
     async def __aexit__(self, *exc: object) -> None:
         if self._resp is not None:
             self._resp.release()
+
+
+# Above this size, hashing and parsing registry content runs in a worker thread, so one large manifest or
+# blob does not hold the event loop (hashlib releases the GIL; the JSON hooks let other threads in).
+OFF_LOOP_BYTES = 256 * 1024
+
+
+async def _off_loop(data: bytes, func: Callable[..., _R], *args: Any) -> _R:
+    """`func(*args)`, in a worker thread when `data` is large, else inline (a thread hop costs more)."""
+    if len(data) < OFF_LOOP_BYTES:
+        return func(*args)
+    return await asyncio.to_thread(func, *args)
 
 
 def _redact(url: str) -> str:
