@@ -1,10 +1,10 @@
 """Memory rows: RSS of the real server (``python -m provider.cli serve``, a subprocess) under two loads.
 
 1. ``100k verdicts``: 100,000 distinct keys, each naming a distinct small manifest by digest (digest-pin
-   policy), sent in requests of 1000 keys until every one is decided; the server is configured to keep
-   every verdict (``maxVerdicts`` 100,000, a long TTL; ``contentBytes`` 16 MiB). The row's RSS is the
-   server's ``VmRSS`` once all are cached; then every key is sent again and the server's verdict-cache hit
-   counter must grow by 100,000 (proof that it really kept them).
+   policy), sent in requests of 1000 keys, two at a time, until every one is decided; the server is
+   configured to keep every verdict (``maxVerdicts`` 100,000, a long TTL; ``contentBytes`` 16 MiB). The
+   row's RSS is the server's ``VmRSS`` once all are cached; then every key is sent again and the server's
+   verdict-cache hit counter must grow by 100,000 (proof that it really kept them).
 2. ``fat manifests``: N keys (16, 64, 256), each naming a distinct valid ~3.9 MB manifest (just under the
    4 MiB manifest limit), all in one request, repeated until every key is decided; policy digest-pin and
    sbom (so referrers are looked up too), default cache and budget settings. The row's RSS is the server's
@@ -137,7 +137,7 @@ def _row(scenario: str, latencies: Sequence[float], throughput: str, rss_mib: fl
 
 
 async def verdicts_row(
-    workdir: Path, cache: Mapping[str, Any], count: int = VERDICTS, concurrency: int = 4
+    workdir: Path, cache: Mapping[str, Any], count: int = VERDICTS, concurrency: int = 2
 ) -> Row:
     registry = SyntheticRegistry()
     runner, host = await _start_registry(registry)
@@ -246,7 +246,7 @@ async def memory_rows(
     verdict_cache: Mapping[str, Any] | None = None,
     fat_cache: Mapping[str, Any] | None = None,
     fat_server: Mapping[str, Any] | None = None,
-    concurrency: int = 4,
+    concurrency: int = 2,
 ) -> list[Row]:
     if verdict_cache is None:
         verdict_cache = VERDICT_CACHE
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verdict-cache", type=json.loads, default=None, help="cache section (JSON)")
     parser.add_argument("--fat-cache", type=json.loads, default=None, help="cache section (JSON)")
     parser.add_argument("--fat-server", type=json.loads, default=None, help="server section (JSON)")
-    parser.add_argument("--concurrency", type=int, default=4, help="requests at once in the verdicts row")
+    parser.add_argument("--concurrency", type=int, default=2, help="requests at once in the verdicts row")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -596,7 +596,7 @@ def test_memory_sizes_are_derived_from_the_memory_limit(
     docs = render(helm, {"resources": {"limits": {"memory": limit}}})
     config = rendered_config(docs)
     cache, limits = config["cache"], config["server"]["limits"]
-    free = total - 128 * MiB  # memory.reserved
+    free = total - 176 * MiB  # memory.reserved
     assert limits["inFlightBytes"] == int(free * 0.40)
     assert limits["verificationBytes"] == min(limits["inFlightBytes"], 128 * MiB)
     assert cache["contentBytes"] == int(free * 0.25)
@@ -605,7 +605,7 @@ def test_memory_sizes_are_derived_from_the_memory_limit(
     assert cache["maxVerdicts"] == cache["verdictBytes"] // 512
     # Everything the process may hold fits the limit, with the reserve for the process itself.
     bounded = limits["inFlightBytes"] + cache["contentBytes"] + cache["verdictBytes"] + cache["tagBytes"]
-    assert bounded + 128 * MiB <= total
+    assert bounded + 176 * MiB <= total
     # And Countersign accepts what was derived.
     text = one(docs, "ConfigMap", f"{RELEASE}-config")["data"]["config.yaml"]
     done = validate_config(text, tmp_path)
@@ -614,12 +614,12 @@ def test_memory_sizes_are_derived_from_the_memory_limit(
 
 def test_the_default_limit_gives_the_documented_sizes(helm: Path) -> None:
     config = rendered_config(render(helm))
-    assert config["server"]["limits"] == {"inFlightBytes": 161061273, "verificationBytes": 128 * MiB}
+    assert config["server"]["limits"] == {"inFlightBytes": 140928614, "verificationBytes": 128 * MiB}
     assert config["cache"] == {
-        "contentBytes": 96 * MiB,
-        "verdictBytes": 96 * MiB,
-        "tagBytes": 20132659,
-        "maxVerdicts": 196608,
+        "contentBytes": 84 * MiB,
+        "verdictBytes": 84 * MiB,
+        "tagBytes": 17616076,
+        "maxVerdicts": 172032,
     }
 
 
@@ -631,7 +631,7 @@ def test_sizes_set_in_config_are_kept(helm: Path) -> None:
     config = rendered_config(render(helm, {"config": own, "resources": {"limits": {"memory": "2Gi"}}}))
     assert config["cache"]["contentBytes"] == 1 << 20
     assert config["cache"]["maxVerdicts"] == 5
-    assert config["cache"]["verdictBytes"] == int((2048 - 128) * MiB * 0.25)
+    assert config["cache"]["verdictBytes"] == int((2048 - 176) * MiB * 0.25)
     assert config["server"]["limits"]["inFlightBytes"] == 32 * MiB
     assert config["server"]["limits"]["verificationBytes"] == 32 * MiB  # never more than in flight
 
@@ -646,7 +646,7 @@ def test_no_derivation_without_a_limit_or_when_turned_off(helm: Path) -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"resources": {"limits": {"memory": "150Mi"}}}, "leaves less than 64Mi after memory.reserved"),
+        ({"resources": {"limits": {"memory": "200Mi"}}}, "leaves less than 64Mi after memory.reserved"),
         ({"resources": {"limits": {"memory": "lots"}}}, "is not a memory quantity"),
         ({"memory": {"shares": {"inFlight": 60, "content": 30}}}, "add up to more than 100"),
     ],
