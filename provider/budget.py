@@ -50,11 +50,11 @@ class Overloaded(Unavailable):
 # every value is a slot in its container plus possibly a new object (a comma: 8 + growth + a number's 32),
 # every member a dict entry with its key (a colon), every object or array the container itself.
 _COST_FIXED = 1536
-_COST_OBJECT = 56
-_COST_ARRAY = 24
-_COST_QUOTE = 8
-_COST_COMMA = 64
-_COST_COLON = 96
+_COST_OBJECT = 96
+_COST_ARRAY = 32
+_COST_QUOTE = 16
+_COST_COMMA = 72
+_COST_COLON = 160
 
 
 def json_parse_cost(data: bytes) -> int:

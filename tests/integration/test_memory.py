@@ -54,7 +54,7 @@ async def test_rss_stays_bounded_with_many_fat_manifests(
     synthetic: tuple[SyntheticRegistry, str], tmp_path: Path
 ) -> None:
     registry, host = synthetic
-    in_flight, content = 64 * MiB, 16 * MiB
+    in_flight, content = 96 * MiB, 16 * MiB
     provider = await asyncio.to_thread(
         start_provider,
         _config(host, ["pinned", "sbom"], {"contentBytes": content}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import tracemalloc
@@ -11,6 +12,7 @@ import pytest
 
 from provider.budget import ACCOUNT, Account, MemoryBudget, Overloaded, json_parse_cost
 from tests.support.synthetic_registry import fat_manifest, small_manifest
+from verifiers import oci
 from verifiers.base import Undecided
 
 # --- the parse-cost estimate ---------------------------------------------------------------------------
@@ -56,15 +58,21 @@ ORDINARY = ("small manifest", "fat manifest (layers)", "SPDX SBOM")
 
 
 def _real_cost(data: bytes) -> int:
-    """The bytes plus tracemalloc's peak while json.loads parses them and while the result lives."""
+    """The bytes plus tracemalloc's peak while they are parsed as registry content is (`verifiers.oci`:
+    the strict, duplicate-checking JSON parse, then the manifest model when it is one) and while the
+    result lives."""
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        document = json.loads(data)
+        document = oci.load_json(data)
+        model = None
+        if isinstance(document, dict):
+            with contextlib.suppress(oci.ContentError):
+                model = oci.manifest_from_json(document, "")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    del document
+    del document, model
     return len(data) + peak - before
 
 
