@@ -9,7 +9,7 @@ Scenarios:
 1. cold verify: a fresh :class:`Engine` (empty caches, new connections) per measured batch of 1, 10 and
    50 tag references, timing ``engine.verify(keys, budget)`` only (engine creation and close are untimed);
    one unmeasured run first absorbs one-off costs (lazy imports, first connections to olareg).
-2. warm /v1/verify: the real server (``build_app`` + ``CertificateReloader`` + ``TCPSite``, TLS 1.3 with a
+2. warm /v1/verify: the real server (``build_app`` + ``CertificateReloader`` + ``GuardedSite``, TLS 1.3 with a
    trustme certificate) in this process; its cache is warmed with one request, then a load generator in a
    separate process posts 10-key requests over ``C`` keep-alive connections for a fixed time.
 3. cosign (bench/cosign_bench.py): the CPU cost of one verification per signature format (pure core, no
@@ -57,7 +57,7 @@ from bench.load import LoadResult, LoadSpec, check_provider_response, run_load
 from bench.stats import Row, batch_row, summarize, summary_row
 from provider.config import Config, parse_config
 from provider.engine import Decided, Engine, Outcome
-from provider.server import CertificateReloader, build_app
+from provider.server import CertificateReloader, build_app, guarded_site
 from tests.support.images import OrasError, PushedImage, attach_sbom, push_image
 from tests.support.registries import LOOPBACK, Registry, RegistryError, start_olareg
 from tests.support.tools import ToolNotFoundError, ensure_tool
@@ -255,9 +255,10 @@ async def warm_scenario(
     assert config.server.tls is not None
     reloader = CertificateReloader(config.server.tls)
     # As run_server does: same app, runner and site settings, with the certificate watcher running.
-    runner = web.AppRunner(build_app(config), access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    app = build_app(config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
-    site = web.TCPSite(runner, LOOPBACK, 0, ssl_context=reloader.listening, backlog=512)
+    site = guarded_site(runner, app, port=0, ssl_context=reloader.listening, listener="provider")
     await site.start()
     watcher = asyncio.create_task(reloader.watch())
     try:
