@@ -262,8 +262,7 @@ async def warm_scenario(
     await site.start()
     watcher = asyncio.create_task(reloader.watch())
     try:
-        port = runner.addresses[0][1]
-        url = f"https://{LOOPBACK}:{port}/v1/verify"
+        url = f"https://{LOOPBACK}:{site.port}/v1/verify"
         keys = tuple(image.reference for image in images[:WARM_KEYS])
         await warm_up_server(url, ca_pem, keys)
         spec = LoadSpec(
