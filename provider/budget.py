@@ -45,10 +45,12 @@ class Overloaded(Unavailable):
         super().__init__(message, OVERLOADED_REASON)
 
 
-# What parsing JSON costs (CPython 3.11, 64-bit), fitted to tracemalloc's peak for json.loads over hostile
-# and ordinary shapes, then rounded up (tests/unit/test_budget.py checks the estimate against json.loads):
-# every value is a slot in its container plus possibly a new object (a comma: 8 + growth + a number's 32),
-# every member a dict entry with its key (a colon), every object or array the container itself.
+# What parsing registry JSON costs (CPython 3.11, 64-bit), fitted to tracemalloc's peak while it is parsed
+# as the client parses it (`verifiers.oci`: the strict parse, whose duplicate-key hook builds a list of
+# pairs per object, then the manifest model) over hostile and ordinary shapes, then rounded up
+# (tests/unit/test_budget.py checks the estimate covers it, and is not over 1.6 times it for ordinary
+# content): every value is a slot in its container plus possibly a new object, every member a dict entry
+# with its key (a colon) and its pair, every object or array the container itself.
 _COST_FIXED = 1536
 _COST_OBJECT = 96
 _COST_ARRAY = 32
