@@ -46,6 +46,7 @@ __all__ = [
     "RegistryKind",
     "TlsFiles",
     "free_port",
+    "free_ports",
     "start_distribution",
     "start_olareg",
     "start_registry",
@@ -126,6 +127,16 @@ def free_port() -> int:
         sock.bind((LOOPBACK, 0))
         chosen: int = sock.getsockname()[1]
         return chosen
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that are free now (see :func:`free_port`)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 _live: LiveProcesses[Registry] = LiveProcesses()
