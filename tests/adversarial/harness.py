@@ -19,6 +19,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Literal
 
 import trustme
@@ -138,6 +139,14 @@ class Countersign:
     def stop(self) -> None:
         if self.daemon is not None:
             self.daemon.stop()
+
+    def __enter__(self) -> Countersign:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
 
     # --- talking to it -----------------------------------------------------------------------------------
 
