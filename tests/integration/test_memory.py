@@ -13,13 +13,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from provider.config import parse_config
 from provider.engine import Decided, Engine, UndecidedKey
 from tests.support.provider_process import start_provider
 from tests.support.registries import LOOPBACK
-from tests.support.synthetic_registry import SyntheticRegistry
+from tests.support.synthetic_registry import SyntheticRegistry, provider_config
 
 pytestmark = pytest.mark.integration
 
@@ -30,24 +29,8 @@ MiB = 1 << 20
 async def synthetic() -> AsyncIterator[tuple[SyntheticRegistry, str]]:
     """The generating registry, its costliest shape to parse (many short annotations), and its host."""
     registry = SyntheticRegistry(fat_shape="annotations")
-    runner = web.AppRunner(registry.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, LOOPBACK, 0)
-    await site.start()
-    try:
-        yield registry, f"{LOOPBACK}:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
-def _config(host: str, verifiers: list[str], cache: dict[str, object]) -> dict[str, object]:
-    available = {"pinned": {"type": "digest-pin"}, "sbom": {"type": "sbom"}}
-    return {
-        "registries": {host: {"insecure": True}},
-        "verifiers": {name: available[name] for name in verifiers},
-        "policies": [{"name": "all", "scopes": ["*"], "allOf": verifiers}],
-        "cache": cache,
-    }
+    async with registry.served() as host:
+        yield registry, host
 
 
 async def test_rss_stays_bounded_with_many_fat_manifests(
@@ -57,7 +40,7 @@ async def test_rss_stays_bounded_with_many_fat_manifests(
     in_flight, content = 96 * MiB, 16 * MiB
     provider = await asyncio.to_thread(
         start_provider,
-        _config(host, ["pinned", "sbom"], {"contentBytes": content}),
+        provider_config(host, ["pinned", "sbom"], {"contentBytes": content}),
         tmp_path,
         server={"limits": {"inFlightBytes": in_flight, "verificationBytes": in_flight}},
     )
@@ -97,7 +80,7 @@ async def test_a_manifest_over_the_verification_budget_is_overloaded_and_never_c
     synthetic: tuple[SyntheticRegistry, str],
 ) -> None:
     registry, host = synthetic
-    doc = _config(host, ["pinned"], {})
+    doc = provider_config(host, ["pinned"], {})
     doc["server"] = {"limits": {"inFlightBytes": 64 * MiB, "verificationBytes": 8 * MiB}}
     engine = await Engine.create(parse_config(doc))
     try:
@@ -121,7 +104,7 @@ async def test_a_full_budget_makes_reads_wait_then_they_go_on(
     synthetic: tuple[SyntheticRegistry, str],
 ) -> None:
     registry, host = synthetic
-    doc = _config(host, ["pinned"], {})
+    doc = provider_config(host, ["pinned"], {})
     doc["server"] = {"limits": {"inFlightBytes": 4 * MiB, "verificationBytes": 4 * MiB}}
     engine = await Engine.create(parse_config(doc))
     try:
