@@ -19,13 +19,13 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import trustme
 import yaml
 
 from tests.support.daemons import Daemon
+from tests.support.processes import StartStop
 from tests.support.registries import LOOPBACK, free_port
 
 __all__ = ["Answer", "Countersign", "KeyClass", "mib"]
@@ -88,7 +88,7 @@ class Answer:
 
 
 @dataclass
-class Countersign:
+class Countersign(StartStop):
     """``python -m provider.cli serve`` with ``config`` (server.tls/port/healthPort are filled in)."""
 
     directory: Path
@@ -101,7 +101,7 @@ class Countersign:
     health_port: int = field(default_factory=free_port)
     daemon: Daemon | None = None
 
-    def start(self) -> Countersign:
+    def start(self) -> Self:
         self.directory.mkdir(parents=True, exist_ok=True)
         leaf = self.ca.issue_cert(LOOPBACK)
         leaf.private_key_pem.write_to_path(str(self.directory / "tls.key"))
@@ -139,14 +139,6 @@ class Countersign:
     def stop(self) -> None:
         if self.daemon is not None:
             self.daemon.stop()
-
-    def __enter__(self) -> Countersign:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # --- talking to it -----------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from tests.support.processes import StartStop
 from tests.support.registries import LOOPBACK
 
 __all__ = [
@@ -95,7 +96,7 @@ async def _cancel_leftovers() -> None:
     await asyncio.sleep(0)  # the transports' scheduled connection_lost callbacks close the sockets
 
 
-class BackgroundServer:
+class BackgroundServer(StartStop):
     """An aiohttp application on 127.0.0.1, served by a daemon thread running its own event loop.
 
     ``app_factory`` is called at every :meth:`start` (an ``Application`` cannot be started twice). The port
@@ -185,16 +186,8 @@ class BackgroundServer:
         if thread.is_alive():
             raise RuntimeError(f"{self._name} did not stop within {_START_TIMEOUT:.0f}s")
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class ServedInBackground:
+class ServedInBackground(StartStop):
     """A test double served by its :class:`BackgroundServer` ``_server`` (set by the subclass): where it
     listens, start/stop (both return at once when already done), and ``with`` for start ... stop."""
 
@@ -214,14 +207,6 @@ class ServedInBackground:
 
     def stop(self) -> None:
         self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
 import yaml
 
-from tests.support.processes import LiveProcesses, start_logged, terminate
+from tests.support.processes import LiveProcesses, StartStop, start_logged, terminate
 from tests.support.tools import ensure_tool
 
 __all__ = [
@@ -143,7 +142,7 @@ _live: LiveProcesses[Registry] = LiveProcesses()
 
 
 @dataclass(eq=False)
-class Registry:
+class Registry(StartStop):
     """One registry process. ``start()``/``stop()``/``restart()`` keep the port and the data directory."""
 
     kind: RegistryKind
@@ -282,14 +281,6 @@ class Registry:
         if self._process is not None and self._frozen:
             self._signal(self._process, signal.SIGCONT)
         self._frozen = False
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # --- internals ---------------------------------------------------------------------------------------
 
