@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -76,14 +77,23 @@ async def test_rss_stays_bounded_with_many_fat_manifests(
     assert in_flight_now == 0  # every verification gave its reservations back
 
 
+@asynccontextmanager
+async def _engine(host: str, *, in_flight: int, per_verification: int) -> AsyncIterator[Engine]:
+    """An engine whose digest-pin policy covers ``host``, with these memory limits (bytes)."""
+    doc = provider_config(host, ["pinned"], {})
+    doc["server"] = {"limits": {"inFlightBytes": in_flight, "verificationBytes": per_verification}}
+    engine = await Engine.create(parse_config(doc))
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
 async def test_a_manifest_over_the_verification_budget_is_overloaded_and_never_cached(
     synthetic: tuple[SyntheticRegistry, str],
 ) -> None:
     registry, host = synthetic
-    doc = provider_config(host, ["pinned"], {})
-    doc["server"] = {"limits": {"inFlightBytes": 64 * MiB, "verificationBytes": 8 * MiB}}
-    engine = await Engine.create(parse_config(doc))
-    try:
+    async with _engine(host, in_flight=64 * MiB, per_verification=8 * MiB) as engine:
         fat, small = registry.reference(host, "fat", 1), registry.reference(host, "small", 1)
         for _ in range(2):  # not cached: the second time is fetched (and refused) again
             before = registry.manifest_requests
@@ -96,18 +106,13 @@ async def test_a_manifest_over_the_verification_budget_is_overloaded_and_never_c
             small_outcome = results[small]
             assert isinstance(small_outcome, Decided) and small_outcome.allowed
         assert engine.memory.used == 0
-    finally:
-        await engine.close()
 
 
 async def test_a_full_budget_makes_reads_wait_then_they_go_on(
     synthetic: tuple[SyntheticRegistry, str],
 ) -> None:
     registry, host = synthetic
-    doc = provider_config(host, ["pinned"], {})
-    doc["server"] = {"limits": {"inFlightBytes": 4 * MiB, "verificationBytes": 4 * MiB}}
-    engine = await Engine.create(parse_config(doc))
-    try:
+    async with _engine(host, in_flight=4 * MiB, per_verification=4 * MiB) as engine:
         key = registry.reference(host, "small", 2)
         held = await engine.memory.acquire(4 * MiB, 0)  # someone else holds the whole budget
         first = await engine.verify([key], 0.3)
@@ -118,5 +123,3 @@ async def test_a_full_budget_makes_reads_wait_then_they_go_on(
         second = await engine.verify([key], 5)
         decided = second[key]
         assert isinstance(decided, Decided) and decided.allowed
-    finally:
-        await engine.close()

@@ -195,6 +195,15 @@ def _account(budget: MemoryBudget, limit: int, wait: float = 5.0) -> Account:
     return Account(budget, limit, asyncio.get_running_loop().time() + wait)
 
 
+async def _old_and_young(budget: MemoryBudget, old_holds: int, young_holds: int) -> tuple[Account, Account]:
+    """Two verifications holding some of ``budget``, the older one started (and reserved) first."""
+    old = _account(budget, 100)
+    young = _account(budget, 100)
+    await old.reserve(old_holds, "manifest a")
+    await young.reserve(young_holds, "manifest b")
+    return old, young
+
+
 async def _hog(budget: MemoryBudget, held: int) -> Account:
     """A verification holding ``held`` of ``budget`` (a fat manifest read)."""
     hog = _account(budget, 100)
@@ -269,10 +278,7 @@ def test_no_account_outside_a_verification() -> None:
 
 async def test_a_younger_holder_gives_way_at_once_and_the_oldest_waits() -> None:
     budget = MemoryBudget(100)
-    old = _account(budget, 100)
-    young = _account(budget, 100)
-    await old.reserve(40, "manifest a")
-    await young.reserve(40, "manifest b")
+    old, young = await _old_and_young(budget, 40, 40)
     # Both need more than is left: the younger is undecided at once (no waiting while holding) ...
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -320,10 +326,7 @@ async def test_holders_never_deadlock() -> None:
 
 async def test_giving_back_everything_makes_an_account_a_newcomer_again() -> None:
     budget = MemoryBudget(100)
-    old = _account(budget, 100)
-    young = _account(budget, 100)
-    await old.reserve(10, "a")
-    await young.reserve(10, "b")
+    old, young = await _old_and_young(budget, 10, 10)
     old.give_back(10)
     assert old.held == 0
     await budget.acquire(90, 0)  # the budget is full
