@@ -180,7 +180,7 @@ def cosign_config(registry: Registry, key: KeyPair) -> Config:
     return single_verifier_config(
         registry.host,
         "cosign",
-        {"keys": [{"name": "bench", "path": str(key.public_path)}], "transparencyLog": "skip"},
+        cosign.key_options(key),
     )
 
 

@@ -24,17 +24,16 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from bench.stats import Row, summarize
 from tests.support.provider_process import ProviderProcess, start_provider
-from tests.support.registries import LOOPBACK
-from tests.support.synthetic_registry import SyntheticRegistry
+from tests.support.synthetic_registry import SyntheticRegistry, provider_config
 
 __all__ = ["MemoryBenchError", "fat_manifest_rows", "memory_rows", "verdicts_row"]
 
@@ -53,23 +52,23 @@ class MemoryBenchError(RuntimeError):
     """A memory scenario could not produce a meaningful number."""
 
 
-async def _start_registry(registry: SyntheticRegistry) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(registry.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, LOOPBACK, 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, f"{LOOPBACK}:{port}"
-
-
-def _config(host: str, verifiers: Sequence[str], cache: Mapping[str, Any]) -> dict[str, Any]:
-    available = {"pinned": {"type": "digest-pin"}, "sbom": {"type": "sbom"}}
-    return {
-        "registries": {host: {"insecure": True}},
-        "verifiers": {name: available[name] for name in verifiers},
-        "policies": [{"name": "all", "scopes": ["*"], "allOf": list(verifiers)}],
-        "cache": dict(cache),
-    }
+@asynccontextmanager
+async def _serving(
+    registry: SyntheticRegistry,
+    verifiers: Sequence[str],
+    cache: Mapping[str, Any],
+    workdir: Path,
+    server: Mapping[str, Any] | None = None,
+) -> AsyncIterator[tuple[str, ProviderProcess]]:
+    """``registry`` served here and a Countersign server (a subprocess) whose policy covers it; yields the
+    registry's host and the server, and stops both."""
+    async with registry.served() as host:
+        config = provider_config(host, verifiers, cache)
+        provider = await asyncio.to_thread(start_provider, config, workdir, server=server)
+        try:
+            yield host, provider
+        finally:
+            await asyncio.to_thread(provider.stop)
 
 
 async def _decide_all(
@@ -140,10 +139,8 @@ async def verdicts_row(
     workdir: Path, cache: Mapping[str, Any], count: int = VERDICTS, concurrency: int = 2
 ) -> Row:
     registry = SyntheticRegistry()
-    runner, host = await _start_registry(registry)
     cache = {"verdictTTL": 3600, "tagTTL": 3600, "maxVerdicts": count, **cache}
-    provider = await asyncio.to_thread(start_provider, _config(host, ["pinned"], cache), workdir)
-    try:
+    async with _serving(registry, ["pinned"], cache, workdir) as (host, provider):
         keys = [registry.reference(host, "small", i) for i in range(count)]
         timeout = aiohttp.ClientTimeout(total=60)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -166,9 +163,6 @@ async def verdicts_row(
             )
             refetched = registry.manifest_requests - fetched_before
             rss_second = provider.rss_mib()
-    finally:
-        await asyncio.to_thread(provider.stop)
-        await runner.cleanup()
     if hits < count:
         raise MemoryBenchError(f"the verdict cache kept {hits:.0f} of {count} verdicts")
     rss = after["VmRSS"] / 1024
@@ -200,11 +194,8 @@ async def fat_manifest_rows(
     rows: list[Row] = []
     for n in sizes:
         registry = SyntheticRegistry()
-        runner, host = await _start_registry(registry)
-        provider = await asyncio.to_thread(
-            start_provider, _config(host, ["pinned", "sbom"], cache), workdir / f"fat-{n}", server=server
-        )
-        try:
+        serving = _serving(registry, ["pinned", "sbom"], cache, workdir / f"fat-{n}", server)
+        async with serving as (host, provider):
             keys = [registry.reference(host, "fat", i) for i in range(n)]
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
                 rss_start = provider.rss_mib()
@@ -213,9 +204,6 @@ async def fat_manifest_rows(
                 )
                 await asyncio.sleep(1.0)
                 memory = provider.memory_kib()
-        finally:
-            await asyncio.to_thread(provider.stop)
-            await runner.cleanup()
         peak = memory["VmHWM"] / 1024
         log.info("fat manifests x%d: peak RSS %.1f MiB, after %.1f", n, peak, memory["VmRSS"] / 1024)
         rows.append(

@@ -5,6 +5,8 @@
 * ``olareg_tls_registry`` / ``distribution_tls_registry``: HTTPS with a certificate from ``tls_ca``
   (a ``trustme.CA``); ``registry.ca_file`` is the CA in PEM, ``registry.ssl_context()`` a client context.
 * ``registry_factory``: fresh registries owned by one test, e.g. to stop, restart or freeze them.
+* ``cosign_env`` / ``trusted_key``: an offline cosign home and a cosign key pair named ``trusted`` in it, one
+  per session (the adversarial and end-to-end beds sign with them).
 
 A missing tool skips the tests that need it, or fails them under ``CI=true`` (see tests/support/tools.py).
 """
@@ -21,6 +23,8 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from tests.support import cosign
+from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.registries import (
     Registry,
     RegistryFactory,
@@ -157,3 +161,17 @@ def repo_name(request: pytest.FixtureRequest) -> str:
     """A repository name unique to this test (valid in the distribution spec), e.g. ``t/test-x-1a2b3c``."""
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:48].strip("-") or "test"
     return f"t/{slug}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+def cosign_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CosignEnv]:
+    """An offline cosign home (no network, no TUF) for the session."""
+    with CosignEnv(tmp_path_factory.mktemp("cosign")) as env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def trusted_key(cosign_env: CosignEnv) -> KeyPair:
+    """A key pair named ``trusted`` made by the real cosign CLI."""
+    require_tool("cosign")
+    return cosign.generate_key_pair(cosign_env, "trusted")

@@ -58,17 +58,6 @@ def source_registry(adversarial_tools: None, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(scope="session")
-def cosign_env(adversarial_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CosignEnv]:
-    with CosignEnv(tmp_path_factory.mktemp("cosign")) as env:
-        yield env
-
-
-@pytest.fixture(scope="session")
-def trusted_key(cosign_env: CosignEnv) -> KeyPair:
-    return cosign.generate_key_pair(cosign_env, "trusted")
-
-
-@pytest.fixture(scope="session")
 def signed_image(source_registry: Registry, cosign_env: CosignEnv, trusted_key: KeyPair) -> PushedImage:
     """``apps/signed:v1`` in olareg: a legacy ``.sig`` signature by the trusted key, and an SPDX SBOM."""
     image = push_image(source_registry, "apps/signed", "v1", seed="adversarial-signed")
@@ -148,13 +137,7 @@ def base_config(trusted_key: KeyPair, scopes: list[str]) -> dict[str, object]:
         "apiVersion": "countersign.dev/v1alpha1",
         "server": {"deadlines": {"background": "8s"}},
         "verifiers": {
-            "cosign": {
-                "type": "cosign",
-                "options": {
-                    "keys": [{"name": "trusted", "path": str(trusted_key.public_path)}],
-                    "transparencyLog": "skip",
-                },
-            },
+            "cosign": {"type": "cosign", "options": cosign.key_options(trusted_key)},
             "sbom": {"type": "sbom"},
             "pinned": {"type": "digest-pin"},
         },
@@ -188,11 +171,8 @@ def countersign(
         listeners.closed_tls: {"minTLS": "1.2"},
         listeners.realm_configured.host: {"insecure": True},
     }
-    server = Countersign(tmp_path_factory.mktemp("countersign"), config, good_key=good_key).start()
-    try:
+    with Countersign(tmp_path_factory.mktemp("countersign"), config, good_key=good_key) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -218,8 +198,5 @@ def narrow(
         hostile.host: {"insecure": True},
         listeners.unscoped.host: {"insecure": True},
     }
-    server = Countersign(tmp_path_factory.mktemp("narrow"), config, good_key=good_key).start()
-    try:
+    with Countersign(tmp_path_factory.mktemp("narrow"), config, good_key=good_key) as server:
         yield server
-    finally:
-        server.stop()

@@ -19,12 +19,13 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import trustme
 import yaml
 
 from tests.support.daemons import Daemon
+from tests.support.processes import StartStop
 from tests.support.registries import LOOPBACK, free_port
 
 __all__ = ["Answer", "Countersign", "KeyClass", "mib"]
@@ -87,7 +88,7 @@ class Answer:
 
 
 @dataclass
-class Countersign:
+class Countersign(StartStop):
     """``python -m provider.cli serve`` with ``config`` (server.tls/port/healthPort are filled in)."""
 
     directory: Path
@@ -100,7 +101,7 @@ class Countersign:
     health_port: int = field(default_factory=free_port)
     daemon: Daemon | None = None
 
-    def start(self) -> Countersign:
+    def start(self) -> Self:
         self.directory.mkdir(parents=True, exist_ok=True)
         leaf = self.ca.issue_cert(LOOPBACK)
         leaf.private_key_pem.write_to_path(str(self.directory / "tls.key"))

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import cosign, notation
+from tests.support import notation
 from tests.support.admission import Admission, Images, Provider, install, push_images, start_countersign
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.kube import Cluster
@@ -53,17 +53,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     with start_olareg(tmp_path_factory.mktemp("registry")) as started:
         yield started
-
-
-@pytest.fixture(scope="session")
-def cosign_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CosignEnv]:
-    with CosignEnv(tmp_path_factory.mktemp("cosign")) as env:
-        yield env
-
-
-@pytest.fixture(scope="session")
-def trusted_key(cosign_env: CosignEnv) -> KeyPair:
-    return cosign.generate_key_pair(cosign_env, "trusted")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.support.images import attach_sbom, push_image
-from tests.support.registries import Registry
+from tests.support.registries import Registry, free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -227,8 +227,6 @@ def test_serve_with_missing_tls_files_exits_2_with_a_message(tmp_path: Path) -> 
 
 
 async def test_serve_with_a_plain_http_health_port(tmp_path: Path) -> None:
-    import socket
-
     import aiohttp
     import trustme
 
@@ -236,11 +234,7 @@ async def test_serve_with_a_plain_http_health_port(tmp_path: Path) -> None:
     leaf = ca.issue_cert("127.0.0.1")
     leaf.private_key_pem.write_to_path(str(tmp_path / "tls.key"))
     (tmp_path / "tls.crt").write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
+    ports = free_ports(2)
     config = tmp_path / "c.yaml"
     config.write_text(
         yaml.safe_dump(

@@ -17,7 +17,7 @@ import pytest
 from provider.config import Config, parse_config
 from provider.engine import Decided, Engine, Outcome
 from tests.support import cosign
-from tests.support.cosign import CosignEnv, KeyPair
+from tests.support.cosign import CosignEnv, KeyPair, key_options
 from tests.support.images import PushedImage, oras, push_image
 from tests.support.registries import Registry
 from tests.support.tools import require_tool
@@ -56,14 +56,6 @@ def config_for(registry: Registry, options: dict[str, Any]) -> Config:
             "policies": [{"scopes": ["*"], "allOf": ["cosign"]}],
         }
     )
-
-
-def key_options(*keys: KeyPair, **extra: Any) -> dict[str, Any]:
-    return {
-        "keys": [{"name": k.name, "path": str(k.public_path)} for k in keys],
-        "transparencyLog": "skip",
-        **extra,
-    }
 
 
 async def verdict(engine: Engine, image: PushedImage) -> dict[str, Any]:

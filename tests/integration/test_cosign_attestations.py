@@ -65,10 +65,7 @@ def config_for(
     sbom: dict[str, Any] | None = None,
     require: tuple[str, ...] = ("release",),
 ) -> Config:
-    options: dict[str, Any] = {
-        "keys": [{"name": key.name, "path": str(key.public_path)}],
-        "transparencyLog": "skip",
-    }
+    options = cosign.key_options(key)
     if attestations is not None:
         options["attestations"] = attestations
     verifiers: dict[str, Any] = {"release": {"type": "cosign", "options": options}}

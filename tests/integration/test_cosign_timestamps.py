@@ -99,11 +99,7 @@ def files(tsa: TimestampServer, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 def config_for(registry: Registry, key: KeyPair, trusted_root: Path) -> Config:
-    options = {
-        "keys": [{"name": key.name, "path": str(key.public_path)}],
-        "transparencyLog": "skip",
-        "trustedRoot": str(trusted_root),
-    }
+    options = cosign.key_options(key, trustedRoot=str(trusted_root))
     return parse_config(
         {
             "registries": {registry.host: {"insecure": True}},

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from tests.integration.conftest import EngineFactory
 from tests.support.auth_registries import ConfiguredDistribution, start_configured_distribution
 from tests.support.http_servers import Front
 from tests.support.images import PushedImage, attach_sbom, push_image
-from tests.support.registries import Registry, TlsFiles
+from tests.support.registries import Registry, TlsFiles, free_port
 from tests.support.token_issuer import TokenIssuer
 from tests.support.tools import require_tool
 
@@ -90,14 +89,6 @@ class Listener:
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def config_with(
@@ -517,7 +508,7 @@ async def test_transport_failures_of_unconfigured_registries_read_the_same(engin
         Listener(banner=b"SSH-2.0-OpenSSH_9.6\r\n") as ssh,
         Listener() as hangs_up,
     ):
-        closed = closed_port()
+        closed = free_port()
         engine = await engines(config_with(egress={"allowAddresses": [LOOPBACK_NET]}))
         hosts = [f"127.0.0.1:{closed}", f"127.0.0.1:{ssh.port}", f"127.0.0.1:{hangs_up.port}"]
         outcomes = await engine.verify([f"{h}/x:1" for h in hosts], 10.0)
@@ -534,7 +525,7 @@ async def test_transport_failures_of_unconfigured_registries_read_the_same(engin
 async def test_a_configured_registry_reads_the_same_and_logs_the_cause(
     engines: EngineFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    closed = closed_port()
+    closed = free_port()
     registry = f"127.0.0.1:{closed}"
     engine = await engines(config_with(registries=insecure(registry)))
     with caplog.at_level(logging.WARNING, logger="provider.registry.client"):

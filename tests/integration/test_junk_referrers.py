@@ -61,13 +61,7 @@ def config_for(host: str, signer: KeyPair) -> Config:
         {
             "registries": {host: {"insecure": True}},
             "verifiers": {
-                "cosign": {
-                    "type": "cosign",
-                    "options": {
-                        "keys": [{"name": "signer", "path": str(signer.public_path)}],
-                        "transparencyLog": "skip",
-                    },
-                },
+                "cosign": {"type": "cosign", "options": cosign.key_options(signer)},
                 "sbom": {"type": "sbom"},
             },
             "policies": [{"scopes": ["*"], "allOf": ["cosign", "sbom"]}],

@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from provider.config import parse_config
 from provider.engine import Decided, Engine, UndecidedKey
 from tests.support.provider_process import start_provider
 from tests.support.registries import LOOPBACK
-from tests.support.synthetic_registry import SyntheticRegistry
+from tests.support.synthetic_registry import SyntheticRegistry, provider_config
 
 pytestmark = pytest.mark.integration
 
@@ -30,24 +30,8 @@ MiB = 1 << 20
 async def synthetic() -> AsyncIterator[tuple[SyntheticRegistry, str]]:
     """The generating registry, its costliest shape to parse (many short annotations), and its host."""
     registry = SyntheticRegistry(fat_shape="annotations")
-    runner = web.AppRunner(registry.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, LOOPBACK, 0)
-    await site.start()
-    try:
-        yield registry, f"{LOOPBACK}:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
-def _config(host: str, verifiers: list[str], cache: dict[str, object]) -> dict[str, object]:
-    available = {"pinned": {"type": "digest-pin"}, "sbom": {"type": "sbom"}}
-    return {
-        "registries": {host: {"insecure": True}},
-        "verifiers": {name: available[name] for name in verifiers},
-        "policies": [{"name": "all", "scopes": ["*"], "allOf": verifiers}],
-        "cache": cache,
-    }
+    async with registry.served() as host:
+        yield registry, host
 
 
 async def test_rss_stays_bounded_with_many_fat_manifests(
@@ -57,7 +41,7 @@ async def test_rss_stays_bounded_with_many_fat_manifests(
     in_flight, content = 96 * MiB, 16 * MiB
     provider = await asyncio.to_thread(
         start_provider,
-        _config(host, ["pinned", "sbom"], {"contentBytes": content}),
+        provider_config(host, ["pinned", "sbom"], {"contentBytes": content}),
         tmp_path,
         server={"limits": {"inFlightBytes": in_flight, "verificationBytes": in_flight}},
     )
@@ -93,14 +77,23 @@ async def test_rss_stays_bounded_with_many_fat_manifests(
     assert in_flight_now == 0  # every verification gave its reservations back
 
 
+@asynccontextmanager
+async def _engine(host: str, *, in_flight: int, per_verification: int) -> AsyncIterator[Engine]:
+    """An engine whose digest-pin policy covers ``host``, with these memory limits (bytes)."""
+    doc = provider_config(host, ["pinned"], {})
+    doc["server"] = {"limits": {"inFlightBytes": in_flight, "verificationBytes": per_verification}}
+    engine = await Engine.create(parse_config(doc))
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
 async def test_a_manifest_over_the_verification_budget_is_overloaded_and_never_cached(
     synthetic: tuple[SyntheticRegistry, str],
 ) -> None:
     registry, host = synthetic
-    doc = _config(host, ["pinned"], {})
-    doc["server"] = {"limits": {"inFlightBytes": 64 * MiB, "verificationBytes": 8 * MiB}}
-    engine = await Engine.create(parse_config(doc))
-    try:
+    async with _engine(host, in_flight=64 * MiB, per_verification=8 * MiB) as engine:
         fat, small = registry.reference(host, "fat", 1), registry.reference(host, "small", 1)
         for _ in range(2):  # not cached: the second time is fetched (and refused) again
             before = registry.manifest_requests
@@ -113,18 +106,13 @@ async def test_a_manifest_over_the_verification_budget_is_overloaded_and_never_c
             small_outcome = results[small]
             assert isinstance(small_outcome, Decided) and small_outcome.allowed
         assert engine.memory.used == 0
-    finally:
-        await engine.close()
 
 
 async def test_a_full_budget_makes_reads_wait_then_they_go_on(
     synthetic: tuple[SyntheticRegistry, str],
 ) -> None:
     registry, host = synthetic
-    doc = _config(host, ["pinned"], {})
-    doc["server"] = {"limits": {"inFlightBytes": 4 * MiB, "verificationBytes": 4 * MiB}}
-    engine = await Engine.create(parse_config(doc))
-    try:
+    async with _engine(host, in_flight=4 * MiB, per_verification=4 * MiB) as engine:
         key = registry.reference(host, "small", 2)
         held = await engine.memory.acquire(4 * MiB, 0)  # someone else holds the whole budget
         first = await engine.verify([key], 0.3)
@@ -135,5 +123,3 @@ async def test_a_full_budget_makes_reads_wait_then_they_go_on(
         second = await engine.verify([key], 5)
         decided = second[key]
         assert isinstance(decided, Decided) and decided.allowed
-    finally:
-        await engine.close()

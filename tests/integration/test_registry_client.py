@@ -40,7 +40,6 @@ import aiohttp
 import pytest
 import trustme
 from aiohttp import web
-from multidict import CIMultiDict
 
 from provider.reference import ImageReference, parse_reference
 from provider.registry.auth import Credentials, CredentialStore
@@ -229,7 +228,7 @@ class BlobCdn:
 
     async def _blob(self, request: web.Request) -> web.StreamResponse:
         with self._lock:
-            self.seen.append(SeenRequest(request.method, request.path_qs, CIMultiDict(request.headers)))
+            self.seen.append(SeenRequest.of(request))
         assert self.data_dir is not None
         path = (self.data_dir / request.path.lstrip("/")).resolve()
         if not path.is_relative_to(self.data_dir.resolve()) or not path.is_file():
@@ -241,7 +240,7 @@ class BlobCdn:
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
         with self._lock:
-            self.seen.append(SeenRequest(request.method, request.path_qs, CIMultiDict(request.headers)))
+            self.seen.append(SeenRequest.of(request))
         assert self.upstream is not None
         session: aiohttp.ClientSession = request.app[_CDN_SESSION]
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from provider.config import Config, parse_config
 from provider.protocol import UNDECODABLE_KEY
 from provider.server import GuardedSite
 from tests.integration.test_server import Pki, post, provider_request, serving_site
+from tests.support.registries import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -292,17 +292,6 @@ async def test_a_key_that_is_not_unicode_is_an_error_item_for_itself_alone(pki: 
     assert items[2] == {"key": "\ufffd\ufffd", "error": UNDECODABLE_KEY}
     assert "invalid image reference" in items[3]["error"]
     assert json.loads(text)["response"]["systemError"] == ""
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 async def test_serve_guards_both_listeners(pki: Pki, tmp_path: Path) -> None:

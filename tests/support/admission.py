@@ -135,13 +135,7 @@ def provider_config(
         },
         "registries": {registry.host: {"insecure": True}},
         "verifiers": {
-            "cosign": {
-                "type": "cosign",
-                "options": {
-                    "keys": [{"name": "trusted", "path": str(trusted_key.public_path)}],
-                    "transparencyLog": "skip",
-                },
-            },
+            "cosign": {"type": "cosign", "options": cosign.key_options(trusted_key)},
             "notation": {
                 "type": "notation",
                 "options": {

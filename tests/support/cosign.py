@@ -99,6 +99,7 @@ __all__ = [
     "generate_key_pair",
     "import_key_pair",
     "iter_referrer_manifests",
+    "key_options",
     "private_key",
     "registry_flags",
     "sign_bundle",
@@ -494,6 +495,16 @@ class KeyPair:
     def digest_algorithm(self) -> str:
         """What ``cosign verify --signature-digest-algorithm`` needs for signatures made with this key."""
         return SIGNATURE_DIGEST_ALGORITHMS[self.kind]
+
+
+def key_options(*keys: KeyPair, **extra: Any) -> dict[str, Any]:
+    """Options of Countersign's cosign verifier that trust ``keys`` (each under its own name), offline
+    (``transparencyLog: skip``: no Rekor on the test bed), with ``extra`` options."""
+    return {
+        "keys": [{"name": key.name, "path": str(key.public_path)} for key in keys],
+        "transparencyLog": "skip",
+        **extra,
+    }
 
 
 def _key_paths(env: CosignEnv, name: str) -> tuple[Path, Path]:

@@ -13,10 +13,9 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from tests.support.processes import LiveProcesses, start_logged, terminate
+from tests.support.processes import LiveProcesses, StartStop, start_logged, terminate
 
 __all__ = ["Daemon", "DaemonError"]
 
@@ -27,7 +26,7 @@ class DaemonError(RuntimeError):
     """A daemon did not start, or died; the message carries the tail of its log."""
 
 
-class Daemon:
+class Daemon(StartStop):
     def __init__(
         self,
         name: str,
@@ -106,14 +105,6 @@ class Daemon:
     def restart(self) -> Self:
         self.stop()
         return self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 _live: LiveProcesses[Daemon] = LiveProcesses()

@@ -40,14 +40,12 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs
 
 from aiohttp import web
-from multidict import CIMultiDict
 
-from tests.support.http_servers import BackgroundServer, SeenRequest
+from tests.support.http_servers import BackgroundServer, SeenRequest, ServedInBackground
 from tests.support.registries import LOOPBACK, Registry
 
 __all__ = [
@@ -214,7 +212,7 @@ class Hit:
 Behaviour = Callable[[Hit], Awaitable[web.StreamResponse | None]]
 
 
-class HostileRegistry:
+class HostileRegistry(ServedInBackground):
     """A scriptable OCI registry on 127.0.0.1 (plain HTTP, or HTTPS with ``ssl_context``)."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None, name: str = "hostile-registry") -> None:
@@ -232,30 +230,13 @@ class HostileRegistry:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         return app
 
-    @property
-    def host(self) -> str:
-        return self._server.host
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
     def start(self) -> Self:
         self.stopping = False
-        self._server.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         self.stopping = True  # stalled handlers return, so the server's cleanup does not wait for them
-        self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        super().stop()
 
     # --- scripting ---------------------------------------------------------------------------------------
 
@@ -288,7 +269,7 @@ class HostileRegistry:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         with self._lock:
-            self.requests.append(SeenRequest(request.method, request.path_qs, CIMultiDict(request.headers)))
+            self.requests.append(SeenRequest.of(request))
         repo, kind, reference = self._classify(request)
         hit = Hit(request, self, repo, kind, reference)
         with self._lock:
@@ -604,16 +585,8 @@ class TcpListener:
         self._thread.join(5)
         self._sock.close()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class RecordingHttp:
+class RecordingHttp(ServedInBackground):
     """An HTTP server on 127.0.0.1 that records every request and answers a token (a token realm)."""
 
     def __init__(self) -> None:
@@ -622,27 +595,12 @@ class RecordingHttp:
 
     def _app(self) -> web.Application:
         async def handle(request: web.Request) -> web.Response:
-            self.requests.append(SeenRequest(request.method, request.path_qs, CIMultiDict(request.headers)))
+            self.requests.append(SeenRequest.of(request))
             return web.json_response({"token": "realm-token", "expires_in": 300})
 
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handle)
         return app
-
-    @property
-    def host(self) -> str:
-        return self._server.host
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    def start(self) -> Self:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:

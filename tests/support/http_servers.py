@@ -3,6 +3,8 @@
 * :class:`BackgroundServer` serves an aiohttp application from a thread with its own event loop, so it can
   outlive one test (module- or session-scoped fixtures) and be stopped and started again on the same port
   (an outage). The token issuer and the "CDN" that serves redirected blobs run this way.
+* :class:`ServedInBackground` is the base of the test doubles that own one ``BackgroundServer`` (the token
+  issuer, the hostile registry...): their address, ``start``/``stop`` and use as a context manager.
 * :class:`Front` is a recording reverse proxy that runs in the test's own event loop, in front of a real
   registry: every request is forwarded unless the test's ``intercept`` answers it instead (a 429, a 503, a
   tampered body, a paginated referrers list...). ``Front.requests`` lists what it received.
@@ -24,6 +26,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from tests.support.processes import StartStop
 from tests.support.registries import LOOPBACK
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "Front",
     "Intercept",
     "SeenRequest",
+    "ServedInBackground",
     "UpstreamResponse",
 ]
 
@@ -59,6 +63,10 @@ class SeenRequest:
     path_qs: str
     headers: CIMultiDict[str]
 
+    @classmethod
+    def of(cls, request: web.Request) -> SeenRequest:
+        return cls(request.method, request.path_qs, CIMultiDict(request.headers))
+
     @property
     def path(self) -> str:
         return self.path_qs.split("?", 1)[0]
@@ -66,10 +74,6 @@ class SeenRequest:
     @property
     def authorization(self) -> str | None:
         return self.headers.get("Authorization")
-
-
-def _seen(request: web.Request) -> SeenRequest:
-    return SeenRequest(request.method, request.path_qs, CIMultiDict(request.headers))
 
 
 def _abort_connections(runner: web.BaseRunner) -> None:
@@ -92,7 +96,7 @@ async def _cancel_leftovers() -> None:
     await asyncio.sleep(0)  # the transports' scheduled connection_lost callbacks close the sockets
 
 
-class BackgroundServer:
+class BackgroundServer(StartStop):
     """An aiohttp application on 127.0.0.1, served by a daemon thread running its own event loop.
 
     ``app_factory`` is called at every :meth:`start` (an ``Application`` cannot be started twice). The port
@@ -182,13 +186,27 @@ class BackgroundServer:
         if thread.is_alive():
             raise RuntimeError(f"{self._name} did not stop within {_START_TIMEOUT:.0f}s")
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+class ServedInBackground(StartStop):
+    """A test double served by its :class:`BackgroundServer` ``_server`` (set by the subclass): where it
+    listens, start/stop (both return at once when already done), and ``with`` for start ... stop."""
+
+    _server: BackgroundServer
+
+    @property
+    def host(self) -> str:
+        return self._server.host
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
 
 
 @dataclass(frozen=True)
@@ -265,7 +283,7 @@ class Front:
             return UpstreamResponse(resp.status, resp.headers, await resp.read())
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append(_seen(request))
+        self.requests.append(SeenRequest.of(request))
         if self.intercept is not None:
             answer = await self.intercept(self, request)
             if answer is not None:

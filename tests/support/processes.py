@@ -1,4 +1,7 @@
-"""Servers the test bed started and has not stopped yet: all stopped at interpreter exit as a last resort."""
+"""Servers the test bed started and has not stopped yet: all stopped at interpreter exit as a last resort.
+
+Also :class:`StartStop`, what makes every server of the test bed usable as ``with server: ...``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,29 @@ import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from types import TracebackType
+from typing import Generic, Protocol, Self, TypeVar
 
-__all__ = ["LiveProcesses", "start_logged", "terminate"]
+__all__ = ["LiveProcesses", "StartStop", "start_logged", "terminate"]
+
+
+class StartStop:
+    """A server used as ``with server: ...``: started on entry, stopped on exit. Subclasses define
+    ``start()`` (returning the server) and ``stop()``."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 def start_logged(

@@ -30,12 +30,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
 import yaml
 
-from tests.support.processes import LiveProcesses, start_logged, terminate
+from tests.support.processes import LiveProcesses, StartStop, start_logged, terminate
 from tests.support.tools import ensure_tool
 
 __all__ = [
@@ -46,6 +45,7 @@ __all__ = [
     "RegistryKind",
     "TlsFiles",
     "free_port",
+    "free_ports",
     "start_distribution",
     "start_olareg",
     "start_registry",
@@ -128,11 +128,21 @@ def free_port() -> int:
         return chosen
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that are free now (see :func:`free_port`)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 _live: LiveProcesses[Registry] = LiveProcesses()
 
 
 @dataclass(eq=False)
-class Registry:
+class Registry(StartStop):
     """One registry process. ``start()``/``stop()``/``restart()`` keep the port and the data directory."""
 
     kind: RegistryKind
@@ -271,14 +281,6 @@ class Registry:
         if self._process is not None and self._frozen:
             self._signal(self._process, signal.SIGCONT)
         self._frozen = False
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # --- internals ---------------------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ needs them; this server makes each manifest from its repository name instead, so
 A manifest is served by digest (``/v2/<repo>/manifests/sha256:...``, checked against what the repository
 name generates) or by the tag ``latest``; everything else (referrers, other tags, blobs) is 404, so a
 verifier that looks for signatures or SBOMs finds none. ``manifest_requests`` counts the manifests served.
+
+:meth:`SyntheticRegistry.served` serves it on 127.0.0.1 in the running event loop; :func:`provider_config`
+is a Countersign configuration whose policy covers it.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
-__all__ = ["OCI_MANIFEST", "SyntheticRegistry", "fat_manifest", "small_manifest"]
+from tests.support.registries import LOOPBACK
+
+__all__ = ["OCI_MANIFEST", "SyntheticRegistry", "fat_manifest", "provider_config", "small_manifest"]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 _LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -122,6 +130,17 @@ class SyntheticRegistry:
         app.router.add_route("*", "/{tail:.*}", self._any)
         return app
 
+    @asynccontextmanager
+    async def served(self) -> AsyncIterator[str]:
+        """Serve on 127.0.0.1 (a port the OS picks) in the running loop; yields ``host:port``."""
+        runner = web.AppRunner(self.app(), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, LOOPBACK, 0).start()
+            yield f"{LOOPBACK}:{runner.addresses[0][1]}"
+        finally:
+            await runner.cleanup()
+
     async def _base(self, request: web.Request) -> web.Response:
         return web.json_response({})
 
@@ -139,3 +158,15 @@ class SyntheticRegistry:
         if request.method == "HEAD":
             return web.Response(headers={**headers, "Content-Length": str(len(data))})
         return web.Response(body=data, headers=headers)
+
+
+def provider_config(host: str, verifiers: Sequence[str], cache: Mapping[str, Any]) -> dict[str, Any]:
+    """A Countersign configuration (a document, before parsing) with one policy for every key, of
+    ``verifiers`` (``pinned``: digest-pin, ``sbom``), ``host`` reached over plain HTTP, and ``cache``."""
+    available = {"pinned": {"type": "digest-pin"}, "sbom": {"type": "sbom"}}
+    return {
+        "registries": {host: {"insecure": True}},
+        "verifiers": {name: available[name] for name in verifiers},
+        "policies": [{"name": "all", "scopes": ["*"], "allOf": list(verifiers)}],
+        "cache": dict(cache),
+    }

@@ -28,8 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 from cryptography import x509
@@ -38,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from tests.support.http_servers import BackgroundServer
+from tests.support.http_servers import BackgroundServer, ServedInBackground
 from tests.support.registries import LOOPBACK
 
 __all__ = ["Access", "TokenIssuer", "TokenRequest", "decode_jwt"]
@@ -128,7 +127,7 @@ class _SigningKey:
 
 
 @dataclass
-class TokenIssuer:
+class TokenIssuer(ServedInBackground):
     """A token service on 127.0.0.1 (see the module docstring). Use it as a context manager, or start/stop."""
 
     users: Mapping[str, str] = field(default_factory=dict)
@@ -276,20 +275,3 @@ class TokenIssuer:
         app = web.Application()
         app.router.add_get("/token", self._token)
         return app
-
-    # --- lifecycle ----------------------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -34,7 +34,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from cryptography import x509
@@ -43,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support import pki
-from tests.support.processes import LiveProcesses, start_logged, terminate
+from tests.support.processes import LiveProcesses, StartStop, start_logged, terminate
 from tests.support.registries import LOOPBACK, free_port
 from tests.support.tools import ensure_tool
 
@@ -309,7 +308,7 @@ _live: LiveProcesses[TimestampServer] = LiveProcesses()
 
 
 @dataclass(eq=False)
-class TimestampServer:
+class TimestampServer(StartStop):
     """sigstore's ``timestamp-server`` on 127.0.0.1 with a file signer (``certificates``' leaf key).
 
     ``directory`` (default: a new temporary directory, removed by ``stop()``) holds the key, the chain and
@@ -411,14 +410,6 @@ class TimestampServer:
         if self._owned_directory and self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory, self._owned_directory = None, False
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -7,6 +7,8 @@ import contextlib
 import json
 import random
 import tracemalloc
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -14,6 +16,8 @@ from provider.budget import ACCOUNT, Account, MemoryBudget, Overloaded, json_par
 from tests.support.synthetic_registry import fat_manifest, small_manifest
 from verifiers import oci
 from verifiers.base import Undecided
+
+T = TypeVar("T")
 
 # --- the parse-cost estimate ---------------------------------------------------------------------------
 
@@ -93,6 +97,22 @@ def test_the_estimate_of_binary_data_is_about_its_size() -> None:
 # --- MemoryBudget ------------------------------------------------------------------------------------
 
 
+async def _budget(capacity: int, used: int = 0) -> MemoryBudget:
+    """A budget of ``capacity`` of which ``used`` is already acquired."""
+    budget = MemoryBudget(capacity)
+    if used:
+        assert await budget.acquire(used, 0) == used
+    return budget
+
+
+async def _started(awaitable: Coroutine[Any, Any, T], settle: float = 0) -> asyncio.Task[T]:
+    """``awaitable`` running as a task, given ``settle`` seconds (one turn of the loop by default) to get
+    as far as it can (e.g. into the budget's queue)."""
+    task = asyncio.create_task(awaitable)
+    await asyncio.sleep(settle)
+    return task
+
+
 async def test_reservations_within_capacity_do_not_wait() -> None:
     budget = MemoryBudget(100)
     assert await budget.acquire(60, 0) == 60
@@ -105,18 +125,15 @@ async def test_reservations_within_capacity_do_not_wait() -> None:
 
 
 async def test_a_waiting_reservation_is_granted_on_release_in_order() -> None:
-    budget = MemoryBudget(100)
-    await budget.acquire(90, 0)
+    budget = await _budget(100, used=90)
     order: list[str] = []
 
     async def take(name: str, n: int) -> None:
         await budget.acquire(n, 5)
         order.append(name)
 
-    first = asyncio.create_task(take("first", 50))
-    await asyncio.sleep(0)
-    second = asyncio.create_task(take("second", 5))  # would fit now, but waits its turn
-    await asyncio.sleep(0.01)
+    first = await _started(take("first", 50))
+    second = await _started(take("second", 5), 0.01)  # would fit now, but waits its turn
     assert order == [] and budget.waiting == 2 and budget.used == 90
     budget.release(90)
     await asyncio.gather(first, second)
@@ -125,8 +142,7 @@ async def test_a_waiting_reservation_is_granted_on_release_in_order() -> None:
 
 
 async def test_a_wait_past_its_patience_times_out_and_leaves_the_queue() -> None:
-    budget = MemoryBudget(100)
-    await budget.acquire(100, 0)
+    budget = await _budget(100, used=100)
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(TimeoutError):
@@ -136,12 +152,9 @@ async def test_a_wait_past_its_patience_times_out_and_leaves_the_queue() -> None
 
 
 async def test_a_large_waiter_leaving_lets_smaller_ones_in() -> None:
-    budget = MemoryBudget(100)
-    await budget.acquire(50, 0)
-    big = asyncio.create_task(budget.acquire(80, 0.05))
-    await asyncio.sleep(0)
-    small = asyncio.create_task(budget.acquire(10, 5))
-    await asyncio.sleep(0)
+    budget = await _budget(100, used=50)
+    big = await _started(budget.acquire(80, 0.05))
+    small = await _started(budget.acquire(10, 5))
     assert not small.done()  # behind the big one
     with pytest.raises(TimeoutError):
         await big
@@ -156,10 +169,8 @@ async def test_a_request_larger_than_the_capacity_takes_the_whole_budget() -> No
 
 
 async def test_a_cancelled_waiter_gives_back_nothing_it_did_not_get() -> None:
-    budget = MemoryBudget(100)
-    await budget.acquire(100, 0)
-    waiter = asyncio.create_task(budget.acquire(30, 5))
-    await asyncio.sleep(0)
+    budget = await _budget(100, used=100)
+    waiter = await _started(budget.acquire(30, 5))
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
@@ -169,10 +180,8 @@ async def test_a_cancelled_waiter_gives_back_nothing_it_did_not_get() -> None:
 
 
 async def test_resize_lets_waiters_in() -> None:
-    budget = MemoryBudget(10)
-    await budget.acquire(10, 0)
-    waiter = asyncio.create_task(budget.acquire(8, 5))
-    await asyncio.sleep(0)
+    budget = await _budget(10, used=10)
+    waiter = await _started(budget.acquire(8, 5))
     assert not waiter.done()
     budget.resize(40)
     assert await waiter == 8
@@ -184,6 +193,22 @@ async def test_resize_lets_waiters_in() -> None:
 
 def _account(budget: MemoryBudget, limit: int, wait: float = 5.0) -> Account:
     return Account(budget, limit, asyncio.get_running_loop().time() + wait)
+
+
+async def _old_and_young(budget: MemoryBudget, old_holds: int, young_holds: int) -> tuple[Account, Account]:
+    """Two verifications holding some of ``budget``, the older one started (and reserved) first."""
+    old = _account(budget, 100)
+    young = _account(budget, 100)
+    await old.reserve(old_holds, "manifest a")
+    await young.reserve(young_holds, "manifest b")
+    return old, young
+
+
+async def _hog(budget: MemoryBudget, held: int) -> Account:
+    """A verification holding ``held`` of ``budget`` (a fat manifest read)."""
+    hog = _account(budget, 100)
+    await hog.reserve(held, "fat manifest")
+    return hog
 
 
 async def test_an_account_holds_until_closed() -> None:
@@ -212,8 +237,7 @@ async def test_over_the_verification_limit_is_undecided_at_once() -> None:
 
 async def test_an_exhausted_budget_waits_until_the_deadline_then_is_undecided() -> None:
     budget = MemoryBudget(100)
-    hog = _account(budget, 100)
-    await hog.reserve(100, "fat manifest")
+    await _hog(budget, 100)
     late = _account(budget, 100, wait=0.1)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -227,11 +251,9 @@ async def test_an_exhausted_budget_waits_until_the_deadline_then_is_undecided() 
 
 async def test_a_waiting_read_goes_on_when_another_verification_ends() -> None:
     budget = MemoryBudget(100)
-    hog = _account(budget, 100)
-    await hog.reserve(90, "fat manifest")
+    hog = await _hog(budget, 90)
     other = _account(budget, 100)
-    waiting = asyncio.create_task(other.reserve(50, "manifest y"))
-    await asyncio.sleep(0.01)
+    waiting = await _started(other.reserve(50, "manifest y"), 0.01)
     assert not waiting.done()
     hog.close()
     await waiting
@@ -240,11 +262,9 @@ async def test_a_waiting_read_goes_on_when_another_verification_ends() -> None:
 
 async def test_a_read_granted_after_its_verification_ended_is_given_back() -> None:
     budget = MemoryBudget(100)
-    hog = _account(budget, 100)
-    await hog.reserve(100, "fat manifest")
+    hog = await _hog(budget, 100)
     other = _account(budget, 100)
-    waiting = asyncio.create_task(other.reserve(50, "manifest y"))
-    await asyncio.sleep(0)
+    waiting = await _started(other.reserve(50, "manifest y"))
     other.close()
     hog.close()
     with pytest.raises(Overloaded):
@@ -258,10 +278,7 @@ def test_no_account_outside_a_verification() -> None:
 
 async def test_a_younger_holder_gives_way_at_once_and_the_oldest_waits() -> None:
     budget = MemoryBudget(100)
-    old = _account(budget, 100)
-    young = _account(budget, 100)
-    await old.reserve(40, "manifest a")
-    await young.reserve(40, "manifest b")
+    old, young = await _old_and_young(budget, 40, 40)
     # Both need more than is left: the younger is undecided at once (no waiting while holding) ...
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -271,10 +288,8 @@ async def test_a_younger_holder_gives_way_at_once_and_the_oldest_waits() -> None
     assert "older verifications" in caught.value.message
     # ... the oldest waits, ahead of verifications that hold nothing yet, and gets it when memory is freed.
     newcomer = _account(budget, 100)
-    queued = asyncio.create_task(newcomer.reserve(35, "manifest c"))
-    await asyncio.sleep(0)
-    waiting = asyncio.create_task(old.reserve(30, "blob a"))
-    await asyncio.sleep(0.01)
+    queued = await _started(newcomer.reserve(35, "manifest c"))
+    waiting = await _started(old.reserve(30, "blob a"), 0.01)
     assert not waiting.done() and not queued.done()
     young.close()
     await waiting
@@ -311,15 +326,11 @@ async def test_holders_never_deadlock() -> None:
 
 async def test_giving_back_everything_makes_an_account_a_newcomer_again() -> None:
     budget = MemoryBudget(100)
-    old = _account(budget, 100)
-    young = _account(budget, 100)
-    await old.reserve(10, "a")
-    await young.reserve(10, "b")
+    old, young = await _old_and_young(budget, 10, 10)
     old.give_back(10)
     assert old.held == 0
     await budget.acquire(90, 0)  # the budget is full
-    waiting = asyncio.create_task(young.reserve(5, "c"))  # now the oldest holder: it may wait
-    await asyncio.sleep(0.01)
+    waiting = await _started(young.reserve(5, "c"), 0.01)  # now the oldest holder: it may wait
     assert not waiting.done()
     budget.release(90)
     await waiting

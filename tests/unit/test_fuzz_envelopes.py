@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support import mutations
 from tests.support.private_sigstore import dsse_envelope, simple_signing_payload, statement
 from tests.unit.notation.signing import Spec, ec_key, make_cose, make_jws
 from verifiers.cosign.common import Failure
@@ -50,37 +51,8 @@ class _Deep:
 
 
 DEEP_JSON = "[" * DEEP + "]" * DEEP
-scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
-json_values: st.SearchStrategy[Any] = st.recursive(
-    scalars,
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
-    ),
-    max_leaves=12,
-)
+json_values = mutations.json_values(max_text=12, max_items=3, max_key=8, max_leaves=12)
 replacements = json_values | st.just(_Deep()) | st.sampled_from(["", "AAAA", "!", 2**64, -1, [], {}])
-
-
-def _paths(document: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(document, dict):
-        for key, value in document.items():
-            out.extend(_paths(value, (*prefix, key)))
-    elif isinstance(document, list):
-        for index, value in enumerate(document):
-            out.extend(_paths(value, (*prefix, index)))
-    return out
-
-
-def _replace(document: Any, path: tuple[Any, ...], value: Any) -> Any:
-    if not path:
-        return value
-    copy = json.loads(json.dumps(document))
-    target = copy
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = value
-    return copy
 
 
 def _dumps(document: Any) -> bytes:
@@ -90,8 +62,8 @@ def _dumps(document: Any) -> bytes:
 
 
 def _mutate_json(data: st.DataObject, document: Any) -> bytes:
-    path = data.draw(st.sampled_from(_paths(document)))
-    return _dumps(_replace(document, path, data.draw(replacements)))
+    path = data.draw(st.sampled_from(mutations.json_paths(document)))
+    return _dumps(mutations.replaced(document, path, data.draw(replacements)))
 
 
 def _b64url(data: bytes) -> str:
@@ -114,22 +86,26 @@ def test_jws_any_member_replaced(data: st.DataObject) -> None:
     _only(EnvelopeError, parse_and_verify, _mutate_json(data, json.loads(JWS)), JWS_MEDIA_TYPE)
 
 
+def _jws_with_encoded_member_mutated(data: st.DataObject, name: str) -> bytes:
+    """The JWS with one member of the base64url-encoded JSON in ``name`` replaced."""
+    envelope = json.loads(JWS)
+    decoded = json.loads(base64.urlsafe_b64decode(envelope[name] + "=="))
+    envelope[name] = _b64url(_mutate_json(data, decoded))
+    return json.dumps(envelope).encode()
+
+
 @FUZZ
 @given(st.data())
 def test_jws_any_protected_header_member_replaced(data: st.DataObject) -> None:
-    envelope = json.loads(JWS)
-    header = json.loads(base64.urlsafe_b64decode(envelope["protected"] + "=="))
-    envelope["protected"] = _b64url(_mutate_json(data, header))
-    _only(EnvelopeError, parse_and_verify, json.dumps(envelope).encode(), JWS_MEDIA_TYPE)
+    _only(
+        EnvelopeError, parse_and_verify, _jws_with_encoded_member_mutated(data, "protected"), JWS_MEDIA_TYPE
+    )
 
 
 @FUZZ
 @given(st.data())
 def test_jws_any_payload_member_replaced(data: st.DataObject) -> None:
-    envelope = json.loads(JWS)
-    payload = json.loads(base64.urlsafe_b64decode(envelope["payload"] + "=="))
-    envelope["payload"] = _b64url(_mutate_json(data, payload))
-    _only(EnvelopeError, parse_and_verify, json.dumps(envelope).encode(), JWS_MEDIA_TYPE)
+    _only(EnvelopeError, parse_and_verify, _jws_with_encoded_member_mutated(data, "payload"), JWS_MEDIA_TYPE)
 
 
 # --- COSE_Sign1 ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from provider.registry.client import parse_descriptor as client_parse_descriptor
 from provider.registry.errors import InvalidContent
+from tests.support import mutations
 from verifiers import oci
 
 D1 = "sha256:" + "a1" * 32
@@ -246,14 +247,7 @@ def test_deep_nesting_is_refused_quickly(shape: str) -> None:
 
 # --- properties ------------------------------------------------------------------------------------------
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
-json_values: st.SearchStrategy[Any] = st.recursive(
-    json_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=20,
-)
+json_values = mutations.json_values(max_text=20, max_items=4, max_key=8, max_leaves=20)
 # Values worth planting in a manifest: every JSON type, descriptors good and bad, near-miss digests.
 plants: st.SearchStrategy[Any] = (
     json_values

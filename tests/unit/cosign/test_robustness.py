@@ -9,6 +9,7 @@ from typing import Any, Literal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support import mutations
 from tests.support.private_sigstore import PrivateSigstore, pem_public_key
 from tests.unit.cosign.conftest import DIGEST, NOW
 from verifiers.cosign.core import load_public_key, verify_candidate
@@ -23,13 +24,7 @@ from verifiers.cosign.trustroot import TrustRoot
 
 _FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
-    max_leaves=20,
-)
+json_values = mutations.json_values(max_text=20, max_items=4, max_key=12, max_leaves=20, floats=False)
 
 
 def _policy(sigstore: PrivateSigstore, root: TrustRoot, identity: Any, key: Any) -> TrustPolicy:
@@ -75,28 +70,6 @@ def test_random_bundle_bytes(
         _never_passes(verify_candidate(candidate, DIGEST, _policy(sigstore, root, identity, signing_key)))
 
 
-def _paths(document: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(document, dict):
-        for key, value in document.items():
-            out.extend(_paths(value, (*prefix, key)))
-    elif isinstance(document, list):
-        for index, value in enumerate(document):
-            out.extend(_paths(value, (*prefix, index)))
-    return out
-
-
-def _replace(document: Any, path: tuple[Any, ...], value: Any) -> Any:
-    if not path:
-        return value
-    copy = json.loads(json.dumps(document))
-    target = copy
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = value
-    return copy
-
-
 @_FUZZ
 @given(data=st.data(), value=json_values)
 def test_any_field_of_a_valid_bundle_replaced(
@@ -110,8 +83,8 @@ def test_any_field_of_a_valid_bundle_replaced(
     else:
         candidate = sigstore.keyless_bundle(DIGEST)
     document = json.loads(candidate.bundle)
-    path = data.draw(st.sampled_from(_paths(document)))
-    mutated = _replace(document, path, value)
+    path = data.draw(st.sampled_from(mutations.json_paths(document)))
+    mutated = mutations.replaced(document, path, value)
     if mutated == document:
         return
     result = verify_candidate(
