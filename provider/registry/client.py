@@ -366,6 +366,14 @@ class RegistryClient:
         return parts.path + (f"?{parts.query}" if parts.query else "")
 
     async def _referrers_by_tag(self, ref: ImageReference, digest: str) -> list[Descriptor]:
+        """The referrers tag schema: the index tagged `<alg>-<hex>` lists the referrers.
+
+        A missing tag, or a tag holding an image manifest rather than an index, means "no referrers by
+        the tag schema", as go-containerregistry (and so cosign) reads it: `cosign copy` onto a registry
+        without the referrers API writes the copied image under exactly that tag name. Fewer referrers
+        can only mean fewer signatures found, never an allow. An index whose entries are junk is read as
+        always (junk entries skipped); bytes that are no valid manifest at all stay `InvalidContent`.
+        """
         algorithm, _, hex_part = digest.partition(":")
         tag = f"{algorithm}-{hex_part}"
         try:
@@ -373,7 +381,14 @@ class RegistryClient:
         except NotFound:
             return []
         if index.media_type not in INDEX_MEDIA_TYPES:
-            raise InvalidContent(f"referrers tag {ref.name}:{tag} is a {index.media_type}, not an index")
+            log.debug(
+                "referrers tag %s:%s is a %s (%s), not an index: no referrers by the tag schema",
+                ref.name,
+                tag,
+                index.media_type,
+                index.digest,
+            )
+            return []
         what = f"referrers tag {ref.name}:{tag}"
         found = await _off_loop(index.data, self._index_descriptors, index.data, what)
         if len(found) > self.limits.max_referrers:

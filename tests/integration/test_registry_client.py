@@ -1242,6 +1242,30 @@ async def test_referrers_next_link_absolute_on_the_same_origin_is_followed(
     assert {d.digest for d in found} == referrers
 
 
+async def test_image_manifest_under_the_referrers_tag_means_no_referrers(
+    distribution_registry: Registry,
+    repo_name: str,
+    make_client: ClientFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`cosign copy` onto a registry without the referrers API leaves the copied image under the tag
+    ``sha256-<hex>``: no index there is "no referrers by the tag schema" (as go-containerregistry reads it),
+    not invalid content; an index under that tag is still read."""
+    image = await asyncio.to_thread(push_image, distribution_registry, repo_name, "v1")
+    tag = "sha256-" + image.digest.removeprefix("sha256:")
+    squatter = await asyncio.to_thread(push_image, distribution_registry, repo_name, tag)
+    client = make_client(plain(distribution_registry.host))
+    ref = ref_at(image)
+    assert (await client.get_manifest(ref, tag)).digest == squatter.digest  # the tag holds a manifest
+    with caplog.at_level(logging.DEBUG, logger="provider.registry.client"):
+        assert await client.list_referrers(ref, image.digest) == []
+    assert f"{tag} is a {squatter.media_type}" in caplog.text and "not an index" in caplog.text
+
+    # The referrers tag rewritten as an index (oras maintains it when attaching): its entries are listed.
+    sbom = await asyncio.to_thread(attach_sbom, distribution_registry, image)
+    assert [d.digest for d in await client.list_referrers(ref, image.digest)] == [sbom]
+
+
 # === 6. TLS with a custom CA ============================================================================
 
 
