@@ -163,10 +163,13 @@ def push_blob(base_url: str, repo: str, data: bytes) -> str:
     return digest
 
 
-def push_manifest(base_url: str, repo: str, data: bytes, media_type: str = OCI_MANIFEST) -> str:
-    """PUT raw manifest bytes by digest; raises urllib.error.HTTPError when the registry refuses them."""
+def push_manifest(
+    base_url: str, repo: str, data: bytes, media_type: str = OCI_MANIFEST, *, tag: str | None = None
+) -> str:
+    """PUT raw manifest bytes by digest (or under `tag`); raises urllib.error.HTTPError when the registry
+    refuses them. Returns the digest."""
     digest = digest_of(data)
-    with _request("PUT", f"{base_url}/v2/{repo}/manifests/{digest}", data, media_type):
+    with _request("PUT", f"{base_url}/v2/{repo}/manifests/{tag or digest}", data, media_type):
         pass
     return digest
 

@@ -346,6 +346,8 @@ class SigningChain:
     not_before: datetime = field(default_factory=lambda: datetime.now(UTC) - timedelta(hours=1))
     not_after: datetime = field(default_factory=lambda: datetime.now(UTC) + timedelta(days=7))
     organization: str = "Countersign Tests"
+    #: The leaf's subject; default C=US, ST=WA, O=``organization``, CN=``name``.
+    leaf_subject: x509.Name | None = None
     root_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = field(init=False, repr=False)
     intermediate_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None = field(init=False, repr=False)
     leaf_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = field(init=False, repr=False)
@@ -379,7 +381,11 @@ class SigningChain:
             issuer_name, issuer_key = intermediate_name, self.intermediate_key
         self.leaf_key = _private_key(self.leaf_kind)
         builder = pki.base_builder(
-            self._name(self.name), issuer_name, self.leaf_key.public_key(), self.not_before, self.not_after
+            self.leaf_subject if self.leaf_subject is not None else self._name(self.name),
+            issuer_name,
+            self.leaf_key.public_key(),
+            self.not_before,
+            self.not_after,
         )
         builder = pki.with_leaf_extensions(
             builder, self.leaf_key.public_key(), issuer_key.public_key(), ExtendedKeyUsageOID.CODE_SIGNING

@@ -62,7 +62,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from verifiers.notation._timestamp import TimestampError, verify_countersignature
 from verifiers.notation.model import SIGNING_SCHEME_X509_SIGNING_AUTHORITY, VerifiedEnvelope
 from verifiers.notation.revocation import ChainStatus, is_revocable
-from verifiers.notation.trustpolicy import Action, TrustPolicy, Validation
+from verifiers.notation.trustpolicy import Action, TrustPolicy, Validation, parse_distinguished_name
 
 __all__ = [
     "MAX_CERTIFICATES_PER_STORE",
@@ -75,8 +75,9 @@ __all__ = [
     "TrustStores",
     "check_store_certificate",
     "evaluate",
+    "go_subject_string",
     "load_trust_store_dir",
-    "subject_pairs",
+    "subject_identity",
 ]
 
 StoreType = Literal["ca", "signingAuthority", "tsa"]
@@ -92,28 +93,21 @@ MAX_CHAIN = 10
 ORDER: tuple[Validation, ...] = ("integrity", "authenticity", "expiry", "authenticTimestamp", "revocation")
 _ALLOWED_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
 _ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
-# Go's pkix.Name.String() short names (what notation parses a subject with); others by dotted OID.
-_SHORT_NAMES = {
-    NameOID.COMMON_NAME: "CN",
-    NameOID.COUNTRY_NAME: "C",
-    NameOID.STATE_OR_PROVINCE_NAME: "ST",
-    NameOID.LOCALITY_NAME: "L",
-    NameOID.ORGANIZATION_NAME: "O",
-    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
-    NameOID.STREET_ADDRESS: "STREET",
-    NameOID.POSTAL_CODE: "POSTALCODE",
-    NameOID.SERIAL_NUMBER: "SERIALNUMBER",
-    NameOID.DOMAIN_COMPONENT: "DC",
-    NameOID.USER_ID: "UID",
-    NameOID.EMAIL_ADDRESS: "E",
-    NameOID.TITLE: "T",
-    NameOID.GIVEN_NAME: "GIVENNAME",
-    NameOID.SURNAME: "SN",
-    NameOID.INITIALS: "INITIALS",
-    NameOID.PSEUDONYM: "PSEUDONYM",
-    NameOID.GENERATION_QUALIFIER: "GENERATIONQUALIFIER",
-    NameOID.DN_QUALIFIER: "DNQUALIFIER",
-}
+# The attributes Go's pkix.Name keeps in named fields, in the order Name.String() writes them back (last
+# first); every other attribute it writes as `OID=#<hex DER>`. Multi-valued ones are one `+`-joined RDN;
+# CN and SERIALNUMBER hold one value (the last one read).
+_GO_NAME_FIELDS = (
+    (NameOID.COUNTRY_NAME, "C"),
+    (NameOID.STATE_OR_PROVINCE_NAME, "ST"),
+    (NameOID.LOCALITY_NAME, "L"),
+    (NameOID.STREET_ADDRESS, "STREET"),
+    (NameOID.POSTAL_CODE, "POSTALCODE"),
+    (NameOID.ORGANIZATION_NAME, "O"),
+    (NameOID.ORGANIZATIONAL_UNIT_NAME, "OU"),
+    (NameOID.COMMON_NAME, "CN"),
+    (NameOID.SERIAL_NUMBER, "SERIALNUMBER"),
+)
+_GO_SINGLE = frozenset({NameOID.COMMON_NAME, NameOID.SERIAL_NUMBER})
 
 
 class TrustStoreError(ValueError):
@@ -289,14 +283,66 @@ class Evaluation:
         return self.failed is None and self.undecided is None
 
 
-def subject_pairs(name: x509.Name) -> tuple[tuple[str, str], ...]:
-    """A certificate Name as (short type, value) pairs, as notation reads `x509.subject` identities."""
-    pairs: list[tuple[str, str]] = []
+_ASN1_PRINTABLE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
+
+
+def _go_der(value: str | bytes) -> bytes:
+    """A value as Go's asn1.Marshal writes it: a PrintableString when it can be one, else a UTF8String
+    (bytes: an OCTET STRING)."""
+    if isinstance(value, bytes):
+        tag, body = 0x04, value
+    else:
+        body = value.encode("utf-8", "surrogatepass")
+        tag = 0x13 if all(c in _ASN1_PRINTABLE for c in value) else 0x0C
+    size = len(body)
+    length = (
+        bytes([size])
+        if size < 0x80
+        else bytes([0x80 | ((size.bit_length() + 7) // 8)])
+        + size.to_bytes((size.bit_length() + 7) // 8, "big")
+    )
+    return bytes([tag]) + length + body
+
+
+def _go_escape(value: str) -> str:
+    out: list[str] = []
+    last = len(value) - 1
+    for k, c in enumerate(value):
+        if c in ',+"\\<>;' or (c == " " and k in (0, last)) or (c == "#" and k == 0):
+            out.append("\\")
+        out.append(c)
+    return "".join(out)
+
+
+def go_subject_string(name: x509.Name) -> str:
+    """`name` as Go's pkix.Name.String() writes a parsed certificate subject (what notation-go matches
+    trusted identities against): the named fields (C, ST, L, STREET, POSTALCODE, O, OU, CN, SERIALNUMBER),
+    each type's values joined into one `+` RDN, written last field first; every other attribute (emailAddress,
+    DC, UID, ...) as `OID=#<hex>`."""
+    fields: dict[x509.ObjectIdentifier, list[str]] = {}
+    others: list[str] = []
     for attribute in name:
-        short = _SHORT_NAMES.get(attribute.oid, attribute.oid.dotted_string)
-        value = attribute.value if isinstance(attribute.value, str) else attribute.value.hex()
-        pairs.append((short, value))
-    return tuple(pairs)
+        if not any(attribute.oid == oid for oid, _ in _GO_NAME_FIELDS):
+            others.append(f"{attribute.oid.dotted_string}=#{_go_der(attribute.value).hex()}")
+        elif not isinstance(attribute.value, str):
+            continue  # a named type with a non-string value: Go drops it from its fields and String() alike
+        elif attribute.oid in _GO_SINGLE:
+            fields[attribute.oid] = [attribute.value]
+        else:
+            fields.setdefault(attribute.oid, []).append(attribute.value)
+    rdns = others
+    for oid, short in _GO_NAME_FIELDS:
+        values = [v for v in fields.get(oid, []) if v or oid not in _GO_SINGLE]
+        if values:
+            rdns.append("+".join(f"{short}={_go_escape(v)}" for v in values))
+    return ",".join(reversed(rdns))
+
+
+def subject_identity(name: x509.Name) -> dict[str, str]:
+    """The leaf subject as notation-go reads it (`parse_distinguished_name` of `go_subject_string`); a
+    ValueError when notation cannot read it (repeated attributes, emailAddress/DC/other attributes Go writes
+    as `=#`, a missing C, ST or O)."""
+    return parse_distinguished_name(go_subject_string(name))
 
 
 # --- certificate rules -----------------------------------------------------------------------------------
@@ -467,7 +513,14 @@ class _Run:
         for store, anchor in trusted:
             if anchor in chain:
                 self.anchor = anchor
-                subject = subject_pairs(chain[0].subject)
+                if self.policy.trusted_identities is None:
+                    return True, f"chain anchored in {store} ({_describe(anchor)}); any identity is trusted"
+                if not self.policy.trusted_identities:
+                    return False, f"policy {self.policy.name!r} names no x509.subject trusted identity"
+                try:
+                    subject = subject_identity(chain[0].subject)
+                except ValueError as e:
+                    return False, f"notation cannot read the signing certificate's subject: {e}"
                 if not self.policy.trusts_subject(subject):
                     return False, (
                         f"signing certificate {_describe(chain[0])} is not a trusted identity of policy "

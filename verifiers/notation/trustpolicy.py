@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,6 +40,7 @@ __all__ = [
     "TrustStoreRef",
     "Validation",
     "VerificationLevel",
+    "is_subset_dn",
     "parse_distinguished_name",
     "parse_trust_policy",
     "parse_trust_store_ref",
@@ -114,22 +115,20 @@ class TrustPolicy:
     registry_scopes: tuple[str, ...]
     level: VerificationLevel
     trust_stores: tuple[TrustStoreRef, ...] = ()
-    # None means "*" (any identity the trust stores vouch for); otherwise DNs as ordered (type, value) pairs.
+    # None means "*" (any identity the trust stores vouch for); otherwise the `x509.subject:` DNs as
+    # (type, value) pairs (see `parse_distinguished_name`). Empty: the policy names identities of other kinds
+    # only, which notation accepts and never matches.
     trusted_identities: tuple[tuple[tuple[str, str], ...], ...] | None = None
 
     def stores(self, kind: str) -> tuple[TrustStoreRef, ...]:
         return tuple(s for s in self.trust_stores if s.type == kind)
 
-    def trusts_subject(self, subject: Sequence[tuple[str, str]]) -> bool:
-        """Whether a signing certificate with this subject (type, value) list is a trusted identity.
-
-        A trusted identity matches when each of its attributes appears in the subject with the same value
-        (the subject may carry more).
-        """
+    def trusts_subject(self, subject: Mapping[str, str]) -> bool:
+        """Whether a signing certificate whose subject reads as `subject` (`parse_distinguished_name` of
+        its Go string form) is a trusted identity: all attributes of some identity have these values."""
         if self.trusted_identities is None:
             return True
-        have = set(subject)
-        return any(all(attr in have for attr in identity) for identity in self.trusted_identities)
+        return any(is_subset_dn(dict(identity), subject) for identity in self.trusted_identities)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,100 +142,107 @@ class TrustPolicyDocument:
         return self.by_scope.get(repository, self.wildcard)
 
 
-_DN_TYPES = {
-    "CN",
-    "C",
-    "ST",
-    "L",
-    "O",
-    "OU",
-    "STREET",
-    "DC",
-    "UID",
-    "SERIALNUMBER",
-    "E",
-    "EMAILADDRESS",
-    "T",
-    "TITLE",
-    "GIVENNAME",
-    "SN",
-    "SURNAME",
-    "INITIALS",
-    "PSEUDONYM",
-    "GENERATIONQUALIFIER",
-    "DNQUALIFIER",
-    "POSTALCODE",
-}
-
-
-def parse_distinguished_name(text: str) -> tuple[tuple[str, str], ...]:
-    """Parse an RFC 4514-style DN (`C=US, ST=WA, O=Example, CN=a\\, b`) into (TYPE, value) pairs.
-
-    Separators are `,` (spaces around it ignored); `\\` escapes the next character (or two hex digits);
-    values may be double-quoted. Types are upper-cased. Multi-valued RDNs (`+`) are split into their parts.
-    """
-    pairs: list[tuple[str, str]] = []
+def _ldap_unescape(raw: str) -> str:
+    """One type or value as go-ldap v3.4.10 reads it: spaces (only spaces) trimmed at both ends, except an
+    escaped trailing space; `\\` before ` "#+,;<=>\\` keeps that character, before two hex digits makes that
+    byte; anything else after `\\` is an error. Quotes are ordinary characters (`"Acme"` keeps them)."""
+    text = raw.strip(" ")
+    if text.endswith("\\") and raw.endswith(" "):
+        text += " "
+    out = bytearray()
     i, n = 0, len(text)
     while i < n:
-        while i < n and text[i] == " ":
+        c = text[i]
+        if c != "\\":
+            out += c.encode("utf-8", "surrogatepass")
             i += 1
-        start = i
-        while i < n and text[i] != "=":
-            if text[i] in ",+":
-                raise ValueError(f"attribute without '=' at position {start}")
-            i += 1
-        if i >= n:
-            raise ValueError(f"attribute without '=' at position {start}")
-        attr_type = text[start:i].strip().upper()
-        if not attr_type or not re.fullmatch(r"[A-Z][A-Z0-9-]*|\d+(\.\d+)+", attr_type):
-            raise ValueError(f"invalid attribute type {attr_type!r}")
-        i += 1
-        while i < n and text[i] == " ":  # spaces around '=' are not part of the value
-            i += 1
-        value: list[str] = []
-        if i < n and text[i] == '"':
-            i += 1
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                value.append(text[i])
-                i += 1
-            if i >= n:
-                raise ValueError("unterminated quoted value")
-            i += 1
-            while i < n and text[i] == " ":
-                i += 1
-        else:
-            trailing = 0
-            while i < n and text[i] not in ",+":
-                c = text[i]
-                if c == "\\":
-                    if i + 2 < n + 1 and re.fullmatch(r"[0-9A-Fa-f]{2}", text[i + 1 : i + 3]):
-                        value.append(chr(int(text[i + 1 : i + 3], 16)))
-                        i += 3
-                        trailing = 0
-                        continue
-                    if i + 1 >= n:
-                        raise ValueError("dangling escape at the end")
-                    value.append(text[i + 1])
-                    i += 2
-                    trailing = 0
-                    continue
-                value.append(c)
-                trailing = trailing + 1 if c == " " else 0
-                i += 1
-            if trailing:
-                del value[-trailing:]
-        if not value:
-            raise ValueError(f"empty value for {attr_type}")
-        pairs.append((attr_type, "".join(value)))
-        if i < n:
-            i += 1  # the ',' or '+'
-            if i >= n:
-                raise ValueError("trailing separator")
-    if not pairs:
-        raise ValueError("empty distinguished name")
-    return tuple(pairs)
+            continue
+        if i + 1 >= n:
+            raise ValueError(f"corrupted escape at the end of {text!r}")
+        if text[i + 1] in _LDAP_SPECIALS:
+            out += text[i + 1].encode()
+            i += 2
+            continue
+        pair = text[i + 1 : i + 3]
+        if i + 2 >= n or not re.fullmatch(r"[0-9A-Fa-f]{2}", pair):
+            raise ValueError(f"invalid escape \\{pair} in {text!r}")
+        out.append(int(pair, 16))
+        i += 3
+    return out.decode("utf-8", "surrogateescape")
+
+
+_LDAP_SPECIALS = frozenset(' "#+,;<=>\\')
+
+
+def _ldap_parse_dn(text: str) -> list[list[tuple[str, str]]]:
+    """A DN split as go-ldap v3.4.10's ParseDN splits it: RDNs separated by `,` or `;`, attributes of one RDN
+    by `+`, each `type=value` at its first unescaped `=`; attribute types kept as written (case included)."""
+    if not text.strip():
+        return []
+    rdns: list[list[tuple[str, str]]] = []
+    rdn: list[tuple[str, str]] = []
+    attr_type = ""
+    start = 0
+    escaping = False
+    for i, c in enumerate(text):
+        if escaping:
+            escaping = False
+        elif c == "\\":
+            escaping = True
+        elif c == "=" and not attr_type:
+            attr_type = _ldap_unescape(text[start:i])
+            start = i + 1
+        elif c in ",+;":
+            if not attr_type:
+                raise ValueError("incomplete type, value pair")
+            rdn.append((attr_type, _ldap_value(text[start:i])))
+            attr_type, start = "", i + 1
+            if c != "+":
+                rdns.append(rdn)
+                rdn = []
+    if not attr_type:
+        raise ValueError("the DN ends with an incomplete type, value pair")
+    rdn.append((attr_type, _ldap_value(text[start:])))
+    rdns.append(rdn)
+    return rdns
+
+
+def _ldap_value(raw: str) -> str:
+    if raw.startswith("#"):  # a hex-encoded BER value; notation refuses every DN containing "=#" before this
+        raise ValueError("hex-encoded (#) values are not supported")
+    return _ldap_unescape(raw)
+
+
+def parse_distinguished_name(text: str) -> dict[str, str]:
+    """A DN read as notation-go 1.3.2 reads trusted identities and leaf subjects: `type: value`.
+
+    The rules: a DN containing `=#` anywhere is refused; go-ldap's split (see `_ldap_parse_dn`: `,` and `;`
+    separate RDNs, quotes are part of the value, types keep their case); a multi-valued RDN (`C=US+ST=WA`) is
+    refused; `S` is an alias of `ST` (exactly `S`: `s` and `st` are types of their own, which no certificate
+    subject has); a type given twice is refused unless its earlier value was empty; C, ST and O must have
+    non-empty values.
+    """
+    if "=#" in text:
+        raise ValueError('notation does not support x509.subject identities containing "=#"')
+    attributes: dict[str, str] = {}
+    for rdn in _ldap_parse_dn(text):
+        if len(rdn) > 1:
+            raise ValueError("multi-valued RDN attributes (joined by '+') are not supported")
+        for attr_type, value in rdn:
+            attr_type = "ST" if attr_type == "S" else attr_type
+            if attributes.get(attr_type, ""):
+                raise ValueError(f"the attribute {attr_type} appears twice")
+            attributes[attr_type] = value
+    missing = [t for t in REQUIRED_DN_ATTRIBUTES if not attributes.get(t, "")]
+    if missing:
+        raise ValueError(f"must name at least C, ST (or S) and O (missing {', '.join(missing)})")
+    return attributes
+
+
+def is_subset_dn(identity: Mapping[str, str], subject: Mapping[str, str]) -> bool:
+    """Whether every attribute of `identity` has the same value in `subject` (an attribute absent there
+    counts as the empty value, as in notation)."""
+    return all(subject.get(key, "") == value for key, value in identity.items())
 
 
 def parse_trust_store_ref(text: str) -> TrustStoreRef:
@@ -248,14 +254,14 @@ def parse_trust_store_ref(text: str) -> TrustStoreRef:
     return TrustStoreRef(kind, store)  # type: ignore[arg-type]
 
 
-def _strings(value: object, path: str, *, allow_empty: bool = False) -> list[str]:
+def _strings(value: object, path: str, *, allow_empty: bool = False, allow_twice: bool = False) -> list[str]:
     if value is None and allow_empty:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise PolicyError(path, "expected a list of strings")
     if not value and not allow_empty:
         raise PolicyError(path, "must not be empty")
-    if len(set(value)) != len(value):
+    if not allow_twice and len(set(value)) != len(value):
         raise PolicyError(path, "lists a value twice")
     return list(value)
 
@@ -322,7 +328,9 @@ def _policy(value: object, path: str) -> TrustPolicy:
         raise PolicyError(f"{path}.registryScopes", "'*' must be the only scope of its policy")
     level = _level(value.get("signatureVerification"), f"{path}.signatureVerification")
     stores_raw = _strings(value.get("trustStores"), f"{path}.trustStores", allow_empty=True)
-    identities_raw = _strings(value.get("trustedIdentities"), f"{path}.trustedIdentities", allow_empty=True)
+    identities_raw = _strings(
+        value.get("trustedIdentities"), f"{path}.trustedIdentities", allow_empty=True, allow_twice=True
+    )
     if level.name == "skip":
         if stores_raw or identities_raw:
             raise PolicyError(path, "level skip takes no trustStores or trustedIdentities")
@@ -348,22 +356,27 @@ def _policy(value: object, path: str) -> TrustPolicy:
         identities = None
     else:
         assert identities is not None
+        parsed: list[tuple[int, dict[str, str]]] = []
         for i, entry in enumerate(identities_raw):
             where = f"{path}.trustedIdentities[{i}]"
             kind, sep, dn = entry.partition(":")
-            if not sep or kind.strip() != "x509.subject":
-                raise PolicyError(where, "expected 'x509.subject: <distinguished name>' or '*'")
+            if not sep:
+                raise PolicyError(where, "expected 'x509.subject:<distinguished name>' or '*'")
+            if kind != "x509.subject":
+                continue  # as notation: identities of other kinds are accepted and never match
+            if not dn:
+                raise PolicyError(where, "x509.subject: without a distinguished name")
             try:
-                pairs = parse_distinguished_name(dn.strip())
+                parsed.append((i, parse_distinguished_name(dn)))
             except ValueError as e:
                 raise PolicyError(where, f"invalid distinguished name: {e}") from e
-            types = [t for t, _ in pairs]
-            if len(set(types)) != len(types):
-                raise PolicyError(where, "an attribute type appears twice")
-            missing = [t for t in REQUIRED_DN_ATTRIBUTES if t not in types]
-            if missing:
-                raise PolicyError(where, f"must name at least C, ST and O (missing {', '.join(missing)})")
-            identities.append(pairs)
+        for i, first in parsed:
+            for j, second in parsed:
+                if i != j and is_subset_dn(first, second):
+                    raise PolicyError(
+                        f"{path}.trustedIdentities[{i}]", f"overlaps with trustedIdentities[{j}]"
+                    )
+        identities = [tuple(dn.items()) for _, dn in parsed]
     return TrustPolicy(
         name=name,
         registry_scopes=tuple(scopes),

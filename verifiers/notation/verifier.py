@@ -15,10 +15,9 @@ expanded (`verifiers.base.resolve_option_path`); both are read when the verifier
 `verify` lists the image's referrers whose artifactType (or, when a listing has none, the manifest's
 artifactType or config.mediaType) is `application/vnd.cncf.notary.signature` (at most 32). A referrer whose
 manifest does not fit `verifiers.oci`'s model is skipped, not counted as a signature, and noted in the
-report's `details.skipped` (the first 16; `skippedCount`); at most 256 referrer manifests are read. A
-referrer whose `io.cncf.notary.x509chain.thumbprint#S256` annotation lists no certificate of the policy's
-`ca:` and `signingAuthority:` stores is skipped before its blob is read (when the annotation is missing or
-unreadable, the blob is read). The single envelope layer is fetched (digest-checked), verified with
+report's `details.skipped` (the first 16; `skippedCount`); at most 256 referrer manifests are read. The
+manifest's `io.cncf.notary.x509chain.thumbprint#S256` annotation is unsigned and decides nothing (as in
+notation-go). The single envelope layer is fetched (digest-checked), verified with
 `parse_and_verify` and evaluated with `trust.evaluate`. The policy is the one for `subject.reference.name`.
 At least one signature must pass; an enforced revocation check that cannot be made raises
 `Undecided("revocation_unavailable")` unless another signature passes.
@@ -36,14 +35,12 @@ verifier's HTTP session for OCSP/CRL is created on first use and reused; `aclose
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from provider.registry.errors import RegistryError
 from verifiers import oci
@@ -70,6 +67,7 @@ from verifiers.notation.truststore import parse_trust_stores_option
 __all__ = ["ARTIFACT_TYPE", "NotationVerifier", "Reason"]
 
 ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
+# Written by notation on signature manifests; unsigned, so (as in notation-go) it decides nothing here.
 THUMBPRINT_ANNOTATION = "io.cncf.notary.x509chain.thumbprint#S256"
 MAX_SIGNATURES = 32
 MAX_EXAMINED = 256  # referrer manifests read per image, malformed ones included
@@ -108,10 +106,6 @@ _PRECEDENCE = (
 )
 
 
-def _thumbprint(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
 def _rfc3339(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment is not None else None
 
@@ -130,11 +124,6 @@ class NotationVerifier:
         self.policies = self._load_policy(options.get("trustPolicy"))
         directory, inline = self._store_directory(options.get("trustStore")), options.get(INLINE_STORES)
         self.stores = self._load_stores(directory, inline)
-        # SHA-256 thumbprints of each store's certificates, hashed once here rather than on every request.
-        self._store_thumbprints = {
-            key: frozenset(_thumbprint(cert) for cert in certificates)
-            for key, certificates in self.stores.items()
-        }
         for i, policy in enumerate(self.policies.policies):
             for j, ref in enumerate(policy.trust_stores):
                 if (ref.type, ref.name) not in self.stores:
@@ -212,13 +201,6 @@ class NotationVerifier:
         except PolicyError as exc:
             raise OptionsError(f"trustPolicy.{exc.path}" if exc.path else "trustPolicy", exc.message) from exc
 
-    def _thumbprints(self, policy: TrustPolicy) -> set[str]:
-        out: set[str] = set()
-        for ref in policy.trust_stores:
-            if ref.type in ("ca", "signingAuthority"):
-                out.update(self._store_thumbprints.get((ref.type, ref.name), ()))
-        return out
-
     async def verify(self, subject: Subject, context: Context) -> Report:
         repository = subject.reference.name
         policy = self.policies.policy_for(repository)
@@ -234,7 +216,6 @@ class NotationVerifier:
         signatures: list[dict[str, Any]] = []
         skipped: list[oci.Skipped] = []
         undecided: str | None = None
-        anchors = self._thumbprints(policy)
         count = examined = 0
         for index, descriptor in enumerate(referrers):
             if count >= MAX_SIGNATURES or examined >= MAX_EXAMINED:
@@ -254,20 +235,6 @@ class NotationVerifier:
             if manifest is None:
                 continue
             count += 1
-            prints = manifest.annotations.get(THUMBPRINT_ANNOTATION)
-            if prints is not None and policy.level.action("authenticity") == "enforce":
-                try:
-                    listed = oci.load_json(prints)
-                except oci.ContentError:
-                    listed = None
-                if isinstance(listed, list) and not anchors.intersection(
-                    p for p in listed if isinstance(p, str)
-                ):
-                    message = (
-                        "its certificate chain (by thumbprint) contains no certificate of the trust stores"
-                    )
-                    signatures.append(self._failure(descriptor.digest, None, Reason.UNTRUSTED, message))
-                    continue
             entry, maybe_undecided = await self._one(subject, context, descriptor, manifest, policy)
             signatures.append(entry)
             if entry["passed"]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from tests.support.notation import SigningChain
 from tests.unit.notation.signing import DIGEST, Spec, make_cose, make_jws
@@ -21,8 +22,9 @@ from verifiers.notation.trust import (
     TrustStoreError,
     TrustStores,
     evaluate,
+    go_subject_string,
     load_trust_store_dir,
-    subject_pairs,
+    subject_identity,
 )
 from verifiers.notation.trustpolicy import TrustPolicy, parse_trust_policy
 
@@ -292,12 +294,16 @@ def test_generated_chain_trusted_and_untrusted(chain: SigningChain, fmt: str) ->
     good = run(envelope, policy(["ca:shop"], identities=[identity]), stores, digest=DIGEST)
     assert good.passed, good.results
     assert good.trust_anchor == chain.root_cert
-    assert subject_pairs(chain.leaf_cert.subject) == (
-        ("C", "US"),
-        ("ST", "WA"),
-        ("O", "Countersign Tests"),
-        ("CN", "countersign-test-signer"),
+    assert (
+        go_subject_string(chain.leaf_cert.subject)
+        == "CN=countersign-test-signer,O=Countersign Tests,ST=WA,C=US"
     )
+    assert subject_identity(chain.leaf_cert.subject) == {
+        "C": "US",
+        "ST": "WA",
+        "O": "Countersign Tests",
+        "CN": "countersign-test-signer",
+    }
 
     untrusted = run(envelope, policy(["ca:other"]), stores)
     assert untrusted.failed is not None and untrusted.failed.validation == "authenticity"
@@ -396,3 +402,118 @@ def test_chain_rules(chain: SigningChain) -> None:
     assert result.failed is not None and "is a CA certificate" in result.failed.message
     with pytest.raises(ValueError, match="timezone-aware"):
         run(envelope, policy(["ca:root"]), {}, now=datetime(2024, 1, 1))
+
+
+def _name(*attributes: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
+    return x509.Name([x509.NameAttribute(oid, value) for oid, value in attributes])
+
+
+_BASE = (
+    (NameOID.COUNTRY_NAME, "US"),
+    (NameOID.STATE_OR_PROVINCE_NAME, "WA"),
+    (NameOID.ORGANIZATION_NAME, "A"),
+)
+
+
+# Leaf subjects as Go's pkix.Name.String() writes them (each string checked against Go 1.26's own output)
+# and as notation-go then reads them (None: it cannot).
+@pytest.mark.parametrize(
+    ("attributes", "go_string", "identity"),
+    [
+        pytest.param(
+            (*_BASE, (NameOID.COMMON_NAME, "b")),
+            "CN=b,O=A,ST=WA,C=US",
+            {"C": "US", "ST": "WA", "O": "A", "CN": "b"},
+        ),
+        pytest.param(
+            ((NameOID.COMMON_NAME, "b"), (NameOID.ORGANIZATION_NAME, "A"), *_BASE[:2]),
+            "CN=b,O=A,ST=WA,C=US",
+            {"C": "US", "ST": "WA", "O": "A", "CN": "b"},
+            id="Go's order",
+        ),
+        pytest.param(
+            (*_BASE, (NameOID.ORGANIZATIONAL_UNIT_NAME, "x"), (NameOID.ORGANIZATIONAL_UNIT_NAME, "y")),
+            "OU=x+OU=y,O=A,ST=WA,C=US",
+            None,
+            id="two OUs",
+        ),
+        pytest.param(
+            (*_BASE, (NameOID.COMMON_NAME, "first"), (NameOID.COMMON_NAME, "last")),
+            "CN=last,O=A,ST=WA,C=US",
+            {"C": "US", "ST": "WA", "O": "A", "CN": "last"},
+            id="two CNs, the last kept",
+        ),
+        pytest.param(
+            (*_BASE, (NameOID.EMAIL_ADDRESS, "a@b.c")),
+            "O=A,ST=WA,C=US,1.2.840.113549.1.9.1=#0c056140622e63",
+            None,
+            id="emailAddress",
+        ),
+        pytest.param(
+            (*_BASE, (NameOID.DOMAIN_COMPONENT, "com")),
+            "O=A,ST=WA,C=US,0.9.2342.19200300.100.1.25=#1303636f6d",
+            None,
+            id="DC",
+        ),
+        pytest.param(
+            (*_BASE, (NameOID.USER_ID, "u")),
+            "O=A,ST=WA,C=US,0.9.2342.19200300.100.1.1=#130175",
+            None,
+            id="UID",
+        ),
+        pytest.param(_BASE[:2], "ST=WA,C=US", None, id="no O"),
+        pytest.param(
+            (
+                *_BASE[:2],
+                (NameOID.ORGANIZATION_NAME, ' #a, "b"+c; '),
+            ),
+            r"O=\ #a\, \"b\"\+c\;\ ,ST=WA,C=US",
+            {"C": "US", "ST": "WA", "O": ' #a, "b"+c; '},
+            id="escaped value",
+        ),
+        pytest.param(
+            (*_BASE[:2], (NameOID.ORGANIZATION_NAME, "a=#b")), "O=a=#b,ST=WA,C=US", None, id="=# in a value"
+        ),
+    ],
+)
+def test_leaf_subjects_as_notation_reads_them(
+    attributes: tuple[tuple[x509.ObjectIdentifier, str], ...],
+    go_string: str,
+    identity: dict[str, str] | None,
+) -> None:
+    name = _name(*attributes)
+    assert go_subject_string(name) == go_string
+    if identity is None:
+        with pytest.raises(ValueError):
+            subject_identity(name)
+    else:
+        assert subject_identity(name) == identity
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param(
+            ((NameOID.ORGANIZATIONAL_UNIT_NAME, "x"), (NameOID.ORGANIZATIONAL_UNIT_NAME, "y")), id="two OUs"
+        ),
+        pytest.param(((NameOID.EMAIL_ADDRESS, "a@b.c"),), id="emailAddress"),
+        pytest.param(((NameOID.DOMAIN_COMPONENT, "com"),), id="DC"),
+    ],
+)
+def test_a_leaf_notation_cannot_read_is_trusted_only_by_star(
+    extra: tuple[tuple[x509.ObjectIdentifier, str], ...],
+) -> None:
+    chain = SigningChain(name="unreadable", leaf_subject=_name(*_BASE, (NameOID.COMMON_NAME, "s"), *extra))
+    envelope = _envelope(chain)
+    stores = {("ca", "shop"): (chain.root_cert,)}
+    denied = run(envelope, policy(["ca:shop"], identities=["x509.subject: C=US, ST=WA, O=A"]), stores)
+    assert denied.failed is not None and denied.failed.validation == "authenticity"
+    assert "cannot read the signing certificate's subject" in denied.failed.message
+    allowed = run(envelope, policy(["ca:shop"], identities=["*"]), stores)
+    assert allowed.passed, allowed.results
+
+
+def test_identities_of_other_kinds_only_never_match(chain: SigningChain) -> None:
+    stores = {("ca", "shop"): (chain.root_cert,)}
+    result = run(_envelope(chain), policy(["ca:shop"], identities=["x509.san:anything"]), stores)
+    assert result.failed is not None and "names no x509.subject" in result.failed.message
