@@ -190,7 +190,7 @@ IDENTITY_CASES: list[tuple[str, list[str], Outcome]] = [
 
 
 async def test_trusted_identities_as_notation_reads_them(
-    env: NotationEnv, olareg_registry: Registry, repo_name: str, engines: Any
+    env: NotationEnv, registry: Registry, repo_name: str, engines: Any
 ) -> None:
     """One signature; each identity list in a policy of its own: notation and Countersign refuse the same
     policies and verify or deny the same way (and the table holds what notation 1.3.2 does)."""
@@ -203,12 +203,12 @@ async def test_trusted_identities_as_notation_reads_them(
         ]
     )
     chain = SigningChain(name="identities", leaf_subject=subject)
-    image = await _signed(env, olareg_registry, repo_name, chain)
+    image = await _signed(env, registry, repo_name, chain)
     seen: dict[str, tuple[Outcome, Outcome]] = {}
     for case, identities, _ in IDENTITY_CASES:
         document = notation.trust_policy(["ca:shop"], identities)
-        theirs = await asyncio.to_thread(_notation_outcome, env, olareg_registry, image, document)
-        ours = await _countersign_outcome(engines, env, olareg_registry, image, document)
+        theirs = await asyncio.to_thread(_notation_outcome, env, registry, image, document)
+        ours = await _countersign_outcome(engines, env, registry, image, document)
         seen[case] = (theirs, ours)
     assert {case: pair for case, pair in seen.items() if pair[0] != pair[1]} == {}
     assert {case: theirs for case, (theirs, _) in seen.items()} == {case: e for case, _, e in IDENTITY_CASES}
@@ -230,7 +230,7 @@ async def test_trusted_identities_as_notation_reads_them(
 )
 async def test_a_leaf_notation_cannot_read_is_trusted_only_by_star(
     env: NotationEnv,
-    olareg_registry: Registry,
+    registry: Registry,
     repo_name: str,
     engines: Any,
     extra: list[tuple[x509.ObjectIdentifier, str]],
@@ -245,17 +245,17 @@ async def test_a_leaf_notation_cannot_read_is_trusted_only_by_star(
     ]
     subject = x509.Name([x509.NameAttribute(oid, value) for oid, value in [*base, *extra]])
     chain = SigningChain(name="unreadable", leaf_subject=subject)
-    image = await _signed(env, olareg_registry, repo_name, chain)
+    image = await _signed(env, registry, repo_name, chain)
 
     notation.write_trust_policy(
         env, notation.trust_policy(["ca:shop"], ["x509.subject: C=US, ST=WA, O=Acme Inc"])
     )
-    report = await _countersign(engines, env, olareg_registry, image)
-    assert not await notation.notation_accepts(env, olareg_registry, image)
+    report = await _countersign(engines, env, registry, image)
+    assert not await notation.notation_accepts(env, registry, image)
     assert report["reason"] == "untrusted_signer", report
     assert "cannot read the signing certificate's subject" in report["details"]["signatures"][0]["message"]
 
     notation.write_trust_policy(env, notation.trust_policy(["ca:shop"], ["*"]))
-    report = await _countersign(engines, env, olareg_registry, image)
-    assert await notation.notation_accepts(env, olareg_registry, image)
+    report = await _countersign(engines, env, registry, image)
+    assert await notation.notation_accepts(env, registry, image)
     assert report["reason"] == "notation_verified", report
