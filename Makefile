@@ -54,6 +54,7 @@ lint: deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layering.py
 
 GATEKEEPER ?=
 demo: deps tools

@@ -19,7 +19,6 @@ import fnmatch
 import functools
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,10 +27,12 @@ from typing import Any
 
 import yaml
 
-from provider.reference import ImageReference
 from provider.registry.auth import Credentials
 from provider.registry.client import Limits, RegistrySettings
 from provider.registry.egress import EgressPolicy, parse_host_pattern, parse_network
+from verifiers import options
+from verifiers.base import OptionsError
+from verifiers.reference import ImageReference
 
 __all__ = [
     "API_VERSION",
@@ -208,7 +209,6 @@ def _compiled_scope(scope: str) -> tuple[str, re.Pattern[str] | None, int]:
 
 # --- parsing ----------------------------------------------------------------------------------------
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
 _NAME_RE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?")
 
 
@@ -295,19 +295,12 @@ def _kind(value: object) -> str:
 
 
 def parse_duration(value: object, path: str) -> float:
-    """Seconds from a number (seconds) or a string like "2.5s", "900ms", "5m", "1h", "30d"."""
-    if isinstance(value, bool):
-        raise ConfigError(path, "expected a duration, got a boolean")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ConfigError(path, f"expected a finite duration, got {value!r}")
-        return float(value)
-    if isinstance(value, str):
-        m = _DURATION_RE.fullmatch(value.strip())
-        if m:
-            number, unit = float(m.group(1)), m.group(2) or "s"
-            return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}[unit]
-    raise ConfigError(path, f"expected a duration like 2.5s, 900ms, 5m, 12h or 30d, got {value!r}")
+    """Seconds from a number (seconds) or a string like "2.5s", "900ms", "5m", "1h", "30d"
+    (`verifiers.options.parse_duration`, its errors as `ConfigError` at `path`)."""
+    try:
+        return options.parse_duration(value, path)
+    except OptionsError as e:
+        raise ConfigError(e.path, e.message) from e
 
 
 def _string_list(value: object, path: str, *, allow_empty: bool = False) -> tuple[str, ...]:

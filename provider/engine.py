@@ -29,12 +29,10 @@ from provider.budget import ACCOUNT, Account, MemoryBudget
 from provider.cache import PackedTTLCache, SingleFlight, TTLCache
 from provider.config import Config, ConfigError
 from provider.metrics import Metrics
-from provider.reference import ImageReference, Key, ReferenceError, parse_key, parse_reference
 from provider.registry.auth import CredentialStore
 from provider.registry.cached import CachedRegistry, ImageReader
 from provider.registry.client import DEADLINE, RegistryClient
 from provider.registry.egress import EgressRefused
-from provider.registry.errors import IntegrityError, InvalidContent, NotFound, RegistryError, TooLarge
 from provider.verdict import (
     Decision,
     VerifierOutcome,
@@ -53,7 +51,9 @@ from verifiers.base import (
     Verifier,
     option_paths_relative_to,
 )
+from verifiers.errors import IntegrityError, InvalidContent, NotFound, RegistryError, TooLarge
 from verifiers.plugins import PluginError, create_verifier
+from verifiers.reference import ImageReference, Key, ReferenceError, parse_key, parse_reference
 
 __all__ = ["Decided", "Engine", "Invalid", "Outcome", "Undecided", "UndecidedKey", "build_verifiers"]
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from provider.config import Policy
-from provider.reference import Key
 from verifiers.base import Report, Undecided
+from verifiers.reference import Key
 
 __all__ = [
     "SCHEMA_VERSION",

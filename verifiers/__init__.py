@@ -1,6 +1,7 @@
 """Countersign verifiers: the plugin interface and the built-in verifiers.
 
-Usable as a library: nothing here imports the server (`provider.server`).
+Usable as a library: nothing here imports `provider` (the service); tests/unit/test_layering.py,
+run by `make lint`, enforces it.
 """
 
 from verifiers.base import (

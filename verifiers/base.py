@@ -47,7 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from provider.reference import ImageReference
+from verifiers.errors import Undecided
+from verifiers.reference import ImageReference
 
 __all__ = [
     "Context",
@@ -96,15 +97,6 @@ def option_paths_relative_to(directory: Path) -> Iterator[None]:
         yield
     finally:
         _option_base.reset(token)
-
-
-class Undecided(Exception):
-    """The verifier could not reach a decision for a reason that may pass (network, rate limit, deadline)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 class OptionsError(ValueError):
@@ -172,8 +164,8 @@ class Report:
 class RegistryReader(Protocol):
     """The registry access a verifier gets. Every read is cached and checked against its digest.
 
-    Errors: `provider.registry.errors.NotFound`, `IntegrityError` and `TooLarge` are definite;
-    `provider.registry.errors.Unavailable` (a subclass of `Undecided`) is not, and propagates as such.
+    Errors: `verifiers.errors.NotFound`, `IntegrityError` and `TooLarge` are definite;
+    `verifiers.errors.Unavailable` (a subclass of `Undecided`) is not, and propagates as such.
     """
 
     async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Sequence[Descriptor]:

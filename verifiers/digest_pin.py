@@ -14,8 +14,8 @@ import fnmatch
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from provider.registry.errors import NotFound
 from verifiers.base import Context, OptionsError, Report, Subject
+from verifiers.errors import NotFound
 
 __all__ = ["DigestPinVerifier"]
 

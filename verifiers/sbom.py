@@ -42,9 +42,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from provider.registry.errors import RegistryError
 from verifiers import oci
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided, Verifier
+from verifiers.errors import RegistryError
+from verifiers.options import parse_duration
 from verifiers.sbom_formats import (
     CYCLONEDX_JSON,
     DEFAULT_SBOM_MEDIA_TYPES,
@@ -89,13 +90,7 @@ def _failed(failures: list[_Failure], what: str, **details: Any) -> Report:
 
 
 def _parse_age(value: object) -> timedelta:
-    # Local import: provider.config is not needed by plugin authors who only read this module.
-    from provider.config import ConfigError, parse_duration
-
-    try:
-        seconds = parse_duration(value, "maxAge")
-    except ConfigError as e:
-        raise OptionsError("maxAge", e.message) from e
+    seconds = parse_duration(value, "maxAge")
     if seconds <= 0:
         raise OptionsError("maxAge", "must be positive")
     return timedelta(seconds=seconds)

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from provider.registry.errors import AuthenticationFailed
+from verifiers.errors import AuthenticationFailed
 
 __all__ = [
     "Challenge",

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 from provider.cache import ByteLRU, SingleFlight, TTLCache, bytes_cost, slot_cost, ttl_slot_cost
 from provider.metrics import Metrics
-from provider.reference import ImageReference
 from provider.registry.client import Manifest, RegistryClient
 from verifiers.base import Descriptor, RegistryReader, Subject
+from verifiers.reference import ImageReference
 
 __all__ = ["CachedRegistry", "ImageReader"]
 

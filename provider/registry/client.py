@@ -32,10 +32,11 @@ from multidict import CIMultiDictProxy
 
 from provider.budget import ACCOUNT, json_parse_cost, read_cost
 from provider.cache import KeyedLocks, TTLCache, bytes_cost, ttl_slot_cost
-from provider.reference import DOCKER_HUB, ImageReference
 from provider.registry.auth import Challenge, Credentials, CredentialStore, parse_challenges
 from provider.registry.egress import EgressPolicy, EgressRefused, FilteringResolver, refusal_of
-from provider.registry.errors import (
+from verifiers import oci
+from verifiers.base import Descriptor
+from verifiers.errors import (
     AuthenticationFailed,
     IntegrityError,
     InvalidContent,
@@ -45,8 +46,7 @@ from provider.registry.errors import (
     TooLarge,
     Unavailable,
 )
-from verifiers import oci
-from verifiers.base import Descriptor
+from verifiers.reference import DOCKER_HUB, ImageReference
 
 __all__ = [
     "DEADLINE",

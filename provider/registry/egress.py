@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from provider.registry.errors import RegistryError
+from verifiers.errors import RegistryError
 
 __all__ = [
     "BUILTIN_REFUSED",

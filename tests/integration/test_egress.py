@@ -30,7 +30,6 @@ from aiohttp import web
 
 from provider.config import Config, parse_config
 from provider.engine import Decided, Engine, Invalid, Outcome, UndecidedKey
-from provider.reference import parse_reference
 from provider.registry.client import RegistryClient, RegistrySettings
 from provider.registry.egress import EgressPolicy, EgressRefused
 from tests.integration.conftest import EngineFactory
@@ -40,6 +39,7 @@ from tests.support.images import PushedImage, attach_sbom, push_image
 from tests.support.registries import Registry, TlsFiles, free_port
 from tests.support.token_issuer import TokenIssuer
 from tests.support.tools import require_tool
+from verifiers.reference import parse_reference
 
 pytestmark = pytest.mark.integration
 

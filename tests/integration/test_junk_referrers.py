@@ -22,9 +22,7 @@ from aiohttp import web
 
 from provider.config import Config, parse_config
 from provider.engine import Decided, Engine
-from provider.reference import parse_reference
 from provider.registry.client import Limits, RegistryClient, RegistrySettings
-from provider.registry.errors import AuthenticationFailed
 from tests.support import cosign
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.http_servers import Front
@@ -39,6 +37,8 @@ from tests.support.junk import (
 from tests.support.registries import Registry
 from tests.support.tools import require_tool
 from verifiers.cosign.model import ARTIFACT_TYPE_BUNDLE
+from verifiers.errors import AuthenticationFailed
+from verifiers.reference import parse_reference
 
 pytestmark = pytest.mark.integration
 

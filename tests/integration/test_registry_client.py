@@ -41,18 +41,9 @@ import pytest
 import trustme
 from aiohttp import web
 
-from provider.reference import ImageReference, parse_reference
 from provider.registry.auth import Credentials, CredentialStore
 from provider.registry.client import DEADLINE, Limits, RegistryClient, RegistrySettings
 from provider.registry.egress import EgressPolicy
-from provider.registry.errors import (
-    AuthenticationFailed,
-    IntegrityError,
-    InvalidContent,
-    RateLimited,
-    TooLarge,
-    Unavailable,
-)
 from tests.support.auth_registries import (
     ConfiguredDistribution,
     RateLimitedOlareg,
@@ -67,6 +58,15 @@ from tests.support.registries import Registry, TlsFiles
 from tests.support.token_issuer import TokenIssuer, decode_jwt
 from tests.support.tools import require_tool
 from verifiers.base import Descriptor
+from verifiers.errors import (
+    AuthenticationFailed,
+    IntegrityError,
+    InvalidContent,
+    RateLimited,
+    TooLarge,
+    Unavailable,
+)
+from verifiers.reference import ImageReference, parse_reference
 
 pytestmark = pytest.mark.integration
 

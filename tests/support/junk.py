@@ -12,9 +12,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from provider.reference import ImageReference
-from provider.registry.errors import IntegrityError, NotFound
 from verifiers.base import Descriptor, Subject
+from verifiers.errors import IntegrityError, NotFound
+from verifiers.reference import ImageReference
 
 __all__ = ["OCI_MANIFEST", "MemoryRegistry", "digest_of", "junk_manifests"]
 

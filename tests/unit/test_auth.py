@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 import provider.registry.auth as auth
 from provider.registry.auth import Challenge, Credentials, CredentialStore, parse_challenges, run_helper
 from provider.registry.client import RegistrySettings
-from provider.registry.errors import AuthenticationFailed, Unavailable
 from verifiers.base import Undecided
+from verifiers.errors import AuthenticationFailed, Unavailable
 
 # --- parse_challenges -------------------------------------------------------------------------------
 

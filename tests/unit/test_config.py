@@ -29,9 +29,9 @@ from provider.config import (
     parse_duration,
     scope_specificity,
 )
-from provider.reference import ImageReference, parse_reference
 from provider.registry.auth import Credentials
 from provider.registry.client import Limits, RegistrySettings
+from verifiers.reference import ImageReference, parse_reference
 
 Doc = dict[str, Any]
 

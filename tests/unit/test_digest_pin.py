@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provider.reference import ImageReference, parse_reference
-from provider.registry.errors import NotFound, RateLimited, Unavailable
 from verifiers.base import Context, Descriptor, OptionsError, RegistryReader, Report, Subject, Undecided
 from verifiers.digest_pin import DigestPinVerifier
+from verifiers.errors import NotFound, RateLimited, Unavailable
+from verifiers.reference import ImageReference, parse_reference
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

@@ -19,9 +19,9 @@ import pytest
 from provider.config import Config, Policy
 from provider.engine import Decided, Engine, UndecidedKey
 from provider.protocol import response_for
-from provider.reference import ImageReference
 from provider.registry.client import OCI_MANIFEST, Manifest
 from verifiers.base import Context, Report, Subject, Undecided
+from verifiers.reference import ImageReference
 
 MANIFEST_BYTES = b'{"schemaVersion":2}'
 DIGEST = "sha256:" + hashlib.sha256(MANIFEST_BYTES).hexdigest()

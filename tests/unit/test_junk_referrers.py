@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from provider.reference import parse_reference
-from provider.registry.errors import InvalidContent
 from provider.verdict import checked_report
 from tests.support.images import spdx_document
 from tests.support.junk import EMPTY, OCI_MANIFEST, MemoryRegistry, digest_of, junk_manifests
@@ -25,6 +23,8 @@ from verifiers import oci
 from verifiers.base import Context, Report, Subject
 from verifiers.cosign.model import ANNOTATION_SIGNATURE, ARTIFACT_TYPE_COSIGN_SIG, SIMPLE_SIGNING_MEDIA_TYPE
 from verifiers.cosign.verifier import CosignVerifier
+from verifiers.errors import InvalidContent
+from verifiers.reference import parse_reference
 from verifiers.sbom import SbomVerifier
 
 SUBJECT_BYTES = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'

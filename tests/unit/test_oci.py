@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provider.registry.client import parse_descriptor as client_parse_descriptor
-from provider.registry.errors import InvalidContent
 from tests.support import mutations
 from verifiers import oci
+from verifiers.errors import InvalidContent
 
 D1 = "sha256:" + "a1" * 32
 D2 = "sha256:" + "b2" * 32

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import verifiers.plugins as plugins
-from provider.reference import parse_reference
 from verifiers.base import Context, Descriptor, Report, Subject
 from verifiers.digest_pin import DigestPinVerifier
 from verifiers.plugins import ENTRY_POINT_GROUP, PluginError, available_types, create_verifier, load_factory
+from verifiers.reference import parse_reference
 from verifiers.sbom import SbomVerifier
 
 BUILTINS = {

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from provider.reference import (
+from verifiers.reference import (
     DOCKER_HUB,
     MAX_KEY_BYTES,
     ImageReference,

@@ -26,7 +26,6 @@ import pytest
 from provider.config import Policy
 from provider.engine import Decided, Invalid, Outcome, UndecidedKey
 from provider.protocol import response_for
-from provider.reference import parse_key
 from provider.verdict import VerifierOutcome, denial_value, verdict_value
 from tests.support.rego import (
     EXTERNAL_DATA_BUILTIN,
@@ -43,6 +42,7 @@ from tests.support.rego import (
 )
 from tests.support.tools import require_tool
 from verifiers.base import Report
+from verifiers.reference import parse_key
 
 # --- What the manifests must be -------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from provider.config import Policy
 from provider.engine import Decided, encode_value
-from provider.reference import Key, parse_key
 from provider.verdict import (
     SCHEMA_VERSION,
     Decision,
@@ -23,6 +22,7 @@ from provider.verdict import (
     verdict_value,
 )
 from verifiers.base import Report, Undecided
+from verifiers.reference import Key, parse_key
 
 DIGEST = "sha256:" + "ab" * 32
 

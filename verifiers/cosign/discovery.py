@@ -24,8 +24,6 @@ import binascii
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from provider.reference import ImageReference
-from provider.registry.errors import NotFound, RegistryError
 from verifiers import oci
 from verifiers.base import Context, Descriptor, Subject, Undecided
 from verifiers.cosign.model import (
@@ -43,6 +41,8 @@ from verifiers.cosign.model import (
     Format,
     SimpleSigningCandidate,
 )
+from verifiers.errors import NotFound, RegistryError
+from verifiers.reference import ImageReference
 
 __all__ = ["ALL_FORMATS", "Discovery", "Problem", "discover"]
 

@@ -42,9 +42,9 @@ from typing import Any
 
 from cryptography import x509
 
-from provider.registry.errors import RegistryError
 from verifiers import oci
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided, resolve_option_path
+from verifiers.errors import RegistryError
 from verifiers.notation.envelope import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, EnvelopeError, parse_and_verify
 from verifiers.notation.revocation import ChainStatus, RevocationChecker
 from verifiers.notation.trust import (

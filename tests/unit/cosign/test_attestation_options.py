@@ -23,8 +23,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from provider.cli import main
 from provider.config import ConfigError, parse_config
 from provider.engine import build_verifiers
-from provider.reference import ImageReference, parse_reference
-from provider.registry.errors import NotFound
 from tests.support.images import cyclonedx_document, spdx_document
 from tests.support.private_sigstore import PrivateKey, PrivateSigstore, pem_public_key
 from tests.unit.cosign.conftest import DIGEST, NOW, OTHER_DIGEST
@@ -34,6 +32,8 @@ from verifiers.cosign.core import load_public_key, verify_candidate
 from verifiers.cosign.model import Reason, TrustPolicy
 from verifiers.cosign.statements import attested_statement
 from verifiers.cosign.verifier import CosignVerifier, VerifiedAttestation
+from verifiers.errors import NotFound
+from verifiers.reference import ImageReference, parse_reference
 from verifiers.sbom import SbomVerifier
 
 SPDX_TYPE = "https://spdx.dev/Document"

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from provider.reference import ImageReference
-from provider.registry.errors import NotFound, Unavailable
 from verifiers.base import Context, Descriptor, Subject
 from verifiers.cosign.discovery import discover
+from verifiers.errors import NotFound, Unavailable
+from verifiers.reference import ImageReference
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from provider.reference import parse_reference
 from tests.unit.notation.test_revocation import FakeFetcher
 from tests.unit.notation.test_verifier import Registry
 from verifiers.base import Context, Subject, Undecided
@@ -26,6 +25,7 @@ from verifiers.notation.revocation import ChainStatus, RevocationChecker, crl_ur
 from verifiers.notation.trust import Evaluation, TrustStores, evaluate, load_trust_store_dir
 from verifiers.notation.trustpolicy import TrustPolicy, parse_trust_policy
 from verifiers.notation.verifier import NotationVerifier
+from verifiers.reference import parse_reference
 
 NOW = datetime.now(UTC)
 TS_DIGEST = "sha256:c0669ef34cdc14332c0f1ab0c2c01acb91d96014b172f1a76f3a39e63d1f0bda"

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from provider.reference import ImageReference, parse_reference
-from provider.registry.errors import NotFound, Unavailable
 from tests.support.notation import SigningChain
 from tests.unit.notation.signing import DIGEST, Spec, make_cose, make_jws
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided
+from verifiers.errors import NotFound, Unavailable
 from verifiers.notation.envelope import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, parse_and_verify
 from verifiers.notation.verifier import ARTIFACT_TYPE, THUMBPRINT_ANNOTATION, NotationVerifier
+from verifiers.reference import ImageReference, parse_reference
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 REPOSITORY = "registry.test/shop/app"

@@ -1,16 +1,17 @@
-"""Registry errors, split by what they mean for a verdict.
+"""The errors verifiers and the registry client share, in one leaf module (it imports nothing of Countersign).
 
-Definite (the image is decided, usually denied): `NotFound`, `IntegrityError`, `TooLarge`, `InvalidContent`.
-Undecided (the key goes to `systemError` and nothing is cached): `Unavailable` and its subclasses.
+- `Undecided`: a verifier could not reach a decision for a reason that may pass; the image is undecided.
+- `ContentError`: registry content that does not fit the OCI model (`verifiers.oci`).
+- The registry errors, split by what they mean for a verdict. Definite (the image is decided, usually
+  denied): `NotFound`, `IntegrityError`, `TooLarge`, `InvalidContent`. Undecided (the key goes to
+  `systemError` and nothing is cached): `Unavailable` and its subclasses.
 """
 
 from __future__ import annotations
 
-from verifiers.base import Undecided
-from verifiers.oci.errors import ContentError
-
 __all__ = [
     "AuthenticationFailed",
+    "ContentError",
     "IntegrityError",
     "InvalidContent",
     "NotFound",
@@ -18,7 +19,32 @@ __all__ = [
     "RegistryError",
     "TooLarge",
     "Unavailable",
+    "Undecided",
 ]
+
+
+class Undecided(Exception):
+    """The verifier could not reach a decision for a reason that may pass (network, rate limit, deadline)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ContentError(ValueError):
+    """Registry content that does not fit the model: not JSON, too deep, or the wrong shape.
+
+    `path` names the offending field from the document's top level (`layers[2].digest`,
+    `manifests[0].annotations`), or is "" when the problem is the document as a whole (encoding, syntax,
+    nesting depth, size). `message` says what is wrong, with untrusted values shown short and ASCII-only.
+    A `ValueError`, so code that already treats malformed input as `ValueError` keeps working.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
 
 
 class RegistryError(Exception):
