@@ -43,7 +43,9 @@ from provider.verdict import (
     verdict_value,
 )
 from verifiers.base import (
+    BindsVerifiers,
     Context,
+    HoldsResources,
     OptionsError,
     Report,
     Subject,
@@ -207,11 +209,10 @@ def build_verifiers(config: Config) -> dict[str, Verifier]:
                 raise ConfigError(f"verifiers.{name}.{e.path}", e.message) from e
         everyone = MappingProxyType(built)
         for name, verifier in built.items():
-            bind = getattr(verifier, "bind", None)
-            if not callable(bind):
+            if not isinstance(verifier, BindsVerifiers):
                 continue
             try:
-                bind(everyone)
+                verifier.bind(everyone)
             except OptionsError as e:
                 path = f"verifiers.{name}.options.{e.path}" if e.path else f"verifiers.{name}.options"
                 raise ConfigError(path, e.message) from e
@@ -298,10 +299,9 @@ class Engine:
         await self._verifications.drain()
         await self._pins.drain()
         for verifier in self.verifiers.values():
-            aclose = getattr(verifier, "aclose", None)  # optional hook: a verifier's own sessions
-            if callable(aclose):
+            if isinstance(verifier, HoldsResources):  # optional hook: a verifier's own sessions
                 try:
-                    await aclose()
+                    await verifier.aclose()
                 except Exception:
                     log.exception("closing verifier %s failed", verifier.name)
         await self.registry.close()

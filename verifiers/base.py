@@ -15,7 +15,9 @@ in `bind`): relative paths are relative to the configuration file's directory, l
 the configuration, and `~` is expanded. Read the file there too: `verify` does no file I/O.
 
 A verifier that holds its own connections (the notation verifier's OCSP/CRL client) may define
-`async def aclose(self) -> None`; the engine awaits it at shutdown.
+`async def aclose(self) -> None`; the engine awaits it at shutdown. The two optional hooks are the
+runtime-checkable protocols `BindsVerifiers` and `HoldsResources`: the engine calls a hook when the verifier
+is an instance of its protocol.
 
 Three outcomes, kept apart:
 
@@ -51,8 +53,10 @@ from verifiers.errors import Undecided
 from verifiers.reference import ImageReference
 
 __all__ = [
+    "BindsVerifiers",
     "Context",
     "Descriptor",
+    "HoldsResources",
     "OptionsError",
     "RegistryReader",
     "Report",
@@ -202,3 +206,18 @@ class Verifier(Protocol):
 
 class VerifierFactory(Protocol):
     def __call__(self, name: str, options: Mapping[str, Any]) -> Verifier: ...
+
+
+@runtime_checkable
+class BindsVerifiers(Protocol):
+    """The optional `bind` hook: called once after every verifier is built, before any `verify`, with a
+    read-only map of all verifiers by name (for an option naming another verifier). Raises `OptionsError`."""
+
+    def bind(self, verifiers: Mapping[str, Verifier]) -> None: ...
+
+
+@runtime_checkable
+class HoldsResources(Protocol):
+    """The optional `aclose` hook: a verifier that holds connections closes them (awaited at shutdown)."""
+
+    async def aclose(self) -> None: ...
