@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import verifiers.plugins as plugins
-from verifiers.base import Context, Descriptor, Report, Subject
+from verifiers.base import BindsVerifiers, Context, Descriptor, HoldsResources, Report, Subject
 from verifiers.digest_pin import DigestPinVerifier
 from verifiers.plugins import ENTRY_POINT_GROUP, PluginError, available_types, create_verifier, load_factory
 from verifiers.reference import parse_reference
@@ -282,3 +282,12 @@ async def test_engine_close_awaits_verifiers_aclose() -> None:
     engine.verifiers["closable"] = Closable()  # type: ignore[assignment]
     await engine.close()
     assert closed == ["closable"]
+
+
+def test_the_optional_hooks_are_found_by_protocol() -> None:
+    sbom = create_verifier("sbom", "sbom", {"attestedBy": "release"})
+    pinned = create_verifier("digest-pin", "pinned", {})
+    notation_type = load_factory("notation")
+    assert isinstance(sbom, BindsVerifiers) and not isinstance(sbom, HoldsResources)
+    assert not isinstance(pinned, BindsVerifiers) and not isinstance(pinned, HoldsResources)
+    assert isinstance(notation_type, type) and issubclass(notation_type, HoldsResources)
