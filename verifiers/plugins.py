@@ -91,4 +91,16 @@ def create_verifier(type_name: str, name: str, options: Mapping[str, Any]) -> Ve
     for attr in ("name", "type", "verify"):
         if not hasattr(verifier, attr):
             raise PluginError("type", f"verifier type {type_name!r} built an object without {attr!r}")
+    # Reports carry the verifier's own `type` and `name`, and Rego matches on them: they must be what the
+    # configuration says, or a report would be labelled as another verifier's.
+    if verifier.type != type_name:
+        raise PluginError(
+            "type",
+            f"verifier type {type_name!r} built a verifier whose type is {verifier.type!r}: the entry point "
+            "name and the verifier's `type` must be the same",
+        )
+    if verifier.name != name:
+        raise PluginError(
+            "type", f"verifier type {type_name!r} ignored its name: built {verifier.name!r}, not {name!r}"
+        )
     return verifier

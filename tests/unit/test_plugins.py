@@ -52,6 +52,12 @@ def incomplete(name, options):
     return object()
 
 
+def renamed(name, options):
+    verifier = AlwaysPass(name + "-other", {})
+    verifier.type = "renamed"
+    return verifier
+
+
 NOT_CALLABLE = 42
 '''
 
@@ -83,6 +89,8 @@ def plugin(site: Path) -> Path:
             "always-pass": f"{MODULE}:AlwaysPass",
             "no-options": f"{MODULE}:no_options",
             "incomplete": f"{MODULE}:incomplete",
+            "mislabelled": f"{MODULE}:AlwaysPass",
+            "renamed": f"{MODULE}:renamed",
             "not-callable": f"{MODULE}:NOT_CALLABLE",
             "missing-attribute": f"{MODULE}:Missing",
             "missing-module": "cs_test_plugin_absent:Thing",
@@ -291,3 +299,19 @@ def test_the_optional_hooks_are_found_by_protocol() -> None:
     assert isinstance(sbom, BindsVerifiers) and not isinstance(sbom, HoldsResources)
     assert not isinstance(pinned, BindsVerifiers) and not isinstance(pinned, HoldsResources)
     assert isinstance(notation_type, type) and issubclass(notation_type, HoldsResources)
+
+
+@pytest.mark.parametrize(
+    ("type_name", "fragment"),
+    [
+        ("mislabelled", "built a verifier whose type is 'always-pass'"),  # registered under another name
+        ("renamed", "ignored its name: built 'p-other', not 'p'"),
+    ],
+)
+def test_a_verifier_must_carry_its_configured_type_and_name(
+    plugin: Path, type_name: str, fragment: str
+) -> None:
+    with pytest.raises(PluginError) as info:
+        create_verifier(type_name, "p", {})
+    assert info.value.path == "type"
+    assert fragment in info.value.message
