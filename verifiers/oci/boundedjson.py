@@ -15,7 +15,16 @@ from typing import Any, NoReturn
 
 from verifiers.oci.errors import ContentError
 
-__all__ = ["MAX_DEPTH", "json_type", "load_json", "load_object", "nesting_exceeds", "show"]
+__all__ = [
+    "MAX_DEPTH",
+    "json_type",
+    "load_json",
+    "load_object",
+    "nesting_exceeds",
+    "no_constant",
+    "no_duplicates",
+    "show",
+]
 
 #: The deepest nesting accepted in registry content (a manifest is 4 deep; a token response 2).
 MAX_DEPTH = 64
@@ -60,7 +69,7 @@ def nesting_exceeds(data: bytes, limit: int) -> bool:
     return False
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) != len(pairs):
         seen: set[str] = set()
@@ -71,7 +80,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _no_constant(name: str) -> NoReturn:
+def no_constant(name: str) -> NoReturn:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
@@ -117,7 +126,7 @@ def load_json(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         raise ContentError("", f"JSON nested more than {max_depth} levels deep")
     try:
         value = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite
+            text, object_pairs_hook=no_duplicates, parse_constant=no_constant, parse_float=_finite
         )
     except RecursionError:  # not reachable for valid JSON after the scan; invalid JSON may still recurse
         raise ContentError("", f"JSON nested more than {max_depth} levels deep") from None
