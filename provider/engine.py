@@ -117,7 +117,8 @@ class Decided:
 
 
 def encode_value(value: Any) -> bytes:
-    """Compact JSON, as the response is serialized (provider/protocol.py)."""
+    """Compact strict JSON, as responses are serialized (provider/protocol.py uses it too): a lone surrogate
+    fails the UTF-8 encoding, NaN and infinities fail (Go's encoding/json rejects them)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
-from provider.engine import Decided, Invalid, Outcome, UndecidedKey
+from provider.engine import Decided, Invalid, Outcome, UndecidedKey, encode_value
 
 __all__ = [
     "API_VERSIONS",
@@ -222,11 +222,6 @@ def system_error(undecided: Sequence[tuple[str, UndecidedKey]]) -> str:
     return text
 
 
-def _dumps(document: object) -> bytes:
-    # Strict: a lone surrogate fails the UTF-8 encoding, NaN and infinities fail (Go rejects them).
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-
-
 def _scrub(value: Any) -> Any:
     """`value` with U+FFFD for every lone surrogate in its strings (object keys included)."""
     if isinstance(value, str):
@@ -240,13 +235,13 @@ def _scrub(value: Any) -> Any:
 
 def _encodable_item(item: Item) -> Item:
     try:
-        _dumps(item)
+        encode_value(item)
         return item
     except (ValueError, TypeError, RecursionError):
         pass
     try:
         scrubbed: Item = _scrub(item)  # text that was not valid Unicode: the verdict itself stands
-        _dumps(scrubbed)
+        encode_value(scrubbed)
         return scrubbed
     except (ValueError, TypeError, RecursionError):
         return {"key": wire_key(item["key"]), "error": UNENCODABLE_VERDICT}
@@ -257,9 +252,9 @@ def encode_response(response: ProviderResponse) -> bytes:
     is repaired with U+FFFD; a value that is not JSON at all, NaN, or nested too deeply is not) becomes an
     error item for its key alone, and the other items are unaffected."""
     try:
-        return _dumps(response)
+        return encode_value(response)
     except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
         pass
     body = response["response"]
     items = [_encodable_item(item) for item in body["items"]]
-    return _dumps(_envelope(wire_key(response["apiVersion"]), items, wire_key(body["systemError"])))
+    return encode_value(_envelope(wire_key(response["apiVersion"]), items, wire_key(body["systemError"])))
