@@ -603,7 +603,9 @@ def parse_config(data: object, base: Path = Path(".")) -> Config:
     limits = _parse_limits(r.child("limits"))
     credential_files: list[Path] = []
     registries = _parse_registries(r.get("registries"), "registries", base, credential_files)
-    egress = _parse_egress(r.child("egress"))
+    # The registries the operator names are exempt from the built-in address refusals: worked out once
+    # here, for the engine's checks before contacting anything and for the client's when connecting.
+    egress = _parse_egress(r.child("egress")).with_trusted((h, s.insecure) for h, s in registries.items())
     a = r.child("auth")
     docker_configs = tuple(
         base / Path(p).expanduser()

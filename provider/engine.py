@@ -237,9 +237,6 @@ class Engine:
         self.registry = registry
         self.verifiers = dict(verifiers)
         self.metrics = metrics or Metrics()
-        # The same policy the registry client enforces when connecting: checked here first, so a key
-        # naming a refused registry is decided before anything is sent.
-        self._egress = config.egress.with_trusted((n, s.insecure) for n, s in config.registries.items())
         # Registry responses in flight, for the whole process (a reloaded configuration's engine shares it).
         self.memory = memory or MemoryBudget(config.server.in_flight_bytes)
         # Verdicts as deflated compact JSON under a 32-byte key, bounded by count and by real cost.
@@ -387,7 +384,7 @@ class Engine:
         try:
             # Nothing is sent to a host the egress policy refuses (the client checks again, on the
             # addresses a name resolves to and on every redirect and token realm).
-            self._egress.check_registry(ref.registry, self._insecure(ref))
+            self.config.egress.check_registry(ref.registry, self._insecure(ref))
             async with self._slots:
                 manifest = await self.registry.resolve(ref)
         except NotFound as e:
@@ -508,7 +505,7 @@ class Engine:
         if not self.config.covers(ref):
             return Invalid(f"cannot pin {ref}: no policy scope matches {ref.name}")
         try:
-            self._egress.check_registry(ref.registry, self._insecure(ref))
+            self.config.egress.check_registry(ref.registry, self._insecure(ref))
             async with self._slots:
                 manifest = await self.registry.resolve(ref)
         except NotFound as e:
