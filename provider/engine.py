@@ -382,9 +382,9 @@ class Engine:
                 )
             )
         try:
-            # Nothing is sent to a host the egress policy refuses (the client checks again, on the
-            # addresses a name resolves to and on every redirect and token realm).
-            self.config.egress.check_registry(ref.registry, self._insecure(ref))
+            # Nothing is sent to a host the egress policy refuses: the registry client checks the key's
+            # registry before every request (then the addresses a name resolves to, every redirect and
+            # token realm) and raises EgressRefused, a definite error (`egress_refused`).
             async with self._slots:
                 manifest = await self.registry.resolve(ref)
         except NotFound as e:
@@ -494,18 +494,13 @@ class Engine:
     def _overloaded(self) -> bool:
         return self.in_flight >= self.config.server.max_in_flight_verifications
 
-    def _insecure(self, ref: ImageReference) -> bool:
-        settings = self.config.registries.get(ref.registry)
-        return settings is not None and settings.insecure
-
     async def _pin(self, ref: ImageReference) -> Outcome:
         # As for verification: an image no policy covers is refused without contacting its registry
-        # (Gatekeeper's mutation keys carry no namespace, so any policy's scopes count), and so is a
-        # registry the egress policy refuses.
+        # (Gatekeeper's mutation keys carry no namespace, so any policy's scopes count); a registry the
+        # egress policy refuses is refused by the client before anything is sent.
         if not self.config.covers(ref):
             return Invalid(f"cannot pin {ref}: no policy scope matches {ref.name}")
         try:
-            self.config.egress.check_registry(ref.registry, self._insecure(ref))
             async with self._slots:
                 manifest = await self.registry.resolve(ref)
         except NotFound as e:
