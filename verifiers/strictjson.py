@@ -3,8 +3,9 @@
 Two parsers that disagree on which of two duplicate keys wins is how signed content gets swapped; a
 verifier must refuse such documents rather than pick one. The rules are those of registry content
 (`verifiers.oci.boundedjson`: the same duplicate-key and constant hooks, the same nesting pre-scan, which is
-exact for valid JSON), without its two extra refusals (lone surrogates, numbers that overflow a float),
-which the reference verifiers accept in signed payloads.
+exact for valid JSON), without its two extra refusals (lone surrogates, numbers that overflow a float):
+adopting those for signed payloads would need checking against the reference verifiers first (Go decodes
+a lone surrogate escape to U+FFFD and accepts it).
 """
 
 from __future__ import annotations
