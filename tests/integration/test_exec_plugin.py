@@ -22,6 +22,8 @@ from provider.config import parse_config
 from provider.engine import Decided
 from tests.support.images import PushedImage, attach_artifact, push_image
 from tests.support.registries import Registry
+from verifiers.base import Report
+from verifiers.exec import parse_response
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +65,18 @@ def scan_gate(tmp_path_factory: pytest.TempPathFactory) -> Path:
         done = subprocess.run(command, cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stderr}"
     return out
+
+
+def test_the_readme_request_gets_the_readme_answer(scan_gate: Path) -> None:
+    """The exchange shown in examples/exec-plugin/README.md, replayed."""
+    request = (EXAMPLE / "testdata" / "request.json").read_bytes()
+    done = subprocess.run([str(scan_gate)], input=request, capture_output=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    readme = (EXAMPLE / "README.md").read_text()
+    shown = next(line for line in readme.splitlines() if line.startswith('{"apiVersion"'))
+    assert done.stdout.decode() + " exit 0" == shown
+    answer = parse_response(done.stdout, json.loads(request)["subject"]["digest"])
+    assert isinstance(answer, Report) and (answer.passed, answer.reason) == (True, "scan_passed")
 
 
 def scan_report(critical: int) -> bytes:
