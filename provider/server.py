@@ -24,8 +24,9 @@ from pathlib import Path
 from aiohttp import web
 
 from provider.config import Config
-from provider.engine import Decided, Engine, Invalid, Outcome
+from provider.engine import Engine
 from provider.metrics import CONTENT_TYPE_LATEST, Metrics
+from provider.outcome import Decided, Invalid, Outcome
 from provider.protocol import (
     ProtocolError,
     RequestLimits,
