@@ -38,6 +38,7 @@ loop time) raises `Unavailable` with reason `deadline_exceeded`, as the client d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -228,22 +229,27 @@ class InMemoryRegistry:
         self,
         subject: Subject,
         artifact_type: str | None,
-        blobs: Sequence[bytes | tuple[str, bytes]] = (),
+        blobs: Sequence[bytes | tuple[str, bytes] | tuple[str, bytes, Mapping[str, str]]] = (),
         *,
         annotations: Mapping[str, str] | None = None,
         config_media_type: str | None = None,
     ) -> Descriptor:
         """Push an artifact (a signature, an SBOM, ...) that refers to `subject`; its manifest descriptor.
 
-        Each blob is bytes (media type `application/octet-stream`) or `(media type, bytes)`. By default
+        Each blob is bytes (media type `application/octet-stream`), `(media type, bytes)`, or `(media type,
+        bytes, layer annotations)` (cosign keeps its signature in a layer annotation). By default
         the artifact is an OCI 1.1 artifact (`artifactType`, an empty config); with `config_media_type`
         the config carries that media type (notation's layout: pass `artifact_type=None`). The manifest is
         listed among `subject`'s referrers.
         """
         layers = []
         for blob in blobs:
-            media_type, data = blob if isinstance(blob, tuple) else ("application/octet-stream", blob)
-            layers.append(self.push_blob(subject, data, media_type))
+            if isinstance(blob, bytes):
+                blob = ("application/octet-stream", blob)
+            layer = self.push_blob(subject, blob[1], blob[0])
+            if len(blob) == 3:
+                layer = dataclasses.replace(layer, annotations=dict(blob[2]))
+            layers.append(layer)
         self.push_blob(subject, b"{}", oci.EMPTY_MEDIA_TYPE)
         config = EMPTY_CONFIG
         if config_media_type is not None:
