@@ -24,6 +24,7 @@ from verifiers.errors import RegistryError
 from verifiers.reference import parse_reference
 from verifiers.testing import InMemoryRegistry
 from verifiers.testing.conformance import (
+    Factory,
     Finding,
     assert_conforms,
     check_conformance,
@@ -32,7 +33,12 @@ from verifiers.testing.conformance import (
     format_findings,
 )
 
-FAST = {"deadline": 0.2, "grace": 0.2, "concurrency": 3}
+
+async def check(plugin: Factory, *, passes_plain_image: bool = False) -> list[Finding]:
+    """The checks with short deadlines (a hanging plugin costs the deadline in every check)."""
+    return await check_conformance(
+        plugin, passes_plain_image=passes_plain_image, deadline=0.2, grace=0.2, concurrency=3
+    )
 
 
 def failed(findings: list[Finding]) -> set[str]:
@@ -125,7 +131,7 @@ class DependsOnOrder(ReadsReferrers):
 
 
 async def test_a_plugin_that_behaves_conforms() -> None:
-    findings = await check_conformance(ReadsReferrers, **FAST)  # type: ignore[arg-type]
+    findings = await check(ReadsReferrers)
     assert not failures(findings), format_findings(findings)
     checks = [f.check for f in findings]
     assert checks[:2] == ["build", "plain-image"]
@@ -135,7 +141,7 @@ async def test_a_plugin_that_behaves_conforms() -> None:
 
 
 async def test_a_plugin_that_passes_everything_is_caught() -> None:
-    findings = await check_conformance(PassesEverything, **FAST)  # type: ignore[arg-type]
+    findings = await check(PassesEverything)
     assert {"plain-image", "malformed:integrity", "malformed:junk-manifests", "unavailable"} <= failed(
         findings
     )
@@ -145,9 +151,9 @@ async def test_a_plugin_that_passes_everything_is_caught() -> None:
 
 
 async def test_passing_a_plain_image_can_be_declared_but_a_pass_after_faulted_reads_cannot() -> None:
-    lenient = await check_conformance(PassesEverything, passes_plain_image=True, **FAST)  # type: ignore[arg-type]
+    lenient = await check(PassesEverything, passes_plain_image=True)
     assert not failures(lenient), format_findings(lenient)  # it reads nothing: nothing hostile reached it
-    findings = await check_conformance(PassesWhenTheRegistryIsDown, **FAST)  # type: ignore[arg-type]
+    findings = await check(PassesWhenTheRegistryIsDown)
     assert {"unavailable", "deadline-past", "stalled"} <= failed(findings)
     assert "plain-image" not in failed(findings)
 
@@ -155,7 +161,7 @@ async def test_passing_a_plain_image_can_be_declared_but_a_pass_after_faulted_re
 async def test_a_plugin_that_hangs_is_caught() -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
-    findings = await check_conformance(Hangs, **FAST)  # type: ignore[arg-type]
+    findings = await check(Hangs)
     assert {"plain-image", "malformed:not-json", "stalled", "deadline-past", "concurrency"} <= failed(
         findings
     )
@@ -164,7 +170,7 @@ async def test_a_plugin_that_hangs_is_caught() -> None:
 
 
 async def test_a_plugin_that_returns_bad_reports_is_caught() -> None:
-    findings = await check_conformance(BadReport, **FAST)  # type: ignore[arg-type]
+    findings = await check(BadReport)
     by_check = {f.check: f for f in findings}
     assert not by_check["reports"].ok
     assert "not a snake_case string" in by_check["reports"].message
@@ -173,24 +179,24 @@ async def test_a_plugin_that_returns_bad_reports_is_caught() -> None:
 
 
 async def test_a_plugin_that_crashes_is_caught() -> None:
-    findings = await check_conformance(CrashesOnJunk, **FAST)  # type: ignore[arg-type]
+    findings = await check(CrashesOnJunk)
     assert "raised KeyError" in {f.check: f for f in findings}["plain-image"].message
 
 
 async def test_a_plugin_that_swallows_cancellation_is_caught() -> None:
-    findings = await check_conformance(IgnoresCancellation, **FAST)  # type: ignore[arg-type]
+    findings = await check(IgnoresCancellation)
     assert failed(findings) == {"cancelled"}
     assert "swallowed the cancellation" in {f.check: f for f in findings}["cancelled"].message
 
 
 async def test_a_plugin_that_leaves_tasks_running_is_caught() -> None:
-    findings = await check_conformance(LeavesATaskBehind, **FAST)  # type: ignore[arg-type]
+    findings = await check(LeavesATaskBehind)
     assert "left 1 task(s) running" in {f.check: f for f in findings}["plain-image"].message
     assert all(task.done() for task in LeavesATaskBehind.tasks)  # the checker cancelled them
 
 
 async def test_a_plugin_with_state_on_the_instance_is_caught() -> None:
-    findings = await check_conformance(DependsOnOrder, deadline=0.5, grace=0.5, concurrency=4)  # type: ignore[arg-type]
+    findings = await check_conformance(DependsOnOrder, deadline=0.5, grace=0.5, concurrency=4)
     assert failed(findings) == {"concurrency"}
     assert "concurrently" in {f.check: f for f in findings}["concurrency"].message
 

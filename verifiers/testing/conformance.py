@@ -54,7 +54,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from verifiers import oci
 from verifiers.base import (
@@ -67,7 +67,6 @@ from verifiers.base import (
     Subject,
     Undecided,
     Verifier,
-    VerifierFactory,
 )
 from verifiers.errors import RegistryError
 from verifiers.plugins import PluginError, create_verifier
@@ -76,6 +75,7 @@ from verifiers.testing.junk import ARTIFACT_TYPES, junk_blobs, junk_manifests
 from verifiers.testing.registry import InMemoryRegistry
 
 __all__ = [
+    "Factory",
     "Finding",
     "GoodImage",
     "assert_conforms",
@@ -85,6 +85,10 @@ __all__ = [
     "format_findings",
     "run_conformance",
 ]
+
+#: What builds the verifier: `factory(name, options)` (a verifier class, say). Its result is checked when
+#: it is built, so a class whose `type` is a `ClassVar` is accepted as it is.
+Factory = Callable[[str, Mapping[str, Any]], object]
 
 #: Pushes an image the verifier under test passes into `repository` of the registry; returns its subject.
 GoodImage = Callable[[InMemoryRegistry, str], Subject]
@@ -593,7 +597,7 @@ def _descriptor(digest: str, size: int, artifact_type: str | None) -> Descriptor
     return Descriptor(media_type=oci.OCI_MANIFEST, digest=digest, size=size, artifact_type=artifact_type)
 
 
-def _build(plugin: str | VerifierFactory, options: Mapping[str, Any], name: str) -> Verifier | Finding:
+def _build(plugin: str | Factory, options: Mapping[str, Any], name: str) -> Verifier | Finding:
     """The verifier, or the `build` finding saying why there is none."""
     if isinstance(plugin, str):
         try:
@@ -601,7 +605,7 @@ def _build(plugin: str | VerifierFactory, options: Mapping[str, Any], name: str)
         except PluginError as e:
             return Finding("build", False, str(e))
     try:
-        verifier = plugin(name, options)
+        built: Any = plugin(name, options)
     except OptionsError as e:
         return Finding(
             "build", False, f"options.{e.path}: {e.message}" if e.path else f"options: {e.message}"
@@ -609,8 +613,9 @@ def _build(plugin: str | VerifierFactory, options: Mapping[str, Any], name: str)
     except Exception as e:
         return Finding("build", False, f"the factory raised {type(e).__name__}: {e}")
     for attribute in ("name", "type", "verify"):
-        if not hasattr(verifier, attribute):
+        if not hasattr(built, attribute):
             return Finding("build", False, f"built an object without {attribute!r}")
+    verifier = cast(Verifier, built)
     if verifier.name != name:
         return Finding("build", False, f"ignored its name: built {verifier.name!r}, not {name!r}")
     if not isinstance(verifier.type, str) or not verifier.type:
@@ -619,7 +624,7 @@ def _build(plugin: str | VerifierFactory, options: Mapping[str, Any], name: str)
 
 
 async def check_conformance(
-    plugin: str | VerifierFactory,
+    plugin: str | Factory,
     options: Mapping[str, Any] | None = None,
     *,
     name: str = "conformance",
@@ -681,14 +686,14 @@ async def check_conformance(
 
 
 def run_conformance(
-    plugin: str | VerifierFactory, options: Mapping[str, Any] | None = None, **kwargs: Any
+    plugin: str | Factory, options: Mapping[str, Any] | None = None, **kwargs: Any
 ) -> list[Finding]:
     """`check_conformance` from synchronous code (it runs its own event loop)."""
     return asyncio.run(check_conformance(plugin, options, **kwargs))
 
 
 def assert_conforms(
-    plugin: str | VerifierFactory, options: Mapping[str, Any] | None = None, **kwargs: Any
+    plugin: str | Factory, options: Mapping[str, Any] | None = None, **kwargs: Any
 ) -> list[Finding]:
     """Run the checks (from synchronous code: a plain pytest test) and fail with the table if any fails."""
     findings = run_conformance(plugin, options, **kwargs)
