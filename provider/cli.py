@@ -3,9 +3,14 @@
     countersign serve --config FILE
     countersign verify IMAGE... [--config FILE] [--output text|json] [--timeout SECONDS]
     countersign config validate FILE
+    countersign plugin list
+    countersign plugin check TYPE [--options FILE.yaml] [--passes-plain-image]
 
 `verify` exits 0 when every image is allowed, 1 when any is denied (or not a valid reference), and 2
-when any is undecided or the configuration is unusable.
+when any is undecided or the configuration is unusable. `plugin check` runs the conformance checker of
+`verifiers.testing.conformance` on the verifier type TYPE built with the options in FILE (a YAML mapping,
+what goes under `options:` in the configuration; relative paths in it are relative to FILE): it prints
+the findings and exits 0 when every check holds, 1 when any fails, 2 when the options cannot be read.
 """
 
 from __future__ import annotations
@@ -20,9 +25,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
+
 from provider import __version__
 from provider.config import Config, ConfigError, load_config
 from provider.engine import Decided, Engine, Invalid, Outcome, UndecidedKey, build_verifiers
+from verifiers.base import option_paths_relative_to
+from verifiers.plugins import PluginError, available_types
+from verifiers.testing.conformance import check_conformance, failures, format_findings
 
 EXIT_ALLOWED, EXIT_DENIED, EXIT_UNDECIDED = 0, 1, 2
 
@@ -48,7 +58,57 @@ def _parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     validate = config_sub.add_parser("validate", help="validate a configuration file")
     validate.add_argument("file", type=Path)
+
+    plugin = sub.add_parser("plugin", help="tools for verifier plugins")
+    plugin_sub = plugin.add_subparsers(dest="plugin_command", required=True)
+    plugin_sub.add_parser("list", help="list the verifier types installed")
+    check = plugin_sub.add_parser("check", help="run the conformance checks on a verifier type")
+    check.add_argument("type", metavar="TYPE")
+    check.add_argument("--options", type=Path, help="a YAML file with the verifier's options")
+    check.add_argument("--name", default="conformance", help="the verifier's name (default conformance)")
+    check.add_argument(
+        "--passes-plain-image",
+        action="store_true",
+        help="the verifier is meant to pass an unsigned image with no referrers (named by tag)",
+    )
+    check.add_argument("--deadline", type=float, default=2.0, help="seconds per verification (default 2)")
     return p
+
+
+def _plugin(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.plugin_command == "list":
+        try:
+            types = available_types()
+        except PluginError as e:
+            print(f"countersign: {e}", file=err)
+            return EXIT_UNDECIDED
+        for name, target in sorted(types.items()):
+            print(f"{name:<24} {target}", file=out)
+        return EXIT_ALLOWED
+    options: object = {}
+    base = Path.cwd()
+    if args.options is not None:
+        try:
+            options = yaml.safe_load(args.options.read_text("utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            print(f"countersign: {args.options}: cannot be read: {e}", file=err)
+            return EXIT_UNDECIDED
+        base = args.options.resolve().parent
+    if not isinstance(options, dict):
+        print(f"countersign: {args.options}: expected a mapping of options", file=err)
+        return EXIT_UNDECIDED
+    with option_paths_relative_to(base):
+        findings = asyncio.run(
+            check_conformance(
+                args.type,
+                options,
+                name=args.name,
+                passes_plain_image=args.passes_plain_image,
+                deadline=args.deadline,
+            )
+        )
+    print(format_findings(findings), file=out)
+    return EXIT_DENIED if failures(findings) else EXIT_ALLOWED
 
 
 def _load(path: Path, err: TextIO) -> Config | None:
@@ -112,6 +172,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=err
     )
+    if args.command == "plugin":
+        return _plugin(args, out, err)
     if args.command == "config":
         config = _load(args.file, err)
         if config is None:

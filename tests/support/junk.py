@@ -1,83 +1,26 @@
 """Malformed referrer manifests, as anyone who can push could attach them, and an in-memory registry.
 
-`junk_manifests(subject_digest, artifact_type)` gives each junk shape as raw manifest bytes (most of them
-otherwise valid, so only the junk makes them invalid). `MemoryRegistry` is a `RegistryReader` over dicts,
+`junk_manifests(subject_digest, artifact_type)` (from the plugin authors' kit, `verifiers.testing.junk`)
+gives each junk shape as raw manifest bytes (most of them otherwise valid, so only the junk makes them
+invalid). `MemoryRegistry` is a `RegistryReader` over dicts,
 for unit tests of verifiers; the integration tests push the same bytes to a real registry.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from typing import Any
 
+from verifiers import oci
 from verifiers.base import Descriptor, Subject
 from verifiers.errors import IntegrityError, NotFound
 from verifiers.reference import ImageReference
+from verifiers.testing import digest_of
+from verifiers.testing.junk import EMPTY, LAYER, LAYER_BYTES, junk_manifests
 
-__all__ = ["OCI_MANIFEST", "MemoryRegistry", "digest_of", "junk_manifests"]
+__all__ = ["EMPTY", "LAYER", "LAYER_BYTES", "OCI_MANIFEST", "MemoryRegistry", "digest_of", "junk_manifests"]
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-EMPTY = {
-    "mediaType": "application/vnd.oci.empty.v1+json",
-    "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",  # of b"{}"
-    "size": 2,
-}
-LAYER_BYTES = b"junk\n"
-LAYER = {
-    "mediaType": "application/octet-stream",
-    "digest": "sha256:" + hashlib.sha256(LAYER_BYTES).hexdigest(),
-    "size": len(LAYER_BYTES),
-}
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _manifest(subject_digest: str, artifact_type: str, **override: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": EMPTY,
-        "layers": [LAYER],
-        "subject": {"mediaType": OCI_MANIFEST, "digest": subject_digest, "size": 100},
-    }
-    doc.update(override)
-    return doc
-
-
-def junk_manifests(subject_digest: str, artifact_type: str) -> dict[str, bytes]:
-    """Each junk shape (name -> manifest bytes) naming `subject_digest`, claiming to be `artifact_type`."""
-
-    def doc(**override: Any) -> bytes:
-        return json.dumps(_manifest(subject_digest, artifact_type, **override)).encode()
-
-    def deep(depth: int) -> bytes:  # in a member the OCI spec does not define (registries keep those)
-        return doc(**{"org.example.extra": "X"}).replace(b'"X"', b"[" * depth + b"]" * depth)
-
-    return {
-        "config a list": doc(config=[EMPTY], artifactType=None),
-        "layers not a list": doc(layers={"0": LAYER}),
-        "subject a string": doc(subject=subject_digest),
-        "annotations with a number": doc(annotations={"org.example": 1}),
-        "layer with a negative size": doc(layers=[{**LAYER, "size": -1}]),
-        "layer with a huge size": doc(layers=[{**LAYER, "size": 2**70}]),
-        "layer with a boolean size": doc(layers=[{**LAYER, "size": True}]),
-        "layer with a bad digest": doc(layers=[{**LAYER, "digest": "sha256:zz"}]),
-        "mediaType not a string": doc(layers=[{**LAYER, "mediaType": ["application/octet-stream"]}]),
-        "nested 100,000 deep": deep(100_000),
-        "nested 9,000 deep": deep(9_000),  # Go's encoding/json (most registries) accepts up to 10,000
-        "nested 65 deep": deep(65),
-        "a lone surrogate": doc(annotations={"a": "X"}).replace(b'"X"', b'"\\udc00"'),
-        "duplicate keys": doc().replace(b'"schemaVersion": 2', b'"schemaVersion": 2, "schemaVersion": 2'),
-        "not JSON": b"{" + doc()[1:-1],
-        "manifests null, no config": json.dumps(
-            {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "manifests": None}
-        ).encode(),
-    }
+OCI_MANIFEST = oci.OCI_MANIFEST
 
 
 class MemoryRegistry:

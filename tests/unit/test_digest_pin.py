@@ -10,60 +10,47 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verifiers.base import Context, Descriptor, OptionsError, RegistryReader, Report, Subject, Undecided
+from verifiers.base import Context, OptionsError, RegistryReader, Report, Undecided
 from verifiers.digest_pin import DigestPinVerifier
-from verifiers.errors import NotFound, RateLimited, Unavailable
-from verifiers.reference import ImageReference, parse_reference
+from verifiers.errors import RateLimited, Unavailable
+from verifiers.reference import parse_reference
+from verifiers.testing import EMPTY_CONFIG, InMemoryRegistry, Request, digest_of, image_manifest, make_subject
 
-D1 = "sha256:" + "1" * 64
-D2 = "sha256:" + "2" * 64
-MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-
-
-class FakeRegistry:
-    """Tags in memory: `tags[(registry, repository, tag)]` is a digest or an exception to raise."""
-
-    def __init__(self, tags: Mapping[tuple[str, str, str], str | Exception] | None = None) -> None:
-        self.tags = dict(tags or {})
-        self.resolved: list[ImageReference] = []
-
-    async def resolve(self, reference: ImageReference) -> Descriptor:
-        self.resolved.append(reference)
-        assert reference.tag is not None
-        found = self.tags.get((reference.registry, reference.repository, reference.tag))
-        if found is None:
-            raise NotFound(f"{reference} not found")
-        if isinstance(found, Exception):
-            raise found
-        return Descriptor(media_type=MEDIA_TYPE, digest=found, size=123)
-
-    async def referrers(self, subject: Subject, artifact_type: str | None = None) -> list[Descriptor]:
-        raise AssertionError("digest-pin reads no referrers")
-
-    async def manifest(self, reference: ImageReference, digest: str) -> tuple[bytes, str]:
-        raise AssertionError("digest-pin reads no manifests")
-
-    async def blob(self, reference: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
-        raise AssertionError("digest-pin reads no blobs")
+# Two images; the tests name them by digest.
+M1 = image_manifest(EMPTY_CONFIG, annotations={"image": "1"})
+M2 = image_manifest(EMPTY_CONFIG, annotations={"image": "2"})
+D1, D2 = digest_of(M1), digest_of(M2)
+MANIFESTS = {D1: M1, D2: M2}
 
 
-def test_the_fake_is_a_registry_reader() -> None:
-    assert isinstance(FakeRegistry(), RegistryReader)
+def registry_with(
+    tags: Mapping[str, str] | None = None, errors: Mapping[str, Exception] | None = None
+) -> InMemoryRegistry:
+    """`tags` maps a tagged reference to the digest (D1 or D2) it points to; resolving one of `errors`
+    raises that exception."""
+    registry = InMemoryRegistry()
+    for reference, digest in (tags or {}).items():
+        registry.push_manifest(reference, MANIFESTS[digest], tag=parse_reference(reference).tag)
+    for reference, error in (errors or {}).items():
+        registry.fail("resolve", target=reference, error=error)
+    return registry
+
+
+def test_the_kit_registry_is_a_registry_reader() -> None:
+    assert isinstance(InMemoryRegistry(), RegistryReader)
 
 
 async def verify(
-    text: str, options: Mapping[str, Any] | None = None, registry: FakeRegistry | None = None
+    text: str, options: Mapping[str, Any] | None = None, registry: InMemoryRegistry | None = None
 ) -> Report:
     reference = parse_reference(text)
-    subject = Subject(
-        reference=reference,
-        digest=reference.digest or D1,
-        media_type=MEDIA_TYPE,
-        size=123,
-        manifest=b"{}",
-    )
+    subject = make_subject(text, MANIFESTS[reference.digest or D1])
     verifier = DigestPinVerifier("pinned", options or {})
-    return await verifier.verify(subject, Context(registry=registry or FakeRegistry(), deadline=0.0))
+    registry = registry or InMemoryRegistry()
+    try:
+        return await verifier.verify(subject, Context(registry=registry, deadline=0.0))
+    finally:  # digest-pin reads no referrers, manifests or blobs: at most the tag
+        assert {request.op for request in registry.requests} <= {"resolve"}
 
 
 # --- pinning ----------------------------------------------------------------------------------------
@@ -88,12 +75,12 @@ async def test_a_tag_only_reference_is_not_pinned(text: str, suggested: str) -> 
 
 @pytest.mark.parametrize("text", [f"reg.example.com/app@{D1}", f"reg.example.com/app:1@{D1}", f"nginx@{D2}"])
 async def test_a_digest_reference_is_pinned(text: str) -> None:
-    registry = FakeRegistry()
+    registry = InMemoryRegistry()
     report = await verify(text, registry=registry)
     assert report.passed is True
     assert report.reason == "pinned"
     assert report.details == {"digest": parse_reference(text).digest}
-    assert registry.resolved == []  # without verifyTag, the tag is not looked at
+    assert registry.requests == []  # without verifyTag, the tag is not looked at
 
 
 EXEMPT = {"exempt": ["reg.example.com/base/*", "localhost:5000", "docker.io", "*.internal/mirror/*"]}
@@ -140,14 +127,14 @@ VERIFY_TAG = {"verifyTag": True}
 
 
 async def test_verify_tag_still_there() -> None:
-    registry = FakeRegistry({("reg.example.com", "app", "1"): D1})
+    registry = registry_with({"reg.example.com/app:1": D1})
     report = await verify(TAGGED, VERIFY_TAG, registry)
     assert (report.passed, report.reason) == (True, "pinned")
-    assert registry.resolved == [ImageReference("reg.example.com", "app", tag="1")]  # by tag, not by digest
+    assert registry.requests == [Request("resolve", "reg.example.com/app:1")]  # by tag, not by digest
 
 
 async def test_verify_tag_moved() -> None:
-    registry = FakeRegistry({("reg.example.com", "app", "1"): D2})
+    registry = registry_with({"reg.example.com/app:1": D2})
     report = await verify(TAGGED, VERIFY_TAG, registry)
     assert (report.passed, report.reason) == (False, "tag_digest_mismatch")
     assert report.details == {"tag": "1", "pinned": D1, "current": D2}
@@ -155,7 +142,7 @@ async def test_verify_tag_moved() -> None:
 
 
 async def test_verify_tag_gone() -> None:
-    report = await verify(TAGGED, VERIFY_TAG, FakeRegistry())
+    report = await verify(TAGGED, VERIFY_TAG, InMemoryRegistry())
     assert (report.passed, report.reason) == (False, "tag_not_found")
     assert report.details == {"tag": "1", "digest": D1}
 
@@ -166,7 +153,7 @@ async def test_verify_tag_gone() -> None:
     ids=["unavailable", "rate-limited"],
 )
 async def test_verify_tag_with_the_registry_unavailable_is_undecided(error: Unavailable) -> None:
-    registry = FakeRegistry({("reg.example.com", "app", "1"): error})
+    registry = registry_with(errors={"reg.example.com/app:1": error})
     with pytest.raises(Undecided) as info:
         await verify(TAGGED, VERIFY_TAG, registry)
     assert info.value is error
@@ -177,14 +164,14 @@ async def test_verify_tag_with_the_registry_unavailable_is_undecided(error: Unav
     "text", [f"reg.example.com/app@{D1}", "reg.example.com/base/app:1", f"reg.example.com/base/app:1@{D1}"]
 )
 async def test_verify_tag_needs_a_tag_and_a_digest_outside_the_exemptions(text: str) -> None:
-    registry = FakeRegistry({("reg.example.com", "base/app", "1"): D2})
+    registry = registry_with({"reg.example.com/base/app:1": D2})
     report = await verify(text, {"verifyTag": True, "exempt": ["reg.example.com/base/*"]}, registry)
     assert report.passed is True
-    assert registry.resolved == []
+    assert registry.requests == []
 
 
 async def test_verify_tag_does_not_excuse_a_tag_only_reference() -> None:
-    registry = FakeRegistry({("reg.example.com", "app", "1"): D1})
+    registry = registry_with({"reg.example.com/app:1": D1})
     report = await verify("reg.example.com/app:1", VERIFY_TAG, registry)
     assert report.reason == "not_pinned"
 

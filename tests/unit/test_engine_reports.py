@@ -2,13 +2,12 @@
 
 A report that is not plain JSON becomes that verifier's `verifier_error` (undecided) before any verdict is
 built or cached, the policy then decides, and the batch's response always serialises. The registry here
-is an in-memory stand-in for the engine's cached registry: these tests are about the engine alone.
+is the kit's in-memory registry behind the engine's `resolve`: these tests are about the engine alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -19,23 +18,27 @@ import pytest
 from provider.config import Config, Policy
 from provider.engine import Decided, Engine, UndecidedKey
 from provider.protocol import response_for
-from provider.registry.client import OCI_MANIFEST, Manifest
+from provider.registry.client import Manifest
 from verifiers.base import Context, Report, Subject, Undecided
 from verifiers.reference import ImageReference
-
-MANIFEST_BYTES = b'{"schemaVersion":2}'
-DIGEST = "sha256:" + hashlib.sha256(MANIFEST_BYTES).hexdigest()
+from verifiers.testing import InMemoryRegistry
 
 
 class Registry:
-    """Resolves every reference to one manifest; counts resolutions."""
+    """The engine's registry (`resolve` gives the manifest) over the kit's in-memory registry, holding one
+    image in each repository the tests name; counts resolutions."""
 
     def __init__(self) -> None:
+        self.content = InMemoryRegistry()
+        for repository in ("reg.test/app", "reg.test/bad", "reg.test/good"):
+            self.content.push_image(f"{repository}:1")
         self.resolved = 0
 
     async def resolve(self, ref: ImageReference) -> Manifest:
         self.resolved += 1
-        return Manifest(digest=DIGEST, media_type=OCI_MANIFEST, data=MANIFEST_BYTES)
+        descriptor = await self.content.resolve(ref)
+        data, media_type = await self.content.manifest(ref, descriptor.digest)
+        return Manifest(digest=descriptor.digest, media_type=media_type, data=data)
 
     async def close(self) -> None:
         pass

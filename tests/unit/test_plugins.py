@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 import verifiers.plugins as plugins
-from verifiers.base import BindsVerifiers, Context, Descriptor, HoldsResources, Report, Subject
+from verifiers.base import BindsVerifiers, HoldsResources, Report
 from verifiers.digest_pin import DigestPinVerifier
 from verifiers.plugins import ENTRY_POINT_GROUP, PluginError, available_types, create_verifier, load_factory
-from verifiers.reference import parse_reference
 from verifiers.sbom import SbomVerifier
+from verifiers.testing import InMemoryRegistry, make_context, make_subject
 
 BUILTINS = {
     "cosign": "verifiers.cosign.verifier:CosignVerifier",
@@ -168,15 +168,11 @@ async def test_a_third_party_plugin_is_built_and_runs(plugin: Path) -> None:
     assert getattr(factory, "__module__", None) == MODULE
     verifier = create_verifier("always-pass", "trusting", {"note": "test"})
     assert (verifier.name, verifier.type) == ("trusting", "always-pass")
-    subject = Subject(
-        reference=parse_reference("reg.example.com/app:1"),
-        digest="sha256:" + "0" * 64,
-        media_type="application/vnd.oci.image.manifest.v1+json",
-        size=2,
-        manifest=b"{}",
-    )
-    report = await verifier.verify(subject, Context(registry=NoRegistry(), deadline=0.0))
+    subject = make_subject("reg.example.com/app:1")
+    registry = InMemoryRegistry()
+    report = await verifier.verify(subject, make_context(registry))
     assert report == Report.ok("always_pass", "reg.example.com/app:1 accepted without checks", note="test")
+    assert registry.requests == []  # it reads nothing
 
 
 def test_a_third_party_options_error(plugin: Path) -> None:
@@ -249,22 +245,6 @@ def test_two_packages_registering_one_name_is_refused(site: Path) -> None:
     with pytest.raises(PluginError, match="'shared' is registered by several packages") as info:
         available_types()
     assert info.value.path == "type"
-
-
-class NoRegistry:
-    """A RegistryReader that must not be used."""
-
-    async def referrers(self, subject: Subject, artifact_type: str | None = None) -> list[Descriptor]:
-        raise AssertionError("not expected")
-
-    async def manifest(self, reference: object, digest: str) -> tuple[bytes, str]:
-        raise AssertionError("not expected")
-
-    async def blob(self, reference: object, descriptor: Descriptor, max_bytes: int) -> bytes:
-        raise AssertionError("not expected")
-
-    async def resolve(self, reference: object) -> Descriptor:
-        raise AssertionError("not expected")
 
 
 async def test_engine_close_awaits_verifiers_aclose() -> None:

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,15 +26,15 @@ from provider.engine import build_verifiers
 from tests.support.images import cyclonedx_document, spdx_document
 from tests.support.private_sigstore import PrivateKey, PrivateSigstore, pem_public_key
 from tests.unit.cosign.conftest import DIGEST, NOW, OTHER_DIGEST
-from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Verifier
+from verifiers.base import Context, OptionsError, Report, Subject, Verifier
 from verifiers.cosign.common import Failure
 from verifiers.cosign.core import load_public_key, verify_candidate
 from verifiers.cosign.model import Reason, TrustPolicy
 from verifiers.cosign.statements import attested_statement
 from verifiers.cosign.verifier import CosignVerifier, VerifiedAttestation
-from verifiers.errors import NotFound
-from verifiers.reference import ImageReference, parse_reference
+from verifiers.reference import parse_reference
 from verifiers.sbom import SbomVerifier
+from verifiers.testing import InMemoryRegistry
 
 SPDX_TYPE = "https://spdx.dev/Document"
 CYCLONEDX_TYPE = "https://cyclonedx.org/bom"
@@ -179,7 +179,7 @@ def test_config_validate_reports_a_bad_attested_by(pem: str, tmp_path: Path) -> 
 async def test_an_unbound_attested_by_is_never_a_verdict(pem: str) -> None:
     sbom = SbomVerifier("sbom", {"attestedBy": "release"})
     with pytest.raises(RuntimeError, match="not bound"):
-        await sbom.verify(subject(), Context(registry=EmptyRegistry(), deadline=0.0))
+        await sbom.verify(subject(), Context(registry=empty_registry(), deadline=0.0))
 
 
 # --- the verified statement ------------------------------------------------------------------------------
@@ -246,25 +246,15 @@ def test_statement_is_never_read_from_an_unverified_result(
 # --- one scan per verification, attested SBOMs -------------------------------------------------------------
 
 
-class EmptyRegistry:
-    """No referrers, no tags; counts the referrers listings."""
+def empty_registry() -> InMemoryRegistry:
+    """No referrers, no tags; listing the referrers yields to the event loop once, as a real read does."""
+    registry = InMemoryRegistry()
+    registry.delay(0, "referrers")
+    return registry
 
-    def __init__(self) -> None:
-        self.listings = 0
 
-    async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Sequence[Descriptor]:
-        self.listings += 1
-        await asyncio.sleep(0)
-        return []
-
-    async def manifest(self, reference: ImageReference, digest: str) -> tuple[bytes, str]:
-        raise NotFound(f"{digest} not found")
-
-    async def blob(self, reference: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
-        raise NotFound(f"{descriptor.digest} not found")
-
-    async def resolve(self, reference: ImageReference) -> Descriptor:
-        raise NotFound(f"{reference} not found")
+def listings(registry: InMemoryRegistry) -> int:
+    return sum(1 for request in registry.requests if request.op == "referrers")
 
 
 def subject(digest: str = DIGEST) -> Subject:
@@ -279,7 +269,7 @@ def subject(digest: str = DIGEST) -> Subject:
 
 async def test_one_scan_serves_every_call_of_one_verification(pem: str) -> None:
     verifier = CosignVerifier("release", cosign_options(pem))
-    registry = EmptyRegistry()
+    registry = empty_registry()
     loop = asyncio.get_running_loop()
     context = Context(registry=registry, deadline=loop.time() + 5)
     report, attestations, again = await asyncio.gather(
@@ -289,16 +279,16 @@ async def test_one_scan_serves_every_call_of_one_verification(pem: str) -> None:
     )
     assert report.reason == Reason.NO_SIGNATURE and report.details["attestations"] == []
     assert attestations == again == []
-    assert registry.listings == 1
+    assert listings(registry) == 1
     await verifier.verified_attestations(subject(), context)  # later in the same verification
-    assert registry.listings == 1
+    assert listings(registry) == 1
     await verifier.verified_attestations(subject(OTHER_DIGEST), context)  # another image
-    assert registry.listings == 2
+    assert listings(registry) == 2
     await verifier.verified_attestations(subject(), Context(registry=registry, deadline=0.0))  # another one
-    assert registry.listings == 3
+    assert listings(registry) == 3
     # A finished verification's scan is not kept: its deadline has passed.
     await verifier.verified_attestations(subject(), Context(registry=registry, deadline=0.0))
-    assert registry.listings == 4
+    assert listings(registry) == 4
     assert len(verifier._scans) == 2  # the two made under the 5 s deadline, until it passes
 
 
@@ -326,7 +316,7 @@ def attested(predicate_type: str, document: bytes, *, as_string: bool = False) -
 
 
 async def sbom_report(sbom: SbomVerifier) -> Report:
-    return await sbom.verify(subject(), Context(registry=EmptyRegistry(), deadline=0.0))
+    return await sbom.verify(subject(), Context(registry=empty_registry(), deadline=0.0))
 
 
 @pytest.mark.parametrize(

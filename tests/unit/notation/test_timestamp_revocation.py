@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.unit.notation.test_revocation import FakeFetcher
-from tests.unit.notation.test_verifier import Registry
+from tests.unit.notation.test_verifier import add_referrer
 from verifiers.base import Context, Subject, Undecided
 from verifiers.notation._timestamp import verify_countersignature
 from verifiers.notation.envelope import JWS_MEDIA_TYPE, VerifiedEnvelope, parse_and_verify
@@ -26,6 +26,7 @@ from verifiers.notation.trust import Evaluation, TrustStores, evaluate, load_tru
 from verifiers.notation.trustpolicy import TrustPolicy, parse_trust_policy
 from verifiers.notation.verifier import NotationVerifier
 from verifiers.reference import parse_reference
+from verifiers.testing import InMemoryRegistry
 
 NOW = datetime.now(UTC)
 TS_DIGEST = "sha256:c0669ef34cdc14332c0f1ab0c2c01acb91d96014b172f1a76f3a39e63d1f0bda"
@@ -185,8 +186,8 @@ def _verifier(notation_testdata: Path, fetcher: FakeFetcher, level: str) -> Nota
 async def test_verifier_tsa_status_unavailable_is_undecided(
     notation_testdata: Path, stamped_bytes: bytes, subject: Subject
 ) -> None:
-    registry = Registry()
-    registry.add_referrer(subject.digest, stamped_bytes)
+    registry = InMemoryRegistry()
+    add_referrer(registry, subject, stamped_bytes)
     fetcher = FakeFetcher({})  # every responder refuses the connection
     verifier = _verifier(notation_testdata, fetcher, "strict")
     with pytest.raises(Undecided) as caught:
@@ -206,8 +207,8 @@ async def test_verifier_tsa_status_unavailable_is_undecided(
 async def test_verifier_permissive_logs_an_unavailable_tsa_status(
     notation_testdata: Path, stamped_bytes: bytes, subject: Subject
 ) -> None:
-    registry = Registry()
-    registry.add_referrer(subject.digest, stamped_bytes)
+    registry = InMemoryRegistry()
+    add_referrer(registry, subject, stamped_bytes)
     verifier = _verifier(notation_testdata, FakeFetcher({}), "permissive")
     report = await verifier.verify(subject, Context(registry=registry, deadline=1e12))
     assert report.passed and report.reason == "notation_verified", report

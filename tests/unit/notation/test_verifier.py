@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives import serialization
 from tests.support.notation import SigningChain
 from tests.unit.notation.signing import DIGEST, Spec, make_cose, make_jws
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided
-from verifiers.errors import NotFound, Unavailable
+from verifiers.errors import Unavailable
 from verifiers.notation.envelope import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, parse_and_verify
 from verifiers.notation.verifier import ARTIFACT_TYPE, THUMBPRINT_ANNOTATION, NotationVerifier
-from verifiers.reference import ImageReference, parse_reference
+from verifiers.reference import parse_reference
+from verifiers.testing import EMPTY_CONFIG, InMemoryRegistry, artifact_manifest
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 REPOSITORY = "registry.test/shop/app"
@@ -240,70 +241,33 @@ def test_store_named_by_a_policy_must_exist_in_either_place(store_dir: Path, str
     assert "signingAuthority:inline not found" in error.message
 
 
-# --- verify(): an in-memory registry -----------------------------------------------------------------------
+# --- verify(): the kit's in-memory registry -------------------------------------------------------------
 
 
-class Registry:
-    """Referrers, manifests and blobs from dicts; every request is recorded in ``requests``."""
-
-    def __init__(self) -> None:
-        self.referrer_list: list[Descriptor] = []
-        self.manifests: dict[str, bytes] = {}
-        self.blobs: dict[str, bytes] = {}
-        self.requests: list[tuple[str, str]] = []
-        self.unavailable = False
-
-    async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Sequence[Descriptor]:
-        self.requests.append(("referrers", subject.digest))
-        if self.unavailable:
-            raise Unavailable("registry.test: connection refused")
-        return list(self.referrer_list)
-
-    async def manifest(self, reference: ImageReference, digest: str) -> tuple[bytes, str]:
-        self.requests.append(("manifest", digest))
-        if digest not in self.manifests:
-            raise NotFound(f"{digest} not found")
-        return self.manifests[digest], MANIFEST
-
-    async def blob(self, reference: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
-        self.requests.append(("blob", descriptor.digest))
-        if descriptor.digest not in self.blobs:
-            raise NotFound(f"{descriptor.digest} not found")
-        return self.blobs[descriptor.digest]
-
-    async def resolve(self, reference: ImageReference) -> Descriptor:
-        raise NotFound(f"{reference} not found")
-
-    def add_referrer(
-        self,
-        subject_digest: str,
-        envelope: bytes,
-        *,
-        media_type: str = JWS_MEDIA_TYPE,
-        artifact_type: str = ARTIFACT_TYPE,
-        annotations: Mapping[str, str] | None = None,
-    ) -> tuple[str, str]:
-        """A notation-style signature manifest (config media type = artifact type, no artifactType field);
-        returns (manifest digest, envelope blob digest)."""
-        blob_digest = "sha256:" + hashlib.sha256(envelope).hexdigest()
-        self.blobs[blob_digest] = envelope
-        manifest: dict[str, Any] = {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "config": {"mediaType": artifact_type, "digest": "sha256:" + "44" * 32, "size": 2},
-            "layers": [{"mediaType": media_type, "digest": blob_digest, "size": len(envelope)}],
-            "subject": {**SUBJECT_FIELD, "digest": subject_digest},
-            "annotations": dict(annotations or {}),
-        }
-        data = json.dumps(manifest).encode()
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        self.manifests[digest] = data
-        self.referrer_list.append(
-            Descriptor(
-                MANIFEST, digest, len(data), artifact_type=artifact_type, annotations=annotations or {}
-            )
+def add_referrer(
+    registry: InMemoryRegistry,
+    subject: Subject,
+    envelope: bytes,
+    *,
+    subject_digest: str | None = None,
+    media_type: str = JWS_MEDIA_TYPE,
+    artifact_type: str = ARTIFACT_TYPE,
+    annotations: Mapping[str, str] | None = None,
+) -> tuple[str, str]:
+    """A notation-style signature manifest (config media type = artifact type, no artifactType field) listed
+    among `subject`'s referrers, naming `subject_digest` (default: the subject's own); returns (manifest
+    digest, envelope blob digest)."""
+    blob = registry.push_blob(subject, envelope, media_type)
+    claimed = Descriptor(MANIFEST, subject_digest or subject.digest, 0)
+    config = Descriptor(artifact_type, EMPTY_CONFIG.digest, EMPTY_CONFIG.size)
+    data = artifact_manifest(claimed, None, [blob], annotations=annotations, config=config)
+    manifest = registry.push_manifest(subject, data)
+    if claimed.digest != subject.digest:  # listed anyway, as a tag-schema index may list anything
+        registry.list_referrer(
+            subject,
+            Descriptor(MANIFEST, manifest.digest, manifest.size, artifact_type, annotations or {}),
         )
-        return digest, blob_digest
+    return manifest.digest, blob.digest
 
 
 @pytest.fixture
@@ -334,7 +298,7 @@ def leaf_store(tmp_path: Path, recorded: tuple[bytes, Subject]) -> Path:
     return _store(tmp_path / "leaf-store", "ca", "alpine", pem)
 
 
-async def _verify(verifier: NotationVerifier, subject: Subject, registry: Registry) -> Report:
+async def _verify(verifier: NotationVerifier, subject: Subject, registry: InMemoryRegistry) -> Report:
     return await verifier.verify(subject, Context(registry=registry, deadline=1e12))
 
 
@@ -344,8 +308,8 @@ def _verifier(store: Path, document: Mapping[str, Any] | None = None) -> Notatio
 
 async def test_recorded_envelope_is_verified(leaf_store: Path, recorded: tuple[bytes, Subject]) -> None:
     envelope, subject = recorded
-    registry = Registry()
-    signature, blob = registry.add_referrer(subject.digest, envelope)
+    registry = InMemoryRegistry()
+    signature, blob = add_referrer(registry, subject, envelope)
     report = await _verify(_verifier(leaf_store), subject, registry)
     assert report.passed, report
     assert report.reason == "notation_verified"
@@ -362,7 +326,7 @@ async def test_recorded_envelope_is_verified(leaf_store: Path, recorded: tuple[b
 
 
 async def test_no_referrers_is_no_signature_found(store_dir: Path, recorded: tuple[bytes, Subject]) -> None:
-    report = await _verify(_verifier(store_dir), recorded[1], Registry())
+    report = await _verify(_verifier(store_dir), recorded[1], InMemoryRegistry())
     assert not report.passed
     assert report.reason == "no_signature_found"
 
@@ -371,8 +335,8 @@ async def test_referrer_of_another_artifact_type_is_ignored(
     store_dir: Path, recorded: tuple[bytes, Subject]
 ) -> None:
     envelope, subject = recorded
-    registry = Registry()
-    registry.add_referrer(subject.digest, envelope, artifact_type="application/spdx+json")
+    registry = InMemoryRegistry()
+    add_referrer(registry, subject, envelope, artifact_type="application/spdx+json")
     report = await _verify(_verifier(store_dir), subject, registry)
     assert report.reason == "no_signature_found"
     # Not even its manifest was read: the listing's artifactType said what it is.
@@ -383,8 +347,8 @@ async def test_referrer_naming_another_subject_fails(
     leaf_store: Path, recorded: tuple[bytes, Subject]
 ) -> None:
     envelope, subject = recorded
-    registry = Registry()
-    _, blob = registry.add_referrer("sha256:" + "0" * 64, envelope)
+    registry = InMemoryRegistry()
+    _, blob = add_referrer(registry, subject, envelope, subject_digest="sha256:" + "0" * 64)
     report = await _verify(_verifier(leaf_store), subject, registry)
     assert not report.passed
     assert report.reason == "integrity_failed"
@@ -396,7 +360,7 @@ async def test_referrer_naming_another_subject_fails(
 async def test_no_trust_policy_for_the_repository(store_dir: Path, recorded: tuple[bytes, Subject]) -> None:
     document = _policy()
     document["trustPolicies"][0]["registryScopes"] = ["registry.test/elsewhere"]
-    registry = Registry()
+    registry = InMemoryRegistry()
     report = await _verify(_verifier(store_dir, document), recorded[1], registry)
     assert not report.passed
     assert report.reason == "no_trust_policy"
@@ -410,7 +374,7 @@ async def test_level_skip_passes_without_reading(store_dir: Path, recorded: tupl
             {"name": "anything-goes", "registryScopes": ["*"], "signatureVerification": {"level": "skip"}}
         ],
     }
-    registry = Registry()
+    registry = InMemoryRegistry()
     report = await _verify(_verifier(store_dir, document), recorded[1], registry)
     assert report.passed
     assert report.reason == "verification_skipped"
@@ -435,9 +399,9 @@ async def test_the_thumbprint_annotation_decides_nothing(
     envelope, subject = recorded
     leaf = parse_and_verify(envelope, JWS_MEDIA_TYPE).signer.leaf
     thumbprint = hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
-    registry = Registry()
-    _, blob = registry.add_referrer(
-        subject.digest, envelope, annotations={THUMBPRINT_ANNOTATION: json.dumps(listed(thumbprint))}
+    registry = InMemoryRegistry()
+    _, blob = add_referrer(
+        registry, subject, envelope, annotations={THUMBPRINT_ANNOTATION: json.dumps(listed(thumbprint))}
     )
     report = await _verify(_verifier(leaf_store), subject, registry)
     assert report.reason == "notation_verified", report.message
@@ -449,16 +413,16 @@ async def test_untrusted_signer_after_reading_the_blob(
 ) -> None:
     """Without the thumbprint annotation the envelope is read and judged: the store does not trust it."""
     envelope, subject = recorded
-    registry = Registry()
-    _, blob = registry.add_referrer(subject.digest, envelope)
+    registry = InMemoryRegistry()
+    _, blob = add_referrer(registry, subject, envelope)
     report = await _verify(_verifier(store_dir), subject, registry)
     assert report.reason == "untrusted_signer"
     assert ("blob", blob) in registry.requests
 
 
 async def test_registry_unavailable_propagates(store_dir: Path, recorded: tuple[bytes, Subject]) -> None:
-    registry = Registry()
-    registry.unavailable = True
+    registry = InMemoryRegistry()
+    registry.fail("referrers", error=Unavailable("registry.test: connection refused"))
     with pytest.raises(Undecided) as caught:
         await _verify(_verifier(store_dir), recorded[1], registry)
     assert isinstance(caught.value, Unavailable)
@@ -488,8 +452,8 @@ async def test_recorded_envelope_same_decision_both_ways(
 ) -> None:
     envelope, subject = recorded
     leaf_pem = parse_and_verify(envelope, JWS_MEDIA_TYPE).signer.leaf.public_bytes(serialization.Encoding.PEM)
-    registry = Registry()
-    registry.add_referrer(subject.digest, envelope)
+    registry = InMemoryRegistry()
+    add_referrer(registry, subject, envelope)
     verifiers = _both_ways(tmp_path, {"ca:alpine": leaf_pem if trusted else stranger_pem}, _policy())
     reports = [await _verify(verifier, subject, registry) for verifier in verifiers]
     assert reports[0] == reports[1]
@@ -541,8 +505,8 @@ async def test_generated_chain_same_decision_both_ways(
         size=1234,
         manifest=b"{}",
     )
-    registry = Registry()
-    registry.add_referrer(DIGEST, envelope, media_type=JWS_MEDIA_TYPE if fmt == "jws" else COSE_MEDIA_TYPE)
+    registry = InMemoryRegistry()
+    add_referrer(registry, subject, envelope, media_type=JWS_MEDIA_TYPE if fmt == "jws" else COSE_MEDIA_TYPE)
     stores = {name: pems[which] for name, which in anchors.items()}
     verifiers = _both_ways(tmp_path, stores, _policy(stores=policy_stores, level=level))
     reports = [await _verify(verifier, subject, registry) for verifier in verifiers]
