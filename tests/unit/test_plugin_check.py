@@ -2,18 +2,15 @@
 
 The example package (examples/python-plugin) is installed with pip into a temporary directory (offline: no
 dependencies, no build isolation), found through its entry point, and checked by the CLI in a subprocess.
-Its own tests (written with verifiers.testing) run too, against the installed copy. Where pip cannot build
-a wheel offline (setuptools before 70.1 without the `wheel` package), the same files are installed by
-hand from the example's pyproject.toml: the package and a dist-info holding its entry points.
+Its own tests (written with verifiers.testing) run too, against the installed copy. Building the wheel
+offline needs setuptools 70.1 or later (bdist_wheel built in), a dev dependency `make deps` installs.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -29,48 +26,20 @@ def run(args: list[str], path: list[Path], cwd: Path = ROOT) -> subprocess.Compl
     )
 
 
-def can_build_wheels() -> bool:
-    """Whether pip can build the example offline: setuptools needs `wheel` before 70.1 (bdist_wheel)."""
-    import importlib.metadata
-    import importlib.util
-
-    if importlib.util.find_spec("wheel") is not None:
-        return True
-    major, minor = (int(part) for part in importlib.metadata.version("setuptools").split(".")[:2])
-    return (major, minor) >= (70, 1)
-
-
-def install_by_hand(target: Path) -> None:
-    """What pip installs, made from the example's pyproject.toml: the package from src/ and a dist-info
-    whose entry_points.txt holds the pyproject's entry points (used where pip cannot build a wheel)."""
-    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text("utf-8"))["project"]
-    for package in (EXAMPLE / "src").iterdir():
-        shutil.copytree(package, target / package.name)
-    info = target / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
-    )
-    lines = []
-    for group, entries in project["entry-points"].items():
-        lines += [f"[{group}]", *(f"{name} = {value}" for name, value in entries.items())]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("site")
-    if not can_build_wheels():
-        install_by_hand(target)
-    else:
-        env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--target",
-             str(target), str(EXAMPLE)],
-            cwd=tmp_path_factory.mktemp("build"), env=env, capture_output=True, text=True, timeout=240,
-            check=False,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stdout + result.stderr
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--target",
+         str(target), str(EXAMPLE)],
+        cwd=tmp_path_factory.mktemp("build"), env=env, capture_output=True, text=True, timeout=240,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, (
+        "pip could not install examples/python-plugin offline (run `make deps`: it installs setuptools "
+        f">= 70.1, which builds wheels without the `wheel` package)\n{result.stdout}{result.stderr}"
+    )
     assert list(target.glob("countersign_required_annotations-0.1.0.dist-info"))
     return target
 
