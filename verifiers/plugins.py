@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from typing import Any, cast
 
 from verifiers.base import OptionsError, Verifier, VerifierFactory
+from verifiers.errors import FieldError
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginError", "available_types", "create_verifier", "load_factory"]
 
@@ -30,13 +31,8 @@ _BUILTINS = {
 }
 
 
-class PluginError(ValueError):
+class PluginError(FieldError):
     """A verifier type is unknown, ambiguous, or cannot be loaded; `path` is relative to the verifier."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.message = message
 
 
 def available_types() -> dict[str, str]:
