@@ -74,12 +74,13 @@ def load_factory(type_name: str) -> VerifierFactory:
 
 
 def create_verifier(type_name: str, name: str, options: Mapping[str, Any]) -> Verifier:
-    """Build a verifier; option errors come back as PluginError with a path under `options`."""
+    """Build a verifier; option errors come back as a PluginError with every problem's path under `options`
+    (`options.keys[0].path`)."""
     factory = load_factory(type_name)
     try:
         verifier = factory(name, options)
     except OptionsError as e:
-        raise PluginError(f"options.{e.path}" if e.path else "options", e.message) from e
+        raise PluginError.within("options", e) from e
     except Exception as e:
         raise PluginError(
             "type", f"verifier type {type_name!r} failed to build: {type(e).__name__}: {e}"
