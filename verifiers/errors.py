@@ -38,7 +38,7 @@ class FieldError(ValueError):
     `errors` lists every problem found, `(path, message)` each, in the order found; `path` and `message` are
     the first one's. A path is in the configuration's notation (`policies[1].allOf[0]`,
     `registries['reg.example.com'].minTLS`, `verifiers.sbom.options.maxAge`), "" for the input as a whole.
-    `str()` is `path: message` for one problem, and lists them all, one a line, for several. Subclasses keep
+    `str()` is `path: message`, one line per problem, the first one first. Subclasses keep
     their own names, so callers catch the kind of input they care about.
     """
 
@@ -67,10 +67,7 @@ class FieldError(ValueError):
 
     @classmethod
     def _render(cls, errors: Sequence[tuple[str, str]]) -> str:
-        lines = [cls._line(path, message) for path, message in errors]
-        if len(lines) == 1:
-            return lines[0]
-        return f"{len(lines)} errors:\n" + "\n".join(f"  {line}" for line in lines)
+        return "\n".join(cls._line(path, message) for path, message in errors)
 
 
 def join_path(prefix: str, path: str) -> str:

@@ -382,7 +382,21 @@ def field_errors(
     """Every problem of a validation of `model`, as `(path, message)` in the configuration's notation;
     `unknown` names what an unknown top-level key is ("option" for a verifier's options)."""
     out: list[tuple[str, str]] = []
-    for item in error.errors(include_url=False):
+    items = error.errors(include_url=False)
+    # Unknown fields of one mapping come together; they are listed in sorted order, not the input's.
+    i = 0
+    while i < len(items):
+        j = i
+        while (
+            j < len(items)
+            and items[j]["type"] == "extra_forbidden"
+            and items[j]["loc"][:-1] == items[i]["loc"][:-1]
+        ):
+            j += 1
+        if j > i + 1:
+            items[i:j] = sorted(items[i:j], key=lambda e: str(e["loc"][-1]))
+        i = max(j, i + 1)
+    for item in items:
         loc: Loc = tuple(item["loc"])
         path, owner, field = _place(model, loc)
         depth = len([p for p in loc if p != "[key]"])

@@ -1035,7 +1035,7 @@ def test_every_error_is_reported_at_once_each_with_its_path() -> None:
     for (_, message), (_, fragment) in zip(errors, expected, strict=True):
         assert fragment in message
     assert (info.value.path, info.value.message) == errors[0]
-    assert str(info.value) == f"{len(expected)} errors:\n" + "\n".join(f"  {p}: {m}" for p, m in errors)
+    assert str(info.value) == "\n".join(f"{p}: {m}" for p, m in errors)
 
 
 def test_policies_are_checked_against_the_verifiers_once_every_policy_is_valid() -> None:
