@@ -438,9 +438,15 @@ class PolicySection(_Model):
 
 
 VerifierName = Annotated[
-    str, _matching(_NAME_RE, "verifier names are lowercase letters, digits, '.', '_' and '-'")
+    str,
+    _matching(_NAME_RE, "verifier names are lowercase letters, digits, '.', '_' and '-'"),
+    WithJsonSchema({"type": "string", "pattern": f"^{_NAME_RE.pattern}$"}),
 ]
-RegistryHost = Annotated[str, _matching(_HOST_RE, "registry keys are host names with an optional port")]
+RegistryHost = Annotated[
+    str,
+    _matching(_HOST_RE, "registry keys are host names with an optional port"),
+    WithJsonSchema({"type": "string", "pattern": f"^{_HOST_RE.pattern}$"}),
+]
 
 
 class ConfigDocument(_Model):
