@@ -1,4 +1,5 @@
-"""Configuration: YAML, validated at load, every error naming the offending field.
+"""Configuration: YAML, validated at load by pydantic models (`ConfigDocument`), every error reported at
+once with the path of its field (`ConfigError.errors`), then held in the dataclasses below.
 
     apiVersion: countersign.dev/v1alpha1
     server: {port: 8443, tls: {certFile, keyFile, clientCAFile}, deadlines: {verify: 2.5, mutate: 0.9}}
@@ -9,8 +10,10 @@
         scopes: ["*"]
         allOf: [pinned, sbom]
 
-See docs/configuration.md for every field. The fingerprint of everything that can change a verdict is part
-of every verdict cache key, so a new configuration never serves a verdict made under the old one.
+See docs/configuration.md for every field. Which policy applies to an image is `provider.policy`'s job;
+the chart's JSON Schema comes from the same models (`provider.schema`). The fingerprint of everything that
+can change a verdict is part of every verdict cache key, so a new configuration never serves a verdict
+made under the old one.
 """
 
 from __future__ import annotations
