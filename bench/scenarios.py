@@ -57,7 +57,8 @@ from bench.load import LoadResult, LoadSpec, check_provider_response, run_load
 from bench.stats import Row, batch_row, summarize, summary_row
 from provider.config import Config, parse_config
 from provider.engine import Decided, Engine, Outcome
-from provider.server import CertificateReloader, build_app, guarded_site
+from provider.server import build_app, guarded_site
+from provider.tls import CertificateReloader
 from tests.support.images import OrasError, PushedImage, attach_sbom, push_image
 from tests.support.registries import LOOPBACK, Registry, RegistryError, start_olareg
 from tests.support.tools import ToolNotFoundError, ensure_tool

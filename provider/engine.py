@@ -21,14 +21,14 @@ import json
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from provider.budget import ACCOUNT, Account, MemoryBudget
 from provider.cache import PackedTTLCache, SingleFlight, TTLCache
 from provider.config import Config, ConfigError
 from provider.metrics import Metrics
+from provider.outcome import Decided, Invalid, Outcome, UndecidedKey, encode_value
 from provider.policy import covers, policy_for
 from provider.registry.auth import CredentialStore
 from provider.registry.cached import CachedRegistry, ImageReader
@@ -65,64 +65,6 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-_UNSET: Any = object()
-# Every verdict object starts with these members (provider/verdict.py `_base`); tests/unit/test_verdict.py.
-_ALLOWED_HEAD = b'{"schemaVersion":1,"allowed":true,'
-
-
-class Decided:
-    """A decided key: `value` is the verdict object (verify) or the replacement string (mutate).
-
-    A verdict is kept (in the verdict cache, and here when it comes from there) as its compact JSON,
-    `encoded`: the response splices those bytes; `value` decodes them only when someone asks.
-    """
-
-    __slots__ = ("_encoded", "_value")
-
-    def __init__(self, value: Any = _UNSET, *, encoded: bytes | None = None) -> None:
-        if value is _UNSET and encoded is None:
-            raise TypeError("Decided takes a value, its encoding or both")
-        self._value = value
-        self._encoded = encoded
-
-    @property
-    def allowed(self) -> bool:
-        """Whether a verify verdict allows; read from the head of its encoding when it was not decoded."""
-        if self._value is _UNSET:
-            assert self._encoded is not None
-            return self._encoded.startswith(_ALLOWED_HEAD)
-        return isinstance(self._value, dict) and self._value.get("allowed") is True
-
-    @property
-    def value(self) -> Any:
-        if self._value is _UNSET:
-            assert self._encoded is not None
-            self._value = json.loads(self._encoded)
-        return self._value
-
-    @property
-    def encoded(self) -> bytes:
-        """The value as compact JSON (UTF-8), exactly as the response carries it."""
-        if self._encoded is None:
-            self._encoded = encode_value(self._value)
-        return self._encoded
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Decided) and self.value == other.value
-
-    def __hash__(self) -> int:
-        return hash(self.encoded)
-
-    def __repr__(self) -> str:
-        return f"Decided({self.value!r})"
-
-
-def encode_value(value: Any) -> bytes:
-    """Compact strict JSON, as responses are serialized (provider/protocol.py uses it too): a lone surrogate
-    fails the UTF-8 encoding, NaN and infinities fail (Go's encoding/json rejects them)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
 # Verdicts are cached deflated (a digest-pin verdict: ~600 bytes of JSON, ~150 deflated) against a preset
 # dictionary of what every verdict spells out; a 4 KiB window and memLevel 4 keep the compressor small.
 _VERDICT_DICTIONARY = (
@@ -149,19 +91,6 @@ def _verdict_key(fingerprint: str, namespace: str, reference: str, digest: str) 
     parts = json.dumps([fingerprint, namespace, reference, digest]).encode()
     return hashlib.blake2b(parts, digest_size=16).digest()
 
-
-@dataclass(frozen=True, slots=True)
-class Invalid:
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class UndecidedKey:
-    reason: str
-    message: str
-
-
-Outcome = Decided | Invalid | UndecidedKey
 
 OVERLOADED = UndecidedKey("overloaded", "too many verifications in flight; try again shortly")
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
-from provider.engine import Decided, Invalid, Outcome, UndecidedKey, encode_value
+from provider.outcome import Decided, Invalid, Outcome, UndecidedKey, encode_value
 
 __all__ = [
     "API_VERSIONS",

@@ -12,6 +12,11 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
+# The timestamp authority serves Prometheus metrics on ":2112", every interface, with no flag to change it:
+# tests must listen on loopback only, and parallel runs would collide on the fixed port. Its build binds
+# that listener to a free loopback port instead. (Here, not in versions.env: that file's hash is the kube
+# tools' stamp.)
+TSA_PATCH='pkg/server/prometheus.go|s/Addr: *":2112"/Addr: "127.0.0.1:0"/'
 
 cache=${COUNTERSIGN_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/countersign/tools}
 bin="$cache/bin"
@@ -29,10 +34,12 @@ log() { printf '[tools] %s\n' "$*" >&2; }
 go_tool() {
   local name=$1 prefix=$2
   local module_var="${prefix}_MODULE" pkg_var="${prefix}_PKG" version_var="${prefix}_VERSION"
-  local tags_var="${prefix}_TAGS" sum_var="${prefix}_SUM"
+  local tags_var="${prefix}_TAGS" sum_var="${prefix}_SUM" patch_var="${prefix}_PATCH"
   local module=${!module_var} pkg=${!pkg_var} version=${!version_var}
-  local tags=${!tags_var:-} sum=${!sum_var:-}
+  local tags=${!tags_var:-} sum=${!sum_var:-} patch=${!patch_var:-}
   local stamp="$stamps/$name@$version"
+  # A patch ("FILE|SED-EXPRESSION") changes the build, so it is part of the stamp.
+  [[ -n $patch ]] && stamp="$stamp+$(printf '%s' "$patch" | sha256sum | cut -c1-12)"
   if [[ -f $stamp && -x $bin/$name ]]; then
     return 0
   fi
@@ -51,10 +58,10 @@ go_tool() {
   dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$json")
   [[ -n $dir ]] || { log "FAILED to download $module@$version: $json"; return 1; }
   local build_dir=$dir tmp=""
-  if [[ -n $sum ]]; then
+  if [[ -n $sum || -n $patch ]]; then
     local got
     got=$(sed -n 's/^[[:space:]]*"Sum": "\(.*\)",$/\1/p' <<<"$json")
-    if [[ $got != "$sum" ]]; then
+    if [[ -n $sum && $got != "$sum" ]]; then
       log "FAILED: $module@$version hashes to $got, pinned $sum"
       return 1
     fi
@@ -63,6 +70,16 @@ go_tool() {
     cp -r "$dir/." "$tmp/"
     chmod -R u+w "$tmp"
     build_dir=$tmp
+  fi
+  if [[ -n $patch ]]; then
+    local file=${patch%%|*} expr=${patch#*|}
+    cp "$build_dir/$file" "$build_dir/$file.orig"
+    sed -i "$expr" "$build_dir/$file"
+    if cmp -s "$build_dir/$file" "$build_dir/$file.orig"; then
+      rm -rf "$tmp"
+      log "FAILED: the patch for $name changes nothing in $file"
+      return 1
+    fi
   fi
   local flags=(-trimpath -ldflags='-s -w')
   [[ -n $tags ]] && flags+=(-tags "$tags")

@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "countersign.verifiers"
 _BUILTINS = {
     "cosign": "verifiers.cosign.verifier:CosignVerifier",
     "digest-pin": "verifiers.digest_pin:DigestPinVerifier",
+    "exec": "verifiers.exec:ExecVerifier",
     "notation": "verifiers.notation.verifier:NotationVerifier",
     "sbom": "verifiers.sbom:SbomVerifier",
 }

@@ -1,10 +1,13 @@
-"""The async OCI registry client used on the request path.
+"""The async OCI registry client used on the request path: the transport.
 
-One `aiohttp.ClientSession` per process. Every manifest and blob read is checked against its digest and a
-size limit before anything else sees it; redirects are followed by hand so that `Authorization` never
-leaves the registry's origin; 429 and 5xx are retried only when the `Retry-After` (or backoff) fits inside
-the request's deadline; authentication follows the distribution token flow (`WWW-Authenticate: Bearer`)
-with a token cache per (registry, scope), or Basic.
+One `aiohttp.ClientSession` per process. The egress policy is checked before every request (the registry
+a key names, every redirect target; the addresses connected to, by the session's resolver), so nothing is
+sent to a refused host. Every manifest and blob read is bounded in size and checked against its digest
+(provider/registry/content.py) before anything else sees it; redirects are followed by hand so that
+`Authorization` never leaves the registry's origin; 429 and 5xx are retried only when the `Retry-After` (or
+backoff) fits inside the request's deadline. What to send as `Authorization`, and the token flow behind it
+(`WWW-Authenticate: Bearer` or Basic), is provider/registry/tokens.py; its exchanges with a token service
+go through this transport (`_send_token_request`).
 
 The deadline is read from `DEADLINE` (a context variable holding an event-loop time), which the engine
 sets for each verification.
@@ -13,27 +16,32 @@ sets for each verification.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import email.utils
-import functools
-import hashlib
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlencode, urljoin, urlsplit
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
 
 from provider.budget import ACCOUNT, json_parse_cost, read_cost
-from provider.cache import KeyedLocks, TTLCache, bytes_cost, ttl_slot_cost
-from provider.registry.auth import Challenge, Credentials, CredentialStore, parse_challenges
+from provider.registry.auth import CredentialStore
+from provider.registry.content import (
+    INDEX_MEDIA_TYPES,
+    MANIFEST_MEDIA_TYPES,
+    Manifest,
+    checked_manifest,
+    compute_digest,
+    index_descriptors,
+    off_loop,
+    parse_descriptor,
+)
 from provider.registry.egress import EgressPolicy, EgressRefused, FilteringResolver, refusal_of
+from provider.registry.settings import Limits, RegistrySettings, base_url, origin, redact
+from provider.registry.tokens import RegistryAuth, TokenReply, TokenRequest
 from verifiers import oci
 from verifiers.base import Descriptor
 from verifiers.errors import (
@@ -46,7 +54,7 @@ from verifiers.errors import (
     TooLarge,
     Unavailable,
 )
-from verifiers.reference import DOCKER_HUB, ImageReference
+from verifiers.reference import ImageReference
 
 __all__ = [
     "DEADLINE",
@@ -62,83 +70,11 @@ log = logging.getLogger(__name__)
 
 OCI_MANIFEST = oci.OCI_MANIFEST
 OCI_INDEX = oci.OCI_INDEX
-DOCKER_MANIFEST = oci.DOCKER_MANIFEST
-DOCKER_MANIFEST_LIST = oci.DOCKER_MANIFEST_LIST
-MANIFEST_MEDIA_TYPES = oci.MANIFEST_MEDIA_TYPES
-INDEX_MEDIA_TYPES = oci.INDEX_MEDIA_TYPES
 
 DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("countersign_deadline", default=None)
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _RETRYABLE = (429, 502, 503, 504)
-_HUB_API_HOST = "registry-1.docker.io"
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Every bound the client enforces, in one place."""
-
-    max_manifest_bytes: int = 4 * 1024 * 1024
-    max_blob_bytes: int = 64 * 1024 * 1024
-    max_referrers: int = 1000
-    max_referrer_pages: int = 20
-    max_redirects: int = 5
-    max_attempts: int = 3
-    max_retry_after: float = 10.0
-    max_token_bytes: int = 256 * 1024
-    connect_timeout: float = 5.0
-    request_timeout: float = 30.0  # upper bound for one HTTP exchange when no deadline is set
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrySettings:
-    """Per-registry connection settings. `insecure` means plain HTTP (for local registries only)."""
-
-    insecure: bool = False
-    ca_file: Path | None = None
-    min_tls: str = "1.2"
-    credentials: Credentials | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """A manifest's verified bytes, not its parsed JSON (parse on use): what caches hold is what it costs."""
-
-    digest: str
-    media_type: str  # one of MANIFEST_MEDIA_TYPES (the shared constant, not a copy per manifest)
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    @property
-    def descriptor(self) -> Descriptor:
-        return Descriptor(media_type=self.media_type, digest=self.digest, size=self.size)
-
-
-def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
-    if algorithm == "sha256":
-        return "sha256:" + hashlib.sha256(data).hexdigest()
-    if algorithm == "sha512":
-        return "sha512:" + hashlib.sha512(data).hexdigest()
-    raise IntegrityError(f"unsupported digest algorithm {algorithm!r}")
-
-
-def parse_descriptor(obj: object, where: str) -> Descriptor:
-    """One OCI descriptor from untrusted JSON (`verifiers.oci.parse_descriptor`; errors as InvalidContent)."""
-    try:
-        return oci.parse_descriptor(obj, where)
-    except oci.ContentError as e:
-        raise InvalidContent(str(e)) from None
-
-
-def _parse_json(data: bytes, what: str) -> dict[str, Any]:
-    """A JSON object from untrusted bytes, nesting bounded (`verifiers.oci.load_object`)."""
-    try:
-        return oci.load_object(data)
-    except oci.ContentError as e:
-        raise InvalidContent(f"{what}: {e}") from None
 
 
 def _retry_after(headers: CIMultiDictProxy[str], default: float) -> float:
@@ -156,12 +92,6 @@ def _retry_after(headers: CIMultiDictProxy[str], default: float) -> float:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
-    return parts.scheme, (parts.hostname or "").lower(), port
-
-
 def _next_link(headers: CIMultiDictProxy[str]) -> str | None:
     for value in headers.getall("Link", []):
         for part in value.split(","):
@@ -172,23 +102,7 @@ def _next_link(headers: CIMultiDictProxy[str]) -> str | None:
     return None
 
 
-_R = TypeVar("_R")
-
 RequestObserver = Callable[[str, str, str], None]  # (registry, method, status or error class)
-
-
-@dataclass(slots=True)
-class _Token:
-    value: str
-    expires: float  # monotonic
-
-
-MAX_TOKENS = 4096
-MAX_TOKEN_CACHE_BYTES = 16 * 1024 * 1024
-
-
-def _token_cost(token: _Token) -> int:
-    return 96 + bytes_cost(token.value)  # the object, its dict-less slots, the float
 
 
 class RegistryClient:
@@ -210,21 +124,15 @@ class RegistryClient:
         self.egress = (egress or EgressPolicy()).with_trusted(
             (name, s.insecure) for name, s in self._settings.items()
         )
-        self._credentials = credentials or CredentialStore()
         self.limits = limits or Limits()
         self._observe = observe
         self._ssl: dict[str, ssl.SSLContext] = {}
-        # Keys name any repository: tokens are bounded (count and bytes: a token may be 256 KiB) and expire;
-        # a lock exists only while someone fetches or waits for that token.
-        self._tokens: TTLCache[tuple[str, str], _Token] = TTLCache(
-            3600.0,
-            max_entries=MAX_TOKENS,
-            max_bytes=MAX_TOKEN_CACHE_BYTES,
-            size_of=_token_cost,
-            slot_of=ttl_slot_cost,
+        self._auth = RegistryAuth(
+            settings=self._settings,
+            credentials=credentials or CredentialStore(),
+            egress=self.egress,
+            send=self._send_token_request,
         )
-        self._token_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
-        self._basic: set[str] = set()  # registries that asked for Basic auth
         connector = aiohttp.TCPConnector(
             limit=200, limit_per_host=32, ttl_dns_cache=60, resolver=FilteringResolver(self.egress)
         )
@@ -264,40 +172,9 @@ class RegistryClient:
             expected = reference
         else:
             expected = None
-        return await _off_loop(
-            data, self._checked_manifest, ref, reference, data, expected, header_digest, content_type
+        return await off_loop(
+            data, checked_manifest, ref, reference, data, expected, header_digest, content_type
         )
-
-    def _checked_manifest(
-        self,
-        ref: ImageReference,
-        reference: str,
-        data: bytes,
-        expected: str | None,
-        header_digest: str | None,
-        content_type: str,
-    ) -> Manifest:
-        """Hash and validate manifest bytes (CPU only: `get_manifest` runs it off the loop when large)."""
-        algorithm = expected.split(":")[0] if expected else "sha256"
-        digest = compute_digest(data, algorithm)
-        if expected is not None and digest != expected:
-            raise IntegrityError(
-                f"registry served manifest bytes for {ref.name}@{expected} that hash to {digest}"
-            )
-        if (
-            expected is None
-            and header_digest
-            and header_digest.startswith("sha256:")
-            and header_digest != digest
-        ):
-            raise IntegrityError(
-                f"registry reported digest {header_digest} for {ref.name}:{reference} "
-                f"but the bytes hash to {digest}"
-            )
-        doc = _parse_json(data, f"manifest {ref.name}@{digest}")
-        media_type = self._manifest_media_type(doc, content_type, f"{ref.name}@{digest}")
-        del doc  # parsed to be checked, not kept
-        return Manifest(digest=digest, media_type=media_type, data=data)
 
     async def get_blob(
         self, ref: ImageReference, descriptor: Descriptor, max_bytes: int | None = None
@@ -321,7 +198,7 @@ class RegistryClient:
             raise IntegrityError(
                 f"blob {descriptor.digest}: expected {descriptor.size} bytes, got {len(data)}"
             )
-        digest = await _off_loop(data, compute_digest, data, descriptor.digest.split(":")[0])
+        digest = await off_loop(data, compute_digest, data, descriptor.digest.split(":")[0])
         if digest != descriptor.digest:
             raise IntegrityError(f"registry served blob bytes for {descriptor.digest} that hash to {digest}")
         return data
@@ -346,7 +223,7 @@ class RegistryClient:
                 )
                 link = _next_link(resp.headers)
             what = f"referrers of {ref.name}@{digest}"
-            found.extend(await _off_loop(data, self._index_descriptors, data, what))
+            found.extend(await off_loop(data, index_descriptors, data, what))
             if len(found) > self.limits.max_referrers:
                 raise TooLarge(f"{ref.name}@{digest} has more than {self.limits.max_referrers} referrers")
             path = (
@@ -360,7 +237,7 @@ class RegistryClient:
         """A next-page link as a path on the registry; a link to any other origin is refused."""
         base = self._base_url(ref.registry)
         absolute = urljoin(base + current, link)
-        if _origin(absolute) != _origin(base):
+        if origin(absolute) != origin(base):
             raise InvalidContent(f"{ref.registry}: next page link leaves the registry: {link[:200]}")
         parts = urlsplit(absolute)
         return parts.path + (f"?{parts.query}" if parts.query else "")
@@ -390,36 +267,12 @@ class RegistryClient:
             )
             return []
         what = f"referrers tag {ref.name}:{tag}"
-        found = await _off_loop(index.data, self._index_descriptors, index.data, what)
+        found = await off_loop(index.data, index_descriptors, index.data, what)
         if len(found) > self.limits.max_referrers:
             raise TooLarge(f"{ref.name}@{digest} has more than {self.limits.max_referrers} referrers")
         return found
 
-    def _index_descriptors(self, data: bytes, what: str) -> list[Descriptor]:
-        """The valid entries of one referrer listing; invalid entries are skipped (and logged), not fatal."""
-        try:
-            listing = oci.referrers_from_json(_parse_json(data, what))
-        except oci.ContentError as e:
-            raise InvalidContent(f"{what}: {e}") from None
-        if listing.skipped_count:
-            log.warning(
-                "%s: skipped %d invalid entries: %s",
-                what,
-                listing.skipped_count,
-                "; ".join(s.reason for s in listing.skipped),
-            )
-        return list(listing.referrers)
-
     # --- plumbing ------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _manifest_media_type(doc: Mapping[str, Any], content_type: str, what: str) -> str:
-        """Validate the whole manifest or index (`verifiers.oci`); its media type (one shared string)."""
-        try:
-            media_type = oci.manifest_from_json(doc, content_type).media_type
-        except oci.ContentError as e:
-            raise InvalidContent(f"manifest {what}: {e}") from None
-        return MANIFEST_MEDIA_TYPES[MANIFEST_MEDIA_TYPES.index(media_type)]
 
     def _raise_for_status(self, resp: aiohttp.ClientResponse, ref: ImageReference, what: str) -> None:
         if resp.status == 200:
@@ -473,9 +326,7 @@ class RegistryClient:
         return self._settings.get(registry, RegistrySettings())
 
     def _base_url(self, registry: str) -> str:
-        settings = self._settings_for(registry)
-        host = _HUB_API_HOST if registry == DOCKER_HUB else registry
-        return f"{'http' if settings.insecure else 'https'}://{host}"
+        return base_url(registry, self._settings_for(registry))
 
     def _ssl_context(self, registry: str) -> ssl.SSLContext | bool:
         """The TLS context for a registry: its own when configured, else one shared default context.
@@ -522,14 +373,12 @@ class RegistryClient:
         attempts = 0
         while True:
             attempts += 1
-            auth = await self._auth_header(registry, scope)
+            auth = await self._auth.header(registry, scope)
             resp = await self._follow(method, registry, url, headers, auth)
             if resp.status == 401 and not authorized:
                 challenge_header = resp.headers.get("WWW-Authenticate", "")
                 resp.release()
-                await self._authenticate(
-                    registry, scope, parse_challenges(challenge_header), rejected=_bearer_value(auth)
-                )
+                await self._auth.challenged(registry, scope, challenge_header, presented=auth)
                 authorized = True
                 attempts -= 1  # the challenge round is not a retry
                 continue
@@ -553,14 +402,14 @@ class RegistryClient:
     async def _follow(
         self, method: str, registry: str, url: str, headers: Mapping[str, str], auth: str | None
     ) -> aiohttp.ClientResponse:
-        origin = _origin(url)
+        start = origin(url)
         current = url
         # The registry a key names: its globs and, for an address literal, its address. Every later hop
         # is a URL the registry chose, checked the same way before anything is sent to it.
         self.egress.check_registry(registry, self._settings_for(registry).insecure)
         for _ in range(self.limits.max_redirects + 1):
             send_headers = dict(headers)
-            if auth is not None and _origin(current) == origin:
+            if auth is not None and origin(current) == start:
                 send_headers["Authorization"] = auth
             remaining = self._remaining()
             if remaining <= 0:
@@ -573,7 +422,7 @@ class RegistryClient:
                     current,
                     headers=send_headers,
                     allow_redirects=False,
-                    ssl=self._ssl_context(registry) if _origin(current)[1:] == origin[1:] else True,
+                    ssl=self._ssl_context(registry) if origin(current)[1:] == start[1:] else True,
                     timeout=aiohttp.ClientTimeout(
                         total=min(remaining, self.limits.request_timeout), connect=self.limits.connect_timeout
                     ),
@@ -623,150 +472,44 @@ class RegistryClient:
         if method.startswith("TOKEN"):
             detail = f"token service: {detail}"
         level = logging.WARNING if registry in self._settings else logging.INFO
-        log.log(level, "%s %s: %s", method, _redact(url), detail)
+        log.log(level, "%s %s: %s", method, redact(url), detail)
         return Unavailable(f"cannot reach {registry} (the provider's log has the details)")
 
     def _note(self, registry: str, method: str, status: str) -> None:
         if self._observe is not None:
             self._observe(registry, method, status)
 
-    async def _auth_header(self, registry: str, scope: str) -> str | None:
-        token = self._tokens.get((registry, scope))
-        if token is not None and token.expires > time.monotonic():
-            return f"Bearer {token.value}"
-        if registry in self._basic:
-            creds = await self._creds(registry)
-            return creds.basic_header() if creds is not None else None
-        return None
-
-    async def _creds(self, registry: str) -> Credentials | None:
-        settings = self._settings_for(registry)
-        if settings.credentials is not None:
-            return settings.credentials
-        return await self._credentials.get(registry)
-
-    async def _authenticate(
-        self, registry: str, scope: str, challenges: Sequence[Challenge], rejected: str | None = None
-    ) -> None:
-        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
-        if bearer is not None:
-            await self._fetch_token(registry, scope, bearer, rejected)
-            return
-        if any(c.scheme == "basic" for c in challenges):
-            if await self._creds(registry) is None:
-                raise AuthenticationFailed(
-                    f"{registry} requires Basic authentication and no credentials are set"
-                )
-            self._basic.add(registry)
-            return
-        raise AuthenticationFailed(f"{registry}: 401 without a supported WWW-Authenticate challenge")
-
-    def _credentials_may_go_to(self, registry: str, realm: str) -> bool:
-        """Credentials go to a token realm over HTTPS, or over plain HTTP only to the registry's own origin
-        (a registry the operator configured as plain HTTP, e.g. a local one)."""
-        if urlsplit(realm).scheme == "https":
-            return True
-        return _origin(realm) == _origin(self._base_url(registry))
-
-    async def _fetch_token(
-        self, registry: str, scope: str, challenge: Challenge, rejected: str | None = None
-    ) -> None:
-        """Obtain a token for (registry, scope); never reuse `rejected`, a token the registry just refused."""
-        key = (registry, scope)
-        async with self._token_locks.hold(key):
-            existing = self._tokens.get(key)
-            if existing is not None and existing.value != rejected and existing.expires > time.monotonic():
-                return  # another request refreshed it while we waited
-            realm = challenge.params.get("realm")
-            if not realm:
-                raise AuthenticationFailed(f"{registry}: Bearer challenge without a realm")
-            realm_scheme = urlsplit(realm).scheme
-            if realm_scheme not in ("https", "http"):
-                raise AuthenticationFailed(f"{registry}: token realm {realm[:200]!r} is not an HTTP(S) URL")
-            if realm_scheme == "http" and not self._settings_for(registry).insecure:
-                raise AuthenticationFailed(
-                    f"{registry}: refusing a plain-HTTP token realm for a TLS registry"
-                )
-            # The realm is the registry's choice: the egress policy bounds it like a redirect.
-            self.egress.check_url(realm, f"{registry}: token realm")
-            creds = await self._creds(registry)
-            if creds is not None and not self._credentials_may_go_to(registry, realm):
-                # Plain HTTP to another origin than the registry's own: the credentials would cross the
-                # network in the clear to a host the operator never named. Ask for an anonymous token.
-                log.warning(
-                    "%s: token realm %s is plain HTTP on another origin; not sending credentials there",
-                    registry,
-                    _redact(realm),
-                )
-                creds = None
-            params = {"scope": challenge.params.get("scope") or scope}
-            if challenge.params.get("service"):
-                params["service"] = challenge.params["service"]
-            headers: dict[str, str] = {}
-            method = "GET"
-            data: str | None = None
-            if creds is not None and creds.identity_token:
-                method = "POST"
-                data = urlencode(
-                    {
-                        **params,
-                        "grant_type": "refresh_token",
-                        "refresh_token": creds.identity_token,
-                        "client_id": "countersign",
-                    }
-                )
-                headers["Content-Type"] = "application/x-www-form-urlencoded"
-                url = realm
-            else:
-                if creds is not None:
-                    headers["Authorization"] = creds.basic_header()
-                url = realm + ("&" if "?" in realm else "?") + urlencode(params)
-            remaining = self._remaining()
-            if remaining <= 0:
-                raise Unavailable(
-                    f"{registry}: deadline reached before a token was obtained", "deadline_exceeded"
-                )
-            try:
-                async with self._session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    allow_redirects=False,
-                    # The registry's trust (system CAs plus its caFile) also covers its token service,
-                    # wherever that lives, as in docker and containerd.
-                    ssl=registry_ssl
-                    if isinstance(registry_ssl := self._ssl_context(registry), ssl.SSLContext)
-                    else True,
-                    timeout=aiohttp.ClientTimeout(total=min(remaining, self.limits.request_timeout)),
-                ) as resp:
-                    self._note(registry, f"TOKEN {method}", str(resp.status))
-                    if resp.status in (401, 403):
-                        raise AuthenticationFailed(
-                            f"{registry}: token service refused the credentials ({resp.status})"
-                        )
-                    if resp.status != 200:
-                        raise Unavailable(f"{registry}: token service answered HTTP {resp.status}")
-                    try:
-                        body = await self._read_limited(resp, self.limits.max_token_bytes, "token response")
-                    except TooLarge as e:
-                        raise AuthenticationFailed(f"{registry}: {e}") from e
-            except (aiohttp.ClientError, OSError, TimeoutError) as e:
-                raise self._transport_error(registry, f"TOKEN {method}", url, e) from e
-            try:
-                doc = oci.load_json(body)
-            except oci.ContentError as e:
-                raise AuthenticationFailed(f"{registry}: token service returned invalid JSON: {e}") from e
-            token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
-            if not isinstance(token, str) or not token:
-                raise AuthenticationFailed(f"{registry}: token service returned no token")
-            expires_in = doc.get("expires_in", 60)
-            if not isinstance(expires_in, int | float) or isinstance(expires_in, bool) or expires_in <= 0:
-                expires_in = 60
-            # Refresh a little early (up to 10 s, at most half its life) so a token never expires in flight.
-            lifetime = float(expires_in)
-            expires = lifetime - min(10.0, lifetime / 2)
-            self._tokens.put(key, _Token(token, time.monotonic() + expires), ttl=expires)
+    async def _send_token_request(self, registry: str, request: TokenRequest) -> TokenReply:
+        """One exchange with `registry`'s token service, for the token flow (`RegistryAuth`): the status, and
+        the body of a 200 (at most `max_token_bytes`, else `TooLarge`). The realm was checked against the
+        egress policy by the flow before this is called; the resolver checks the addresses connected to."""
+        remaining = self._remaining()
+        if remaining <= 0:
+            raise Unavailable(
+                f"{registry}: deadline reached before a token was obtained", "deadline_exceeded"
+            )
+        method = f"TOKEN {request.method}"
+        try:
+            async with self._session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.data,
+                allow_redirects=False,
+                # The registry's trust (system CAs plus its caFile) also covers its token service,
+                # wherever that lives, as in docker and containerd.
+                ssl=registry_ssl
+                if isinstance(registry_ssl := self._ssl_context(registry), ssl.SSLContext)
+                else True,
+                timeout=aiohttp.ClientTimeout(total=min(remaining, self.limits.request_timeout)),
+            ) as resp:
+                self._note(registry, method, str(resp.status))
+                if resp.status != 200:
+                    return TokenReply(resp.status, None)
+                body = await self._read_limited(resp, self.limits.max_token_bytes, "token response")
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            raise self._transport_error(registry, method, request.url, e) from e
+        return TokenReply(200, body)
 
 
 class _ResponseContext:
@@ -783,34 +526,6 @@ class _ResponseContext:
     async def __aexit__(self, *exc: object) -> None:
         if self._resp is not None:
             self._resp.release()
-
-
-# Above this size, hashing and parsing registry content runs in a worker thread, so one large manifest or
-# blob does not hold the event loop (hashlib releases the GIL; the JSON hooks let the loop in). One thread:
-# parsing is bound by the GIL anyway, and each extra thread would get a malloc arena of its own, whose
-# freed memory the rest of the process does not reuse (measured: 64 fat manifests parsed on six threads
-# took the peak RSS from about 150 to 280 MiB).
-OFF_LOOP_BYTES = 256 * 1024
-_CONTENT_WORKER = concurrent.futures.ThreadPoolExecutor(
-    max_workers=1, thread_name_prefix="countersign-content"
-)
-
-
-async def _off_loop(data: bytes, func: Callable[..., _R], *args: Any) -> _R:
-    """`func(*args)`, on the content worker thread when `data` is large, else inline (a hop costs more)."""
-    if len(data) < OFF_LOOP_BYTES:
-        return func(*args)
-    return await asyncio.get_running_loop().run_in_executor(_CONTENT_WORKER, functools.partial(func, *args))
-
-
-def _redact(url: str) -> str:
-    """A URL for the log: no query (redirect targets and realms may carry signed tokens)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"[:300]
-
-
-def _bearer_value(header: str | None) -> str | None:
-    return header[7:] if header is not None and header.startswith("Bearer ") else None
 
 
 def is_definite(error: RegistryError) -> bool:

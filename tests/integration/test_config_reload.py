@@ -18,7 +18,9 @@ import yaml
 from aiohttp import web
 
 from provider.config import load_config
-from provider.server import RELOADER, CertificateReloader, ConfigReloader, build_app, run_server
+from provider.reload import ConfigReloader
+from provider.server import RELOADER, build_app, run_server
+from provider.tls import CertificateReloader
 from tests.integration.test_server import Pki, post, provider_request
 from tests.support.images import PushedImage, push_image
 from tests.support.registries import Registry

@@ -17,7 +17,9 @@ import trustme
 from aiohttp import web
 
 from provider.config import Config, parse_config
-from provider.server import CertificateReloader, GuardedSite, build_app, guarded_site
+from provider.server import build_app, guarded_site
+from provider.site import GuardedSite
+from provider.tls import CertificateReloader
 
 pytestmark = pytest.mark.integration
 

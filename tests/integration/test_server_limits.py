@@ -25,7 +25,7 @@ import yaml
 
 from provider.config import Config, parse_config
 from provider.protocol import UNDECODABLE_KEY
-from provider.server import GuardedSite
+from provider.site import GuardedSite
 from tests.integration.test_server import Pki, post, provider_request, serving_site
 from tests.support.registries import free_ports
 

@@ -4,6 +4,11 @@
 `verifiers/` without the server's dependencies or its internals. Checked on the source, every import
 statement counted, those inside functions too (a lazy import is still a dependency). `make lint` runs
 this file.
+
+Inside `provider`, the same check keeps each module to its job (docs/decisions.md, "Provider modules by
+job"): the wire format does not import the engine, the registry package imports nothing above it (engine,
+configuration, server), and the narrow modules (outcome types, listeners, content checks, token flow)
+import only what they name below.
 """
 
 from __future__ import annotations
@@ -59,3 +64,74 @@ def test_the_check_sees_lazy_and_dotted_imports(tmp_path: Path) -> None:
     )
     modules = [m for _, m in _imports(sample)]
     assert [m for m in modules if _upward(m)] == ["provider.server", "provider.config"]
+
+
+# --- inside provider: each module imports only what its job needs ------------------------------------
+
+SERVICE_ROOT = ROOT / SERVICE
+# The provider modules that the registry package may use: the registry client and its parts are read by
+# the engine, never the reverse (no engine, configuration, server or wire format in there).
+REGISTRY_MAY_USE = ("provider.registry", "provider.budget", "provider.cache", "provider.metrics")
+# Modules whose job is narrow: the provider modules each may import, and nothing else of provider.
+NARROW: dict[str, tuple[str, ...]] = {
+    # The wire format encodes outcomes; it does not know the engine that decides them.
+    "provider/protocol.py": ("provider.outcome",),
+    "provider/outcome.py": (),
+    # The listeners bound connections; typed on their own limits protocol, not on the configuration.
+    "provider/site.py": ("provider.metrics",),
+    # Content checks are CPU-only functions over bytes.
+    "provider/registry/content.py": (),
+    "provider/registry/settings.py": ("provider.registry.auth",),
+    # The token flow is given the transport; it does not import the client.
+    "provider/registry/tokens.py": (
+        "provider.cache",
+        "provider.registry.auth",
+        "provider.registry.egress",
+        "provider.registry.settings",
+    ),
+}
+
+
+def _provider_imports(source: Path) -> list[tuple[int, str]]:
+    return [(line, module) for line, module in _imports(source) if _upward(module)]
+
+
+def _within(module: str, allowed: tuple[str, ...]) -> bool:
+    return any(module == a or module.startswith(f"{a}.") for a in allowed)
+
+
+def test_the_narrow_modules_exist() -> None:
+    missing = [path for path in NARROW if not (ROOT / path).is_file()]
+    assert not missing, f"rules name modules that do not exist (moved? update NARROW): {missing}"
+
+
+@pytest.mark.parametrize("path", sorted(NARROW))
+def test_narrow_provider_modules_import_only_what_their_job_needs(path: str) -> None:
+    allowed = NARROW[path]
+    extra = [
+        f"{path}:{line}: imports {m}" for line, m in _provider_imports(ROOT / path) if not _within(m, allowed)
+    ]
+    assert not extra, f"{path} may import only {list(allowed) or 'nothing'} of provider:\n" + "\n".join(extra)
+
+
+@pytest.mark.parametrize(
+    "source",
+    sorted((SERVICE_ROOT / "registry").rglob("*.py")),
+    ids=lambda p: str(Path(p).relative_to(ROOT)),
+)
+def test_the_registry_package_never_imports_the_service_above_it(source: Path) -> None:
+    extra = [
+        f"{source.relative_to(ROOT)}:{line}: imports {m}"
+        for line, m in _provider_imports(source)
+        if not _within(m, REGISTRY_MAY_USE)
+    ]
+    assert not extra, (
+        f"provider/registry may import only {list(REGISTRY_MAY_USE)} of provider:\n" + "\n".join(extra)
+    )
+
+
+def test_the_provider_rules_see_a_violation(tmp_path: Path) -> None:
+    sample = tmp_path / "protocol.py"
+    sample.write_text("from provider.outcome import Decided\ndef f() -> None:\n    import provider.engine\n")
+    found = [m for _, m in _provider_imports(sample) if not _within(m, NARROW["provider/protocol.py"])]
+    assert found == ["provider.engine"]

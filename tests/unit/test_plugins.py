@@ -19,6 +19,7 @@ from verifiers.sbom import SbomVerifier
 BUILTINS = {
     "cosign": "verifiers.cosign.verifier:CosignVerifier",
     "digest-pin": "verifiers.digest_pin:DigestPinVerifier",
+    "exec": "verifiers.exec:ExecVerifier",
     "notation": "verifiers.notation.verifier:NotationVerifier",
     "sbom": "verifiers.sbom:SbomVerifier",
 }
@@ -126,7 +127,7 @@ def test_unknown_type_lists_the_available_ones() -> None:
         load_factory("notary")
     assert info.value.path == "type"
     assert info.value.message == (
-        "unknown verifier type 'notary' (available: cosign, digest-pin, notation, sbom)"
+        "unknown verifier type 'notary' (available: cosign, digest-pin, exec, notation, sbom)"
     )
 
 

@@ -9,15 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provider.engine import (
-    Decided,
-    Invalid,
-    Outcome,
-    UndecidedKey,
-    encode_value,
-    pack_verdict,
-    unpack_verdict,
-)
+from provider.engine import pack_verdict, unpack_verdict
+from provider.outcome import Decided, Invalid, Outcome, UndecidedKey, encode_value
 from provider.protocol import (
     API_VERSIONS,
     MAX_SYSTEM_ERROR_CHARS,

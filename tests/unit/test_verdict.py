@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provider.config import Policy
-from provider.engine import Decided, encode_value
+from provider.outcome import Decided, encode_value
 from provider.verdict import (
     SCHEMA_VERSION,
     Decision,

@@ -1,0 +1,3 @@
+module countersign.invalid/examples/exec-plugin
+
+go 1.22

@@ -1,0 +1,64 @@
+"""What the registry client is told about registries, and the URL rules its parts share.
+
+`Limits` (every bound the client enforces) and `RegistrySettings` (per-registry connection settings) come
+from the configuration; `base_url` is where a registry is reached, `origin` what "the same origin" means
+for `Authorization` headers, next-page links and credentials sent to a token realm, and `redact` the form
+in which a URL is logged. Pure: the transport (client.py) and the token flow (tokens.py) both use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from provider.registry.auth import Credentials
+from verifiers.reference import DOCKER_HUB
+
+__all__ = ["HUB_API_HOST", "Limits", "RegistrySettings", "base_url", "origin", "redact"]
+
+HUB_API_HOST = "registry-1.docker.io"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every bound the client enforces, in one place."""
+
+    max_manifest_bytes: int = 4 * 1024 * 1024
+    max_blob_bytes: int = 64 * 1024 * 1024
+    max_referrers: int = 1000
+    max_referrer_pages: int = 20
+    max_redirects: int = 5
+    max_attempts: int = 3
+    max_retry_after: float = 10.0
+    max_token_bytes: int = 256 * 1024
+    connect_timeout: float = 5.0
+    request_timeout: float = 30.0  # upper bound for one HTTP exchange when no deadline is set
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySettings:
+    """Per-registry connection settings. `insecure` means plain HTTP (for local registries only)."""
+
+    insecure: bool = False
+    ca_file: Path | None = None
+    min_tls: str = "1.2"
+    credentials: Credentials | None = None
+
+
+def base_url(registry: str, settings: RegistrySettings) -> str:
+    """The URL a registry's API is reached at (Docker Hub's API has a host of its own)."""
+    host = HUB_API_HOST if registry == DOCKER_HUB else registry
+    return f"{'http' if settings.insecure else 'https'}://{host}"
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def redact(url: str) -> str:
+    """A URL for the log: no query (redirect targets and realms may carry signed tokens)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"[:300]

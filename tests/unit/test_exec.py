@@ -1,0 +1,726 @@
+"""exec: options, the wire protocol, and process hygiene, against small plugins written to tmp_path.
+
+The plugins are real executables (Python or shell scripts) run by the real verifier: what is asserted
+about the environment, the process group, file descriptors and deadlines is what the kernel saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import hashlib
+import json
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from verifiers.base import (
+    Context,
+    Descriptor,
+    OptionsError,
+    Report,
+    Subject,
+    Undecided,
+    option_paths_relative_to,
+)
+from verifiers.errors import IntegrityError, NotFound, TooLarge, Unavailable
+from verifiers.exec import API_VERSION, SAFE_PATH, ExecVerifier, InvalidResponse, parse_response
+from verifiers.plugins import PluginError, create_verifier
+from verifiers.reference import ImageReference, parse_reference
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+EMPTY = "application/vnd.oci.empty.v1+json"
+EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+SCAN = "application/vnd.example.scan+json"
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def manifest_bytes(
+    *, layers: Sequence[Descriptor] = (), subject: str | None = None, artifact_type: str | None = None
+) -> bytes:
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": EMPTY, "digest": EMPTY_DIGEST, "size": 2},
+        "layers": [{"mediaType": d.media_type, "digest": d.digest, "size": d.size} for d in layers],
+    }
+    if artifact_type is not None:
+        doc["artifactType"] = artifact_type
+    if subject is not None:
+        doc["subject"] = {"mediaType": OCI_MANIFEST, "digest": subject, "size": 100}
+    return json.dumps(doc).encode()
+
+
+IMAGE_MANIFEST = manifest_bytes()
+IMAGE_DIGEST = sha256(IMAGE_MANIFEST)
+
+
+class MemoryRegistry:
+    """A RegistryReader over dicts: manifests and blobs by digest, referrer listings by subject digest."""
+
+    def __init__(self) -> None:
+        self.manifests: dict[str, tuple[bytes, str]] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.listings: dict[str, list[Descriptor]] = {}
+        self.referrers_error: Exception | None = None
+        self.reads: list[str] = []
+
+    def add_blob(self, data: bytes, media_type: str = "application/json") -> Descriptor:
+        self.blobs[sha256(data)] = data
+        return Descriptor(media_type=media_type, digest=sha256(data), size=len(data))
+
+    def attach(
+        self,
+        subject: str,
+        artifact_type: str,
+        layers: Sequence[bytes] = (),
+        *,
+        manifest: bytes | None = None,
+        manifest_subject: str | None = None,
+        listed_type: str | None = None,
+    ) -> Descriptor:
+        """A referrer of `subject`; `manifest` replaces its manifest bytes, `manifest_subject` its subject."""
+        if manifest is None:
+            descriptors = [self.add_blob(layer) for layer in layers]
+            manifest = manifest_bytes(
+                layers=descriptors, subject=manifest_subject or subject, artifact_type=artifact_type
+            )
+        descriptor = Descriptor(
+            media_type=OCI_MANIFEST,
+            digest=sha256(manifest),
+            size=len(manifest),
+            artifact_type=listed_type or artifact_type,
+            annotations={"listed": "not verified"},
+        )
+        self.manifests[descriptor.digest] = (manifest, OCI_MANIFEST)
+        self.listings.setdefault(subject, []).append(descriptor)
+        return descriptor
+
+    async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Sequence[Descriptor]:
+        if self.referrers_error is not None:
+            raise self.referrers_error
+        return list(self.listings.get(subject.digest, []))
+
+    async def manifest(self, reference: ImageReference, digest: str) -> tuple[bytes, str]:
+        self.reads.append(digest)
+        if digest not in self.manifests:
+            raise NotFound(f"manifest {digest} not found")
+        data, media_type = self.manifests[digest]
+        if sha256(data) != digest:
+            raise IntegrityError(f"manifest {digest} does not match its digest")
+        return data, media_type
+
+    async def blob(self, reference: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
+        self.reads.append(descriptor.digest)
+        if descriptor.digest not in self.blobs:
+            raise NotFound(f"blob {descriptor.digest} not found")
+        data = self.blobs[descriptor.digest]
+        if len(data) > max_bytes:
+            raise TooLarge(f"blob {descriptor.digest} is over {max_bytes} bytes")
+        return data
+
+    async def resolve(self, reference: ImageReference) -> Descriptor:
+        raise AssertionError("exec resolves nothing")
+
+
+def subject(namespace: str | None = "team-a") -> Subject:
+    return Subject(
+        reference=parse_reference(f"registry.example/app:1@{IMAGE_DIGEST}"),
+        digest=IMAGE_DIGEST,
+        media_type=OCI_MANIFEST,
+        size=len(IMAGE_MANIFEST),
+        manifest=IMAGE_MANIFEST,
+        namespace=namespace,
+    )
+
+
+def context(registry: MemoryRegistry | None = None, seconds: float = 20.0) -> Context:
+    return Context(
+        registry=registry or MemoryRegistry(), deadline=asyncio.get_running_loop().time() + seconds
+    )
+
+
+def executable(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text).lstrip())
+    path.chmod(0o755)
+    return path
+
+
+# One Python plugin whose behaviour the verifier's `config` selects.
+PLUGIN = f"""
+#!{sys.executable}
+import json, os, subprocess, sys, time
+
+request = json.load(sys.stdin)
+config = request["config"]
+fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+if "dump" in config:
+    with open(config["dump"], "w") as f:
+        json.dump({{"request": request, "env": dict(os.environ), "cwd": os.getcwd(),
+                   "fds": fds,
+                   "mode": oct(os.stat(os.getcwd()).st_mode & 0o777), "pgid": os.getpgid(0),
+                   "sid": os.getsid(0), "pid": os.getpid()}}, f)
+if "child" in config:  # a child that inherits stdout and would outlive the plugin
+    child = subprocess.Popen(["sleep", "300"])
+    with open(config["child"], "w") as f:
+        f.write(str(child.pid))
+if "slot" in config:  # how many runs are in flight at once
+    mine = os.path.join(config["slot"], str(os.getpid()))
+    open(mine, "w").close()
+    time.sleep(0.3)
+    busy = len(os.listdir(config["slot"]))
+    os.remove(mine)
+    config.setdefault("details", {{}})["busy"] = busy
+time.sleep(config.get("sleep", 0))
+response = {{"apiVersion": "{API_VERSION}", "kind": "VerifyResponse",
+            "subject": {{"digest": request["subject"]["digest"]}},
+            "passed": config.get("passed", True), "reason": config.get("reason", "checked"),
+            "message": config.get("message", "looked at " + request["subject"]["reference"])}}
+if "details" in config:
+    response["details"] = config["details"]
+if config.get("undecided"):
+    del response["passed"]
+    response["undecided"] = True
+sys.stdout.write(config["raw"] if "raw" in config else json.dumps(response))
+sys.stdout.flush()
+sys.exit(config.get("exit", 0))
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path: Path) -> Path:
+    return executable(tmp_path / "check-plugin", PLUGIN)
+
+
+def exec_verifier(program: Path | str, **options: Any) -> ExecVerifier:
+    return ExecVerifier("plugin-check", {"command": [str(program)], **options})
+
+
+async def run(
+    verifier: ExecVerifier, registry: MemoryRegistry | None = None, seconds: float = 20.0
+) -> Report:
+    return await verifier.verify(subject(), context(registry, seconds))
+
+
+async def undecided(
+    verifier: ExecVerifier, registry: MemoryRegistry | None = None, seconds: float = 20.0
+) -> Undecided:
+    with pytest.raises(Undecided) as info:
+        await run(verifier, registry, seconds)
+    return info.value
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie awaiting its reaper counts as dead)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] != "Z"
+
+
+async def wait_dead(pid: int, seconds: float = 5.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if not alive(pid):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+def our_zombies() -> list[int]:
+    zombies = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            zombies.append(int(entry.name))
+    return zombies
+
+
+# --- options ---------------------------------------------------------------------------------------------
+
+
+def test_a_program_name_is_looked_up_in_the_fixed_path_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = ExecVerifier("v", {"command": ["true", "--flag"]})
+    assert str(verifier.program.parent) in SAFE_PATH.split(":")
+    assert verifier.argv == (str(verifier.program), "--flag")
+    executable(tmp_path / "only-here", "#!/bin/sh\nexit 0\n")
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")  # the service's PATH is not consulted
+    with pytest.raises(OptionsError) as info:
+        ExecVerifier("v", {"command": ["only-here"]})
+    assert info.value.path == "command[0]"
+    assert SAFE_PATH in info.value.message
+
+
+def test_a_relative_program_path_is_relative_to_the_configuration_file(tmp_path: Path, plugin: Path) -> None:
+    with option_paths_relative_to(tmp_path):
+        verifier = ExecVerifier("v", {"command": ["./check-plugin"]})
+    assert verifier.program == plugin
+
+
+@pytest.mark.parametrize(
+    ("options", "path", "fragment"),
+    [
+        ({}, "command", "required"),
+        ({"command": []}, "command", "non-empty list"),
+        ({"command": "check-plugin"}, "command", "non-empty list"),
+        ({"command": ["PLUGIN", 3]}, "command[1]", "string"),
+        ({"command": ["PLUGIN", "a\0b"]}, "command[1]", "NUL"),
+        ({"command": [""]}, "command[0]", "string"),
+        ({"command": ["./missing"]}, "command[0]", "No such file"),
+        ({"command": ["./"]}, "command[0]", "not a regular file"),
+        ({"command": ["PLUGIN"], "timeout": 0}, "timeout", "more than 0s"),
+        ({"command": ["PLUGIN"], "timeout": "10m"}, "timeout", "at most 300s"),
+        ({"command": ["PLUGIN"], "timeout": "soon"}, "timeout", "duration"),
+        ({"command": ["PLUGIN"], "maxOutputBytes": 10}, "maxOutputBytes", "between 256 and 1048576"),
+        ({"command": ["PLUGIN"], "maxOutputBytes": True}, "maxOutputBytes", "integer"),
+        ({"command": ["PLUGIN"], "maxConcurrent": 0}, "maxConcurrent", "between 1 and 64"),
+        ({"command": ["PLUGIN"], "env": ["A=1"]}, "env", "mapping"),
+        ({"command": ["PLUGIN"], "env": {"A-B": "1"}}, "env", "variable name"),
+        ({"command": ["PLUGIN"], "env": {"PATH": "/tmp"}}, "env.PATH", "set by Countersign"),
+        ({"command": ["PLUGIN"], "env": {"HOME": "/root"}}, "env.HOME", "set by Countersign"),
+        ({"command": ["PLUGIN"], "env": {"N": 1}}, "env.N", "string"),
+        ({"command": ["PLUGIN"], "config": [1]}, "config", "mapping"),
+        ({"command": ["PLUGIN"], "config": {"when": datetime.date(2024, 1, 1)}}, "config.when", "quote it"),
+        ({"command": ["PLUGIN"], "config": {"x": float("nan")}}, "config.x", "not a JSON number"),
+        ({"command": ["PLUGIN"], "config": {"a": {"b": [{1: 2}]}}}, "config.a.b[0]", "not a string"),
+        ({"command": ["PLUGIN"], "referrers": {}}, "referrers.artifactTypes", "required"),
+        ({"command": ["PLUGIN"], "referrers": {"artifactTypes": []}}, "referrers.artifactTypes", "non-empty"),
+        (
+            {"command": ["PLUGIN"], "referrers": {"artifactTypes": ["json"]}},
+            "referrers.artifactTypes[0]",
+            "media type",
+        ),
+        (
+            {"command": ["PLUGIN"], "referrers": {"artifactTypes": [SCAN], "maxCount": 65}},
+            "referrers.maxCount",
+            "1 and 64",
+        ),
+        (
+            {"command": ["PLUGIN"], "referrers": {"artifactTypes": [SCAN], "maxBytes": 0}},
+            "referrers.maxBytes",
+            "between 1",
+        ),
+        (
+            {"command": ["PLUGIN"], "referrers": {"artifactTypes": [SCAN], "types": []}},
+            "referrers.types",
+            "unknown",
+        ),
+        ({"command": ["PLUGIN"], "shell": True}, "shell", "unknown option"),
+    ],
+)
+def test_bad_options_name_their_field(
+    tmp_path: Path, plugin: Path, options: dict[str, Any], path: str, fragment: str
+) -> None:
+    if isinstance(options.get("command"), list):
+        options["command"] = [str(plugin) if c == "PLUGIN" else c for c in options["command"]]
+    with option_paths_relative_to(tmp_path), pytest.raises(OptionsError) as info:
+        ExecVerifier("v", options)
+    assert info.value.path == path
+    assert fragment in info.value.message
+
+
+def test_a_program_that_is_not_executable_or_writable_by_all_is_refused(tmp_path: Path, plugin: Path) -> None:
+    plugin.chmod(0o644)
+    with pytest.raises(OptionsError, match="not executable"):
+        exec_verifier(plugin)
+    plugin.chmod(0o757)
+    with pytest.raises(OptionsError, match="writable by every user"):
+        exec_verifier(plugin)
+
+
+def test_options_errors_reach_the_configuration_with_their_path(plugin: Path) -> None:
+    with pytest.raises(PluginError) as info:
+        create_verifier("exec", "scan", {"command": [str(plugin)], "maxConcurrent": 1000})
+    assert info.value.path == "options.maxConcurrent"
+    verifier = create_verifier("exec", "scan", {"command": [str(plugin)]})
+    assert (verifier.name, verifier.type) == ("scan", "exec")
+
+
+# --- the protocol ----------------------------------------------------------------------------------------
+
+
+async def test_the_request_carries_subject_config_and_verifier(tmp_path: Path, plugin: Path) -> None:
+    dump = tmp_path / "dump.json"
+    config = {"dump": str(dump), "rules": {"labels": ["team"], "min": 2}, "details": {"checked": 3}}
+    report = await run(exec_verifier(plugin, config=config, timeout="4s"))
+    assert report == Report(
+        True, "checked", f"looked at {subject().reference}", {"checked": 3, "plugin": "check-plugin"}
+    )
+    request = json.loads(dump.read_text())["request"]
+    assert request["apiVersion"] == API_VERSION
+    assert request["kind"] == "VerifyRequest"
+    assert request["verifier"] == {"name": "plugin-check", "type": "exec"}
+    assert request["config"] == config
+    manifest = base64.b64decode(request["subject"].pop("manifest"), validate=True)
+    assert manifest == IMAGE_MANIFEST
+    assert request["subject"] == {
+        "reference": f"registry.example/app:1@{IMAGE_DIGEST}",
+        "registry": "registry.example",
+        "repository": "app",
+        "tag": "1",
+        "digest": IMAGE_DIGEST,
+        "mediaType": OCI_MANIFEST,
+        "size": len(IMAGE_MANIFEST),
+        "namespace": "team-a",
+    }
+    assert request["referrers"] == [] and request["skippedReferrers"] == []
+    assert 3 < request["timeoutSeconds"] <= 4
+
+
+async def test_a_failed_decision_and_an_undecided_answer_come_through(plugin: Path) -> None:
+    report = await run(
+        exec_verifier(plugin, config={"passed": False, "reason": "label_missing", "message": "no team label"})
+    )
+    assert (report.passed, report.reason, report.message) == (False, "label_missing", "no team label")
+    answer = await undecided(
+        exec_verifier(plugin, config={"undecided": True, "reason": "scanner_down", "message": "try later"})
+    )
+    assert (answer.reason, answer.message) == ("scanner_down", "try later")
+
+
+async def test_the_timeout_is_capped_by_the_deadline(tmp_path: Path, plugin: Path) -> None:
+    dump = tmp_path / "dump.json"
+    start = time.monotonic()
+    answer = await undecided(
+        exec_verifier(plugin, timeout=30, config={"dump": str(dump), "sleep": 60}), seconds=1.0
+    )
+    assert answer.reason == "plugin_timeout"
+    assert time.monotonic() - start < 10  # not the 30s timeout
+    assert json.loads(dump.read_text())["request"]["timeoutSeconds"] <= 1.0
+
+
+VALID = {
+    "apiVersion": API_VERSION,
+    "kind": "VerifyResponse",
+    "subject": {"digest": IMAGE_DIGEST},
+    "passed": True,
+    "reason": "checked",
+    "message": "fine",
+}
+
+
+def variant(**changes: Any) -> bytes:
+    doc = {**VALID, **changes}
+    return json.dumps({k: v for k, v in doc.items() if v is not ...}).encode()
+
+
+def test_a_valid_response_parses() -> None:
+    deepest = {"x": deep(15)}  # details and 15 levels inside it: the most a response may nest
+    assert parse_response(variant(details=deepest), IMAGE_DIGEST) == Report(True, "checked", "fine", deepest)
+    assert parse_response(variant(details={"a": [1, 2.5, None, "x"]}), IMAGE_DIGEST) == Report(
+        True, "checked", "fine", {"a": [1, 2.5, None, "x"]}
+    )
+    answer = parse_response(variant(passed=..., undecided=True), IMAGE_DIGEST)
+    assert isinstance(answer, Undecided) and (answer.reason, answer.message) == ("checked", "fine")
+
+
+def deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("stdout", "fragment"),
+    [
+        (b"", "not a strict JSON document"),
+        (b"passed", "not a strict JSON document"),
+        (b"[]", "an array, not an object"),
+        (variant()[:-1] + b',"passed":false}', "duplicate key"),
+        (variant(details=...)[:-1] + b',"details":{"score":NaN}}', "NaN"),
+        (b"\xef\xbb\xbf" + variant(), "not a strict JSON document"),
+        (variant()[:-1] + b',"note":"\xff"}', "not a strict JSON document"),
+        (variant(apiVersion="countersign.dev/exec/v2"), "apiVersion"),
+        (variant(apiVersion=...), "apiVersion"),
+        (variant(kind="VerifyRequest"), "kind"),
+        (variant(subject=...), "echo the subject"),
+        (variant(subject={"digest": "sha256:" + "0" * 64}), "echo the subject"),
+        (variant(subject={"digest": IMAGE_DIGEST, "reference": "x"}), "echo the subject"),
+        (variant(reason="LabelMissing"), "snake_case"),
+        (variant(reason="label__missing"), "snake_case"),
+        (variant(reason="a" * 65), "snake_case"),
+        (variant(reason=7), "snake_case"),
+        (variant(message=""), "message"),
+        (variant(message="m" * 2049), "message"),
+        (variant(message="\ud800"), "surrogate"),
+        (variant(passed="yes"), "passed must be true or false"),
+        (variant(passed=...), "passed must be true or false"),
+        (variant(undecided=True), "undecided"),
+        (variant(passed=..., undecided=False), "undecided"),
+        (variant(passed=..., undecided=True, details={}), "undecided"),
+        (variant(details=[1]), "details must be an object"),
+        (variant(details={"plugin": "other"}), "reserved"),
+        (variant(details={"skippedCount": 0}), "reserved"),
+        (variant(details={"x": deep(16)}), "nested more than 17 levels deep"),
+        (variant(details={"x": deep(40)}), "not a strict JSON document"),
+        (variant(details={"n": 2**64}), "64-bit"),
+        (variant(details={"n": list(range(10_001))}), "more than 10000 values"),
+        (variant()[:-1] + b',"details":{"f":1e999}}', "not a JSON number"),
+        (variant(extra=1), "unknown field"),
+    ],
+)
+def test_malformed_responses_are_refused(stdout: bytes, fragment: str) -> None:
+    with pytest.raises(InvalidResponse) as info:
+        parse_response(stdout, IMAGE_DIGEST)
+    assert fragment in str(info.value)
+
+
+async def test_an_invalid_response_is_undecided_never_passed(plugin: Path) -> None:
+    raw = json.dumps({**VALID, "subject": {"digest": "sha256:" + "0" * 64}})  # an answer for another image
+    answer = await undecided(exec_verifier(plugin, config={"raw": raw}))
+    assert answer.reason == "plugin_invalid_response"
+    assert "echo the subject" in answer.message
+    answer = await undecided(exec_verifier(plugin, config={"raw": '{"passed": true}'}))
+    assert answer.reason == "plugin_invalid_response"
+
+
+@pytest.mark.parametrize(
+    ("script", "reason", "fragment"),
+    [
+        ("cat >/dev/null; echo oops >&2; exit 3", "plugin_failed", "exited with status 3"),
+        ("kill -9 $$", "plugin_failed", "killed by SIGKILL"),
+        ("cat >/dev/null; exec yes", "plugin_invalid_response", "more than maxOutputBytes (4096)"),
+        ("exec sleep 300", "plugin_timeout", "did not answer within 0.5s"),
+    ],
+)
+async def test_failures_are_undecided(
+    tmp_path: Path, script: str, reason: str, fragment: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    program = executable(tmp_path / "bad-plugin", f"#!/bin/sh\n{script}\n")
+    start = time.monotonic()
+    answer = await undecided(exec_verifier(program, timeout="0.5s", maxOutputBytes=4096))
+    assert (answer.reason, fragment in answer.message) == (reason, True), answer.message
+    assert time.monotonic() - start < 10  # not 300s of sleep or an endless flood
+    assert "oops" not in answer.message  # stderr is logged, never reported
+    if "oops" in script:
+        assert "oops" in caplog.text
+
+
+async def test_a_valid_answer_with_a_nonzero_exit_status_is_not_a_decision(plugin: Path) -> None:
+    answer = await undecided(exec_verifier(plugin, config={"exit": 1}))
+    assert (answer.reason, answer.message) == ("plugin_failed", "plugin check-plugin exited with status 1")
+
+
+async def test_a_program_gone_since_loading_is_undecided(plugin: Path) -> None:
+    verifier = exec_verifier(plugin)
+    await asyncio.to_thread(plugin.unlink)
+    answer = await undecided(verifier)
+    assert answer.reason == "plugin_failed" and "could not be started" in answer.message
+
+
+# --- process hygiene -------------------------------------------------------------------------------------
+
+
+async def test_the_environment_is_scrubbed(
+    tmp_path: Path, plugin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COUNTERSIGN_TEST_SECRET", "hunter2")
+    monkeypatch.setenv("REGISTRY_PASSWORD", "hunter3")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    dump = tmp_path / "dump.json"
+    await run(exec_verifier(plugin, env={"PLUGIN_MODE": "strict"}, config={"dump": str(dump)}))
+    seen = json.loads(dump.read_text())
+    env = seen["env"]
+    workdir = env["HOME"]
+    assert env == {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "PLUGIN_MODE": "strict",
+    }
+    assert "hunter" not in dump.read_text()
+    assert seen["cwd"] == await asyncio.to_thread(os.path.realpath, workdir)
+    assert seen["mode"] == "0o700"
+    assert not await asyncio.to_thread(Path(workdir).exists)  # removed after the run
+    assert seen["fds"] == [0, 1, 2, 3]  # stdin, stdout, stderr, and listdir's own
+    assert seen["pgid"] == seen["pid"] == seen["sid"]  # its own session and process group
+
+
+async def test_a_child_holding_stdout_is_killed_when_the_plugin_exits(tmp_path: Path, plugin: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    start = time.monotonic()
+    report = await run(exec_verifier(plugin, config={"child": str(pid_file)}))
+    assert report.passed
+    assert time.monotonic() - start < 10  # not held up by the child's copy of stdout
+    assert await wait_dead(int(pid_file.read_text()))
+
+
+async def test_the_process_group_is_killed_on_timeout(tmp_path: Path, plugin: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    answer = await undecided(
+        exec_verifier(plugin, timeout="1s", config={"child": str(pid_file), "sleep": 60})
+    )
+    assert answer.reason == "plugin_timeout"
+    assert await wait_dead(int(pid_file.read_text()))
+
+
+async def test_cancellation_kills_and_reaps_the_process_group(tmp_path: Path, plugin: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    dump = tmp_path / "dump.json"
+    verifier = exec_verifier(
+        plugin, timeout="60s", config={"child": str(pid_file), "dump": str(dump), "sleep": 60}
+    )
+    task = asyncio.create_task(run(verifier, seconds=60))
+    for _ in range(500):
+        if pid_file.is_file() and pid_file.read_text():
+            break
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    plugin_pid = json.loads(dump.read_text())["pid"]
+    assert await wait_dead(int(pid_file.read_text()))
+    assert not alive(plugin_pid)
+    assert plugin_pid not in our_zombies()
+
+
+async def test_no_descriptor_or_zombie_is_left_behind(tmp_path: Path, plugin: Path) -> None:
+    flood = executable(tmp_path / "flood", "#!/bin/sh\nexec yes\n")
+    hang = executable(tmp_path / "hang", "#!/bin/sh\nexec sleep 300\n")
+    verifiers = [
+        exec_verifier(plugin),
+        exec_verifier(plugin, config={"child": str(tmp_path / "child.pid")}),
+        exec_verifier(flood, maxOutputBytes=1024),
+        exec_verifier(hang, timeout="0.2s"),
+        exec_verifier(plugin, config={"exit": 2}),
+    ]
+    await asyncio.gather(*(run(v) for v in verifiers), return_exceptions=True)  # warm up
+    before = sorted(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        results = await asyncio.gather(*(run(v) for v in verifiers), return_exceptions=True)
+        assert [type(r).__name__ for r in results] == [
+            "Report",
+            "Report",
+            "Undecided",
+            "Undecided",
+            "Undecided",
+        ]
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    assert our_zombies() == []
+
+
+async def test_concurrency_is_bounded_and_waiting_respects_the_deadline(tmp_path: Path, plugin: Path) -> None:
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    verifier = exec_verifier(plugin, maxConcurrent=2, config={"slot": str(slots)})
+    reports = await asyncio.gather(*(run(verifier) for _ in range(6)))
+    assert max(r.details["busy"] for r in reports) <= 2
+    assert all(r.passed for r in reports)
+
+    slow = exec_verifier(plugin, maxConcurrent=1, timeout="3s", config={"sleep": 1.5})
+    first = asyncio.create_task(run(slow))
+    await asyncio.sleep(0.3)
+    start = time.monotonic()
+    answer = await undecided(slow, seconds=0.5)
+    assert answer.reason == "plugin_busy"
+    assert time.monotonic() - start < 2
+    assert (await first).passed
+
+
+# --- referrers -------------------------------------------------------------------------------------------
+
+
+async def test_referrers_are_fetched_verified_and_handed_over(tmp_path: Path, plugin: Path) -> None:
+    registry = MemoryRegistry()
+    scan = json.dumps({"critical": 0}).encode()
+    good = registry.attach(IMAGE_DIGEST, SCAN, [scan, b"second layer"])
+    registry.attach(IMAGE_DIGEST, "application/vnd.other+json", [b"not wanted"])
+    junk = registry.attach(IMAGE_DIGEST, SCAN, manifest=b'{"schemaVersion": 2, "layers": "nope"}')
+    elsewhere = registry.attach(IMAGE_DIGEST, SCAN, [scan], manifest_subject="sha256:" + "e" * 64)
+    liar = registry.attach(IMAGE_DIGEST, "application/vnd.other+json", [scan], listed_type=SCAN)
+    missing_blob = registry.attach(IMAGE_DIGEST, SCAN, [b"gone"])
+    del registry.blobs[sha256(b"gone")]
+    dump = tmp_path / "dump.json"
+    verifier = exec_verifier(
+        plugin, config={"dump": str(dump)}, referrers={"artifactTypes": [SCAN.upper() + "; v=1"]}
+    )
+    report = await run(verifier, registry)
+    request = json.loads(dump.read_text())["request"]
+    assert [r["descriptor"]["digest"] for r in request["referrers"]] == [good.digest]
+    handed = request["referrers"][0]
+    assert base64.b64decode(handed["manifest"]) == registry.manifests[good.digest][0]
+    assert {d: base64.b64decode(b) for d, b in handed["blobs"].items()} == {
+        sha256(scan): scan,
+        sha256(b"second layer"): b"second layer",
+    }
+    assert handed["descriptor"] == {
+        "mediaType": OCI_MANIFEST,
+        "digest": good.digest,
+        "size": good.size,
+        "artifactType": SCAN,
+        "annotations": {},  # the verified manifest's, not the listing's
+    }
+    skipped = {s["digest"]: s["reason"] for s in request["skippedReferrers"]}
+    assert set(skipped) == {junk.digest, elsewhere.digest, liar.digest, missing_blob.digest}
+    assert "config: missing" in skipped[junk.digest]
+    assert "its subject is not" in skipped[elsewhere.digest]
+    assert "artifact type" in skipped[liar.digest]
+    assert "not found" in skipped[missing_blob.digest]
+    assert report.details["skippedCount"] == 4
+    assert report.details["plugin"] == "check-plugin"
+
+
+async def test_referrers_are_bounded_by_count_and_bytes(tmp_path: Path, plugin: Path) -> None:
+    registry = MemoryRegistry()
+    small = [registry.attach(IMAGE_DIGEST, SCAN, [f"scan {i}".encode()]) for i in range(3)]
+    big = registry.attach(IMAGE_DIGEST, SCAN, [b"x" * 5000])
+    dump = tmp_path / "dump.json"
+    verifier = exec_verifier(
+        plugin, config={"dump": str(dump)}, referrers={"artifactTypes": [SCAN], "maxCount": 2}
+    )
+    await run(verifier, registry)
+    request = json.loads(dump.read_text())["request"]
+    assert [r["descriptor"]["digest"] for r in request["referrers"]] == [small[0].digest, small[1].digest]
+
+    registry.listings[IMAGE_DIGEST] = [
+        registry.listings[IMAGE_DIGEST][3],
+        *registry.listings[IMAGE_DIGEST][:3],
+    ]
+    registry.reads.clear()
+    verifier = exec_verifier(
+        plugin, config={"dump": str(dump)}, referrers={"artifactTypes": [SCAN], "maxBytes": 2000}
+    )
+    await run(verifier, registry)
+    request = json.loads(dump.read_text())["request"]
+    assert [s["digest"] for s in request["skippedReferrers"]] == [big.digest]
+    assert "maxBytes" in request["skippedReferrers"][0]["reason"]
+    assert sha256(b"x" * 5000) not in registry.reads  # refused before it was fetched
+    handed = sum(
+        len(base64.b64decode(r["manifest"])) + sum(len(base64.b64decode(b)) for b in r["blobs"].values())
+        for r in request["referrers"]
+    )
+    assert 1500 < handed <= 2000
+
+
+async def test_an_unavailable_registry_is_undecided(plugin: Path) -> None:
+    registry = MemoryRegistry()
+    registry.referrers_error = Unavailable("registry down")
+    verifier = exec_verifier(plugin, referrers={"artifactTypes": [SCAN]})
+    with pytest.raises(Unavailable):
+        await run(verifier, registry)
+
+
+def test_memory_registry_is_a_registry_reader() -> None:
+    from verifiers.base import RegistryReader
+
+    assert isinstance(MemoryRegistry(), RegistryReader)
