@@ -6,6 +6,7 @@
 #   make demo    run the demo against a local registry (GATEKEEPER=1: through the real Gatekeeper and
 #                kube-apiserver, printing what kubectl answers)
 #   make bench   run the benchmark and print its table
+#   make schema  regenerate the chart's values.schema.json `config` part from the configuration's models
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
@@ -19,7 +20,7 @@ export COUNTERSIGN_TOOLS ?= $(CACHE)/tools
 DEPS_STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 PYTEST_ARGS ?=
 
-.PHONY: deps tools test test-unit test-integration test-adversarial lint demo bench clean-cache
+.PHONY: deps tools test test-unit test-integration test-adversarial lint demo bench schema clean-cache
 
 deps: $(DEPS_STAMP)
 
@@ -62,6 +63,11 @@ demo: deps tools
 
 bench: deps tools
 	$(PY) -m bench.run
+
+CHART_SCHEMA := charts/countersign/values.schema.json
+schema: deps
+	$(PY) -m provider.schema --chart $(CHART_SCHEMA) > $(CHART_SCHEMA).new
+	mv $(CHART_SCHEMA).new $(CHART_SCHEMA)
 
 clean-cache:
 	rm -rf $(VENV)

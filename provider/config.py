@@ -1,4 +1,5 @@
-"""Configuration: YAML, validated at load, every error naming the offending field.
+"""Configuration: YAML, validated at load by pydantic models (`ConfigDocument`), every error reported at
+once with the path of its field (`ConfigError.errors`), then held in the dataclasses below.
 
     apiVersion: countersign.dev/v1alpha1
     server: {port: 8443, tls: {certFile, keyFile, clientCAFile}, deadlines: {verify: 2.5, mutate: 0.9}}
@@ -9,35 +10,62 @@
         scopes: ["*"]
         allOf: [pinned, sbom]
 
-See docs/configuration.md for every field. The fingerprint of everything that can change a verdict is part
-of every verdict cache key, so a new configuration never serves a verdict made under the old one.
+See docs/configuration.md for every field. Which policy applies to an image is `provider.policy`'s job;
+the chart's JSON Schema comes from the same models (`provider.schema`). The fingerprint of everything that
+can change a verdict is part of every verdict cache key, so a new configuration never serves a verdict
+made under the old one.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import functools
 import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Self
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
+from provider.policy import normalize_scope
 from provider.registry.auth import Credentials
 from provider.registry.client import Limits, RegistrySettings
 from provider.registry.egress import EgressPolicy, parse_host_pattern, parse_network
 from verifiers import options
-from verifiers.base import OptionsError
-from verifiers.reference import ImageReference
+from verifiers.errors import FieldError, OptionsError
+from verifiers.options import (
+    Duration,
+    IntRange,
+    NonEmptyStr,
+    OneOf,
+    OptionsModel,
+    Shaped,
+    StringList,
+    check,
+    field_errors,
+)
 
 __all__ = [
     "API_VERSION",
     "CacheConfig",
     "Config",
+    "ConfigDocument",
     "ConfigError",
     "Policy",
     "ServerConfig",
@@ -51,13 +79,10 @@ API_VERSION = "countersign.dev/v1alpha1"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
-class ConfigError(ValueError):
-    """Invalid configuration; `path` is the field (e.g. `policies[1].allOf[0]`)."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.message = message
+class ConfigError(FieldError):
+    """Invalid configuration: `errors` lists every problem as `(path, message)`, the path in the file's
+    notation (`policies[1].allOf[0]`, `registries['reg.example.com'].minTLS`); `path` and `message` are the
+    first one's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,146 +177,348 @@ class Config:
     # password files, registry CA files): a reload is due when one of them changes (a rotated Secret).
     credential_files: tuple[Path, ...] = ()
 
-    def policy_for(self, reference: ImageReference, namespace: str | None) -> Policy | None:
-        """The most specific policy whose scope matches the repository (and namespace, when set)."""
-        best: tuple[tuple[int, int, int], Policy] | None = None
-        for policy in self.policies:
-            if policy.namespaces is not None and not any(
-                fnmatch.fnmatchcase(namespace or "", pattern) for pattern in policy.namespaces
-            ):
-                continue
-            for scope in policy.scopes:
-                score = scope_specificity(scope, reference)
-                if score is None:
-                    continue
-                rank = (1 if policy.namespaces is not None else 0, *score)
-                if best is None or rank > best[0]:
-                    best = (rank, policy)
-        return best[1] if best is not None else None
 
-    def covers(self, reference: ImageReference) -> bool:
-        """Whether some policy could apply to this repository, in some namespace (for /v1/mutate, whose
-        keys carry no namespace): an image no policy covers is never contacted."""
-        scopes = (scope for policy in self.policies for scope in policy.scopes)
-        return any(scope_specificity(scope, reference) is not None for scope in scopes)
-
-
-def normalize_scope(scope: str) -> str:
-    """A scope without `/` names a whole registry: `registry.example.com` means `registry.example.com/*`."""
-    return scope if ("/" in scope or scope == "*") else f"{scope}/*"
-
-
-def scope_specificity(scope: str, reference: ImageReference) -> tuple[int, int] | None:
-    """None when `scope` does not match; else a rank where higher is more specific.
-
-    An exact repository beats any pattern; among patterns, more literal characters win; `*` is last.
-    A scope without `/` names a whole registry (`registry.example.com` means `registry.example.com/*`).
-    """
-    name = reference.name
-    pattern, glob, literal = _compiled_scope(scope)
-    if glob is None:
-        return (1, literal) if pattern == name else None
-    return (0, literal) if glob.match(name) else None
-
-
-_GLOB_META_RE = re.compile(r"\[[^\]]*\]|[*?]")
-
-
-@functools.lru_cache(maxsize=4096)
-def _compiled_scope(scope: str) -> tuple[str, re.Pattern[str] | None, int]:
-    """A scope's normalized pattern, its compiled glob (None when literal) and its literal length: worked
-    out once per scope, not at every key (`fnmatchcase` is exactly a match of `fnmatch.translate`)."""
-    pattern = normalize_scope(scope)
-    if not any(c in pattern for c in "*?["):
-        return pattern, None, len(pattern)
-    return pattern, re.compile(fnmatch.translate(pattern)), len(_GLOB_META_RE.sub("", pattern))
-
-
-# --- parsing ----------------------------------------------------------------------------------------
+# --- the document's schema ----------------------------------------------------------------------------
+# Pydantic models of the YAML document, field for field (camelCase names by alias). They check shape and
+# every rule the document alone decides; `parse_config` turns them into the dataclasses above. Every
+# problem is reported at once (`ConfigError.errors`). `provider.schema` writes their JSON Schema into the
+# Helm chart's values.schema.json.
 
 _NAME_RE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?")
+_HOST_RE = re.compile(r"[A-Za-z0-9.\-\[\]:]+")
+_SCOPE_RE = re.compile(r"[A-Za-z0-9.\-_/:\[\]*?]+")
+_SERVER, _CACHE, _LIMITS = ServerConfig(), CacheConfig(), Limits()
+
+Seconds = float
+Path_ = Annotated[str, StringConstraints(strict=True, min_length=1)]
 
 
-class _Reader:
-    """Typed access to a YAML mapping that records the path and rejects unknown keys."""
+class _Model(OptionsModel):
+    """A section of the configuration: camelCase field names, strict types, unknown fields refused, and a
+    field set to null is the same as a field left out."""
 
-    def __init__(self, data: object, path: str) -> None:
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
         if not isinstance(data, dict):
-            raise ConfigError(path, f"expected a mapping, got {_kind(data)}")
-        self.data: dict[str, Any] = data
-        self.path = path
-        self.used: set[str] = set()
+            return data
+        known = {f.alias or n for n, f in cls.model_fields.items()}
+        return {k: v for k, v in data.items() if not (v is None and k in known)}
 
-    def sub(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
 
-    def get(self, key: str) -> Any:
-        self.used.add(key)
-        return self.data.get(key)
-
-    def child(self, key: str) -> _Reader:
-        value = self.get(key)
-        return _Reader({} if value is None else value, self.sub(key))
-
-    def string(self, key: str, default: str | None = None) -> str:
-        value = self.get(key)
-        if value is None:
-            if default is None:
-                raise ConfigError(self.sub(key), "required")
-            return default
-        if not isinstance(value, str) or not value:
-            raise ConfigError(self.sub(key), f"expected a non-empty string, got {_kind(value)}")
+def _matching(pattern: re.Pattern[str], message: str) -> AfterValidator:
+    def validate(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise PydanticCustomError("countersign", "{message}", {"message": message})
         return value
 
-    def optional_string(self, key: str) -> str | None:
-        return None if self.get(key) is None else self.string(key)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise ConfigError(self.sub(key), f"expected true or false, got {_kind(value)}")
-        return value
-
-    def integer(self, key: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
-        value = self.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(self.sub(key), f"expected an integer, got {_kind(value)}")
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-            raise ConfigError(self.sub(key), f"must be {bound}, got {value}")
-        return value
-
-    def duration(self, key: str, default: float, minimum: float = 0.0, maximum: float | None = None) -> float:
-        value = self.get(key)
-        if value is None:
-            return default
-        seconds = parse_duration(value, self.sub(key))
-        if seconds < minimum or (maximum is not None and seconds > maximum):
-            bound = f"between {minimum:g}s and {maximum:g}s" if maximum is not None else f">= {minimum:g}s"
-            raise ConfigError(self.sub(key), f"must be {bound}, got {seconds:g}s")
-        return seconds
-
-    def path_value(self, key: str, base: Path) -> Path | None:
-        value = self.optional_string(key)
-        return None if value is None else (base / Path(value).expanduser())
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            known = ", ".join(sorted(self.used))
-            raise ConfigError(self.sub(str(unknown[0])), f"unknown field (known here: {known})")
+    return AfterValidator(validate)
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "nothing"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
+def _api_version(value: str) -> str:
+    if value != API_VERSION:
+        raise PydanticCustomError(
+            "countersign",
+            "{message}",
+            {"message": f"unsupported {value!r}; this version reads {API_VERSION!r}"},
+        )
+    return value
+
+
+class TLSSection(_Model):
+    """server.tls: the serving certificate and key (PEM files), re-read when they change."""
+
+    required_messages: ClassVar[Mapping[str, str]] = {
+        "certFile": "required when tls is set",
+        "keyFile": "required when tls is set",
+    }
+    cert_file: Path_
+    key_file: Path_
+    client_ca_file: Path_ | None = Field(None, alias="clientCAFile")
+    reload_interval: Annotated[Seconds, Duration(0.1, 3600)] = 2.0
+
+
+class ServerLimitsSection(_Model):
+    max_keys: Annotated[int, IntRange(1, 100_000)] = _SERVER.max_keys
+    max_key_bytes: Annotated[int, IntRange(64, 4096)] = _SERVER.max_key_bytes
+    max_body_bytes: Annotated[int, IntRange(1024, 64 << 20)] = _SERVER.max_body_bytes
+    max_concurrent_verifications: Annotated[int, IntRange(1, 100_000)] = _SERVER.max_concurrent_verifications
+    max_in_flight_verifications: Annotated[int, IntRange(1, 1_000_000)] = _SERVER.max_in_flight_verifications
+    max_connections: Annotated[int, IntRange(1, 100_000)] = _SERVER.max_connections
+    in_flight_bytes: Annotated[int, IntRange(1 << 20, 64 << 30)] = _SERVER.in_flight_bytes
+    verification_bytes: Annotated[int, IntRange(1 << 20, 64 << 30)] = _SERVER.verification_bytes
+
+    @model_validator(mode="after")
+    def _within_in_flight(self) -> Self:
+        if self.verification_bytes > self.in_flight_bytes:
+            message = f"must not exceed inFlightBytes ({self.in_flight_bytes}), got {self.verification_bytes}"
+            check("ServerLimitsSection", [("verificationBytes", message)])
+        return self
+
+
+class DeadlinesSection(_Model):
+    verify: Annotated[Seconds, Duration(0.05, 29)] = _SERVER.verify_deadline
+    mutate: Annotated[Seconds, Duration(0.05, 29)] = _SERVER.mutate_deadline
+    background: Annotated[Seconds, Duration(0.1, 600)] = _SERVER.background_timeout
+
+
+class TimeoutsSection(_Model):
+    tls_handshake: Annotated[Seconds, Duration(0.1, 60)] = _SERVER.tls_handshake_timeout
+    request_headers: Annotated[Seconds, Duration(0.1, 300)] = _SERVER.header_timeout
+    request_body: Annotated[Seconds, Duration(0.1, 300)] = _SERVER.body_timeout
+    idle: Annotated[Seconds, Duration(0.1, 3600)] = _SERVER.idle_timeout
+
+
+class ServerSection(_Model):
+    address: NonEmptyStr = _SERVER.address
+    port: Annotated[int, IntRange(0, 65535)] = _SERVER.port
+    tls: TLSSection | None = None
+    health_port: Annotated[int, IntRange(1, 65535)] | None = None
+    limits: ServerLimitsSection = Field(default_factory=ServerLimitsSection)
+    deadlines: DeadlinesSection = Field(default_factory=DeadlinesSection)
+    timeouts: TimeoutsSection = Field(default_factory=TimeoutsSection)
+    config_reload_interval: Annotated[Seconds, Duration(0.1, 3600)] = _SERVER.config_reload_interval
+
+
+class CacheSection(_Model):
+    verdict_ttl: Annotated[Seconds, Duration(0, 86400)] = Field(_CACHE.verdict_ttl, alias="verdictTTL")
+    tag_ttl: Annotated[Seconds, Duration(0, 86400)] = Field(_CACHE.tag_ttl, alias="tagTTL")
+    max_verdicts: Annotated[int, IntRange(0, 10_000_000)] = _CACHE.max_verdicts
+    content_bytes: Annotated[int, IntRange(0, 16 << 30)] = _CACHE.content_bytes
+    verdict_bytes: Annotated[int, IntRange(0, 16 << 30)] = _CACHE.verdict_bytes
+    tag_bytes: Annotated[int, IntRange(0, 16 << 30)] = _CACHE.tag_bytes
+
+
+class LimitsSection(_Model):
+    max_manifest_bytes: Annotated[int, IntRange(1024, 64 << 20)] = _LIMITS.max_manifest_bytes
+    max_blob_bytes: Annotated[int, IntRange(1024, 1 << 30)] = _LIMITS.max_blob_bytes
+    max_referrers: Annotated[int, IntRange(1, 100_000)] = _LIMITS.max_referrers
+    max_referrer_pages: Annotated[int, IntRange(1, 1000)] = _LIMITS.max_referrer_pages
+
+
+class RegistrySection(_Model):
+    """registries[host]: how to reach one registry. Files are read when the configuration is loaded."""
+
+    insecure: StrictBool = False
+    ca_file: Path_ | None = None
+    min_tls: Annotated[str, OneOf("1.2", "1.3")] = Field("1.2", alias="minTLS")
+    username: NonEmptyStr | None = None
+    password: NonEmptyStr | None = None
+    password_file: Path_ | None = None
+    _password: str | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _credentials(self, info: ValidationInfo) -> Self:
+        base, read_files = _context(info)
+        problems: list[tuple[str | tuple[str | int, ...], str]] = []
+        password = self.password
+        paired = True
+        if self.password is not None and self.password_file is not None:
+            problems.append(("passwordFile", "set either password or passwordFile, not both"))
+            paired = False
+        elif self.password_file is not None:
+            file = base / Path(self.password_file).expanduser()
+            read_files.append(file)
+            try:
+                password = file.read_text("utf-8").strip()
+            except OSError as e:
+                problems.append(("passwordFile", f"cannot read: {e}"))
+                paired = False
+        if paired and (self.username is None) != (password is None):
+            problems.append(((), "username and password go together"))
+        if self.ca_file is not None:
+            read_files.append(base / Path(self.ca_file).expanduser())
+            if self.insecure:
+                problems.append(("caFile", "has no effect with insecure: true (plain HTTP)"))
+        check("RegistrySection", problems)
+        self._password = password
+        return self
+
+
+class EgressSection(_Model):
+    hosts: Annotated[list[str], StringList()] = Field(default_factory=lambda: ["*"])
+    allow_addresses: Annotated[list[str], StringList(allow_empty=True)] = Field(default_factory=list)
+    deny_addresses: Annotated[list[str], StringList(allow_empty=True)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _parse(self) -> Self:
+        problems: list[tuple[str | tuple[str | int, ...], str]] = []
+        for i, host in enumerate(self.hosts):
+            try:
+                parse_host_pattern(host)
+            except ValueError as e:
+                problems.append((("hosts", i), str(e)))
+        for key, values in (("allowAddresses", self.allow_addresses), ("denyAddresses", self.deny_addresses)):
+            for i, value in enumerate(values):
+                try:
+                    parse_network(value)
+                except ValueError as e:
+                    problems.append(((key, i), f"not an address or CIDR: {e}"))
+        check("EgressSection", problems)
+        return self
+
+    def policy(self) -> EgressPolicy:
+        return EgressPolicy(
+            hosts=tuple(self.hosts),
+            allow_addresses=tuple(parse_network(v) for v in self.allow_addresses),
+            deny_addresses=tuple(parse_network(v) for v in self.deny_addresses),
+        )
+
+
+class AuthSection(_Model):
+    docker_configs: Annotated[list[str], StringList(allow_empty=True)] = Field(default_factory=list)
+
+
+class VerifierSection(_Model):
+    """verifiers[name]: a verifier type and its options, which the verifier itself validates when built."""
+
+    type: NonEmptyStr
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThresholdSection(_Model):
+    required_messages: ClassVar[Mapping[str, str]] = {"of": "expected a list of strings, got nothing"}
+    # The upper bound is the length of `of`: checked by the policy.
+    count: Annotated[int, WithJsonSchema({"type": "integer", "minimum": 1})]
+    of: Annotated[list[str], StringList()]
+
+
+class PolicySection(_Model):
+    """policies[i]: which verifiers an image in `scopes` (and `namespaces`) must pass."""
+
+    name: NonEmptyStr | None = None
+    scope: Annotated[list[str], StringList()] | None = None
+    scopes: Annotated[list[str], StringList()] | None = None
+    namespaces: Annotated[list[str], StringList()] | None = None
+    all_of: Annotated[list[str], StringList()] | None = None
+    any_of: Annotated[list[str], StringList()] | None = None
+    threshold: ThresholdSection | None = None
+
+    def scope_list(self) -> list[str]:
+        return self.scopes or self.scope or []
+
+    def mode(self) -> tuple[str, list[str], tuple[str | int, ...]]:
+        """The mode, its verifier names and the location of that list."""
+        if self.threshold is not None:
+            return "threshold", self.threshold.of, ("threshold", "of")
+        if self.any_of is not None:
+            return "anyOf", self.any_of, ("anyOf",)
+        return "allOf", self.all_of or [], ("allOf",)
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        problems: list[tuple[str | tuple[str | int, ...], str]] = []
+        if self.scope is not None and self.scopes is not None:
+            problems.append(("scopes", "set either scope or scopes, not both"))
+        elif self.scope is None and self.scopes is None:
+            problems.append(("scopes", "expected a list of strings, got nothing"))
+        for k, scope in enumerate(self.scope_list()):
+            if not _SCOPE_RE.fullmatch(scope):
+                problems.append((("scopes", k), f"invalid scope {scope!r}"))
+            elif ":" in scope.rpartition("/")[2] and "/" in scope:
+                problems.append(
+                    (
+                        ("scopes", k),
+                        f"scope {scope!r} names a tag; scopes match repositories (registry/repository)",
+                    )
+                )
+        modes = [
+            m for m, v in (("allOf", self.all_of), ("anyOf", self.any_of), ("threshold", self.threshold)) if v
+        ]
+        if len(modes) != 1:
+            problems.append(((), "set exactly one of allOf, anyOf or threshold"))
+        else:
+            _, names, where = self.mode()
+            if self.threshold is not None and not 1 <= self.threshold.count <= len(names):
+                count = self.threshold.count
+                problems.append((("threshold", "count"), f"must be between 1 and {len(names)}, got {count}"))
+            if len(set(names)) != len(names):
+                problems.append((where, "lists a verifier twice"))
+        check("PolicySection", problems)
+        return self
+
+
+VerifierName = Annotated[
+    str,
+    _matching(_NAME_RE, "verifier names are lowercase letters, digits, '.', '_' and '-'"),
+    WithJsonSchema({"type": "string", "pattern": f"^{_NAME_RE.pattern}$"}),
+]
+RegistryHost = Annotated[
+    str,
+    _matching(_HOST_RE, "registry keys are host names with an optional port"),
+    WithJsonSchema({"type": "string", "pattern": f"^{_HOST_RE.pattern}$"}),
+]
+
+
+class ConfigDocument(_Model):
+    """The configuration file (docs/configuration.md)."""
+
+    required_messages: ClassVar[Mapping[str, str]] = {
+        "verifiers": "expected a non-empty mapping of verifier name to {type, options}",
+        "policies": "expected a non-empty list of policies",
+    }
+    bracket_keys: ClassVar[frozenset[str]] = frozenset({"registries"})
+
+    api_version: Annotated[str, AfterValidator(_api_version), WithJsonSchema({"enum": [API_VERSION]})] = (
+        API_VERSION
     )
+    server: ServerSection = Field(default_factory=ServerSection)
+    cache: CacheSection = Field(default_factory=lambda: CacheSection.model_validate({}))
+    limits: LimitsSection = Field(default_factory=LimitsSection)
+    registries: Annotated[
+        dict[RegistryHost, RegistrySection | None], Shaped(dict, "a mapping of registry host to settings")
+    ] = Field(default_factory=dict)
+    egress: EgressSection = Field(default_factory=EgressSection)
+    auth: AuthSection = Field(default_factory=AuthSection)
+    verifiers: Annotated[
+        dict[VerifierName, VerifierSection],
+        Shaped(dict, "a non-empty mapping of verifier name to {type, options}", non_empty=True),
+    ]
+    policies: Annotated[list[PolicySection], Shaped(list, "a non-empty list of policies", non_empty=True)]
+
+    @field_validator("policies", mode="after")
+    @classmethod
+    def _across_policies(cls, policies: list[PolicySection], info: ValidationInfo) -> list[PolicySection]:
+        """Names and scopes claimed once; every verifier a policy names is defined (checked only when the
+        verifiers section is itself valid: against a broken one, every name would look unknown)."""
+        verifiers: Mapping[str, object] | None = info.data.get("verifiers")
+        problems: list[tuple[str | tuple[str | int, ...], str]] = []
+        seen_names: set[str] = set()
+        seen_scopes: dict[tuple[str, frozenset[str] | None], str] = {}
+        for i, policy in enumerate(policies):
+            scopes = policy.scope_list()
+            name = policy.name or scopes[0]
+            # A policy that repeats a name is reported once, at its name (two policies `x.io` named after
+            # their scope also claim it twice).
+            repeated = name in seen_names
+            if repeated:
+                problems.append(((i, "name"), f"duplicate policy name {name!r}"))
+            seen_names.add(name)
+            _, names, where = policy.mode()
+            for j, verifier in enumerate(names):
+                if verifiers is not None and verifier not in verifiers:
+                    known = ", ".join(sorted(verifiers)) or "none"
+                    problems.append(((i, *where, j), f"unknown verifier {verifier!r} (defined: {known})"))
+            namespaces = frozenset(policy.namespaces) if policy.namespaces is not None else None
+            for k, scope in enumerate(scopes):
+                # Equivalent spellings claim the same images: `reg.io` is `reg.io/*`; namespace order is moot.
+                key = (normalize_scope(scope), namespaces)
+                if repeated:
+                    continue
+                if key in seen_scopes:
+                    message = f"scope {scope!r} is already claimed by policy {seen_scopes[key]!r}"
+                    problems.append(((i, "scopes", k), message))
+                else:
+                    seen_scopes[key] = name
+        check("policies", problems)
+        return policies
+
+
+def _context(info: ValidationInfo) -> tuple[Path, list[Path]]:
+    context = info.context if isinstance(info.context, dict) else {}
+    return context.get("base", Path(".")), context.setdefault("read_files", [])
 
 
 def parse_duration(value: object, path: str) -> float:
@@ -301,266 +528,6 @@ def parse_duration(value: object, path: str) -> float:
         return options.parse_duration(value, path)
     except OptionsError as e:
         raise ConfigError(e.path, e.message) from e
-
-
-def _string_list(value: object, path: str, *, allow_empty: bool = False) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise ConfigError(path, f"expected a list of strings, got {_kind(value)}")
-    if not value and not allow_empty:
-        raise ConfigError(path, "must not be empty")
-    out: list[str] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, str) or not item:
-            raise ConfigError(f"{path}[{i}]", f"expected a non-empty string, got {_kind(item)}")
-        out.append(item)
-    return tuple(out)
-
-
-def _parse_server(r: _Reader, base: Path) -> ServerConfig:
-    defaults = ServerConfig()
-    tls: TLSConfig | None = None
-    if r.get("tls") is not None:
-        t = r.child("tls")
-        cert, key = t.path_value("certFile", base), t.path_value("keyFile", base)
-        if cert is None:
-            raise ConfigError(t.sub("certFile"), "required when tls is set")
-        if key is None:
-            raise ConfigError(t.sub("keyFile"), "required when tls is set")
-        tls = TLSConfig(
-            cert_file=cert,
-            key_file=key,
-            client_ca_file=t.path_value("clientCAFile", base),
-            reload_interval=t.duration("reloadInterval", 2.0, minimum=0.1, maximum=3600),
-        )
-        t.finish()
-    limits = r.child("limits")
-    deadlines = r.child("deadlines")
-    timeouts = r.child("timeouts")
-    server = ServerConfig(
-        address=r.string("address", defaults.address),
-        port=r.integer("port", defaults.port, minimum=0, maximum=65535),
-        tls=tls,
-        health_port=(
-            r.integer("healthPort", 0, minimum=1, maximum=65535) if r.get("healthPort") is not None else None
-        ),
-        max_keys=limits.integer("maxKeys", defaults.max_keys, minimum=1, maximum=100_000),
-        max_key_bytes=limits.integer("maxKeyBytes", defaults.max_key_bytes, minimum=64, maximum=4096),
-        max_body_bytes=limits.integer(
-            "maxBodyBytes", defaults.max_body_bytes, minimum=1024, maximum=64 << 20
-        ),
-        verify_deadline=deadlines.duration("verify", defaults.verify_deadline, minimum=0.05, maximum=29),
-        mutate_deadline=deadlines.duration("mutate", defaults.mutate_deadline, minimum=0.05, maximum=29),
-        background_timeout=deadlines.duration(
-            "background", defaults.background_timeout, minimum=0.1, maximum=600
-        ),
-        max_concurrent_verifications=limits.integer(
-            "maxConcurrentVerifications", defaults.max_concurrent_verifications, minimum=1, maximum=100_000
-        ),
-        max_in_flight_verifications=limits.integer(
-            "maxInFlightVerifications", defaults.max_in_flight_verifications, minimum=1, maximum=1_000_000
-        ),
-        config_reload_interval=r.duration(
-            "configReloadInterval", defaults.config_reload_interval, minimum=0.1, maximum=3600
-        ),
-        max_connections=limits.integer(
-            "maxConnections", defaults.max_connections, minimum=1, maximum=100_000
-        ),
-        tls_handshake_timeout=timeouts.duration(
-            "tlsHandshake", defaults.tls_handshake_timeout, minimum=0.1, maximum=60
-        ),
-        header_timeout=timeouts.duration("requestHeaders", defaults.header_timeout, minimum=0.1, maximum=300),
-        body_timeout=timeouts.duration("requestBody", defaults.body_timeout, minimum=0.1, maximum=300),
-        idle_timeout=timeouts.duration("idle", defaults.idle_timeout, minimum=0.1, maximum=3600),
-        in_flight_bytes=limits.integer(
-            "inFlightBytes", defaults.in_flight_bytes, minimum=1 << 20, maximum=64 << 30
-        ),
-        verification_bytes=limits.integer(
-            "verificationBytes", defaults.verification_bytes, minimum=1 << 20, maximum=64 << 30
-        ),
-    )
-    if server.verification_bytes > server.in_flight_bytes:
-        raise ConfigError(
-            limits.sub("verificationBytes"),
-            f"must not exceed inFlightBytes ({server.in_flight_bytes}), got {server.verification_bytes}",
-        )
-    limits.finish()
-    deadlines.finish()
-    timeouts.finish()
-    r.finish()
-    return server
-
-
-def _parse_registries(
-    data: object, path: str, base: Path, read_files: list[Path] | None = None
-) -> dict[str, RegistrySettings]:
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(path, f"expected a mapping of registry host to settings, got {_kind(data)}")
-    out: dict[str, RegistrySettings] = {}
-    for host, value in data.items():
-        r = _Reader(value if value is not None else {}, f"{path}[{host!r}]")
-        if not isinstance(host, str) or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", host):
-            raise ConfigError(r.path, "registry keys are host names with an optional port")
-        username = r.optional_string("username")
-        password = r.optional_string("password")
-        password_file = r.path_value("passwordFile", base)
-        if password is not None and password_file is not None:
-            raise ConfigError(r.sub("passwordFile"), "set either password or passwordFile, not both")
-        if password_file is not None:
-            if read_files is not None:
-                read_files.append(password_file)
-            try:
-                password = password_file.read_text("utf-8").strip()
-            except OSError as e:
-                raise ConfigError(r.sub("passwordFile"), f"cannot read: {e}") from e
-        if (username is None) != (password is None):
-            raise ConfigError(r.path, "username and password go together")
-        min_tls = r.string("minTLS", "1.2")
-        if min_tls not in ("1.2", "1.3"):
-            raise ConfigError(r.sub("minTLS"), f"must be '1.2' or '1.3', got {min_tls!r}")
-        ca_file = r.path_value("caFile", base)
-        if ca_file is not None and read_files is not None:
-            read_files.append(ca_file)
-        insecure = r.boolean("insecure", False)
-        if insecure and ca_file is not None:
-            raise ConfigError(r.sub("caFile"), "has no effect with insecure: true (plain HTTP)")
-        out[host] = RegistrySettings(
-            insecure=insecure,
-            ca_file=ca_file,
-            min_tls=min_tls,
-            credentials=Credentials(username, password) if username and password is not None else None,
-        )
-        r.finish()
-    return out
-
-
-def _parse_verifiers(data: object, path: str) -> dict[str, VerifierConfig]:
-    if not isinstance(data, dict) or not data:
-        raise ConfigError(path, "expected a non-empty mapping of verifier name to {type, options}")
-    out: dict[str, VerifierConfig] = {}
-    for name, value in data.items():
-        r = _Reader(value, f"{path}.{name}")
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            raise ConfigError(r.path, "verifier names are lowercase letters, digits, '.', '_' and '-'")
-        options = r.get("options")
-        if options is None:
-            options = {}
-        if not isinstance(options, dict):
-            raise ConfigError(r.sub("options"), f"expected a mapping, got {_kind(options)}")
-        out[name] = VerifierConfig(name=name, type=r.string("type"), options=options)
-        r.finish()
-    return out
-
-
-def _parse_policies(data: object, path: str, verifiers: Mapping[str, VerifierConfig]) -> tuple[Policy, ...]:
-    if not isinstance(data, list) or not data:
-        raise ConfigError(path, "expected a non-empty list of policies")
-    policies: list[Policy] = []
-    seen_names: set[str] = set()
-    seen_scopes: dict[tuple[str, frozenset[str] | None], str] = {}
-    for i, value in enumerate(data):
-        r = _Reader(value, f"{path}[{i}]")
-        if r.get("scope") is not None and r.get("scopes") is not None:
-            raise ConfigError(r.sub("scopes"), "set either scope or scopes, not both")
-        scopes = _string_list(
-            r.get("scopes") if r.get("scopes") is not None else r.get("scope"), r.sub("scopes")
-        )
-        name = r.string("name", scopes[0])
-        if name in seen_names:
-            raise ConfigError(r.sub("name"), f"duplicate policy name {name!r}")
-        seen_names.add(name)
-        namespaces = (
-            _string_list(r.get("namespaces"), r.sub("namespaces"))
-            if r.get("namespaces") is not None
-            else None
-        )
-        modes = [m for m in ("allOf", "anyOf", "threshold") if r.get(m) is not None]
-        if len(modes) != 1:
-            raise ConfigError(r.path, "set exactly one of allOf, anyOf or threshold")
-        mode = modes[0]
-        if mode == "threshold":
-            t = r.child("threshold")
-            names = _string_list(t.get("of"), t.sub("of"))
-            count = t.integer("count", 0, minimum=1, maximum=len(names))
-            if t.get("count") is None:
-                raise ConfigError(t.sub("count"), "required")
-            t.finish()
-            list_path = t.sub("of")
-        else:
-            # An empty list would verify nothing and admit everything: refused on purpose.
-            names = _string_list(r.get(mode), r.sub(mode))
-            count = len(names) if mode == "allOf" else 1
-            list_path = r.sub(mode)
-        for j, verifier in enumerate(names):
-            if verifier not in verifiers:
-                known = ", ".join(sorted(verifiers)) or "none"
-                raise ConfigError(f"{list_path}[{j}]", f"unknown verifier {verifier!r} (defined: {known})")
-        if len(set(names)) != len(names):
-            raise ConfigError(list_path, "lists a verifier twice")
-        for k, scope in enumerate(scopes):
-            if not re.fullmatch(r"[A-Za-z0-9.\-_/:\[\]*?]+", scope):
-                raise ConfigError(f"{r.sub('scopes')}[{k}]", f"invalid scope {scope!r}")
-            if ":" in scope.rpartition("/")[2] and "/" in scope:
-                raise ConfigError(
-                    f"{r.sub('scopes')}[{k}]",
-                    f"scope {scope!r} names a tag; scopes match repositories (registry/repository)",
-                )
-            # Equivalent spellings claim the same images: `reg.io` is `reg.io/*`; namespace order is moot.
-            key = (normalize_scope(scope), frozenset(namespaces) if namespaces is not None else None)
-            if key in seen_scopes:
-                raise ConfigError(
-                    f"{r.sub('scopes')}[{k}]",
-                    f"scope {scope!r} is already claimed by policy {seen_scopes[key]!r}",
-                )
-            seen_scopes[key] = name
-        policies.append(
-            Policy(
-                name=name, scopes=scopes, namespaces=namespaces, mode=mode, verifiers=names, threshold=count
-            )
-        )
-        r.finish()
-    return tuple(policies)
-
-
-def _parse_egress(r: _Reader) -> EgressPolicy:
-    hosts = _string_list(r.get("hosts"), r.sub("hosts")) if r.get("hosts") is not None else ("*",)
-    for i, host in enumerate(hosts):
-        try:
-            parse_host_pattern(host)
-        except ValueError as e:
-            raise ConfigError(f"{r.sub('hosts')}[{i}]", str(e)) from e
-    networks = {}
-    for key in ("allowAddresses", "denyAddresses"):
-        value = r.get(key)
-        values = _string_list([] if value is None else value, r.sub(key), allow_empty=True)
-        parsed = []
-        for i, value in enumerate(values):
-            try:
-                parsed.append(parse_network(value))
-            except ValueError as e:
-                raise ConfigError(f"{r.sub(key)}[{i}]", f"not an address or CIDR: {e}") from e
-        networks[key] = tuple(parsed)
-    r.finish()
-    return EgressPolicy(
-        hosts=hosts, allow_addresses=networks["allowAddresses"], deny_addresses=networks["denyAddresses"]
-    )
-
-
-def _parse_limits(r: _Reader) -> Limits:
-    d = Limits()
-    limits = Limits(
-        max_manifest_bytes=r.integer(
-            "maxManifestBytes", d.max_manifest_bytes, minimum=1024, maximum=64 << 20
-        ),
-        max_blob_bytes=r.integer("maxBlobBytes", d.max_blob_bytes, minimum=1024, maximum=1 << 30),
-        max_referrers=r.integer("maxReferrers", d.max_referrers, minimum=1, maximum=100_000),
-        max_referrer_pages=r.integer("maxReferrerPages", d.max_referrer_pages, minimum=1, maximum=1000),
-    )
-    r.finish()
-    return limits
 
 
 def _fingerprint(doc: Mapping[str, Any]) -> str:
@@ -583,39 +550,99 @@ def _fingerprint(doc: Mapping[str, Any]) -> str:
 
 
 def parse_config(data: object, base: Path = Path(".")) -> Config:
-    """Validate a parsed YAML document; relative file paths are resolved against `base`."""
-    r = _Reader(data, "")
-    api_version = r.string("apiVersion", API_VERSION)
-    if api_version != API_VERSION:
-        raise ConfigError("apiVersion", f"unsupported {api_version!r}; this version reads {API_VERSION!r}")
-    server = _parse_server(r.child("server"), base)
-    c = r.child("cache")
-    d = CacheConfig()
-    cache = CacheConfig(
-        verdict_ttl=c.duration("verdictTTL", d.verdict_ttl, minimum=0, maximum=86400),
-        tag_ttl=c.duration("tagTTL", d.tag_ttl, minimum=0, maximum=86400),
-        max_verdicts=c.integer("maxVerdicts", d.max_verdicts, minimum=0, maximum=10_000_000),
-        content_bytes=c.integer("contentBytes", d.content_bytes, minimum=0, maximum=16 << 30),
-        verdict_bytes=c.integer("verdictBytes", d.verdict_bytes, minimum=0, maximum=16 << 30),
-        tag_bytes=c.integer("tagBytes", d.tag_bytes, minimum=0, maximum=16 << 30),
+    """Validate a parsed YAML document; relative file paths are resolved against `base`. A `ConfigError`
+    lists every problem found."""
+    context: dict[str, Any] = {"base": base, "read_files": []}
+    try:
+        doc = ConfigDocument.model_validate(data, context=context)
+    except ValidationError as e:
+        raise ConfigError.of(field_errors(e, ConfigDocument)) from None
+    assert isinstance(data, dict)
+
+    def path(value: str) -> Path:
+        return base / Path(value).expanduser()
+
+    s = doc.server
+    tls = None
+    if s.tls is not None:
+        tls = TLSConfig(
+            cert_file=path(s.tls.cert_file),
+            key_file=path(s.tls.key_file),
+            client_ca_file=path(s.tls.client_ca_file) if s.tls.client_ca_file is not None else None,
+            reload_interval=s.tls.reload_interval,
+        )
+    server = ServerConfig(
+        address=s.address,
+        port=s.port,
+        tls=tls,
+        health_port=s.health_port,
+        max_keys=s.limits.max_keys,
+        max_key_bytes=s.limits.max_key_bytes,
+        max_body_bytes=s.limits.max_body_bytes,
+        verify_deadline=s.deadlines.verify,
+        mutate_deadline=s.deadlines.mutate,
+        background_timeout=s.deadlines.background,
+        max_concurrent_verifications=s.limits.max_concurrent_verifications,
+        max_in_flight_verifications=s.limits.max_in_flight_verifications,
+        config_reload_interval=s.config_reload_interval,
+        max_connections=s.limits.max_connections,
+        tls_handshake_timeout=s.timeouts.tls_handshake,
+        header_timeout=s.timeouts.request_headers,
+        body_timeout=s.timeouts.request_body,
+        idle_timeout=s.timeouts.idle,
+        in_flight_bytes=s.limits.in_flight_bytes,
+        verification_bytes=s.limits.verification_bytes,
     )
-    c.finish()
-    limits = _parse_limits(r.child("limits"))
-    credential_files: list[Path] = []
-    registries = _parse_registries(r.get("registries"), "registries", base, credential_files)
+    c = doc.cache
+    cache = CacheConfig(
+        verdict_ttl=c.verdict_ttl,
+        tag_ttl=c.tag_ttl,
+        max_verdicts=c.max_verdicts,
+        content_bytes=c.content_bytes,
+        verdict_bytes=c.verdict_bytes,
+        tag_bytes=c.tag_bytes,
+    )
+    lim = doc.limits
+    limits = Limits(
+        max_manifest_bytes=lim.max_manifest_bytes,
+        max_blob_bytes=lim.max_blob_bytes,
+        max_referrers=lim.max_referrers,
+        max_referrer_pages=lim.max_referrer_pages,
+    )
+    registries: dict[str, RegistrySettings] = {}
+    for host, r in doc.registries.items():
+        if r is None:
+            registries[host] = RegistrySettings()
+            continue
+        password = r._password
+        registries[host] = RegistrySettings(
+            insecure=r.insecure,
+            ca_file=path(r.ca_file) if r.ca_file is not None else None,
+            min_tls=r.min_tls,
+            credentials=Credentials(r.username, password) if r.username and password is not None else None,
+        )
     # The registries the operator names are exempt from the built-in address refusals: worked out once
     # here, for the engine's checks before contacting anything and for the client's when connecting.
-    egress = _parse_egress(r.child("egress")).with_trusted((h, s.insecure) for h, s in registries.items())
-    a = r.child("auth")
-    docker_configs = tuple(
-        base / Path(p).expanduser()
-        for p in _string_list(a.get("dockerConfigs") or [], a.sub("dockerConfigs"), allow_empty=True)
-    )
-    a.finish()
-    verifiers = _parse_verifiers(r.get("verifiers"), "verifiers")
-    policies = _parse_policies(r.get("policies"), "policies", verifiers)
-    r.finish()
-    assert isinstance(data, dict)
+    egress = doc.egress.policy().with_trusted((h, s.insecure) for h, s in registries.items())
+    docker_configs = tuple(path(p) for p in doc.auth.docker_configs)
+    verifiers = {
+        name: VerifierConfig(name=name, type=v.type, options=v.options) for name, v in doc.verifiers.items()
+    }
+    policies = []
+    for p in doc.policies:
+        scopes = p.scope_list()
+        mode, names, _ = p.mode()
+        count = p.threshold.count if p.threshold is not None else (len(names) if mode == "allOf" else 1)
+        policies.append(
+            Policy(
+                name=p.name or scopes[0],
+                scopes=tuple(scopes),
+                namespaces=tuple(p.namespaces) if p.namespaces is not None else None,
+                mode=mode,
+                verifiers=tuple(names),
+                threshold=count,
+            )
+        )
     return Config(
         server=server,
         cache=cache,
@@ -624,10 +651,10 @@ def parse_config(data: object, base: Path = Path(".")) -> Config:
         egress=egress,
         docker_configs=docker_configs,
         verifiers=verifiers,
-        policies=policies,
+        policies=tuple(policies),
         fingerprint=_fingerprint(data),
         base_dir=base,
-        credential_files=(*docker_configs, *credential_files),
+        credential_files=(*docker_configs, *context["read_files"]),
     )
 
 

@@ -29,6 +29,7 @@ from provider.cache import PackedTTLCache, SingleFlight, TTLCache
 from provider.config import Config, ConfigError
 from provider.metrics import Metrics
 from provider.outcome import Decided, Invalid, Outcome, UndecidedKey, encode_value
+from provider.policy import covers, policy_for
 from provider.registry.auth import CredentialStore
 from provider.registry.cached import CachedRegistry, ImageReader
 from provider.registry.client import DEADLINE, RegistryClient
@@ -136,7 +137,7 @@ def build_verifiers(config: Config) -> dict[str, Verifier]:
             try:
                 built[name] = create_verifier(vc.type, name, vc.options)
             except PluginError as e:
-                raise ConfigError(f"verifiers.{name}.{e.path}", e.message) from e
+                raise ConfigError.within(f"verifiers.{name}", e) from e
         everyone = MappingProxyType(built)
         for name, verifier in built.items():
             if not isinstance(verifier, BindsVerifiers):
@@ -144,8 +145,7 @@ def build_verifiers(config: Config) -> dict[str, Verifier]:
             try:
                 verifier.bind(everyone)
             except OptionsError as e:
-                path = f"verifiers.{name}.options.{e.path}" if e.path else f"verifiers.{name}.options"
-                raise ConfigError(path, e.message) from e
+                raise ConfigError.within(f"verifiers.{name}.options", e) from e
             except Exception as e:  # a plugin bug must give a config error, not a traceback
                 raise ConfigError(
                     f"verifiers.{name}.type", f"verifier {name!r} failed to bind: {type(e).__name__}: {e}"
@@ -303,7 +303,7 @@ class Engine:
         ref = key.reference
         # The policy depends only on the name, so an image no policy covers is denied without
         # contacting its registry (keys name arbitrary hosts; nothing is fetched for them).
-        policy = self.config.policy_for(ref, key.namespace)
+        policy = policy_for(self.config.policies, ref, key.namespace)
         if policy is None:
             return Decided(
                 denial_value(
@@ -427,7 +427,7 @@ class Engine:
         # As for verification: an image no policy covers is refused without contacting its registry
         # (Gatekeeper's mutation keys carry no namespace, so any policy's scopes count); a registry the
         # egress policy refuses is refused by the client before anything is sent.
-        if not self.config.covers(ref):
+        if not covers(self.config.policies, ref):
             return Invalid(f"cannot pin {ref}: no policy scope matches {ref.name}")
         try:
             async with self._slots:

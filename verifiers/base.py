@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from verifiers.errors import Undecided
+from verifiers.errors import OptionsError, Undecided
 from verifiers.reference import ImageReference
 
 __all__ = [
@@ -101,15 +101,6 @@ def option_paths_relative_to(directory: Path) -> Iterator[None]:
         yield
     finally:
         _option_base.reset(token)
-
-
-class OptionsError(ValueError):
-    """A verifier's options are invalid. `path` names the field, relative to the verifier's `options`."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,34 +12,34 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from verifiers.base import Context, OptionsError, Report, Subject
+from pydantic import Field, StrictBool
+
+from verifiers.base import Context, Report, Subject
 from verifiers.errors import NotFound
+from verifiers.options import Message, NonEmptyStr, OptionsModel, parse_options
 
-__all__ = ["DigestPinVerifier"]
+__all__ = ["DigestPinOptions", "DigestPinVerifier"]
 
 
-def _glob_list(options: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    value = options.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise OptionsError(key, "expected a list of non-empty glob strings")
-    return tuple(v if "/" in v else f"{v}/*" for v in value)
+class DigestPinOptions(OptionsModel):
+    """The digest-pin verifier's options."""
+
+    exempt: Annotated[list[NonEmptyStr], Message("expected a list of non-empty glob strings")] = Field(
+        default_factory=list
+    )
+    verify_tag: Annotated[StrictBool, Message("expected true or false")] = Field(False, alias="verifyTag")
 
 
 class DigestPinVerifier:
     type: ClassVar[str] = "digest-pin"
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - {"exempt", "verifyTag"})
-        if unknown:
-            raise OptionsError(unknown[0], "unknown option (known: exempt, verifyTag)")
+        parsed = parse_options(DigestPinOptions, options)
         self.name = name
-        self.exempt = _glob_list(options, "exempt")
-        verify_tag = options.get("verifyTag", False)
-        if not isinstance(verify_tag, bool):
-            raise OptionsError("verifyTag", "expected true or false")
-        self.verify_tag = verify_tag
+        self.exempt = tuple(v if "/" in v else f"{v}/*" for v in parsed.exempt)
+        self.verify_tag = parsed.verify_tag
 
     async def verify(self, subject: Subject, context: Context) -> Report:
         ref = subject.reference

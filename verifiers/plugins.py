@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from typing import Any, cast
 
 from verifiers.base import OptionsError, Verifier, VerifierFactory
+from verifiers.errors import FieldError
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginError", "available_types", "create_verifier", "load_factory"]
 
@@ -31,13 +32,8 @@ _BUILTINS = {
 }
 
 
-class PluginError(ValueError):
+class PluginError(FieldError):
     """A verifier type is unknown, ambiguous, or cannot be loaded; `path` is relative to the verifier."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.message = message
 
 
 def available_types() -> dict[str, str]:
@@ -79,12 +75,13 @@ def load_factory(type_name: str) -> VerifierFactory:
 
 
 def create_verifier(type_name: str, name: str, options: Mapping[str, Any]) -> Verifier:
-    """Build a verifier; option errors come back as PluginError with a path under `options`."""
+    """Build a verifier; option errors come back as a PluginError with every problem's path under `options`
+    (`options.keys[0].path`)."""
     factory = load_factory(type_name)
     try:
         verifier = factory(name, options)
     except OptionsError as e:
-        raise PluginError(f"options.{e.path}" if e.path else "options", e.message) from e
+        raise PluginError.within("options", e) from e
     except Exception as e:
         raise PluginError(
             "type", f"verifier type {type_name!r} failed to build: {type(e).__name__}: {e}"

@@ -40,12 +40,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
+
+from pydantic import Field, model_validator
 
 from verifiers import oci
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided, Verifier
 from verifiers.errors import RegistryError
-from verifiers.options import parse_duration
+from verifiers.options import Duration, IntRange, Message, NonEmptyStr, OptionsModel, check, parse_options
 from verifiers.sbom_formats import (
     CYCLONEDX_JSON,
     DEFAULT_SBOM_MEDIA_TYPES,
@@ -59,7 +61,7 @@ from verifiers.sbom_formats import (
 if TYPE_CHECKING:
     from verifiers.cosign.verifier import CosignVerifier, VerifiedAttestation
 
-__all__ = ["SbomVerifier"]
+__all__ = ["SbomOptions", "SbomVerifier"]
 
 MAX_CANDIDATES = 16  # well-formed SBOM referrers examined
 MAX_EXAMINED = 256  # referrer manifests read, malformed ones included
@@ -67,7 +69,6 @@ INLINE_PARSE_BYTES = 64 * 1024  # larger documents are parsed in a worker thread
 PARSED_CACHE_ENTRIES = 4096
 MAX_NAME_CHARS = 256  # of an SBOM's name, as reported in the verdict and kept in the cache
 _CREATED_ANNOTATION = "org.opencontainers.image.created"
-_KNOWN_OPTIONS = ("artifactTypes", "attestedBy", "maxAge", "maxBytes")
 # The predicate types of SBOM attestations (`cosign attest --type spdxjson | cyclonedx`), optionally
 # versioned as in the in-toto attestation framework's list (https://spdx.dev/Document/v2.3).
 _SBOM_PREDICATE_TYPES = {"https://spdx.dev/Document": SPDX_JSON, "https://cyclonedx.org/bom": CYCLONEDX_JSON}
@@ -89,37 +90,44 @@ def _failed(failures: list[_Failure], what: str, **details: Any) -> Report:
     return Report.fail(first.reason, first.message + more, **details, failures=[f.message for f in failures])
 
 
-def _parse_age(value: object) -> timedelta:
-    seconds = parse_duration(value, "maxAge")
-    if seconds <= 0:
-        raise OptionsError("maxAge", "must be positive")
-    return timedelta(seconds=seconds)
+class SbomOptions(OptionsModel):
+    """The sbom verifier's options."""
+
+    artifact_types: Annotated[
+        list[str], Message("expected a non-empty list of media types"), Field(min_length=1)
+    ] = Field(default_factory=lambda: list(DEFAULT_SBOM_MEDIA_TYPES), alias="artifactTypes")
+    max_age: Annotated[float, Duration()] | None = Field(None, alias="maxAge")
+    max_bytes: Annotated[
+        int, IntRange(1, 1 << 30), Message("expected an integer between 1 and 1073741824")
+    ] = Field(16 * 1024 * 1024, alias="maxBytes")
+    attested_by: Annotated[NonEmptyStr, Message("expected the name of a cosign verifier")] | None = Field(
+        None, alias="attestedBy"
+    )
+
+    @model_validator(mode="after")
+    def _supported(self) -> Self:
+        check(
+            "SbomOptions",
+            [
+                (("artifactTypes", i), f"{t!r} is not a supported SBOM media type")
+                for i, t in enumerate(self.artifact_types)
+                if format_for_media_type(t) is None
+            ]
+            + ([("maxAge", "must be positive")] if self.max_age is not None and self.max_age <= 0 else []),
+        )
+        return self
 
 
 class SbomVerifier:
     type: ClassVar[str] = "sbom"
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - set(_KNOWN_OPTIONS))
-        if unknown:
-            raise OptionsError(unknown[0], f"unknown option (known: {', '.join(_KNOWN_OPTIONS)})")
+        parsed = parse_options(SbomOptions, options)
         self.name = name
-        types = options.get("artifactTypes", list(DEFAULT_SBOM_MEDIA_TYPES))
-        if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
-            raise OptionsError("artifactTypes", "expected a non-empty list of media types")
-        for i, t in enumerate(types):
-            if format_for_media_type(t) is None:
-                raise OptionsError(f"artifactTypes[{i}]", f"{t!r} is not a supported SBOM media type")
-        self.artifact_types = tuple(dict.fromkeys(_essence(t) for t in types))
-        self.max_age = _parse_age(options["maxAge"]) if "maxAge" in options else None
-        max_bytes = options.get("maxBytes", 16 * 1024 * 1024)
-        if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or not 1 <= max_bytes <= 1 << 30:
-            raise OptionsError("maxBytes", "expected an integer between 1 and 1073741824")
-        self.max_bytes = max_bytes
-        attested_by = options.get("attestedBy")
-        if attested_by is not None and (not isinstance(attested_by, str) or not attested_by):
-            raise OptionsError("attestedBy", "expected the name of a cosign verifier")
-        self.attested_by: str | None = attested_by
+        self.artifact_types = tuple(dict.fromkeys(_essence(t) for t in parsed.artifact_types))
+        self.max_age = timedelta(seconds=parsed.max_age) if parsed.max_age is not None else None
+        self.max_bytes = parsed.max_bytes
+        self.attested_by: str | None = parsed.attested_by
         self._attester: CosignVerifier | None = None
         # Parsed documents by content digest: the bytes behind a digest never change.
         self._parsed: dict[tuple[str, str], SbomInfo | SbomFormatError] = {}

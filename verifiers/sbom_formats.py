@@ -77,6 +77,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from itertools import accumulate
 from typing import Any
 
+from verifiers.errors import FieldError
+
 __all__ = [
     "CYCLONEDX_JSON",
     "DEFAULT_SBOM_MEDIA_TYPES",
@@ -142,18 +144,13 @@ _RFC3339_NO_OFFSET_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-
 _SHOW_MAX = 80
 
 
-class SbomFormatError(ValueError):
+class SbomFormatError(FieldError):
     """The bytes are not a well-formed SBOM of the declared format.
 
     `path` is the JSON path of the offending value (``packages[3].SPDXID``; ``(root)`` for the top level),
     or "" when the problem has no place in the document (encoding, syntax, nesting depth, media type,
     declared format or version). `message` is the text after the path.
     """
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

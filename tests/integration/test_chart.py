@@ -535,6 +535,35 @@ def test_schema_rejects_bad_values(helm: Path, values: Doc, field: str) -> None:
     assert field in message
 
 
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"server": {"limits": {"maxKeys": "50"}}}, "maxKeys"),
+        ({"server": {"deadlines": {"verify": True}}}, "verify"),
+        ({"server": {"deadlines": {"verify": 30}}}, "verify"),
+        ({"cache": {"verdictTTL": "10 minutes"}}, "verdictTTL"),
+        ({"cache": {"size": 1}}, "size"),
+        ({"registries": {"reg.example.com": {"minTLS": "1.1"}}}, "minTLS"),
+        ({"registries": {"bad host/x": {}}}, "bad host/x"),
+        ({"egress": {"hosts": []}}, "hosts"),
+        ({"verifiers": {"Pinned": {"type": "digest-pin"}}}, "Pinned"),
+        ({"verifiers": {"pin": {"type": "digest-pin", "options": {"verifyTag": "yes"}}}}, "verifyTag"),
+        (
+            {"verifiers": {"c": {"type": "cosign", "options": {"keys": [{"pem": "x", "colour": 1}]}}}},
+            "colour",
+        ),
+        ({"policies": [{"scope": "*", "allOf": ["pinned"], "namespace": "prod"}]}, "namespace"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_schema_types_the_configuration(helm: Path, config: Doc, field: str) -> None:
+    """values.schema.json's `config` is generated from Countersign's models (`make schema`): a mistyped or
+    misspelt configuration value fails the render, naming the field."""
+    message = render_fails(helm, {"config": config})
+    assert "values don't meet the specifications of the schema" in message
+    assert field in message
+
+
 def test_lint_fails_on_a_bad_value(helm: Path) -> None:
     done = run_helm(helm, "lint", "--strict", str(CHART), values={"replicaCount": -1})
     assert done.returncode != 0

@@ -24,11 +24,10 @@ from provider.config import (
     TLSConfig,
     VerifierConfig,
     load_config,
-    normalize_scope,
     parse_config,
     parse_duration,
-    scope_specificity,
 )
+from provider.policy import normalize_scope, policy_for, scope_specificity
 from provider.registry.auth import Credentials
 from provider.registry.client import Limits, RegistrySettings
 from verifiers.reference import ImageReference, parse_reference
@@ -282,7 +281,12 @@ ERRORS: list[tuple[str, Doc, str, str]] = [
     ("idle not a duration", _set(("server", "timeouts", "idle"), "soon"), "server.timeouts.idle", "duration"),
     ("unknown timeout", _set(("server", "timeouts", "write"), 1), "server.timeouts.write", "unknown field"),
     ("unknown server limit", _set(("server", "limits", "extra"), 1), "server.limits.extra", "unknown field"),
-    ("tls without certFile", _set(("server", "tls"), {}), "server.tls.certFile", "required when tls is set"),
+    (
+        "tls without certFile",
+        _set(("server", "tls"), {"keyFile": "k.pem"}),
+        "server.tls.certFile",
+        "required when tls is set",
+    ),
     (
         "tls without keyFile",
         _set(("server", "tls"), {"certFile": "c.pem"}),
@@ -703,7 +707,7 @@ SPECIFICITY = _config(
     ],
 )
 def test_policy_specificity(reference: str, expected: str) -> None:
-    policy = SPECIFICITY.policy_for(parse_reference(reference), None)
+    policy = policy_for(SPECIFICITY.policies, parse_reference(reference), None)
     assert policy is not None
     assert policy.name == expected
 
@@ -730,7 +734,7 @@ NAMESPACED = _config(
     ],
 )
 def test_policy_namespaces(reference: str, namespace: str | None, expected: str) -> None:
-    policy = NAMESPACED.policy_for(parse_reference(reference), namespace)
+    policy = policy_for(NAMESPACED.policies, parse_reference(reference), namespace)
     assert policy is not None
     assert policy.name == expected
 
@@ -744,7 +748,7 @@ def test_no_policy_matches(reference: str, namespace: str | None) -> None:
         {"name": "app", "scope": "reg.example.com/app"},
         {"name": "prod", "scope": "reg.example.com", "namespaces": ["prod"]},
     )
-    assert config.policy_for(parse_reference(reference), namespace) is None
+    assert policy_for(config.policies, parse_reference(reference), namespace) is None
 
 
 _component = st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True)
@@ -766,10 +770,10 @@ def test_an_exact_scope_always_wins(registry: str, path: list[str]) -> None:
     )
     reference = parse_reference(name)
     assert reference.name == name
-    chosen = config.policy_for(reference, None)
+    chosen = policy_for(config.policies, reference, None)
     assert chosen is not None and chosen.name == "exact"
     other = parse_reference(f"{name}x")
-    chosen = config.policy_for(other, None)
+    chosen = policy_for(config.policies, other, None)
     assert chosen is not None and chosen.name == "parent"
 
 
@@ -1003,3 +1007,79 @@ def test_memory_bounds_are_validated(section: str, field: str, value: object, fr
         parse_config(doc)
     assert info.value.path == path
     assert fragment in info.value.message
+
+
+# --- every error at once --------------------------------------------------------------------------------
+
+
+def test_every_error_is_reported_at_once_each_with_its_path() -> None:
+    doc = two_verifiers()
+    doc["server"] = {"port": "80", "tls": {}, "deadlines": {"verify": "30s"}}
+    doc["cache"] = {"size": 1}
+    doc["registries"] = {"h": {"username": "u"}, "bad host": {}}
+    doc["policies"] = [{"scope": "*", "allOf": ["pinned", "nope"]}, {"scope": "x.io"}]
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    expected = [
+        ("server.port", "expected an integer, got a string"),
+        ("server.tls.certFile", "required when tls is set"),
+        ("server.tls.keyFile", "required when tls is set"),
+        ("server.deadlines.verify", "must be between 0.05s and 29s, got 30s"),
+        ("cache.size", "unknown field"),
+        ("registries['h']", "username and password go together"),
+        ("registries['bad host']", "registry keys are host names with an optional port"),
+        ("policies[1]", "set exactly one of allOf, anyOf or threshold"),
+    ]
+    errors = info.value.errors
+    assert [path for path, _ in errors] == [path for path, _ in expected]
+    for (_, message), (_, fragment) in zip(errors, expected, strict=True):
+        assert fragment in message
+    assert (info.value.path, info.value.message) == errors[0]
+    assert str(info.value) == "\n".join(f"{p}: {m}" for p, m in errors)
+
+
+def test_policies_are_checked_against_the_verifiers_once_every_policy_is_valid() -> None:
+    doc = two_verifiers()
+    doc["policies"] = [
+        {"name": "a", "scope": "*", "allOf": ["nope"]},
+        {"name": "a", "scope": "x.io", "anyOf": ["sbom", "other"]},
+        {"name": "b", "scope": "*", "threshold": {"count": 1, "of": ["pinned"]}},
+    ]
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    assert info.value.errors == [
+        ("policies[0].allOf[0]", "unknown verifier 'nope' (defined: pinned, sbom)"),
+        ("policies[1].name", "duplicate policy name 'a'"),
+        ("policies[1].anyOf[1]", "unknown verifier 'other' (defined: pinned, sbom)"),
+        ("policies[2].scopes[0]", "scope '*' is already claimed by policy 'a'"),
+    ]
+
+
+def test_tls_without_either_file_names_both() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_set(("server", "tls"), {}))
+    assert info.value.errors == [
+        ("server.tls.certFile", "required when tls is set"),
+        ("server.tls.keyFile", "required when tls is set"),
+    ]
+
+
+def test_unknown_fields_name_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_set(("limits", "maxBlob"), 1))
+    assert info.value.errors == [
+        (
+            "limits.maxBlob",
+            "unknown field (known: maxBlobBytes, maxManifestBytes, maxReferrerPages, maxReferrers)",
+        )
+    ]
+
+
+def test_null_is_the_same_as_a_field_left_out() -> None:
+    doc = minimal()
+    doc["server"] = {"port": None, "tls": None, "limits": None}
+    doc["cache"] = None
+    doc["verifiers"]["pinned"]["options"] = None
+    config = parse_config(doc)
+    assert (config.server, config.cache) == (ServerConfig(), CacheConfig())
+    assert config.verifiers["pinned"].options == {}

@@ -51,7 +51,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
 from verifiers import oci
 from verifiers.base import Context, OptionsError, Report, Subject, resolve_option_path
@@ -69,19 +72,11 @@ from verifiers.cosign.model import (
     TrustPolicy,
 )
 from verifiers.cosign.statements import attested_statement
+from verifiers.options import Message, NonEmptyStr, OneOf, OptionsModel, Shaped, check, parse_options
 
-__all__ = ["CosignVerifier", "VerifiedAttestation"]
+__all__ = ["CosignOptions", "CosignVerifier", "VerifiedAttestation"]
 
 _SIGNATURE_FORMATS = ("bundle", "oci-1.1", "legacy")
-_KNOWN_OPTIONS = {
-    "keys",
-    "identities",
-    "trustedRoot",
-    "transparencyLog",
-    "threshold",
-    "formats",
-    "attestations",
-}
 # A scan is shared by the calls made with one Context (one image verification): while it runs, then until
 # the context's deadline, at most _SCAN_GRACE seconds after it ended; never more than _SCAN_ENTRIES at once.
 _SCAN_GRACE = 30.0
@@ -130,159 +125,179 @@ class _ScanEntry:
     task: asyncio.Task[_Scan]
 
 
-def _string(options: Mapping[str, Any], key: str, path: str) -> str | None:
-    value = options.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise OptionsError(f"{path}.{key}" if path else key, "expected a non-empty string")
+def _valid_regexp(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise PydanticCustomError(
+            "countersign", "{message}", {"message": f"invalid regular expression: {e}"}
+        ) from None
     return value
 
 
-def _regexp(options: Mapping[str, Any], key: str, path: str) -> re.Pattern[str] | None:
-    value = _string(options, key, path)
-    if value is None:
-        return None
-    try:
-        return re.compile(value)
-    except re.error as e:
-        raise OptionsError(f"{path}.{key}", f"invalid regular expression: {e}") from e
+RegExp = Annotated[NonEmptyStr, AfterValidator(_valid_regexp)]
 
 
-def _parse_keys(value: object) -> tuple[TrustedKey, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise OptionsError("keys", "expected a list of {path | pem, name, rsaPadding}")
-    keys: list[TrustedKey] = []
-    for i, item in enumerate(value):
-        path = f"keys[{i}]"
-        if not isinstance(item, dict):
-            raise OptionsError(path, "expected a mapping")
-        unknown = sorted(set(item) - {"name", "path", "pem", "rsaPadding"})
-        if unknown:
-            raise OptionsError(f"{path}.{unknown[0]}", "unknown field (known: name, path, pem, rsaPadding)")
-        name = _string(item, "name", path) or f"key-{i + 1}"
-        padding = _string(item, "rsaPadding", path) or "pkcs1v15"
-        if padding not in ("pkcs1v15", "pss"):
-            raise OptionsError(f"{path}.rsaPadding", "must be pkcs1v15 or pss")
-        file, pem = _string(item, "path", path), _string(item, "pem", path)
-        if (file is None) == (pem is None):
-            raise OptionsError(path, "set exactly one of path or pem")
-        if file is not None:
-            try:
-                data = resolve_option_path(file).read_bytes()
-            except OSError as e:
-                raise OptionsError(f"{path}.path", f"cannot read: {e}") from e
-        else:
-            assert pem is not None
-            data = pem.encode()
-        try:
-            keys.append(core.load_public_key(data, name, padding))  # type: ignore[arg-type]
-        except ValueError as e:
-            raise OptionsError(f"{path}.{'path' if file else 'pem'}", str(e)) from e
-    names = [k.name for k in keys]
-    if len(set(names)) != len(names):
-        raise OptionsError("keys", "key names must be unique")
-    return tuple(keys)
+class KeyOptions(OptionsModel):
+    """keys[i]: a public key, from a file (`path`) or inline (`pem`)."""
+
+    name: NonEmptyStr | None = None
+    path: NonEmptyStr | None = None
+    pem: NonEmptyStr | None = None
+    rsa_padding: Annotated[str, OneOf("pkcs1v15", "pss"), Message("must be pkcs1v15 or pss")] = Field(
+        "pkcs1v15", alias="rsaPadding"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.path is None) == (self.pem is None):
+            check("KeyOptions", [((), "set exactly one of path or pem")])
+        return self
 
 
-def _parse_identities(value: object) -> tuple[Identity, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise OptionsError(
-            "identities", "expected a list of {issuer | issuerRegExp, subject | subjectRegExp}"
-        )
-    identities: list[Identity] = []
-    for i, item in enumerate(value):
-        path = f"identities[{i}]"
-        if not isinstance(item, dict):
-            raise OptionsError(path, "expected a mapping")
-        unknown = sorted(set(item) - {"name", "issuer", "issuerRegExp", "subject", "subjectRegExp", "github"})
-        if unknown:
-            raise OptionsError(f"{path}.{unknown[0]}", "unknown field")
-        issuer, issuer_re = _string(item, "issuer", path), _regexp(item, "issuerRegExp", path)
-        subject, subject_re = _string(item, "subject", path), _regexp(item, "subjectRegExp", path)
+class GitHubOptions(OptionsModel):
+    """identities[i].github: GitHub workflow claims of the certificate, each matched exactly when set."""
+
+    workflow_repository: NonEmptyStr | None = Field(None, alias="workflowRepository")
+    workflow_ref: NonEmptyStr | None = Field(None, alias="workflowRef")
+    workflow_trigger: NonEmptyStr | None = Field(None, alias="workflowTrigger")
+    workflow_sha: NonEmptyStr | None = Field(None, alias="workflowSha")
+
+
+class IdentityOptions(OptionsModel):
+    """identities[i]: a keyless signer, pinned by both its OIDC issuer and its certificate subject."""
+
+    name: NonEmptyStr | None = None
+    issuer: NonEmptyStr | None = None
+    issuer_regexp: RegExp | None = Field(None, alias="issuerRegExp")
+    subject: NonEmptyStr | None = None
+    subject_regexp: RegExp | None = Field(None, alias="subjectRegExp")
+    github: GitHubOptions | None = None
+
+    @model_validator(mode="after")
+    def _pinned(self) -> Self:
         # An identity must pin both who signed and who vouched for them: either alone admits anyone.
-        if (issuer is None) == (issuer_re is None):
-            raise OptionsError(path, "set exactly one of issuer or issuerRegExp")
-        if (subject is None) == (subject_re is None):
-            raise OptionsError(path, "set exactly one of subject or subjectRegExp")
-        github = item.get("github") or {}
-        if not isinstance(github, dict):
-            raise OptionsError(f"{path}.github", "expected a mapping")
-        known_github = {"workflowRepository", "workflowRef", "workflowTrigger", "workflowSha"}
-        unknown = sorted(set(github) - known_github)
-        if unknown:
-            raise OptionsError(
-                f"{path}.github.{unknown[0]}", f"unknown field (known: {', '.join(sorted(known_github))})"
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if (self.issuer is None) == (self.issuer_regexp is None):
+            problems.append(((), "set exactly one of issuer or issuerRegExp"))
+        if (self.subject is None) == (self.subject_regexp is None):
+            problems.append(((), "set exactly one of subject or subjectRegExp"))
+        check("IdentityOptions", problems)
+        return self
+
+
+class CosignOptions(OptionsModel):
+    """The cosign verifier's options (files are read by the verifier, once these are valid)."""
+
+    keys: Annotated[list[KeyOptions], Shaped(list, "a list of {path | pem, name, rsaPadding}")] = Field(
+        default_factory=list
+    )
+    identities: Annotated[
+        list[IdentityOptions], Shaped(list, "a list of {issuer | issuerRegExp, subject | subjectRegExp}")
+    ] = Field(default_factory=list)
+    trusted_root: NonEmptyStr | None = Field(None, alias="trustedRoot")
+    transparency_log: Annotated[str, OneOf("required", "skip"), Message("must be 'required' or 'skip'")] = (
+        Field("required", alias="transparencyLog")
+    )
+    # At most the number of keys and identities: checked below.
+    threshold: Annotated[int, WithJsonSchema({"type": "integer", "minimum": 1})] = 1
+    formats: Annotated[
+        list[Annotated[str, OneOf(*_SIGNATURE_FORMATS)]],
+        Field(min_length=1),
+        Message(f"expected a non-empty list of {', '.join(_SIGNATURE_FORMATS)}"),
+    ] = Field(default_factory=lambda: list(_SIGNATURE_FORMATS))
+    attestations: Annotated[
+        list[NonEmptyStr], Message("expected a list of predicate types (non-empty strings)")
+    ] = Field(default_factory=list)
+
+    def key_names(self) -> list[str]:
+        return [k.name or f"key-{i + 1}" for i, k in enumerate(self.keys)]
+
+    def identity_names(self) -> list[str]:
+        return [identity.name or f"identity-{i + 1}" for i, identity in enumerate(self.identities)]
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        problems: list[tuple[tuple[str | int, ...] | str, str]] = []
+        if len(set(self.key_names())) != len(self.keys):
+            problems.append(("keys", "key names must be unique"))
+        if len(set(self.identity_names())) != len(self.identities):
+            problems.append(("identities", "identity names must be unique"))
+        anchors = len(self.keys) + len(self.identities)
+        if not anchors:
+            problems.append(((), "configure at least one of keys or identities"))
+        if self.transparency_log == "skip" and self.identities:
+            message = "'skip' is only allowed for key-based verification (keyless needs the log)"
+            problems.append(("transparencyLog", message))
+        if anchors and not 1 <= self.threshold <= anchors:
+            problems.append(
+                ("threshold", f"must be an integer from 1 to {anchors} (the keys and identities)")
             )
-        identities.append(
-            Identity(
-                name=_string(item, "name", path) or f"identity-{i + 1}",
-                issuer=issuer,
-                issuer_regexp=issuer_re,
-                subject=subject,
-                subject_regexp=subject_re,
-                github_workflow_repository=_string(github, "workflowRepository", f"{path}.github"),
-                github_workflow_ref=_string(github, "workflowRef", f"{path}.github"),
-                github_workflow_trigger=_string(github, "workflowTrigger", f"{path}.github"),
-                github_workflow_sha=_string(github, "workflowSha", f"{path}.github"),
-            )
+        check("CosignOptions", problems)
+        return self
+
+
+def _load_keys(options: CosignOptions) -> tuple[tuple[TrustedKey, ...], list[tuple[str, str]]]:
+    """The configured keys, read and parsed; and the problems with those that could not be."""
+    keys: list[TrustedKey] = []
+    problems: list[tuple[str, str]] = []
+    for i, (item, name) in enumerate(zip(options.keys, options.key_names(), strict=True)):
+        field = "path" if item.path is not None else "pem"
+        if item.path is not None:
+            try:
+                data = resolve_option_path(item.path).read_bytes()
+            except OSError as e:
+                problems.append((f"keys[{i}].path", f"cannot read: {e}"))
+                continue
+        else:
+            assert item.pem is not None
+            data = item.pem.encode()
+        try:
+            keys.append(core.load_public_key(data, name, item.rsa_padding))  # type: ignore[arg-type]
+        except ValueError as e:
+            problems.append((f"keys[{i}].{field}", str(e)))
+    return tuple(keys), problems
+
+
+def _identities(options: CosignOptions) -> tuple[Identity, ...]:
+    return tuple(
+        Identity(
+            name=name,
+            issuer=item.issuer,
+            issuer_regexp=re.compile(item.issuer_regexp) if item.issuer_regexp is not None else None,
+            subject=item.subject,
+            subject_regexp=re.compile(item.subject_regexp) if item.subject_regexp is not None else None,
+            github_workflow_repository=item.github.workflow_repository if item.github else None,
+            github_workflow_ref=item.github.workflow_ref if item.github else None,
+            github_workflow_trigger=item.github.workflow_trigger if item.github else None,
+            github_workflow_sha=item.github.workflow_sha if item.github else None,
         )
-    names = [identity.name for identity in identities]
-    if len(set(names)) != len(names):
-        raise OptionsError("identities", "identity names must be unique")
-    return tuple(identities)
+        for item, name in zip(options.identities, options.identity_names(), strict=True)
+    )
 
 
 class CosignVerifier:
     type: ClassVar[str] = "cosign"
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - _KNOWN_OPTIONS)
-        if unknown:
-            raise OptionsError(unknown[0], f"unknown option (known: {', '.join(sorted(_KNOWN_OPTIONS))})")
+        parsed = parse_options(CosignOptions, options)
         self.name = name
-        keys = _parse_keys(options.get("keys"))
-        identities = _parse_identities(options.get("identities"))
-        if not keys and not identities:
-            raise OptionsError("", "configure at least one of keys or identities")
-        tlog = options.get("transparencyLog", "required")
-        if tlog not in ("required", "skip"):
-            raise OptionsError("transparencyLog", "must be 'required' or 'skip'")
-        if tlog == "skip" and identities:
-            raise OptionsError(
-                "transparencyLog", "'skip' is only allowed for key-based verification (keyless needs the log)"
-            )
-        root_path = _string(options, "trustedRoot", "")
+        keys, problems = _load_keys(parsed)
+        identities = _identities(parsed)
+        tlog = parsed.transparency_log
         trusted_root: Any = None
-        if identities or root_path is not None or tlog == "required":
-            if root_path is not None:
-                root_file = resolve_option_path(root_path)
+        if identities or parsed.trusted_root is not None or tlog == "required":
+            if parsed.trusted_root is not None:
+                root_file = resolve_option_path(parsed.trusted_root)
                 try:
                     trusted_root = core.load_trusted_root(root_file.read_bytes())
                 except (OSError, ValueError) as e:
-                    raise OptionsError("trustedRoot", f"cannot load {root_file}: {e}") from e
+                    problems.append(("trustedRoot", f"cannot load {root_file}: {e}"))
             else:
                 trusted_root = core.public_good_trusted_root()
-        threshold = options.get("threshold", 1)
-        anchors = len(keys) + len(identities)
-        if not isinstance(threshold, int) or isinstance(threshold, bool) or not 1 <= threshold <= anchors:
-            raise OptionsError(
-                "threshold", f"must be an integer from 1 to {anchors} (the keys and identities)"
-            )
-        formats = options.get("formats", list(_SIGNATURE_FORMATS))
-        if (
-            not isinstance(formats, list)
-            or not formats
-            or not all(isinstance(f, str) and f in _SIGNATURE_FORMATS for f in formats)
-        ):
-            raise OptionsError("formats", f"expected a non-empty list of {', '.join(_SIGNATURE_FORMATS)}")
-        required = options.get("attestations", [])
-        if not isinstance(required, list) or not all(isinstance(t, str) and t for t in required):
-            raise OptionsError("attestations", "expected a list of predicate types (non-empty strings)")
+        if problems:
+            raise OptionsError.of(problems)
+        formats, threshold, required = parsed.formats, parsed.threshold, parsed.attestations
         self.formats = frozenset(formats)
         self.threshold = threshold
         self.keys = keys

@@ -59,6 +59,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from verifiers.errors import FieldError
 from verifiers.notation._timestamp import TimestampError, verify_countersignature
 from verifiers.notation.model import SIGNING_SCHEME_X509_SIGNING_AUTHORITY, VerifiedEnvelope
 from verifiers.notation.revocation import ChainStatus, is_revocable
@@ -110,13 +111,12 @@ _GO_NAME_FIELDS = (
 _GO_SINGLE = frozenset({NameOID.COMMON_NAME, NameOID.SERIAL_NUMBER})
 
 
-class TrustStoreError(ValueError):
+class TrustStoreError(FieldError):
     """A trust-store directory that cannot be used; `path` names the offending file or directory."""
 
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.message = message
+    @classmethod
+    def _line(cls, path: str, message: str) -> str:
+        return f"{path}: {message}"
 
 
 # --- trust stores ------------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from verifiers.errors import FieldError
+
 __all__ = [
     "Action",
     "PolicyError",
@@ -81,13 +83,8 @@ MAX_POLICY_BYTES = 1024 * 1024
 _STORE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 
 
-class PolicyError(ValueError):
+class PolicyError(FieldError):
     """An invalid trust policy; `path` names the field (e.g. `trustPolicies[1].registryScopes[0]`)."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,9 +38,10 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Self
 
 from cryptography import x509
+from pydantic import Field, WithJsonSchema, model_validator
 
 from verifiers import oci
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided, resolve_option_path
@@ -63,8 +64,9 @@ from verifiers.notation.trustpolicy import (
 )
 from verifiers.notation.truststore import OPTION as INLINE_STORES
 from verifiers.notation.truststore import parse_trust_stores_option
+from verifiers.options import Message, NonEmptyStr, OptionsModel, check, parse_options
 
-__all__ = ["ARTIFACT_TYPE", "NotationVerifier", "Reason"]
+__all__ = ["ARTIFACT_TYPE", "NotationOptions", "NotationVerifier", "Reason"]
 
 ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
 # Written by notation on signature manifests; unsigned, so (as in notation-go) it decides nothing here.
@@ -72,7 +74,41 @@ THUMBPRINT_ANNOTATION = "io.cncf.notary.x509chain.thumbprint#S256"
 MAX_SIGNATURES = 32
 MAX_EXAMINED = 256  # referrer manifests read per image, malformed ones included
 MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
-_KNOWN_OPTIONS = ("trustPolicy", "trustStore", INLINE_STORES)
+_POLICY_EXPECTED = "expected a path to trustpolicy.json or the policy object"
+_STORE_EXPECTED = "expected the path of a notation trust-store directory"
+# The shape of `trustStores` for JSON Schema; `verifiers.notation.truststore` validates it (and the PEM).
+_INLINE_STORES_SCHEMA = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "pem"],
+        "properties": {"name": {"type": "string", "minLength": 1}, "pem": {"type": "string"}},
+    },
+}
+
+
+class NotationOptions(OptionsModel):
+    """The notation verifier's options; the trust policy and stores are read when the verifier is built."""
+
+    required_messages: ClassVar[Mapping[str, str]] = {"trustPolicy": _POLICY_EXPECTED}
+    trust_policy: Annotated[NonEmptyStr | dict[str, Any], Message(_POLICY_EXPECTED)] = Field(
+        alias="trustPolicy"
+    )
+    trust_store: (
+        Annotated[NonEmptyStr, Message(f"{_STORE_EXPECTED} (inline certificates go in {INLINE_STORES})")]
+        | None
+    ) = Field(None, alias="trustStore")
+    trust_stores: Annotated[Any, WithJsonSchema(_INLINE_STORES_SCHEMA)] = Field(None, alias="trustStores")
+
+    @model_validator(mode="after")
+    def _some_store(self) -> Self:
+        if self.trust_store is None and self.trust_stores is None:
+            check(
+                "NotationOptions", [("trustStore", f"{_STORE_EXPECTED} (or certificates in {INLINE_STORES})")]
+            )
+        return self
 
 
 class Reason:
@@ -118,44 +154,39 @@ class NotationVerifier:
     ) -> None:
         self.name = name
         self.revocation = revocation if revocation is not None else RevocationChecker()
-        unknown = sorted(set(options) - set(_KNOWN_OPTIONS))
-        if unknown:
-            raise OptionsError(unknown[0], f"unknown option (known: {', '.join(_KNOWN_OPTIONS)})")
-        self.policies = self._load_policy(options.get("trustPolicy"))
-        directory, inline = self._store_directory(options.get("trustStore")), options.get(INLINE_STORES)
-        self.stores = self._load_stores(directory, inline)
+        parsed = parse_options(NotationOptions, options)
+        problems: list[tuple[str, str]] = []
+        try:
+            self.policies = self._load_policy(parsed.trust_policy)
+        except OptionsError as e:
+            problems += e.errors
+        directory = resolve_option_path(parsed.trust_store) if parsed.trust_store is not None else None
+        inline = parsed.trust_stores
+        try:
+            self.stores = self._load_stores(directory, inline)
+        except OptionsError as e:
+            problems += e.errors
+        if problems:
+            raise OptionsError.of(problems)
         for i, policy in enumerate(self.policies.policies):
             for j, ref in enumerate(policy.trust_stores):
                 if (ref.type, ref.name) not in self.stores:
-                    raise OptionsError(
-                        f"trustPolicy.trustPolicies[{i}].trustStores[{j}]",
-                        self._missing_store(ref, directory, inline is not None),
+                    problems.append(
+                        (
+                            f"trustPolicy.trustPolicies[{i}].trustStores[{j}]",
+                            self._missing_store(ref, directory, inline is not None),
+                        )
                     )
+        if problems:
+            raise OptionsError.of(problems)
 
     async def aclose(self) -> None:
         """Close the OCSP/CRL HTTP session (if one was opened)."""
         await self.revocation.aclose()
 
     @staticmethod
-    def _store_directory(value: object) -> Path | None:
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value:
-            raise OptionsError(
-                "trustStore",
-                f"expected the path of a notation trust-store directory (inline certificates go in"
-                f" {INLINE_STORES})",
-            )
-        return resolve_option_path(value)
-
-    @staticmethod
     def _load_stores(directory: Path | None, inline: object) -> TrustStores:
         """The stores of the `trustStore` directory and of the inline `trustStores`, each defined once."""
-        if directory is None and inline is None:
-            raise OptionsError(
-                "trustStore",
-                f"expected the path of a notation trust-store directory (or certificates in {INLINE_STORES})",
-            )
         stores: dict[tuple[str, str], tuple[x509.Certificate, ...]] = {}
         if directory is not None:
             try:
@@ -184,18 +215,14 @@ class NotationVerifier:
         return f"trust store {ref} not found {' or '.join(places)}"
 
     @staticmethod
-    def _load_policy(value: object) -> TrustPolicyDocument:
-        if isinstance(value, str) and value:
+    def _load_policy(value: str | Mapping[str, Any]) -> TrustPolicyDocument:
+        source: bytes | Mapping[str, Any] = value if isinstance(value, Mapping) else b""
+        if isinstance(value, str):
             file = resolve_option_path(value)
             try:
-                data = file.read_bytes()
+                source = file.read_bytes()
             except OSError as exc:
                 raise OptionsError("trustPolicy", f"cannot read {file}: {exc.strerror}") from exc
-            source: bytes | Mapping[str, Any] = data
-        elif isinstance(value, Mapping):
-            source = value
-        else:
-            raise OptionsError("trustPolicy", "expected a path to trustpolicy.json or the policy object")
         try:
             return parse_trust_policy(source)
         except PolicyError as exc:
