@@ -9,6 +9,7 @@ offline needs setuptools 70.1 or later (bdist_wheel built in), a dev dependency 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +30,13 @@ def run(args: list[str], path: list[Path], cwd: Path = ROOT) -> subprocess.Compl
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("site")
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources it builds.
+    source = tmp_path_factory.mktemp("source") / EXAMPLE.name
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--target",
-         str(target), str(EXAMPLE)],
+         str(target), str(source)],
         cwd=tmp_path_factory.mktemp("build"), env=env, capture_output=True, text=True, timeout=240,
         check=False,
     )  # fmt: skip
