@@ -40,6 +40,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from verifiers import oci
@@ -59,7 +60,7 @@ from verifiers.sbom_formats import (
 if TYPE_CHECKING:
     from verifiers.cosign.verifier import CosignVerifier, VerifiedAttestation
 
-__all__ = ["SbomVerifier"]
+__all__ = ["Reason", "SbomVerifier"]
 
 MAX_CANDIDATES = 16  # well-formed SBOM referrers examined
 MAX_EXAMINED = 256  # referrer manifests read, malformed ones included
@@ -76,9 +77,20 @@ _PREDICATE_TYPE_RE = re.compile(
 )
 
 
+class Reason(StrEnum):
+    """The sbom verifier's reason codes (`Report.reason`), listed in docs/rego.md."""
+
+    VERIFIED = "sbom_verified"
+    NOT_FOUND = "sbom_not_found"
+    INVALID = "sbom_invalid"
+    TOO_OLD = "sbom_too_old"
+    AGE_UNKNOWN = "sbom_age_unknown"
+    NOT_ATTESTED = "sbom_not_attested"  # with attestedBy: SBOM referrers, but no verified attestation
+
+
 @dataclass(frozen=True, slots=True)
 class _Failure:
-    reason: str
+    reason: Reason
     message: str
 
 
@@ -155,7 +167,7 @@ class SbomVerifier:
         candidates = [d for d in referrers if self._matches(d.artifact_type)]
         if not candidates:
             return Report.fail(
-                "sbom_not_found",
+                Reason.NOT_FOUND,
                 f"no SBOM is attached (looked for referrers of type {' or '.join(self.artifact_types)})",
                 referrers=len(referrers),
             )
@@ -178,7 +190,7 @@ class SbomVerifier:
                 failures.append(result)
         if not failures:
             return Report.fail(
-                "sbom_not_found",
+                Reason.NOT_FOUND,
                 f"no SBOM is attached: {len(skipped)} malformed referrer(s) of an SBOM type skipped",
                 referrers=len(referrers),
                 **oci.skipped_details(skipped),
@@ -203,7 +215,7 @@ class SbomVerifier:
             kinds = " or ".join(self.artifact_types)
             if plain:
                 return Report.fail(
-                    "sbom_not_attested",
+                    Reason.NOT_ATTESTED,
                     f"{len(plain)} SBOM(s) attached as referrers, but none as an attestation that verifies "
                     f"under cosign verifier {attested_by!r} ({kinds})",
                     attestedBy=attested_by,
@@ -211,7 +223,7 @@ class SbomVerifier:
                     attestations=verified,
                 )
             return Report.fail(
-                "sbom_not_found",
+                Reason.NOT_FOUND,
                 f"no SBOM attestation that verifies under cosign verifier {attested_by!r} ({kinds}), "
                 "and no SBOM referrer",
                 attestedBy=attested_by,
@@ -236,17 +248,17 @@ class SbomVerifier:
                 document = text.encode("utf-8") if isinstance(text, str) else document
             if len(document) > self.max_bytes:
                 return _Failure(
-                    "sbom_invalid", f"{where}: the document is larger than maxBytes ({self.max_bytes})"
+                    Reason.INVALID, f"{where}: the document is larger than maxBytes ({self.max_bytes})"
                 )
             digest = "sha256:" + hashlib.sha256(document).hexdigest()
             info = await self._parse(digest, document, media_type)
         except (SbomFormatError, ValueError) as e:  # UnicodeEncodeError (lone surrogates) included
-            return _Failure("sbom_invalid", f"{where}: {e}")
+            return _Failure(Reason.INVALID, f"{where}: {e}")
         failure = self._age_failure(info.created, where)
         if failure is not None:
             return failure
         return Report.ok(
-            "sbom_verified",
+            Reason.VERIFIED,
             f"{info.format} SBOM ({info.spec_version}, {info.package_count} "
             f"package{'' if info.package_count == 1 else 's'}) attested by {attestation.anchor} "
             f"(cosign verifier {attested_by}) in {attestation.manifest_digest}",
@@ -263,11 +275,11 @@ class SbomVerifier:
         if self.max_age is None:
             return None
         if created is None:
-            return _Failure("sbom_age_unknown", f"{where}: the document has no creation time to check maxAge")
+            return _Failure(Reason.AGE_UNKNOWN, f"{where}: the document has no creation time to check maxAge")
         age = datetime.now(UTC) - created
         if age > self.max_age:
             return _Failure(
-                "sbom_too_old",
+                Reason.TOO_OLD,
                 f"{where}: created {created.isoformat()}, older than the allowed {_human(self.max_age)}",
             )
         return None
@@ -285,32 +297,32 @@ class SbomVerifier:
         except oci.ContentError as e:
             return str(e)
         except RegistryError as e:
-            return _Failure("sbom_invalid", f"{where}: {e}")
+            return _Failure(Reason.INVALID, f"{where}: {e}")
         try:
             if not manifest.refers_to(subject.digest):
                 subject_digest = manifest.subject.digest if manifest.subject is not None else None
                 return _Failure(
-                    "sbom_invalid", f"{where}: its subject is {subject_digest}, not {subject.digest}"
+                    Reason.INVALID, f"{where}: its subject is {subject_digest}, not {subject.digest}"
                 )
             layer = self._pick_layer(manifest.layers, descriptor.artifact_type)
             if layer is None:
-                return _Failure("sbom_invalid", f"{where}: no layer holds an SBOM document")
+                return _Failure(Reason.INVALID, f"{where}: no layer holds an SBOM document")
             blob_descriptor, media_type = layer
             document = await context.registry.blob(subject.reference, blob_descriptor, self.max_bytes)
             info = await self._parse(blob_descriptor.digest, document, media_type)
         except Undecided:
             raise
         except RegistryError as e:
-            return _Failure("sbom_invalid", f"{where}: {e}")
+            return _Failure(Reason.INVALID, f"{where}: {e}")
         except (SbomFormatError, ValueError) as e:
-            return _Failure("sbom_invalid", f"{where}: {e}")
+            return _Failure(Reason.INVALID, f"{where}: {e}")
         created = info.created or _annotation_time(manifest)
         details = {**info.as_details(), "referrer": descriptor.digest, "mediaType": media_type}
         failure = self._age_failure(created, where)
         if failure is not None:
             return failure
         return Report.ok(
-            "sbom_verified",
+            Reason.VERIFIED,
             f"{info.format} SBOM ({info.spec_version}, {info.package_count} "
             f"package{'' if info.package_count == 1 else 's'}) attached as {descriptor.digest}",
             **details,

@@ -61,6 +61,7 @@ from verifiers.cosign.discovery import Problem, discover
 from verifiers.cosign.model import (
     ATTESTATION_FORMATS,
     PREDICATE_TYPE_SIGN,
+    REASON_PRIORITY,
     Candidate,
     CandidateResult,
     Identity,
@@ -445,7 +446,7 @@ class CosignVerifier:
         worst = min(
             (r for r in results if not r.passed),
             key=lambda r: (
-                Reason.PRIORITY.index(r.reason) if r.reason in Reason.PRIORITY else len(Reason.PRIORITY)
+                REASON_PRIORITY.index(r.reason) if r.reason in REASON_PRIORITY else len(REASON_PRIORITY)
             ),
         )
         more = f" (and {len(results) - 1} other signature(s) failed)" if len(results) > 1 else ""
