@@ -46,6 +46,7 @@ from verifiers.base import (
     BindsVerifiers,
     Context,
     HoldsResources,
+    Memo,
     OptionsError,
     Report,
     Subject,
@@ -407,7 +408,8 @@ class Engine:
             namespace=key.namespace,
         )
         deadline = DEADLINE.get() or asyncio.get_running_loop().time() + self.config.server.background_timeout
-        context = Context(registry=ImageReader(self.registry), deadline=deadline)
+        # One Context, and so one memo, per image verification: never shared across images or requests.
+        context = Context(registry=ImageReader(self.registry), deadline=deadline, memo=Memo())
         async with self._slots:
             outcomes = await asyncio.gather(
                 *(self._run(self.verifiers[name], subject, context) for name in policy.verifiers)

@@ -41,13 +41,15 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from verifiers.errors import Undecided
 from verifiers.reference import ImageReference
@@ -57,6 +59,7 @@ __all__ = [
     "Context",
     "Descriptor",
     "HoldsResources",
+    "Memo",
     "OptionsError",
     "RegistryReader",
     "Report",
@@ -68,6 +71,8 @@ __all__ = [
     "resolve_option_path",
 ]
 
+
+_T = TypeVar("_T")
 
 # The directory relative option paths are resolved against while a configuration's verifiers are built;
 # None outside of that (then the working directory).
@@ -189,12 +194,60 @@ class RegistryReader(Protocol):
         ...
 
 
+class Memo:
+    """Work shared by the verifiers of one image verification: each key's coroutine runs once.
+
+    `await memo.once(key, factory)` runs `factory()` the first time `key` is asked for and gives every
+    caller, concurrent or later, its result or its exception. A caller that stops waiting (its deadline,
+    a cancellation) does not cancel the work another caller waits for. Work that failed (raised or was
+    cancelled) is forgotten once it ends, so a later call runs it again. At most `max_entries` keys are
+    kept; beyond that the oldest is forgotten (its waiters still get its outcome).
+
+    Each image verification gets its own `Memo` (the `Context` does): it is never shared across images
+    or requests, and it is dropped with the `Context`. A verifier keeps per-image state here, never on
+    itself; keys should name the verifier (e.g. `(self, subject.digest)`) so that verifiers do not collide.
+    """
+
+    __slots__ = ("_entries", "_max_entries")
+
+    def __init__(self, max_entries: int = 256) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._entries: dict[Hashable, asyncio.Future[Any]] = {}
+        self._max_entries = max_entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    async def once(self, key: Hashable, factory: Callable[[], Awaitable[_T]]) -> _T:
+        """The outcome of `factory()`, run once for `key` (see the class)."""
+        future = self._entries.get(key)
+        if future is None:
+            while len(self._entries) >= self._max_entries:
+                del self._entries[next(iter(self._entries))]
+            future = asyncio.ensure_future(factory())
+            self._entries[key] = future
+            future.add_done_callback(functools.partial(self._done, key))
+        return cast("_T", await asyncio.shield(future))
+
+    def _done(self, key: Hashable, future: asyncio.Future[Any]) -> None:
+        # Retrieved even when every caller has left, so a failure is never "never retrieved".
+        if future.cancelled() or future.exception() is not None:
+            if self._entries.get(key) is future:
+                del self._entries[key]
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Per-request context: registry access and the time budget left (`deadline`, in loop time)."""
+    """Per-image-verification context: registry access, the time budget left (`deadline`, in loop time)
+    and a `memo` for work the verifiers of this one image share (a fresh `Memo` unless one is given)."""
 
     registry: RegistryReader
     deadline: float
+    memo: Memo = field(default_factory=Memo)
 
 
 class Verifier(Protocol):

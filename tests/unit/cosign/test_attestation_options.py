@@ -32,7 +32,7 @@ from verifiers.cosign.core import load_public_key, verify_candidate
 from verifiers.cosign.model import Reason, TrustPolicy
 from verifiers.cosign.statements import attested_statement
 from verifiers.cosign.verifier import CosignVerifier, VerifiedAttestation
-from verifiers.errors import NotFound
+from verifiers.errors import NotFound, Unavailable
 from verifiers.reference import ImageReference, parse_reference
 from verifiers.sbom import SbomVerifier
 
@@ -267,6 +267,15 @@ class EmptyRegistry:
         raise NotFound(f"{reference} not found")
 
 
+class FailingRegistry(EmptyRegistry):
+    """Every referrers listing fails as a registry outage would."""
+
+    async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Sequence[Descriptor]:
+        self.listings += 1
+        await asyncio.sleep(0)
+        raise Unavailable("registry down")
+
+
 def subject(digest: str = DIGEST) -> Subject:
     return Subject(
         reference=parse_reference(f"registry.example.test/app@{digest}"),
@@ -299,7 +308,25 @@ async def test_one_scan_serves_every_call_of_one_verification(pem: str) -> None:
     # A finished verification's scan is not kept: its deadline has passed.
     await verifier.verified_attestations(subject(), Context(registry=registry, deadline=0.0))
     assert registry.listings == 4
-    assert len(verifier._scans) == 2  # the two made under the 5 s deadline, until it passes
+    assert len(context.memo) == 2  # the two images scanned under the first verification's context
+    assert not any("scan" in name for name in vars(verifier))  # the verifier itself keeps none
+
+
+async def test_a_failed_scan_is_shared_then_forgotten(pem: str) -> None:
+    verifier = CosignVerifier("release", cosign_options(pem))
+    registry = FailingRegistry()
+    context = Context(registry=registry, deadline=0.0)
+    first, second = await asyncio.gather(
+        verifier.verified_attestations(subject(), context),
+        verifier.verified_attestations(subject(), context),
+        return_exceptions=True,
+    )
+    assert isinstance(first, Unavailable) and first is second  # one scan, its exception shared
+    assert registry.listings == 1
+    with pytest.raises(Unavailable):
+        await verifier.verified_attestations(subject(), context)  # run again, not a remembered failure
+    assert registry.listings == 2
+    assert len(context.memo) == 0
 
 
 def bound_sbom(pem: str, attestations: list[VerifiedAttestation], **options: Any) -> SbomVerifier:
