@@ -7,7 +7,8 @@ way). A factory validates its options and raises `OptionsError` naming the offen
 
 A verifier may also define `bind(self, verifiers: Mapping[str, Verifier]) -> None`, called once after
 every verifier is built and before any `verify`, with a read-only map of all verifiers by name — for an
-option that names another verifier (the sbom verifier's `attestedBy` names a cosign verifier). It raises
+option that names another verifier (the sbom verifier's `attestedBy` names an `AttestationSource`, such as
+a cosign verifier). It raises
 `OptionsError` for a bad reference, reported at `verifiers.<name>.options.<field>`.
 
 An option that names a file or directory is resolved with `resolve_option_path(value)` in the factory (or
@@ -55,6 +56,7 @@ from verifiers.errors import Undecided
 from verifiers.reference import ImageReference
 
 __all__ = [
+    "AttestationSource",
     "BindsVerifiers",
     "Context",
     "Descriptor",
@@ -65,6 +67,7 @@ __all__ = [
     "Report",
     "Subject",
     "Undecided",
+    "VerifiedAttestation",
     "Verifier",
     "VerifierFactory",
     "option_paths_relative_to",
@@ -267,6 +270,44 @@ class BindsVerifiers(Protocol):
     read-only map of all verifiers by name (for an option naming another verifier). Raises `OptionsError`."""
 
     def bind(self, verifiers: Mapping[str, Verifier]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedAttestation:
+    """An attestation that verified under an `AttestationSource`'s policy, statement subject included.
+
+    `predicate` is the statement's predicate as JSON bytes (compact; `null` when absent), read from the
+    verified statement; `anchor` names the key or identity that signed it; `format` says where it was found
+    (cosign: `bundle` or `legacy-att`); `manifest_digest` is the referrer or manifest that carried it.
+    """
+
+    predicate_type: str
+    predicate: bytes
+    anchor: str
+    format: str
+    manifest_digest: str
+
+    def as_details(self) -> dict[str, Any]:
+        return {
+            "predicateType": self.predicate_type,
+            "format": self.format,
+            "matched": self.anchor,
+            "signature": self.manifest_digest,
+        }
+
+
+@runtime_checkable
+class AttestationSource(Protocol):
+    """A verifier that yields the attestations of an image that verified under its own policy (cosign's).
+
+    Another verifier that names it in an option (the sbom verifier's `attestedBy`) finds it in `bind` by
+    this protocol, never by its class. `verified_attestations` raises `Undecided` when it cannot tell; with
+    the same `Context` it may share its work with the source's own `verify` (through `Context.memo`).
+    """
+
+    async def verified_attestations(
+        self, subject: Subject, context: Context
+    ) -> Sequence[VerifiedAttestation]: ...
 
 
 @runtime_checkable

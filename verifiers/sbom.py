@@ -21,7 +21,8 @@ digest), whose predicate type is https://spdx.dev/Document (SPDX JSON) or https:
 have; `artifactTypes` still selects which of the two formats count. The predicate is the SBOM document
 (a JSON string predicate is read as the document's text) and must be well formed, as above; `maxAge`
 needs the document's own creation time. SBOMs attached as plain referrers do not count. The named
-verifier need not be part of a policy; it is looked up when the configuration is loaded (`bind`).
+verifier need not be part of a policy; it is looked up when the configuration is loaded (`bind`), by
+the protocol `verifiers.base.AttestationSource` (cosign is the built-in one; a plugin may be another).
 
 Reason codes: sbom_verified (passed; with attestedBy its details add attestedBy, matched (the key or
 identity), predicateType, signature); sbom_not_found, sbom_invalid, sbom_too_old, sbom_age_unknown, and
@@ -41,10 +42,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from verifiers import oci
-from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided, Verifier
+from verifiers.base import (
+    AttestationSource,
+    Context,
+    Descriptor,
+    OptionsError,
+    Report,
+    Subject,
+    Undecided,
+    VerifiedAttestation,
+    Verifier,
+)
 from verifiers.errors import RegistryError
 from verifiers.options import parse_duration
 from verifiers.sbom_formats import (
@@ -56,9 +67,6 @@ from verifiers.sbom_formats import (
     format_for_media_type,
     parse_sbom,
 )
-
-if TYPE_CHECKING:
-    from verifiers.cosign.verifier import CosignVerifier, VerifiedAttestation
 
 __all__ = ["Reason", "SbomVerifier"]
 
@@ -132,28 +140,28 @@ class SbomVerifier:
         if attested_by is not None and (not isinstance(attested_by, str) or not attested_by):
             raise OptionsError("attestedBy", "expected the name of a cosign verifier")
         self.attested_by: str | None = attested_by
-        self._attester: CosignVerifier | None = None
+        self._attester: AttestationSource | None = None
         # Parsed documents by content digest: the bytes behind a digest never change.
         self._parsed: dict[tuple[str, str], SbomInfo | SbomFormatError] = {}
 
     def bind(self, verifiers: Mapping[str, Verifier]) -> None:
-        """Find the cosign verifier `attestedBy` names among all configured verifiers (called once built)."""
+        """Find the verifier `attestedBy` names among all configured verifiers (called once built): any
+        `AttestationSource` (the built-in one is cosign)."""
         if self.attested_by is None:
             return
-        from verifiers.cosign.verifier import CosignVerifier
-
         target = verifiers.get(self.attested_by)
         if target is None:
-            known = sorted(n for n, v in verifiers.items() if isinstance(v, CosignVerifier))
+            known = sorted(n for n, v in verifiers.items() if isinstance(v, AttestationSource))
             raise OptionsError(
                 "attestedBy",
                 f"no verifier named {self.attested_by!r} is configured "
-                f"(cosign verifiers: {', '.join(known) or 'none'})",
+                f"(verifiers that yield attestations, such as cosign: {', '.join(known) or 'none'})",
             )
-        if not isinstance(target, CosignVerifier):
+        if not isinstance(target, AttestationSource):
             raise OptionsError(
                 "attestedBy",
-                f"verifier {self.attested_by!r} is of type {getattr(target, 'type', '?')!r}, not cosign",
+                f"verifier {self.attested_by!r} is of type {getattr(target, 'type', '?')!r}, not cosign "
+                "(or another verifier that yields verified attestations)",
             )
         self._attester = target
 

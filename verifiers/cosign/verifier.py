@@ -54,7 +54,14 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from verifiers import oci
-from verifiers.base import Context, OptionsError, Report, Subject, resolve_option_path
+from verifiers.base import (
+    Context,
+    OptionsError,
+    Report,
+    Subject,
+    VerifiedAttestation,
+    resolve_option_path,
+)
 from verifiers.cosign import core
 from verifiers.cosign.common import Failure
 from verifiers.cosign.discovery import Problem, discover
@@ -71,7 +78,7 @@ from verifiers.cosign.model import (
 )
 from verifiers.cosign.statements import attested_statement
 
-__all__ = ["CosignVerifier", "VerifiedAttestation"]
+__all__ = ["CosignVerifier", "VerifiedAttestation"]  # VerifiedAttestation: from verifiers.base
 
 _SIGNATURE_FORMATS = ("bundle", "oci-1.1", "legacy")
 _KNOWN_OPTIONS = {
@@ -84,30 +91,6 @@ _KNOWN_OPTIONS = {
     "attestations",
 }
 MAX_NOTED = oci.MAX_SKIPPED  # problems listed in a report's details (all are counted)
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedAttestation:
-    """An attestation that verified under a cosign verifier's policy, statement subject included.
-
-    `predicate` is the statement's predicate as JSON bytes (compact; `null` when absent), read from the
-    verified statement; `anchor` names the key or identity that signed it; `manifest_digest` is the
-    referrer or `.att` manifest that carried it.
-    """
-
-    predicate_type: str
-    predicate: bytes
-    anchor: str
-    format: str
-    manifest_digest: str
-
-    def as_details(self) -> dict[str, Any]:
-        return {
-            "predicateType": self.predicate_type,
-            "format": self.format,
-            "matched": self.anchor,
-            "signature": self.manifest_digest,
-        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from provider.engine import build_verifiers
 from tests.support.images import cyclonedx_document, spdx_document
 from tests.support.private_sigstore import PrivateKey, PrivateSigstore, pem_public_key
 from tests.unit.cosign.conftest import DIGEST, NOW, OTHER_DIGEST
-from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Verifier
+from verifiers.base import AttestationSource, Context, Descriptor, OptionsError, Report, Subject, Verifier
 from verifiers.cosign.common import Failure
 from verifiers.cosign.core import load_public_key, verify_candidate
 from verifiers.cosign.model import Reason, TrustPolicy
@@ -89,7 +89,12 @@ def test_attested_by_binds_to_the_named_cosign_verifier(pem: str) -> None:
 @pytest.mark.parametrize(
     ("attested_by", "others", "fragment"),
     [
-        ("missing", {}, "no verifier named 'missing' is configured (cosign verifiers: release)"),
+        (
+            "missing",
+            {},
+            "no verifier named 'missing' is configured "
+            + "(verifiers that yield attestations, such as cosign: release)",
+        ),
         ("pin", {"pin": {"type": "digest-pin"}}, "verifier 'pin' is of type 'digest-pin', not cosign"),
         ("sbom", {}, "verifier 'sbom' is of type 'sbom', not cosign"),
     ],
@@ -413,3 +418,30 @@ async def test_an_attested_sbom_is_checked(
     assert not report.passed
     assert report.reason == reason, report
     assert report.details["attestedBy"] == "release"
+
+
+class _OtherSource:
+    """A verifier of another type that yields verified attestations: attestedBy accepts it by protocol."""
+
+    type = "other-attester"
+
+    def __init__(self, attestations: list[VerifiedAttestation]) -> None:
+        self.name = "other"
+        self.attestations = attestations
+
+    async def verify(self, subject: Subject, context: Context) -> Report:
+        return Report.ok("ok", "fine")
+
+    async def verified_attestations(self, subject: Subject, context: Context) -> list[VerifiedAttestation]:
+        return self.attestations
+
+
+async def test_attested_by_takes_any_attestation_source() -> None:
+    source = _OtherSource([attested(SPDX_TYPE, spdx_document())])
+    assert isinstance(source, AttestationSource)
+    assert not isinstance(SbomVerifier("plain", {}), AttestationSource)
+    sbom = SbomVerifier("sbom", {"attestedBy": "other"})
+    sbom.bind(cast(Mapping[str, Verifier], {"other": source, "sbom": sbom}))
+    report = await sbom_report(sbom)
+    assert report.passed and report.details["matched"] == "release"
+    assert report.details["attestedBy"] == "other"
