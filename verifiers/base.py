@@ -44,7 +44,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import os
+import re
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -56,11 +58,18 @@ from verifiers.errors import Undecided
 from verifiers.reference import ImageReference
 
 __all__ = [
+    "MAX_DETAILS_CHARS",
+    "MAX_DETAILS_DEPTH",
+    "MAX_DETAILS_NODES",
+    "MAX_MESSAGE_CHARS",
+    "MAX_REASON_CHARS",
+    "REASON_CODE",
     "AttestationSource",
     "BindsVerifiers",
     "Context",
     "Descriptor",
     "HoldsResources",
+    "InvalidReport",
     "Memo",
     "OptionsError",
     "RegistryReader",
@@ -70,7 +79,9 @@ __all__ = [
     "VerifiedAttestation",
     "Verifier",
     "VerifierFactory",
+    "check_report",
     "option_paths_relative_to",
+    "plain_json",
     "resolve_option_path",
 ]
 
@@ -170,6 +181,115 @@ class Report:
     @classmethod
     def fail(cls, reason: str, message: str, **details: Any) -> Report:
         return cls(False, reason, message, details)
+
+
+# Bounds on one report (a verifier's details reach Gatekeeper and every cache): generous for real reports.
+MAX_REASON_CHARS = 64
+MAX_MESSAGE_CHARS = 64 * 1024
+MAX_DETAILS_DEPTH = 32
+MAX_DETAILS_NODES = 50_000
+MAX_DETAILS_CHARS = 1024 * 1024
+_MAX_INT = 2**63
+REASON_CODE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+"""A reason code: snake_case, lower-case ASCII letters and digits, starting with a letter."""
+
+
+class InvalidReport(ValueError):
+    """What a verifier returned is not a valid `Report` (see `check_report`)."""
+
+
+def check_report(report: object) -> Report:
+    """The report, checked and copied as plain JSON; `InvalidReport` (a `ValueError`) when it is not valid.
+
+    Valid: a `Report` whose `passed` is a bool; whose `reason` is a snake_case code (`REASON_CODE`) of at
+    most `MAX_REASON_CHARS` characters (a `str`, so a `StrEnum` member is fine); whose `message` is a
+    string of at most `MAX_MESSAGE_CHARS` characters; and whose `details` is a mapping of JSON values
+    (`plain_json`: string keys, finite floats, 64-bit integers, UTF-8-encodable strings, bounded depth,
+    count and size). The copy shares nothing with the report, so a verifier cannot change it afterwards.
+    Countersign checks every report this way; a verifier whose report fails is undecided
+    (`verifier_error`), never passed. Plugin authors can call it in their tests.
+    """
+    if not isinstance(report, Report):
+        raise InvalidReport(f"returned {type(report).__name__}, not a Report")
+    if not isinstance(report.passed, bool):
+        raise InvalidReport(f"passed is {type(report.passed).__name__}, not a bool")
+    reason = report.reason
+    if not isinstance(reason, str) or not reason or len(reason) > MAX_REASON_CHARS:
+        raise InvalidReport(f"reason must be a string of 1 to {MAX_REASON_CHARS} characters")
+    if REASON_CODE.fullmatch(reason) is None:
+        raise InvalidReport(f"reason {_short(reason)} is not a snake_case code ([a-z][a-z0-9]*, joined by _)")
+    if not isinstance(report.message, str) or len(report.message) > MAX_MESSAGE_CHARS:
+        raise InvalidReport(f"message must be a string of at most {MAX_MESSAGE_CHARS} characters")
+    if not isinstance(report.details, Mapping):
+        raise InvalidReport(f"details is {type(report.details).__name__}, not a mapping")
+    return Report(
+        report.passed,
+        plain_json(reason, "reason"),
+        plain_json(report.message, "message"),
+        plain_json(report.details),
+    )
+
+
+def plain_json(value: object, path: str = "details") -> Any:
+    """A fresh copy of `value` as plain JSON (dict, list, str, int, float, bool, None), or `InvalidReport`.
+
+    Strict: string keys only, finite floats, 64-bit integers, UTF-8-encodable strings, at most
+    MAX_DETAILS_DEPTH deep, MAX_DETAILS_NODES values and MAX_DETAILS_CHARS characters of strings. The
+    copy shares nothing with `value` (subclasses of str, int, float become the plain types).
+    """
+    return _plain(value, path, 0, _Budget())
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """A bounded, UTF-8-safe rendering of untrusted text for a message."""
+    text = text if len(text) <= limit else text[:limit] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _Budget:
+    __slots__ = ("chars", "nodes")
+
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.chars = 0
+
+
+def _plain(value: object, path: str, depth: int, budget: _Budget) -> Any:
+    budget.nodes += 1
+    if budget.nodes > MAX_DETAILS_NODES:
+        raise InvalidReport(f"more than {MAX_DETAILS_NODES} values")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not -_MAX_INT <= value < _MAX_INT:
+            raise InvalidReport(f"{path}: integer out of the 64-bit range")
+        return int.__int__(value)  # a plain int, whatever a subclass overrides
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidReport(f"{path}: {value} is not a JSON number")
+        return float.__float__(value)
+    if isinstance(value, str):
+        budget.chars += len(value)
+        if budget.chars > MAX_DETAILS_CHARS:
+            raise InvalidReport(f"more than {MAX_DETAILS_CHARS} characters of strings")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidReport(f"{path}: a string holds an unpaired surrogate") from None
+        return str.__str__(value)
+    if depth >= MAX_DETAILS_DEPTH:
+        raise InvalidReport(f"{path}: nested more than {MAX_DETAILS_DEPTH} levels deep")
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidReport(f"{path}: a key is {type(key).__name__}, not a string")
+            where = f"{path}.{_short(key)}"
+            out[_plain(key, where, depth, budget)] = _plain(item, where, depth + 1, budget)
+        return out
+    if isinstance(value, list | tuple):
+        return [_plain(item, f"{path}[{i}]", depth + 1, budget) for i, item in enumerate(value)]
+    raise InvalidReport(f"{path}: {type(value).__name__} is not a JSON value")
 
 
 @runtime_checkable

@@ -96,6 +96,10 @@ BAD_REPORTS: dict[str, Any] = {
     "too many values": Report.ok("ok", "fine", many=list(range(60_000))),
     "reason not a string": Report(True, 1, "fine"),  # type: ignore[arg-type]
     "empty reason": Report(True, "", "fine"),
+    "a reason that is not snake_case": Report(True, "Signature-OK", "fine"),
+    "a reason with a space": Report(True, "ok then", "fine"),
+    "a reason ending in _": Report(True, "ok_", "fine"),
+    "a reason of 65 characters": Report(True, "a" * 65, "fine"),
     "message None": Report(True, "ok", None),  # type: ignore[arg-type]
     "passed not a bool": Report("yes", "ok", "fine"),  # type: ignore[arg-type]
     "details a list": Report(True, "ok", "fine", [1]),  # type: ignore[arg-type]
