@@ -10,7 +10,7 @@ Options:
         issuer: https://token.actions.githubusercontent.com     # or issuerRegExp
         subject: https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main  # or subjectRegExp
         github: {workflowRepository, workflowRef, workflowTrigger, workflowSha}             # optional
-    trustedRoot: /sigstore/trusted_root.json   # default: the public-good Sigstore root embedded in sigstore
+    trustedRoot: /sigstore/trusted_root.json   # default: the public-good Sigstore root shipped
     transparencyLog: required    # or `skip` (only for key-based verification: keyless needs the log's time)
     threshold: 1                 # distinct keys/identities that must each have verified a signature
     formats: [bundle, oci-1.1, legacy]          # where to look (default: all three)
