@@ -37,7 +37,6 @@ from provider.registry.egress import EgressRefused
 from provider.verdict import (
     Decision,
     VerifierOutcome,
-    checked_report,
     combine,
     denial_value,
     safe_text,
@@ -47,11 +46,14 @@ from verifiers.base import (
     BindsVerifiers,
     Context,
     HoldsResources,
+    InvalidReport,
+    Memo,
     OptionsError,
     Report,
     Subject,
     Undecided,
     Verifier,
+    check_report,
     option_paths_relative_to,
 )
 from verifiers.errors import IntegrityError, InvalidContent, NotFound, RegistryError, TooLarge
@@ -336,7 +338,8 @@ class Engine:
             namespace=key.namespace,
         )
         deadline = DEADLINE.get() or asyncio.get_running_loop().time() + self.config.server.background_timeout
-        context = Context(registry=ImageReader(self.registry), deadline=deadline)
+        # One Context, and so one memo, per image verification: never shared across images or requests.
+        context = Context(registry=ImageReader(self.registry), deadline=deadline, memo=Memo())
         async with self._slots:
             outcomes = await asyncio.gather(
                 *(self._run(self.verifiers[name], subject, context) for name in policy.verifiers)
@@ -379,10 +382,10 @@ class Engine:
                 name, kind, None, _verifier_error(name, f"raised {type(e).__name__}: {safe_text(e, 500)}")
             )
         try:
-            checked = checked_report(report)
-        except ValueError as e:
-            log.error("verifier %s (%s) returned a report that is not JSON: %s", name, kind, e)
-            return self._outcome(name, kind, None, _verifier_error(name, f"returned a bad report: {e}"))
+            checked = check_report(report)
+        except InvalidReport as e:  # never passed, never cached: this verifier is undecided (a bug)
+            log.error("verifier %s (%s) returned an invalid report: %s", name, kind, e)
+            return self._outcome(name, kind, None, _verifier_error(name, f"returned an invalid report: {e}"))
         return self._outcome(name, kind, checked, None)
 
     def _outcome(

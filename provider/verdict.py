@@ -21,13 +21,18 @@ renamed or removed without a new version.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from provider.config import Policy
-from verifiers.base import Report, Undecided
+from verifiers.base import (
+    MAX_MESSAGE_CHARS,
+    Report,
+    Undecided,
+    check_report,
+    plain_json,
+)
 from verifiers.reference import Key
 
 __all__ = [
@@ -45,14 +50,6 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-# Bounds on one report (a verifier's details reach Gatekeeper and every cache): generous for real reports.
-MAX_DETAILS_DEPTH = 32
-MAX_DETAILS_NODES = 50_000
-MAX_DETAILS_CHARS = 1024 * 1024
-MAX_MESSAGE_CHARS = 64 * 1024
-MAX_REASON_CHARS = 128
-_MAX_INT = 2**63
-
 
 def safe_text(value: object, limit: int = MAX_MESSAGE_CHARS) -> str:
     """`str(value)` made safe for a JSON response: at most `limit` characters, unpaired surrogates escaped."""
@@ -65,75 +62,9 @@ def safe_text(value: object, limit: int = MAX_MESSAGE_CHARS) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-class _Budget:
-    def __init__(self) -> None:
-        self.nodes = 0
-        self.chars = 0
-
-
-def _plain(value: object, path: str, depth: int, budget: _Budget) -> Any:
-    budget.nodes += 1
-    if budget.nodes > MAX_DETAILS_NODES:
-        raise ValueError(f"more than {MAX_DETAILS_NODES} values")
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        if not -_MAX_INT <= value < _MAX_INT:
-            raise ValueError(f"{path}: integer out of the 64-bit range")
-        return int.__int__(value)  # a plain int, whatever a subclass overrides
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{path}: {value} is not a JSON number")
-        return float.__float__(value)
-    if isinstance(value, str):
-        budget.chars += len(value)
-        if budget.chars > MAX_DETAILS_CHARS:
-            raise ValueError(f"more than {MAX_DETAILS_CHARS} characters of strings")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{path}: a string holds an unpaired surrogate") from None
-        return str.__str__(value)
-    if depth >= MAX_DETAILS_DEPTH:
-        raise ValueError(f"{path}: nested more than {MAX_DETAILS_DEPTH} levels deep")
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError(f"{path}: a key is {type(key).__name__}, not a string")
-            where = f"{path}.{safe_text(key, 40)}"
-            out[_plain(key, where, depth, budget)] = _plain(item, where, depth + 1, budget)
-        return out
-    if isinstance(value, list | tuple):
-        return [_plain(item, f"{path}[{i}]", depth + 1, budget) for i, item in enumerate(value)]
-    raise ValueError(f"{path}: {type(value).__name__} is not a JSON value")
-
-
-def plain_json(value: object, path: str = "details") -> Any:
-    """A fresh copy of `value` as plain JSON (dict, list, str, int, float, bool, None), or ValueError.
-
-    Strict: string keys only, finite floats, 64-bit integers, UTF-8-encodable strings, at most
-    MAX_DETAILS_DEPTH deep, MAX_DETAILS_NODES values and MAX_DETAILS_CHARS characters of strings. The
-    copy shares nothing with `value`, so a verifier cannot change a report after it was checked.
-    """
-    return _plain(value, path, 0, _Budget())
-
-
 def checked_report(report: object) -> Report:
-    """The report with its details copied as plain JSON; ValueError when any part is not serialisable."""
-    if not isinstance(report, Report):
-        raise ValueError(f"returned {type(report).__name__}, not a Report")
-    if not isinstance(report.passed, bool):
-        raise ValueError(f"passed is {type(report.passed).__name__}, not a bool")
-    if not isinstance(report.reason, str) or not report.reason or len(report.reason) > MAX_REASON_CHARS:
-        raise ValueError(f"reason must be a string of 1 to {MAX_REASON_CHARS} characters")
-    if not isinstance(report.message, str) or len(report.message) > MAX_MESSAGE_CHARS:
-        raise ValueError(f"message must be a string of at most {MAX_MESSAGE_CHARS} characters")
-    if not isinstance(report.details, Mapping):
-        raise ValueError(f"details is {type(report.details).__name__}, not a mapping")
-    reason = plain_json(report.reason, "reason")
-    message = plain_json(report.message, "message")
-    return Report(report.passed, reason, message, plain_json(report.details))
+    """The report checked and copied as plain JSON (`verifiers.base.check_report`); ValueError otherwise."""
+    return check_report(report)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ run by `make lint`, enforces it.
 from verifiers.base import (
     Context,
     Descriptor,
+    Memo,
     OptionsError,
     RegistryReader,
     Report,
@@ -21,6 +22,7 @@ from verifiers.base import (
 __all__ = [
     "Context",
     "Descriptor",
+    "Memo",
     "OptionsError",
     "RegistryReader",
     "Report",

@@ -7,7 +7,8 @@ way). A factory validates its options and raises `OptionsError` naming the offen
 
 A verifier may also define `bind(self, verifiers: Mapping[str, Verifier]) -> None`, called once after
 every verifier is built and before any `verify`, with a read-only map of all verifiers by name — for an
-option that names another verifier (the sbom verifier's `attestedBy` names a cosign verifier). It raises
+option that names another verifier (the sbom verifier's `attestedBy` names an `AttestationSource`, such as
+a cosign verifier). It raises
 `OptionsError` for a bad reference, reported at `verifiers.<name>.options.<field>`.
 
 An option that names a file or directory is resolved with `resolve_option_path(value)` in the factory (or
@@ -41,33 +42,51 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from verifiers.errors import OptionsError, Undecided
 from verifiers.reference import ImageReference
 
 __all__ = [
+    "MAX_DETAILS_CHARS",
+    "MAX_DETAILS_DEPTH",
+    "MAX_DETAILS_NODES",
+    "MAX_MESSAGE_CHARS",
+    "MAX_REASON_CHARS",
+    "REASON_CODE",
+    "AttestationSource",
     "BindsVerifiers",
     "Context",
     "Descriptor",
     "HoldsResources",
+    "InvalidReport",
+    "Memo",
     "OptionsError",
     "RegistryReader",
     "Report",
     "Subject",
     "Undecided",
+    "VerifiedAttestation",
     "Verifier",
     "VerifierFactory",
+    "check_report",
     "option_paths_relative_to",
+    "plain_json",
     "resolve_option_path",
 ]
 
+
+_T = TypeVar("_T")
 
 # The directory relative option paths are resolved against while a configuration's verifiers are built;
 # None outside of that (then the working directory).
@@ -155,6 +174,115 @@ class Report:
         return cls(False, reason, message, details)
 
 
+# Bounds on one report (a verifier's details reach Gatekeeper and every cache): generous for real reports.
+MAX_REASON_CHARS = 64
+MAX_MESSAGE_CHARS = 64 * 1024
+MAX_DETAILS_DEPTH = 32
+MAX_DETAILS_NODES = 50_000
+MAX_DETAILS_CHARS = 1024 * 1024
+_MAX_INT = 2**63
+REASON_CODE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+"""A reason code: snake_case, lower-case ASCII letters and digits, starting with a letter."""
+
+
+class InvalidReport(ValueError):
+    """What a verifier returned is not a valid `Report` (see `check_report`)."""
+
+
+def check_report(report: object) -> Report:
+    """The report, checked and copied as plain JSON; `InvalidReport` (a `ValueError`) when it is not valid.
+
+    Valid: a `Report` whose `passed` is a bool; whose `reason` is a snake_case code (`REASON_CODE`) of at
+    most `MAX_REASON_CHARS` characters (a `str`, so a `StrEnum` member is fine); whose `message` is a
+    string of at most `MAX_MESSAGE_CHARS` characters; and whose `details` is a mapping of JSON values
+    (`plain_json`: string keys, finite floats, 64-bit integers, UTF-8-encodable strings, bounded depth,
+    count and size). The copy shares nothing with the report, so a verifier cannot change it afterwards.
+    Countersign checks every report this way; a verifier whose report fails is undecided
+    (`verifier_error`), never passed. Plugin authors can call it in their tests.
+    """
+    if not isinstance(report, Report):
+        raise InvalidReport(f"returned {type(report).__name__}, not a Report")
+    if not isinstance(report.passed, bool):
+        raise InvalidReport(f"passed is {type(report.passed).__name__}, not a bool")
+    reason = report.reason
+    if not isinstance(reason, str) or not reason or len(reason) > MAX_REASON_CHARS:
+        raise InvalidReport(f"reason must be a string of 1 to {MAX_REASON_CHARS} characters")
+    if REASON_CODE.fullmatch(reason) is None:
+        raise InvalidReport(f"reason {_short(reason)} is not a snake_case code ([a-z][a-z0-9]*, joined by _)")
+    if not isinstance(report.message, str) or len(report.message) > MAX_MESSAGE_CHARS:
+        raise InvalidReport(f"message must be a string of at most {MAX_MESSAGE_CHARS} characters")
+    if not isinstance(report.details, Mapping):
+        raise InvalidReport(f"details is {type(report.details).__name__}, not a mapping")
+    return Report(
+        report.passed,
+        plain_json(reason, "reason"),
+        plain_json(report.message, "message"),
+        plain_json(report.details),
+    )
+
+
+def plain_json(value: object, path: str = "details") -> Any:
+    """A fresh copy of `value` as plain JSON (dict, list, str, int, float, bool, None), or `InvalidReport`.
+
+    Strict: string keys only, finite floats, 64-bit integers, UTF-8-encodable strings, at most
+    MAX_DETAILS_DEPTH deep, MAX_DETAILS_NODES values and MAX_DETAILS_CHARS characters of strings. The
+    copy shares nothing with `value` (subclasses of str, int, float become the plain types).
+    """
+    return _plain(value, path, 0, _Budget())
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """A bounded, UTF-8-safe rendering of untrusted text for a message."""
+    text = text if len(text) <= limit else text[:limit] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _Budget:
+    __slots__ = ("chars", "nodes")
+
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.chars = 0
+
+
+def _plain(value: object, path: str, depth: int, budget: _Budget) -> Any:
+    budget.nodes += 1
+    if budget.nodes > MAX_DETAILS_NODES:
+        raise InvalidReport(f"more than {MAX_DETAILS_NODES} values")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not -_MAX_INT <= value < _MAX_INT:
+            raise InvalidReport(f"{path}: integer out of the 64-bit range")
+        return int.__int__(value)  # a plain int, whatever a subclass overrides
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidReport(f"{path}: {value} is not a JSON number")
+        return float.__float__(value)
+    if isinstance(value, str):
+        budget.chars += len(value)
+        if budget.chars > MAX_DETAILS_CHARS:
+            raise InvalidReport(f"more than {MAX_DETAILS_CHARS} characters of strings")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidReport(f"{path}: a string holds an unpaired surrogate") from None
+        return str.__str__(value)
+    if depth >= MAX_DETAILS_DEPTH:
+        raise InvalidReport(f"{path}: nested more than {MAX_DETAILS_DEPTH} levels deep")
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidReport(f"{path}: a key is {type(key).__name__}, not a string")
+            where = f"{path}.{_short(key)}"
+            out[_plain(key, where, depth, budget)] = _plain(item, where, depth + 1, budget)
+        return out
+    if isinstance(value, list | tuple):
+        return [_plain(item, f"{path}[{i}]", depth + 1, budget) for i, item in enumerate(value)]
+    raise InvalidReport(f"{path}: {type(value).__name__} is not a JSON value")
+
+
 @runtime_checkable
 class RegistryReader(Protocol):
     """The registry access a verifier gets. Every read is cached and checked against its digest.
@@ -180,12 +308,60 @@ class RegistryReader(Protocol):
         ...
 
 
+class Memo:
+    """Work shared by the verifiers of one image verification: each key's coroutine runs once.
+
+    `await memo.once(key, factory)` runs `factory()` the first time `key` is asked for and gives every
+    caller, concurrent or later, its result or its exception. A caller that stops waiting (its deadline,
+    a cancellation) does not cancel the work another caller waits for. Work that failed (raised or was
+    cancelled) is forgotten once it ends, so a later call runs it again. At most `max_entries` keys are
+    kept; beyond that the oldest is forgotten (its waiters still get its outcome).
+
+    Each image verification gets its own `Memo` (the `Context` does): it is never shared across images
+    or requests, and it is dropped with the `Context`. A verifier keeps per-image state here, never on
+    itself; keys should name the verifier (e.g. `(self, subject.digest)`) so that verifiers do not collide.
+    """
+
+    __slots__ = ("_entries", "_max_entries")
+
+    def __init__(self, max_entries: int = 256) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._entries: dict[Hashable, asyncio.Future[Any]] = {}
+        self._max_entries = max_entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    async def once(self, key: Hashable, factory: Callable[[], Awaitable[_T]]) -> _T:
+        """The outcome of `factory()`, run once for `key` (see the class)."""
+        future = self._entries.get(key)
+        if future is None:
+            while len(self._entries) >= self._max_entries:
+                del self._entries[next(iter(self._entries))]
+            future = asyncio.ensure_future(factory())
+            self._entries[key] = future
+            future.add_done_callback(functools.partial(self._done, key))
+        return cast("_T", await asyncio.shield(future))
+
+    def _done(self, key: Hashable, future: asyncio.Future[Any]) -> None:
+        # Retrieved even when every caller has left, so a failure is never "never retrieved".
+        if future.cancelled() or future.exception() is not None:
+            if self._entries.get(key) is future:
+                del self._entries[key]
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Per-request context: registry access and the time budget left (`deadline`, in loop time)."""
+    """Per-image-verification context: registry access, the time budget left (`deadline`, in loop time)
+    and a `memo` for work the verifiers of this one image share (a fresh `Memo` unless one is given)."""
 
     registry: RegistryReader
     deadline: float
+    memo: Memo = field(default_factory=Memo)
 
 
 class Verifier(Protocol):
@@ -205,6 +381,44 @@ class BindsVerifiers(Protocol):
     read-only map of all verifiers by name (for an option naming another verifier). Raises `OptionsError`."""
 
     def bind(self, verifiers: Mapping[str, Verifier]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedAttestation:
+    """An attestation that verified under an `AttestationSource`'s policy, statement subject included.
+
+    `predicate` is the statement's predicate as JSON bytes (compact; `null` when absent), read from the
+    verified statement; `anchor` names the key or identity that signed it; `format` says where it was found
+    (cosign: `bundle` or `legacy-att`); `manifest_digest` is the referrer or manifest that carried it.
+    """
+
+    predicate_type: str
+    predicate: bytes
+    anchor: str
+    format: str
+    manifest_digest: str
+
+    def as_details(self) -> dict[str, Any]:
+        return {
+            "predicateType": self.predicate_type,
+            "format": self.format,
+            "matched": self.anchor,
+            "signature": self.manifest_digest,
+        }
+
+
+@runtime_checkable
+class AttestationSource(Protocol):
+    """A verifier that yields the attestations of an image that verified under its own policy (cosign's).
+
+    Another verifier that names it in an option (the sbom verifier's `attestedBy`) finds it in `bind` by
+    this protocol, never by its class. `verified_attestations` raises `Undecided` when it cannot tell; with
+    the same `Context` it may share its work with the source's own `verify` (through `Context.memo`).
+    """
+
+    async def verified_attestations(
+        self, subject: Subject, context: Context
+    ) -> Sequence[VerifiedAttestation]: ...
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, StrictBool
@@ -20,7 +21,17 @@ from verifiers.base import Context, Report, Subject
 from verifiers.errors import NotFound
 from verifiers.options import Message, NonEmptyStr, OptionsModel, parse_options
 
-__all__ = ["DigestPinOptions", "DigestPinVerifier"]
+__all__ = ["DigestPinOptions", "DigestPinVerifier", "Reason"]
+
+
+class Reason(StrEnum):
+    """The digest-pin verifier's reason codes (`Report.reason`), listed in docs/rego.md."""
+
+    PINNED = "pinned"
+    EXEMPT = "exempt"
+    NOT_PINNED = "not_pinned"
+    TAG_DIGEST_MISMATCH = "tag_digest_mismatch"
+    TAG_NOT_FOUND = "tag_not_found"
 
 
 class DigestPinOptions(OptionsModel):
@@ -46,11 +57,11 @@ class DigestPinVerifier:
         for pattern in self.exempt:
             if fnmatch.fnmatchcase(ref.name, pattern):
                 return Report.ok(
-                    "exempt", f"{ref.name} is exempt from digest pinning ({pattern})", pattern=pattern
+                    Reason.EXEMPT, f"{ref.name} is exempt from digest pinning ({pattern})", pattern=pattern
                 )
         if ref.digest is None:
             return Report.fail(
-                "not_pinned",
+                Reason.NOT_PINNED,
                 f"{ref} is referenced by tag, not by digest; pin it as {ref.pinned(subject.digest)}",
                 suggested=ref.pinned(subject.digest),
             )
@@ -60,18 +71,18 @@ class DigestPinVerifier:
                 current = await context.registry.resolve(tagged)
             except NotFound:
                 return Report.fail(
-                    "tag_not_found",
+                    Reason.TAG_NOT_FOUND,
                     f"tag {ref.tag} no longer exists in {ref.name}",
                     tag=ref.tag,
                     digest=ref.digest,
                 )
             if current.digest != ref.digest:
                 return Report.fail(
-                    "tag_digest_mismatch",
+                    Reason.TAG_DIGEST_MISMATCH,
                     f"tag {ref.tag} of {ref.name} now points to {current.digest}, "
                     f"not to the pinned {ref.digest}",
                     tag=ref.tag,
                     pinned=ref.digest,
                     current=current.digest,
                 )
-        return Report.ok("pinned", f"{ref.name} is pinned to {ref.digest}", digest=ref.digest)
+        return Report.ok(Reason.PINNED, f"{ref.name} is pinned to {ref.digest}", digest=ref.digest)

@@ -21,7 +21,8 @@ digest), whose predicate type is https://spdx.dev/Document (SPDX JSON) or https:
 have; `artifactTypes` still selects which of the two formats count. The predicate is the SBOM document
 (a JSON string predicate is read as the document's text) and must be well formed, as above; `maxAge`
 needs the document's own creation time. SBOMs attached as plain referrers do not count. The named
-verifier need not be part of a policy; it is looked up when the configuration is loaded (`bind`).
+verifier need not be part of a policy; it is looked up when the configuration is loaded (`bind`), by
+the protocol `verifiers.base.AttestationSource` (cosign is the built-in one; a plugin may be another).
 
 Reason codes: sbom_verified (passed; with attestedBy its details add attestedBy, matched (the key or
 identity), predicateType, signature); sbom_not_found, sbom_invalid, sbom_too_old, sbom_age_unknown, and
@@ -40,12 +41,23 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import Field, model_validator
 
 from verifiers import oci
-from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided, Verifier
+from verifiers.base import (
+    AttestationSource,
+    Context,
+    Descriptor,
+    OptionsError,
+    Report,
+    Subject,
+    Undecided,
+    VerifiedAttestation,
+    Verifier,
+)
 from verifiers.errors import RegistryError
 from verifiers.options import Duration, IntRange, Message, NonEmptyStr, OptionsModel, check, parse_options
 from verifiers.sbom_formats import (
@@ -58,10 +70,7 @@ from verifiers.sbom_formats import (
     parse_sbom,
 )
 
-if TYPE_CHECKING:
-    from verifiers.cosign.verifier import CosignVerifier, VerifiedAttestation
-
-__all__ = ["SbomOptions", "SbomVerifier"]
+__all__ = ["Reason", "SbomOptions", "SbomVerifier"]
 
 MAX_CANDIDATES = 16  # well-formed SBOM referrers examined
 MAX_EXAMINED = 256  # referrer manifests read, malformed ones included
@@ -77,9 +86,20 @@ _PREDICATE_TYPE_RE = re.compile(
 )
 
 
+class Reason(StrEnum):
+    """The sbom verifier's reason codes (`Report.reason`), listed in docs/rego.md."""
+
+    VERIFIED = "sbom_verified"
+    NOT_FOUND = "sbom_not_found"
+    INVALID = "sbom_invalid"
+    TOO_OLD = "sbom_too_old"
+    AGE_UNKNOWN = "sbom_age_unknown"
+    NOT_ATTESTED = "sbom_not_attested"  # with attestedBy: SBOM referrers, but no verified attestation
+
+
 @dataclass(frozen=True, slots=True)
 class _Failure:
-    reason: str
+    reason: Reason
     message: str
 
 
@@ -128,28 +148,28 @@ class SbomVerifier:
         self.max_age = timedelta(seconds=parsed.max_age) if parsed.max_age is not None else None
         self.max_bytes = parsed.max_bytes
         self.attested_by: str | None = parsed.attested_by
-        self._attester: CosignVerifier | None = None
+        self._attester: AttestationSource | None = None
         # Parsed documents by content digest: the bytes behind a digest never change.
         self._parsed: dict[tuple[str, str], SbomInfo | SbomFormatError] = {}
 
     def bind(self, verifiers: Mapping[str, Verifier]) -> None:
-        """Find the cosign verifier `attestedBy` names among all configured verifiers (called once built)."""
+        """Find the verifier `attestedBy` names among all configured verifiers (called once built): any
+        `AttestationSource` (the built-in one is cosign)."""
         if self.attested_by is None:
             return
-        from verifiers.cosign.verifier import CosignVerifier
-
         target = verifiers.get(self.attested_by)
         if target is None:
-            known = sorted(n for n, v in verifiers.items() if isinstance(v, CosignVerifier))
+            known = sorted(n for n, v in verifiers.items() if isinstance(v, AttestationSource))
             raise OptionsError(
                 "attestedBy",
                 f"no verifier named {self.attested_by!r} is configured "
-                f"(cosign verifiers: {', '.join(known) or 'none'})",
+                f"(verifiers that yield attestations, such as cosign: {', '.join(known) or 'none'})",
             )
-        if not isinstance(target, CosignVerifier):
+        if not isinstance(target, AttestationSource):
             raise OptionsError(
                 "attestedBy",
-                f"verifier {self.attested_by!r} is of type {getattr(target, 'type', '?')!r}, not cosign",
+                f"verifier {self.attested_by!r} is of type {getattr(target, 'type', '?')!r}, not cosign "
+                "(or another verifier that yields verified attestations)",
             )
         self._attester = target
 
@@ -163,7 +183,7 @@ class SbomVerifier:
         candidates = [d for d in referrers if self._matches(d.artifact_type)]
         if not candidates:
             return Report.fail(
-                "sbom_not_found",
+                Reason.NOT_FOUND,
                 f"no SBOM is attached (looked for referrers of type {' or '.join(self.artifact_types)})",
                 referrers=len(referrers),
             )
@@ -186,7 +206,7 @@ class SbomVerifier:
                 failures.append(result)
         if not failures:
             return Report.fail(
-                "sbom_not_found",
+                Reason.NOT_FOUND,
                 f"no SBOM is attached: {len(skipped)} malformed referrer(s) of an SBOM type skipped",
                 referrers=len(referrers),
                 **oci.skipped_details(skipped),
@@ -211,7 +231,7 @@ class SbomVerifier:
             kinds = " or ".join(self.artifact_types)
             if plain:
                 return Report.fail(
-                    "sbom_not_attested",
+                    Reason.NOT_ATTESTED,
                     f"{len(plain)} SBOM(s) attached as referrers, but none as an attestation that verifies "
                     f"under cosign verifier {attested_by!r} ({kinds})",
                     attestedBy=attested_by,
@@ -219,7 +239,7 @@ class SbomVerifier:
                     attestations=verified,
                 )
             return Report.fail(
-                "sbom_not_found",
+                Reason.NOT_FOUND,
                 f"no SBOM attestation that verifies under cosign verifier {attested_by!r} ({kinds}), "
                 "and no SBOM referrer",
                 attestedBy=attested_by,
@@ -244,17 +264,17 @@ class SbomVerifier:
                 document = text.encode("utf-8") if isinstance(text, str) else document
             if len(document) > self.max_bytes:
                 return _Failure(
-                    "sbom_invalid", f"{where}: the document is larger than maxBytes ({self.max_bytes})"
+                    Reason.INVALID, f"{where}: the document is larger than maxBytes ({self.max_bytes})"
                 )
             digest = "sha256:" + hashlib.sha256(document).hexdigest()
             info = await self._parse(digest, document, media_type)
         except (SbomFormatError, ValueError) as e:  # UnicodeEncodeError (lone surrogates) included
-            return _Failure("sbom_invalid", f"{where}: {e}")
+            return _Failure(Reason.INVALID, f"{where}: {e}")
         failure = self._age_failure(info.created, where)
         if failure is not None:
             return failure
         return Report.ok(
-            "sbom_verified",
+            Reason.VERIFIED,
             f"{info.format} SBOM ({info.spec_version}, {info.package_count} "
             f"package{'' if info.package_count == 1 else 's'}) attested by {attestation.anchor} "
             f"(cosign verifier {attested_by}) in {attestation.manifest_digest}",
@@ -271,11 +291,11 @@ class SbomVerifier:
         if self.max_age is None:
             return None
         if created is None:
-            return _Failure("sbom_age_unknown", f"{where}: the document has no creation time to check maxAge")
+            return _Failure(Reason.AGE_UNKNOWN, f"{where}: the document has no creation time to check maxAge")
         age = datetime.now(UTC) - created
         if age > self.max_age:
             return _Failure(
-                "sbom_too_old",
+                Reason.TOO_OLD,
                 f"{where}: created {created.isoformat()}, older than the allowed {_human(self.max_age)}",
             )
         return None
@@ -293,32 +313,32 @@ class SbomVerifier:
         except oci.ContentError as e:
             return str(e)
         except RegistryError as e:
-            return _Failure("sbom_invalid", f"{where}: {e}")
+            return _Failure(Reason.INVALID, f"{where}: {e}")
         try:
             if not manifest.refers_to(subject.digest):
                 subject_digest = manifest.subject.digest if manifest.subject is not None else None
                 return _Failure(
-                    "sbom_invalid", f"{where}: its subject is {subject_digest}, not {subject.digest}"
+                    Reason.INVALID, f"{where}: its subject is {subject_digest}, not {subject.digest}"
                 )
             layer = self._pick_layer(manifest.layers, descriptor.artifact_type)
             if layer is None:
-                return _Failure("sbom_invalid", f"{where}: no layer holds an SBOM document")
+                return _Failure(Reason.INVALID, f"{where}: no layer holds an SBOM document")
             blob_descriptor, media_type = layer
             document = await context.registry.blob(subject.reference, blob_descriptor, self.max_bytes)
             info = await self._parse(blob_descriptor.digest, document, media_type)
         except Undecided:
             raise
         except RegistryError as e:
-            return _Failure("sbom_invalid", f"{where}: {e}")
+            return _Failure(Reason.INVALID, f"{where}: {e}")
         except (SbomFormatError, ValueError) as e:
-            return _Failure("sbom_invalid", f"{where}: {e}")
+            return _Failure(Reason.INVALID, f"{where}: {e}")
         created = info.created or _annotation_time(manifest)
         details = {**info.as_details(), "referrer": descriptor.digest, "mediaType": media_type}
         failure = self._age_failure(created, where)
         if failure is not None:
             return failure
         return Report.ok(
-            "sbom_verified",
+            Reason.VERIFIED,
             f"{info.format} SBOM ({info.spec_version}, {info.package_count} "
             f"package{'' if info.package_count == 1 else 's'}) attached as {descriptor.digest}",
             **details,

@@ -68,15 +68,13 @@ most `max_packages` packages or components examined. The size of `data` is the c
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from itertools import accumulate
 from typing import Any
 
+from verifiers import strictjson
 from verifiers.errors import FieldError
 
 __all__ = [
@@ -106,13 +104,6 @@ _MEDIA_TYPE_RE = re.compile(rf"[ \t]*({_TOKEN}/{_TOKEN})[ \t]*")
 _QUOTED_STRING = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"'
 _PARAMETER_RE = re.compile(rf";[ \t]*(?:({_TOKEN})=({_TOKEN}|{_QUOTED_STRING}))?[ \t]*")
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
-
-# Depth pre-scan, on the raw bytes (already known to be UTF-8, where these ASCII bytes only stand for
-# themselves): the bytes to delete to keep only brackets, and each bracket's step.
-_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
-_DEPTH_STEP = tuple(1 if byte in b"[{" else -1 if byte in b"]}" else 0 for byte in range(256))
-
-_SIMPLE_KEY_RE = re.compile(r"[A-Za-z_@$][A-Za-z0-9_@$-]*")
 
 _SPDX2_VERSION_RE = re.compile(r"SPDX-2\.[0-3]")
 _SPDX3_CONTEXT_MARK = "spdx.org/rdf/3"
@@ -260,78 +251,7 @@ def _version_parameter_matches(info: SbomInfo, version: str) -> bool:
     return f"SPDX-{version}" == info.spec_version
 
 
-# --- strict JSON -------------------------------------------------------------------------------------
-
-
-class _Rejected:
-    """Stands in the parsed tree for a number the decoder refused, so that its path can be found."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-class _StrictDecoder:
-    """Hooks for `json.loads` that note duplicate keys and bad numbers instead of failing blind.
-
-    The hooks cannot know where they are in the document, so they record the offending objects (kept
-    alive here, so that their ids stay unique) and `locate` finds the first one's path afterwards.
-    """
-
-    def __init__(self) -> None:
-        self.problems: dict[int, tuple[object, str | None, str]] = {}
-
-    def _note(self, holder: object, key: str | None, message: str) -> None:
-        self.problems[id(holder)] = (holder, key, message)
-
-    def object_pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result = dict(pairs)
-        if len(result) != len(pairs):
-            seen: set[str] = set()
-            for key, _ in pairs:
-                if key in seen:
-                    self._note(result, key, "duplicate key (a JSON object must not repeat a name)")
-                    break
-                seen.add(key)
-        return result
-
-    def constant(self, name: str) -> _Rejected:
-        rejected = _Rejected(f"{name} is not valid JSON (not a number)")
-        self._note(rejected, None, rejected.message)
-        return rejected
-
-    def float_(self, text: str) -> float | _Rejected:
-        value = float(text)
-        if math.isfinite(value):
-            return value
-        rejected = _Rejected(f"number out of range: {_show(text)}")
-        self._note(rejected, None, rejected.message)
-        return rejected
-
-    def int_(self, text: str) -> int | _Rejected:
-        try:
-            return int(text)
-        except ValueError:  # more digits than sys.get_int_max_str_digits()
-            rejected = _Rejected(f"integer with {len(text)} digits is too long")
-            self._note(rejected, None, rejected.message)
-            return rejected
-
-    def locate(self, root: object) -> SbomFormatError:
-        """The error for the first recorded problem in document order."""
-        stack: list[tuple[object, str]] = [(root, "")]
-        while stack:
-            node, path = stack.pop()
-            problem = self.problems.get(id(node))
-            if problem is not None:
-                _, key, message = problem
-                return _error(path if key is None else _join(path, key), message)
-            if isinstance(node, dict):
-                stack.extend((value, _join(path, key)) for key, value in reversed(node.items()))
-            elif isinstance(node, list):
-                stack.extend((node[i], f"{path}[{i}]") for i in reversed(range(len(node))))
-        _, _, message = next(iter(self.problems.values()))  # unreachable in practice
-        return SbomFormatError("", message)
+# --- strict JSON (verifiers.strictjson's rules, reported with this module's paths and wording) ----------
 
 
 def _load_json(data: bytes) -> dict[str, Any]:
@@ -344,47 +264,37 @@ def _load_json(data: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise SbomFormatError("", f"not valid UTF-8: {exc.reason} at byte offset {exc.start}") from None
 
-    depth = _max_depth(data)
+    depth = strictjson.nesting_depth(data)
     if depth > MAX_DEPTH:
         raise SbomFormatError("", f"not accepted: JSON nested {depth} levels deep, more than {MAX_DEPTH}")
 
-    decoder = _StrictDecoder()
     try:
-        document: object = json.loads(
-            text,
-            object_pairs_hook=decoder.object_pairs,
-            parse_constant=decoder.constant,
-            parse_float=decoder.float_,
-            parse_int=decoder.int_,
-        )
-    except json.JSONDecodeError as exc:
-        raise SbomFormatError(
-            "", f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except RecursionError:  # the pre-scan makes this unlikely, but the stack may be shallower than usual
-        raise SbomFormatError("", "not accepted: JSON nested too deeply to parse") from None
-    except ValueError as exc:  # anything else the decoder may raise on odd input
-        raise SbomFormatError("", f"not valid JSON: {exc}") from None
+        document: object = strictjson.parse(text, finite_numbers=True, locate=True)
+    except strictjson.StrictJSONError as exc:
+        raise _json_error(exc) from None
 
-    if decoder.problems:
-        raise decoder.locate(document)
     if not isinstance(document, dict):
         raise _error("", f"expected a JSON object at the top level, got {_json_type(document)}")
     return document
 
 
-def _max_depth(data: bytes) -> int:
-    """How deeply arrays and objects nest, exact for valid JSON, in linear time with no Python-level loop.
-
-    In valid JSON a backslash occurs only inside a string, as the start of an escape. Dropping the `\\\\`
-    pairs and then the `\\"` pairs (both left to right, as escapes pair up) leaves every string a plain
-    run between two quotes, so that splitting on quotes puts the text outside strings at the even indexes.
-    For invalid JSON the count may be off, but the parser then rejects the text anyway.
-    """
-    unescaped = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    outside_strings = b"".join(unescaped.split(b'"')[::2])
-    brackets = outside_strings.translate(None, _NOT_BRACKETS)
-    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+def _json_error(exc: strictjson.StrictJSONError) -> SbomFormatError:
+    if exc.kind == strictjson.SYNTAX:
+        return SbomFormatError("", f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+    if exc.kind == strictjson.RECURSION:  # the pre-scan makes this unlikely, but the stack may be shallower
+        return SbomFormatError("", "not accepted: JSON nested too deeply to parse")
+    messages = {
+        strictjson.DUPLICATE_KEY: "duplicate key (a JSON object must not repeat a name)",
+        strictjson.CONSTANT: f"{exc.detail} is not valid JSON (not a number)",
+        strictjson.NUMBER_RANGE: f"number out of range: {_show(exc.detail)}",
+        strictjson.INTEGER_DIGITS: f"integer with {len(exc.detail)} digits is too long",
+    }
+    message = messages.get(exc.kind)
+    if message is None:  # anything else the decoder may raise on odd input
+        return SbomFormatError("", f"not valid JSON: {exc.message}")
+    if exc.path is None:  # unreachable in practice: every violation has a place in the document
+        return SbomFormatError("", message)
+    return _error(exc.path, message)
 
 
 def _sniff_format(document: dict[str, Any]) -> str | None:
@@ -632,11 +542,7 @@ def _error(path: str, message: str) -> SbomFormatError:
     return SbomFormatError(path or "(root)", message)
 
 
-def _join(path: str, key: str) -> str:
-    """`path.key`, or `path["key"]` when the key is not a plain name."""
-    if _SIMPLE_KEY_RE.fullmatch(key):
-        return f"{path}.{key}" if path else key
-    return f"{path}[{json.dumps(key)}]"
+_join = strictjson.join_path
 
 
 def _json_type(value: object) -> str:

@@ -19,7 +19,7 @@ from provider.config import Config, Policy
 from provider.engine import Decided, Engine, UndecidedKey
 from provider.protocol import response_for
 from provider.registry.client import Manifest
-from verifiers.base import Context, Report, Subject, Undecided
+from verifiers.base import Context, Memo, Report, Subject, Undecided
 from verifiers.reference import ImageReference
 from verifiers.testing import InMemoryRegistry
 
@@ -99,6 +99,10 @@ BAD_REPORTS: dict[str, Any] = {
     "too many values": Report.ok("ok", "fine", many=list(range(60_000))),
     "reason not a string": Report(True, 1, "fine"),  # type: ignore[arg-type]
     "empty reason": Report(True, "", "fine"),
+    "a reason that is not snake_case": Report(True, "Signature-OK", "fine"),
+    "a reason with a space": Report(True, "ok then", "fine"),
+    "a reason ending in _": Report(True, "ok_", "fine"),
+    "a reason of 65 characters": Report(True, "a" * 65, "fine"),
     "message None": Report(True, "ok", None),  # type: ignore[arg-type]
     "passed not a bool": Report("yes", "ok", "fine"),  # type: ignore[arg-type]
     "details a list": Report(True, "ok", "fine", [1]),  # type: ignore[arg-type]
@@ -204,3 +208,39 @@ async def test_a_good_report_is_copied_as_plain_json() -> None:
     assert isinstance(outcome, Decided)
     got = outcome.value["verifiers"][0]["details"]
     assert got == {"t": [1, 2], "s": "kept"} and type(got["s"]) is str
+
+
+class _MemoSpy:
+    """Records the memo each verification hands it, and runs shared work through it."""
+
+    type = "memo-spy"
+
+    def __init__(self, name: str, memos: list[tuple[str, Memo]], runs: list[str]) -> None:
+        self.name = name
+        self.memos = memos
+        self.runs = runs
+
+    async def verify(self, subject: Subject, context: Context) -> Report:
+        async def shared() -> str:
+            self.runs.append(str(subject.reference))
+            return "x"
+
+        await context.memo.once(("spy", subject.digest), shared)
+        self.memos.append((str(subject.reference), context.memo))  # kept alive: ids stay distinct
+        return Report.ok("ok", "fine")
+
+
+async def test_each_image_verification_has_its_own_memo_shared_by_its_verifiers() -> None:
+    memos: list[tuple[str, Memo]] = []
+    runs: list[str] = []
+    one, two = _MemoSpy("one", memos, runs), _MemoSpy("two", memos, runs)
+    engine = engine_for("allOf", one, two)  # type: ignore[arg-type]
+    keys = ["reg.test/app:1", "reg.test/good:1"]
+    outcomes = await engine.verify(keys, 5.0)
+    assert all(isinstance(outcomes[k], Decided) for k in keys)
+    by_image: dict[str, set[int]] = {}
+    for reference, memo in memos:
+        by_image.setdefault(reference, set()).add(id(memo))
+    assert len(memos) == 4 and all(len(ids) == 1 for ids in by_image.values())  # shared within an image
+    assert len(set().union(*by_image.values())) == 2  # not across images
+    assert sorted(runs) == sorted(by_image)  # the shared work ran once per image, not once per verifier

@@ -41,6 +41,7 @@ from verifiers.cosign.common import (
     Verified,
     b64decode,
     fail,
+    get_int,
     get_list,
     get_obj,
     get_str,
@@ -273,6 +274,23 @@ def _parse_bundle(data: bytes, material: dict[str, Any]) -> Bundle:
         fail(Reason.MALFORMED, f"invalid Sigstore bundle: {exc}")
 
 
+def _logged(material: dict[str, Any]) -> tuple[int, int | None]:
+    """(logIndex, integratedTime when an inclusion promise vouches for it) of a verified bundle's entry.
+
+    Read from the bundle's own protobuf JSON (the bytes sigstore-python parsed and verified, which holds
+    exactly one entry), not from sigstore-python's private model of it.
+    """
+    entries = _tlog_entries(material)
+    if len(entries) != 1:  # sigstore-python accepts exactly one; unreachable after its verification
+        fail(Reason.MALFORMED, f"bundle has {len(entries)} transparency-log entries, not 1")
+    entry = entries[0]
+    what = "bundle transparency-log entry"
+    log_index = get_int(entry, "logIndex", what)
+    integrated = get_int(entry, "integratedTime", what) if "integratedTime" in entry else 0
+    promised = isinstance(entry, dict) and entry.get("inclusionPromise") is not None
+    return log_index, (integrated if integrated and promised else None)
+
+
 def _verify_certificate_bundle(
     data: bytes, document: dict[str, Any], material: dict[str, Any], expected_digest: str, policy: TrustPolicy
 ) -> Verified:
@@ -309,10 +327,10 @@ def _verify_certificate_bundle(
         "issuer": facts.issuer or "",
         "certificateSerial": facts.serial,
     }
-    entry = bundle.log_entry._inner
-    details["logIndex"] = int(entry.log_index)
-    if entry.integrated_time and entry.inclusion_promise:
-        details["integratedTime"] = rfc3339(_utc(int(entry.integrated_time)))
+    log_index, integrated_time = _logged(material)
+    details["logIndex"] = log_index
+    if integrated_time is not None:
+        details["integratedTime"] = rfc3339(_utc(integrated_time))
     timestamps = bundle.verification_material.timestamp_verification_data
     if timestamps is not None and timestamps.rfc3161_timestamps:
         details["timestamp"] = rfc3339(timestamps.rfc3161_timestamps[0].tst_info.gen_time)

@@ -58,17 +58,17 @@ class Verified:
 class Failure(Exception):
     """A definite verification failure: a `Reason` code and a sentence for humans."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
 
 
-def fail(reason: str, message: str) -> NoReturn:
+def fail(reason: Reason, message: str) -> NoReturn:
     raise Failure(reason, message)
 
 
-def load_json(data: bytes | str, what: str, *, reason: str = Reason.MALFORMED) -> Any:
+def load_json(data: bytes | str, what: str, *, reason: Reason = Reason.MALFORMED) -> Any:
     """Parse `data` as strict JSON (UTF-8, no duplicate keys, no NaN/Infinity), bounded in size and depth."""
     size = len(data)
     if size > LIMITS.max_document_bytes:
@@ -79,7 +79,7 @@ def load_json(data: bytes | str, what: str, *, reason: str = Reason.MALFORMED) -
         fail(reason, f"{what} is not valid JSON: {exc}")
 
 
-def b64decode(value: object, what: str, *, reason: str = Reason.MALFORMED) -> bytes:
+def b64decode(value: object, what: str, *, reason: Reason = Reason.MALFORMED) -> bytes:
     """Decode standard base64 (padding required, no stray characters); URL-safe input is rejected."""
     if not isinstance(value, str):
         fail(reason, f"{what} must be a base64 string")
@@ -91,28 +91,28 @@ def b64decode(value: object, what: str, *, reason: str = Reason.MALFORMED) -> by
         fail(reason, f"{what} is not valid base64: {exc}")
 
 
-def get_obj(container: Any, key: str, what: str, *, reason: str = Reason.MALFORMED) -> dict[str, Any]:
+def get_obj(container: Any, key: str, what: str, *, reason: Reason = Reason.MALFORMED) -> dict[str, Any]:
     value = container.get(key) if isinstance(container, dict) else None
     if not isinstance(value, dict):
         fail(reason, f"{what}: `{key}` must be a JSON object")
     return value
 
 
-def get_list(container: Any, key: str, what: str, *, reason: str = Reason.MALFORMED) -> list[Any]:
+def get_list(container: Any, key: str, what: str, *, reason: Reason = Reason.MALFORMED) -> list[Any]:
     value = container.get(key) if isinstance(container, dict) else None
     if not isinstance(value, list):
         fail(reason, f"{what}: `{key}` must be a JSON array")
     return value
 
 
-def get_str(container: Any, key: str, what: str, *, reason: str = Reason.MALFORMED) -> str:
+def get_str(container: Any, key: str, what: str, *, reason: Reason = Reason.MALFORMED) -> str:
     value = container.get(key) if isinstance(container, dict) else None
     if not isinstance(value, str):
         fail(reason, f"{what}: `{key}` must be a string")
     return value
 
 
-def get_int(container: Any, key: str, what: str, *, reason: str = Reason.MALFORMED) -> int:
+def get_int(container: Any, key: str, what: str, *, reason: Reason = Reason.MALFORMED) -> int:
     """An integer field; protobuf JSON writes 64-bit integers as decimal strings, so those are accepted."""
     value = container.get(key) if isinstance(container, dict) else None
     if isinstance(value, bool):

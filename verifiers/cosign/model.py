@@ -11,12 +11,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 __all__ = [
     "ARTIFACT_TYPE_BUNDLE",
     "ARTIFACT_TYPE_COSIGN_SIG",
     "ATTESTATION_FORMATS",
+    "REASON_PRIORITY",
     "BundleCandidate",
     "Candidate",
     "CandidateResult",
@@ -50,8 +52,11 @@ Format = Literal["bundle", "oci-1.1", "legacy", "legacy-att"]
 ATTESTATION_FORMATS: frozenset[str] = frozenset({"legacy-att"})
 
 
-class Reason:
-    """Stable reason codes (the `reason` field Rego matches). Undecided cases raise `Undecided`."""
+class Reason(StrEnum):
+    """Stable reason codes (the `reason` field Rego matches). Undecided cases raise `Undecided`.
+
+    Members are `str`s (the value is the code), so reports carry them unchanged on the wire.
+    """
 
     VERIFIED = "cosign_verified"
     NO_SIGNATURE = "no_signature_found"
@@ -67,19 +72,20 @@ class Reason:
     THRESHOLD_NOT_MET = "threshold_not_met"
     ATTESTATION_MISSING = "attestation_missing"  # a predicate type the `attestations` option requires
 
-    # When candidates fail for different reasons, the report names the most telling one: a signature
-    # that verified cryptographically but names the wrong digest says more than an unknown key.
-    PRIORITY: tuple[str, ...] = (
-        DIGEST_MISMATCH,
-        IDENTITY_MISMATCH,
-        CERTIFICATE_EXPIRED,
-        TLOG_INVALID,
-        TLOG_MISSING,
-        UNTRUSTED_CHAIN,
-        SIGNATURE_INVALID,
-        UNTRUSTED_KEY,
-        MALFORMED,
-    )
+
+# When candidates fail for different reasons, the report names the most telling one: a signature that
+# verified cryptographically but names the wrong digest says more than an unknown key.
+REASON_PRIORITY: tuple[Reason, ...] = (
+    Reason.DIGEST_MISMATCH,
+    Reason.IDENTITY_MISMATCH,
+    Reason.CERTIFICATE_EXPIRED,
+    Reason.TLOG_INVALID,
+    Reason.TLOG_MISSING,
+    Reason.UNTRUSTED_CHAIN,
+    Reason.SIGNATURE_INVALID,
+    Reason.UNTRUSTED_KEY,
+    Reason.MALFORMED,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +155,7 @@ class CandidateResult:
     """One candidate's outcome. `anchor` names the key or identity that verified it (for thresholds)."""
 
     passed: bool
-    reason: str
+    reason: Reason
     message: str
     format: str
     manifest_digest: str

@@ -1,7 +1,8 @@
 """Sigstore trusted roots (`application/vnd.dev.sigstore.trustedroot+json;version=0.1`), parsed once.
 
 `load_trusted_root(bytes)` is pure; `public_good_trusted_root()` and `staging_trusted_root()` read the roots
-embedded in the sigstore-python package (no TUF, no network) and are the only file reads here.
+shipped with Countersign (`verifiers/cosign/trusted_roots/`, copies of those sigstore-python 4.5.1 embeds;
+no TUF, no network) and are the only file reads here.
 
 The parsed `TrustRoot` keeps:
 
@@ -219,16 +220,19 @@ def load_trusted_root(data: bytes) -> TrustRoot:
     )
 
 
-def _embedded(instance: str) -> bytes:
-    store = resources.files("sigstore") / "_store" / instance / "trusted_root.json"
-    return store.read_bytes()
+def _shipped(name: str) -> bytes:
+    return (resources.files("verifiers.cosign") / "trusted_roots" / f"{name}.json").read_bytes()
 
 
 def public_good_trusted_root() -> TrustRoot:
-    """The public-good Sigstore instance's trusted root embedded in sigstore-python (offline)."""
-    return load_trusted_root(_embedded("https%3A%2F%2Ftuf-repo-cdn.sigstore.dev"))
+    """The public-good Sigstore instance's trusted root shipped with Countersign (offline).
+
+    A byte copy of the one sigstore-python 4.5.1 embeds (`verifiers/cosign/trusted_roots/`; sigstore-python
+    has no public API for its embedded copy; docs/decisions.md says why and how it is refreshed).
+    """
+    return load_trusted_root(_shipped("public-good"))
 
 
 def staging_trusted_root() -> TrustRoot:
-    """The staging Sigstore instance's trusted root embedded in sigstore-python (offline; for tests)."""
-    return load_trusted_root(_embedded("https%3A%2F%2Ftuf-repo-cdn.sigstage.dev"))
+    """The staging Sigstore instance's trusted root shipped with Countersign (offline; for tests)."""
+    return load_trusted_root(_shipped("staging"))

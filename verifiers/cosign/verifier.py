@@ -10,7 +10,7 @@ Options:
         issuer: https://token.actions.githubusercontent.com     # or issuerRegExp
         subject: https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main  # or subjectRegExp
         github: {workflowRepository, workflowRef, workflowTrigger, workflowSha}             # optional
-    trustedRoot: /sigstore/trusted_root.json   # default: the public-good Sigstore root embedded in sigstore
+    trustedRoot: /sigstore/trusted_root.json   # default: the public-good Sigstore root shipped
     transparencyLog: required    # or `skip` (only for key-based verification: keyless needs the log's time)
     threshold: 1                 # distinct keys/identities that must each have verified a signature
     formats: [bundle, oci-1.1, legacy]          # where to look (default: all three)
@@ -38,14 +38,14 @@ https://cosign.sigstore.dev/attestation/vuln/v1, `custom` https://cosign.sigstor
 
 Other verifiers read verified attestations, predicate included, with `verified_attestations(subject,
 context)` (the sbom verifier's `attestedBy`). One discovery and verification serves `verify` and every
-`verified_attestations` call made with the same `Context` (one image verification), even concurrently.
+`verified_attestations` call made with the same `Context` (one image verification), even concurrently:
+the scan is kept in the context's `memo`, not on the verifier, which holds only its configuration.
 
 Reason codes: see `verifiers.cosign.model.Reason`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import re
 from collections.abc import Mapping
@@ -57,13 +57,21 @@ from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from verifiers import oci
-from verifiers.base import Context, OptionsError, Report, Subject, resolve_option_path
+from verifiers.base import (
+    Context,
+    OptionsError,
+    Report,
+    Subject,
+    VerifiedAttestation,
+    resolve_option_path,
+)
 from verifiers.cosign import core
 from verifiers.cosign.common import Failure
 from verifiers.cosign.discovery import Problem, discover
 from verifiers.cosign.model import (
     ATTESTATION_FORMATS,
     PREDICATE_TYPE_SIGN,
+    REASON_PRIORITY,
     Candidate,
     CandidateResult,
     Identity,
@@ -74,38 +82,15 @@ from verifiers.cosign.model import (
 from verifiers.cosign.statements import attested_statement
 from verifiers.options import Message, NonEmptyStr, OneOf, OptionsModel, Shaped, check, parse_options
 
-__all__ = ["CosignOptions", "CosignVerifier", "VerifiedAttestation"]
+# VerifiedAttestation is defined in verifiers.base and re-exported here.
+__all__ = [
+    "CosignOptions",
+    "CosignVerifier",
+    "VerifiedAttestation",
+]  # VerifiedAttestation: from verifiers.base
 
 _SIGNATURE_FORMATS = ("bundle", "oci-1.1", "legacy")
-# A scan is shared by the calls made with one Context (one image verification): while it runs, then until
-# the context's deadline, at most _SCAN_GRACE seconds after it ended; never more than _SCAN_ENTRIES at once.
-_SCAN_GRACE = 30.0
-_SCAN_ENTRIES = 1024
 MAX_NOTED = oci.MAX_SKIPPED  # problems listed in a report's details (all are counted)
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedAttestation:
-    """An attestation that verified under a cosign verifier's policy, statement subject included.
-
-    `predicate` is the statement's predicate as JSON bytes (compact; `null` when absent), read from the
-    verified statement; `anchor` names the key or identity that signed it; `manifest_digest` is the
-    referrer or `.att` manifest that carried it.
-    """
-
-    predicate_type: str
-    predicate: bytes
-    anchor: str
-    format: str
-    manifest_digest: str
-
-    def as_details(self) -> dict[str, Any]:
-        return {
-            "predicateType": self.predicate_type,
-            "format": self.format,
-            "matched": self.anchor,
-            "signature": self.manifest_digest,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +102,6 @@ class _Scan:
     rejected_attestations: list[CandidateResult]  # known attestations (legacy .att) that did not verify
     problems: list[Problem]
     skipped: list[oci.Skipped]
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _ScanEntry:
-    context: Context
-    task: asyncio.Task[_Scan]
 
 
 def _valid_regexp(value: str) -> str:
@@ -307,7 +286,6 @@ class CosignVerifier:
         self.required_attestations: tuple[str, ...] = tuple(dict.fromkeys(required))
         # Attestations live in bundle referrers (format "bundle") and in the legacy .att tag.
         self._discovery_formats = self.formats | ({"legacy-att"} if "legacy" in self.formats else set())
-        self._scans: dict[tuple[int, str, str, str], _ScanEntry] = {}
 
     def policy(self) -> TrustPolicy:
         return TrustPolicy(
@@ -322,31 +300,8 @@ class CosignVerifier:
 
     async def _scan_once(self, subject: Subject, context: Context) -> _Scan:
         """The scan of `subject`, shared by every call made with this `context` (concurrent ones too)."""
-        key = (id(context), subject.reference.registry, subject.reference.repository, subject.digest)
-        entry = self._scans.get(key)
-        if entry is None or entry.context is not context:
-            while len(self._scans) >= _SCAN_ENTRIES:
-                del self._scans[next(iter(self._scans))]
-            entry = _ScanEntry(context, asyncio.ensure_future(self._scan(subject, context)))
-            self._scans[key] = entry
-            entry.task.add_done_callback(functools.partial(self._scan_done, key, entry))
-        # A caller that gives up (its deadline) must not cancel the scan another caller waits for.
-        return await asyncio.shield(entry.task)
-
-    def _scan_done(
-        self, key: tuple[int, str, str, str], entry: _ScanEntry, task: asyncio.Task[_Scan]
-    ) -> None:
-        failed = task.cancelled() or task.exception() is not None  # retrieved even if every caller left
-        loop = task.get_loop()
-        grace = min(entry.context.deadline - loop.time(), _SCAN_GRACE)
-        if failed or grace <= 0:
-            self._forget(key, entry)
-        else:
-            loop.call_later(grace, self._forget, key, entry)
-
-    def _forget(self, key: tuple[int, str, str, str], entry: _ScanEntry) -> None:
-        if self._scans.get(key) is entry:
-            del self._scans[key]
+        key = (self, subject.reference.registry, subject.reference.repository, subject.digest)
+        return await context.memo.once(key, functools.partial(self._scan, subject, context))
 
     async def _scan(self, subject: Subject, context: Context) -> _Scan:
         found = await discover(subject, context, self._discovery_formats)
@@ -460,7 +415,7 @@ class CosignVerifier:
         worst = min(
             (r for r in results if not r.passed),
             key=lambda r: (
-                Reason.PRIORITY.index(r.reason) if r.reason in Reason.PRIORITY else len(Reason.PRIORITY)
+                REASON_PRIORITY.index(r.reason) if r.reason in REASON_PRIORITY else len(REASON_PRIORITY)
             ),
         )
         more = f" (and {len(results) - 1} other signature(s) failed)" if len(results) > 1 else ""

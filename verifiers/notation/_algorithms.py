@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from verifiers.notation._common import Reason, fail
+from verifiers.notation._common import EnvelopeReason, fail
 
 __all__ = ["ALGORITHMS", "COSE_ALGORITHMS", "RSA_ALGORITHMS", "Algorithm", "verify_signature"]
 
@@ -57,23 +57,25 @@ def _verify_pss(key: rsa.RSAPublicKey, algorithm: Algorithm, signature: bytes, d
     expected = RSA_ALGORITHMS.get(key.key_size)
     if expected is None:
         fail(
-            Reason.UNSUPPORTED_KEY,
+            EnvelopeReason.UNSUPPORTED_KEY,
             f"the signing certificate has an RSA {key.key_size}-bit key; the Notary Project allows"
             f" {', '.join(str(bits) for bits in RSA_ALGORITHMS)} bits",
         )
     if expected != algorithm.name:
         fail(
-            Reason.ALGORITHM_KEY_MISMATCH,
+            EnvelopeReason.ALGORITHM_KEY_MISMATCH,
             f"an RSA {key.key_size}-bit signing key signs with {expected}, not {algorithm.name}",
         )
     if len(signature) != (key.key_size + 7) // 8:
-        fail(Reason.SIGNATURE_INVALID, f"{algorithm.name} signature has the wrong length for the key")
+        fail(EnvelopeReason.SIGNATURE_INVALID, f"{algorithm.name} signature has the wrong length for the key")
     digest = algorithm.hash()
     pss = padding.PSS(mgf=padding.MGF1(algorithm.hash()), salt_length=digest.digest_size)
     try:
         key.verify(signature, data, pss, digest)
     except InvalidSignature:
-        fail(Reason.SIGNATURE_INVALID, f"{algorithm.name} signature does not verify with the leaf key")
+        fail(
+            EnvelopeReason.SIGNATURE_INVALID, f"{algorithm.name} signature does not verify with the leaf key"
+        )
 
 
 def _verify_ecdsa(
@@ -82,25 +84,29 @@ def _verify_ecdsa(
     assert algorithm.curve is not None
     if not any(a.curve is not None and isinstance(key.curve, a.curve) for a in ALGORITHMS.values()):
         fail(
-            Reason.UNSUPPORTED_KEY,
+            EnvelopeReason.UNSUPPORTED_KEY,
             f"the signing certificate has an ECDSA {key.curve.name} key; the Notary Project allows P-256,"
             " P-384 and P-521",
         )
     if not isinstance(key.curve, algorithm.curve):
         fail(
-            Reason.ALGORITHM_KEY_MISMATCH,
+            EnvelopeReason.ALGORITHM_KEY_MISMATCH,
             f"{algorithm.name} needs an ECDSA {algorithm.curve.name} key, the signing certificate has"
             f" {key.curve.name}",
         )
     width = (key.curve.key_size + 7) // 8
     if len(signature) != 2 * width:
-        fail(Reason.SIGNATURE_INVALID, f"{algorithm.name} signature must be {2 * width} bytes (r || s)")
+        fail(
+            EnvelopeReason.SIGNATURE_INVALID, f"{algorithm.name} signature must be {2 * width} bytes (r || s)"
+        )
     r = int.from_bytes(signature[:width], "big")
     s = int.from_bytes(signature[width:], "big")
     try:
         key.verify(encode_dss_signature(r, s), data, ec.ECDSA(algorithm.hash()))
     except InvalidSignature:
-        fail(Reason.SIGNATURE_INVALID, f"{algorithm.name} signature does not verify with the leaf key")
+        fail(
+            EnvelopeReason.SIGNATURE_INVALID, f"{algorithm.name} signature does not verify with the leaf key"
+        )
 
 
 def verify_signature(algorithm: Algorithm, leaf: x509.Certificate, signature: bytes, data: bytes) -> None:
@@ -108,18 +114,18 @@ def verify_signature(algorithm: Algorithm, leaf: x509.Certificate, signature: by
     try:
         key = leaf.public_key()
     except (UnsupportedAlgorithm, ValueError) as exc:
-        fail(Reason.UNSUPPORTED_KEY, f"the signing certificate's public key is not usable: {exc}")
+        fail(EnvelopeReason.UNSUPPORTED_KEY, f"the signing certificate's public key is not usable: {exc}")
     if algorithm.curve is None:
         if not isinstance(key, rsa.RSAPublicKey):
             fail(
-                Reason.ALGORITHM_KEY_MISMATCH,
+                EnvelopeReason.ALGORITHM_KEY_MISMATCH,
                 f"{algorithm.name} needs an RSA key, the signing certificate has {type(key).__name__}",
             )
         _verify_pss(key, algorithm, signature, data)
     else:
         if not isinstance(key, ec.EllipticCurvePublicKey):
             fail(
-                Reason.ALGORITHM_KEY_MISMATCH,
+                EnvelopeReason.ALGORITHM_KEY_MISMATCH,
                 f"{algorithm.name} needs an ECDSA key, the signing certificate has {type(key).__name__}",
             )
         _verify_ecdsa(key, algorithm, signature, data)

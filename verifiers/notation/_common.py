@@ -1,4 +1,4 @@
-"""Internals shared by the notation envelope modules: reason codes, limits, the error type, strict decoders.
+"""Internals shared by the notation envelope modules: limits, the error type, strict decoders.
 
 Not a public API: callers use `verifiers.notation.envelope`.
 """
@@ -15,12 +15,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
 
 from verifiers import strictjson
+from verifiers.notation.reasons import EnvelopeReason
 
 __all__ = [
     "LIMITS",
     "EnvelopeError",
+    "EnvelopeReason",
     "Limits",
-    "Reason",
     "b64decode_std",
     "b64url_decode",
     "check_plain",
@@ -28,26 +29,6 @@ __all__ = [
     "load_json",
     "parse_rfc3339",
 ]
-
-
-class Reason:
-    """Stable reason codes carried by `EnvelopeError.reason`."""
-
-    MALFORMED = "envelope_malformed"  # not a well-formed envelope of the announced kind
-    LIMIT_EXCEEDED = "limit_exceeded"  # a size or count bound of `Limits` is exceeded
-    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # neither application/jose+json nor application/cose
-    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"  # cty is not the notation payload type
-    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"  # alg is not PS256/384/512 or ES256/384/512
-    UNSUPPORTED_SIGNING_SCHEME = "unsupported_signing_scheme"
-    UNKNOWN_CRITICAL_HEADER = "unknown_critical_header"  # crit names a header this layer does not understand
-    CRITICAL_HEADER_ABSENT = "critical_header_absent"  # crit names a header the protected header lacks
-    HEADER_NOT_CRITICAL = "header_not_critical"  # a header the spec requires to be critical is not in crit
-    CERTIFICATE_CHAIN_MISSING = "certificate_chain_missing"  # no x5c / x5chain, or an empty one
-    CERTIFICATE_MALFORMED = "certificate_malformed"  # a chain entry is not a DER X.509 certificate
-    UNSUPPORTED_KEY = "unsupported_key"  # leaf key is not RSA 2048/3072/4096 or P-256/384/521
-    ALGORITHM_KEY_MISMATCH = "algorithm_key_mismatch"  # alg does not fit the leaf key's type or curve
-    SIGNATURE_INVALID = "signature_invalid"
-    PAYLOAD_MALFORMED = "payload_malformed"  # the signed payload is not a valid notation payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +46,19 @@ LIMITS = Limits()
 
 
 class EnvelopeError(ValueError):
-    """The envelope was rejected: a stable `reason` code (see `Reason`) and a sentence for humans."""
+    """The envelope was rejected: a stable `reason` code (see `EnvelopeReason`) and a sentence for humans."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: EnvelopeReason, message: str) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
 
 
-def fail(reason: str, message: str) -> NoReturn:
+def fail(reason: EnvelopeReason, message: str) -> NoReturn:
     raise EnvelopeError(reason, message)
 
 
-def load_json(data: bytes, what: str, *, reason: str = Reason.MALFORMED) -> Any:
+def load_json(data: bytes, what: str, *, reason: EnvelopeReason = EnvelopeReason.MALFORMED) -> Any:
     """Strict JSON: UTF-8 without BOM, no duplicate keys, no NaN/Infinity, bounded depth."""
     try:
         return strictjson.loads(data, max_depth=LIMITS.max_json_depth)
@@ -92,26 +73,26 @@ _B64STD = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{
 def b64url_decode(value: object, what: str) -> bytes:
     """base64url without padding (RFC 7515 section 2), canonical: no '=', no '+' or '/', no stray bits."""
     if not isinstance(value, str) or not _B64URL.fullmatch(value) or len(value) % 4 == 1:
-        fail(Reason.MALFORMED, f"{what} is not unpadded base64url")
+        fail(EnvelopeReason.MALFORMED, f"{what} is not unpadded base64url")
     try:
         decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except (binascii.Error, ValueError) as exc:
-        fail(Reason.MALFORMED, f"{what} is not unpadded base64url: {exc}")
+        fail(EnvelopeReason.MALFORMED, f"{what} is not unpadded base64url: {exc}")
     if base64.urlsafe_b64encode(decoded).rstrip(b"=").decode("ascii") != value:
-        fail(Reason.MALFORMED, f"{what} is not canonical base64url (non-zero padding bits)")
+        fail(EnvelopeReason.MALFORMED, f"{what} is not canonical base64url (non-zero padding bits)")
     return decoded
 
 
 def b64decode_std(value: object, what: str) -> bytes:
     """Standard base64 with padding (how x5c and Go's []byte are written), canonical."""
     if not isinstance(value, str) or not _B64STD.fullmatch(value):
-        fail(Reason.MALFORMED, f"{what} is not padded standard base64")
+        fail(EnvelopeReason.MALFORMED, f"{what} is not padded standard base64")
     try:
         decoded = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        fail(Reason.MALFORMED, f"{what} is not padded standard base64: {exc}")
+        fail(EnvelopeReason.MALFORMED, f"{what} is not padded standard base64: {exc}")
     if base64.b64encode(decoded).decode("ascii") != value:
-        fail(Reason.MALFORMED, f"{what} is not canonical base64 (non-zero padding bits)")
+        fail(EnvelopeReason.MALFORMED, f"{what} is not canonical base64 (non-zero padding bits)")
     return decoded
 
 
@@ -124,7 +105,7 @@ def parse_rfc3339(value: object, what: str) -> datetime:
     """An RFC 3339 date-time with an explicit offset ("Z" or +hh:mm), as Go's time.RFC3339 writes it."""
     match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
     if match is None:
-        fail(Reason.MALFORMED, f"{what} is not an RFC 3339 date-time")
+        fail(EnvelopeReason.MALFORMED, f"{what} is not an RFC 3339 date-time")
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
     fraction = (match.group(7) or "").ljust(6, "0")[:6]
     try:
@@ -137,7 +118,7 @@ def parse_rfc3339(value: object, what: str) -> datetime:
             offset = sign * timedelta(hours=offset_h, minutes=offset_m)
         return datetime(year, month, day, hour, minute, second, int(fraction), tzinfo=timezone(offset))
     except (ValueError, OverflowError) as exc:
-        fail(Reason.MALFORMED, f"{what} is not a valid date-time: {exc}")
+        fail(EnvelopeReason.MALFORMED, f"{what} is not a valid date-time: {exc}")
 
 
 _PLAIN_SCALARS = (str, bytes, int, float, bool, type(None), datetime)
@@ -149,9 +130,9 @@ def check_plain(value: Any, what: str, *, limit: int) -> None:
     while stack:
         item, depth = stack.pop()
         if depth > limit:
-            fail(Reason.MALFORMED, f"{what} is nested more than {limit} levels deep")
+            fail(EnvelopeReason.MALFORMED, f"{what} is nested more than {limit} levels deep")
         if isinstance(item, float) and not math.isfinite(item):
-            fail(Reason.MALFORMED, f"{what} holds a non-finite number")
+            fail(EnvelopeReason.MALFORMED, f"{what} holds a non-finite number")
         if isinstance(item, _PLAIN_SCALARS):
             continue
         if isinstance(item, list | tuple):
@@ -159,7 +140,7 @@ def check_plain(value: Any, what: str, *, limit: int) -> None:
         elif isinstance(item, Mapping):
             for key, child in item.items():
                 if not isinstance(key, str | int) or isinstance(key, bool):
-                    fail(Reason.MALFORMED, f"{what} has a map key that is not a string or an integer")
+                    fail(EnvelopeReason.MALFORMED, f"{what} has a map key that is not a string or an integer")
                 stack.append((child, depth + 1))
         else:
-            fail(Reason.MALFORMED, f"{what} holds a value of unsupported type {type(item).__name__}")
+            fail(EnvelopeReason.MALFORMED, f"{what} holds a value of unsupported type {type(item).__name__}")

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import cbor2
 
 from verifiers.notation._algorithms import COSE_ALGORITHMS
-from verifiers.notation._common import LIMITS, Reason, fail
+from verifiers.notation._common import LIMITS, EnvelopeReason, fail
 from verifiers.notation._headers import SIGNING_AGENT, TIMESTAMP_SIGNATURE, RawEnvelope
 
 __all__ = ["parse_cose"]
@@ -69,30 +69,30 @@ def _decode_cbor(data: bytes, what: str) -> Any:
         )
         value = decoder.decode()
     except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
-        fail(Reason.MALFORMED, f"{what} is not valid CBOR: {exc}")
+        fail(EnvelopeReason.MALFORMED, f"{what} is not valid CBOR: {exc}")
     if stream.tell() != len(data):
-        fail(Reason.MALFORMED, f"{what} has {len(data) - stream.tell()} bytes after the CBOR item")
+        fail(EnvelopeReason.MALFORMED, f"{what} has {len(data) - stream.tell()} bytes after the CBOR item")
     return value
 
 
 def _decode_time(value: object, what: str) -> datetime:
     if not isinstance(value, _Epoch):
-        fail(Reason.MALFORMED, f"{what} must be a CBOR tag 1 (epoch) date-time")
+        fail(EnvelopeReason.MALFORMED, f"{what} must be a CBOR tag 1 (epoch) date-time")
     seconds = value.value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
-        fail(Reason.MALFORMED, f"{what} must be a number of seconds")
+        fail(EnvelopeReason.MALFORMED, f"{what} must be a number of seconds")
     try:
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, ValueError, OSError) as exc:
-        fail(Reason.MALFORMED, f"{what} is out of range: {exc}")
+        fail(EnvelopeReason.MALFORMED, f"{what} is out of range: {exc}")
 
 
 def _header_map(value: object, what: str) -> Mapping[str | int, Any]:
     if not isinstance(value, Mapping):
-        fail(Reason.MALFORMED, f"{what} must be a CBOR map")
+        fail(EnvelopeReason.MALFORMED, f"{what} must be a CBOR map")
     for key in value:
         if type(key) not in (int, str):
-            fail(Reason.MALFORMED, f"{what} has a label that is neither an integer nor text")
+            fail(EnvelopeReason.MALFORMED, f"{what} has a label that is neither an integer nor text")
     return value
 
 
@@ -100,11 +100,11 @@ def _x5chain(value: object) -> tuple[bytes, ...]:
     if isinstance(value, bytes):
         return (value,)
     if not isinstance(value, Sequence) or isinstance(value, str):
-        fail(Reason.MALFORMED, "x5chain must be a bstr or an array of bstr")
+        fail(EnvelopeReason.MALFORMED, "x5chain must be a bstr or an array of bstr")
     if len(value) > LIMITS.max_certificates:
-        fail(Reason.LIMIT_EXCEEDED, f"x5chain holds more than {LIMITS.max_certificates} certificates")
+        fail(EnvelopeReason.LIMIT_EXCEEDED, f"x5chain holds more than {LIMITS.max_certificates} certificates")
     if not all(isinstance(item, bytes) for item in value):
-        fail(Reason.MALFORMED, "x5chain must be a bstr or an array of bstr")
+        fail(EnvelopeReason.MALFORMED, "x5chain must be a bstr or an array of bstr")
     return tuple(value)
 
 
@@ -116,21 +116,24 @@ def _plain(value: object) -> object:
 def parse_cose(envelope: bytes) -> RawEnvelope:
     item = _decode_cbor(envelope, "COSE envelope")
     if not isinstance(item, cbor2.CBORTag) or item.tag != COSE_SIGN1_TAG:
-        fail(Reason.MALFORMED, f"COSE envelope must be a COSE_Sign1 with CBOR tag {COSE_SIGN1_TAG}")
+        fail(EnvelopeReason.MALFORMED, f"COSE envelope must be a COSE_Sign1 with CBOR tag {COSE_SIGN1_TAG}")
     body = item.value
     if not isinstance(body, Sequence) or isinstance(body, str | bytes) or len(body) != 4:
-        fail(Reason.MALFORMED, "COSE_Sign1 must be an array of four items")
+        fail(EnvelopeReason.MALFORMED, "COSE_Sign1 must be an array of four items")
     protected_bytes, unprotected_raw, payload, signature = body
     if not isinstance(protected_bytes, bytes):
-        fail(Reason.MALFORMED, "COSE_Sign1 protected header must be a bstr")
+        fail(EnvelopeReason.MALFORMED, "COSE_Sign1 protected header must be a bstr")
     if payload is None:
-        fail(Reason.MALFORMED, "COSE_Sign1 payload is detached; notation envelopes embed it")
+        fail(EnvelopeReason.MALFORMED, "COSE_Sign1 payload is detached; notation envelopes embed it")
     if not isinstance(payload, bytes):
-        fail(Reason.MALFORMED, "COSE_Sign1 payload must be a bstr")
+        fail(EnvelopeReason.MALFORMED, "COSE_Sign1 payload must be a bstr")
     if len(payload) > LIMITS.max_payload_bytes:
-        fail(Reason.LIMIT_EXCEEDED, f"payload is {len(payload)} bytes, more than {LIMITS.max_payload_bytes}")
+        fail(
+            EnvelopeReason.LIMIT_EXCEEDED,
+            f"payload is {len(payload)} bytes, more than {LIMITS.max_payload_bytes}",
+        )
     if not isinstance(signature, bytes) or not signature:
-        fail(Reason.MALFORMED, "COSE_Sign1 signature must be a non-empty bstr")
+        fail(EnvelopeReason.MALFORMED, "COSE_Sign1 signature must be a non-empty bstr")
 
     protected = _header_map(
         _decode_cbor(protected_bytes, "COSE protected header") if protected_bytes else {},
@@ -138,29 +141,29 @@ def parse_cose(envelope: bytes) -> RawEnvelope:
     )
     unprotected = _header_map(unprotected_raw, "COSE unprotected header")
     if shared := sorted(map(str, set(protected) & set(unprotected))):
-        fail(Reason.MALFORMED, f"labels {shared} are both protected and unprotected")
+        fail(EnvelopeReason.MALFORMED, f"labels {shared} are both protected and unprotected")
     if _X5CHAIN in protected:
-        fail(Reason.MALFORMED, "x5chain belongs in the unprotected header")
+        fail(EnvelopeReason.MALFORMED, "x5chain belongs in the unprotected header")
 
     alg = protected.get(_ALG)
     if alg is None:
-        fail(Reason.MALFORMED, "COSE protected header has no alg (label 1)")
+        fail(EnvelopeReason.MALFORMED, "COSE protected header has no alg (label 1)")
     if type(alg) is not int or alg not in COSE_ALGORITHMS:
-        fail(Reason.UNSUPPORTED_ALGORITHM, f"COSE algorithm {alg!r} is not supported")
+        fail(EnvelopeReason.UNSUPPORTED_ALGORITHM, f"COSE algorithm {alg!r} is not supported")
     crit = protected.get(_CRIT, ())
     if not isinstance(crit, Sequence) or isinstance(crit, str | bytes):
-        fail(Reason.MALFORMED, "COSE crit (label 2) must be an array")
+        fail(EnvelopeReason.MALFORMED, "COSE crit (label 2) must be an array")
     if not all(type(label) in (int, str) for label in crit):
-        fail(Reason.MALFORMED, "COSE crit (label 2) must hold integer or text labels")
+        fail(EnvelopeReason.MALFORMED, "COSE crit (label 2) must hold integer or text labels")
     if {_ALG, _CRIT, _CTY} & {label for label in crit if type(label) is int}:
-        fail(Reason.MALFORMED, "COSE crit must not list alg, crit or content type")
+        fail(EnvelopeReason.MALFORMED, "COSE crit must not list alg, crit or content type")
 
     agent = unprotected.get(SIGNING_AGENT)
     if agent is not None and not isinstance(agent, str):
-        fail(Reason.MALFORMED, f"{SIGNING_AGENT} must be a text string")
+        fail(EnvelopeReason.MALFORMED, f"{SIGNING_AGENT} must be a text string")
     token = unprotected.get(TIMESTAMP_SIGNATURE)
     if token is not None and not isinstance(token, bytes):
-        fail(Reason.MALFORMED, f"{TIMESTAMP_SIGNATURE} must be a bstr")
+        fail(EnvelopeReason.MALFORMED, f"{TIMESTAMP_SIGNATURE} must be a bstr")
     certificates = _x5chain(unprotected[_X5CHAIN]) if _X5CHAIN in unprotected else ()
 
     attributes = {

@@ -15,7 +15,7 @@ from typing import Any
 from cryptography import x509
 
 from verifiers.notation._algorithms import Algorithm, verify_signature
-from verifiers.notation._common import LIMITS, Reason, check_plain, fail
+from verifiers.notation._common import LIMITS, EnvelopeReason, check_plain, fail
 from verifiers.notation._payload import parse_payload
 from verifiers.notation.model import (
     NOTARY_PAYLOAD_MEDIA_TYPE,
@@ -64,26 +64,29 @@ class RawEnvelope:
 
 def _check_critical(raw: RawEnvelope, understood: frozenset[str]) -> tuple[str, ...]:
     if not raw.critical:
-        fail(Reason.HEADER_NOT_CRITICAL, f"crit is missing or empty; it must list {SIGNING_SCHEME}")
+        fail(EnvelopeReason.HEADER_NOT_CRITICAL, f"crit is missing or empty; it must list {SIGNING_SCHEME}")
     if len(set(raw.critical)) != len(raw.critical):
-        fail(Reason.MALFORMED, "crit lists a header more than once")
+        fail(EnvelopeReason.MALFORMED, "crit lists a header more than once")
     names: list[str] = []
     for label in raw.critical:
         if not isinstance(label, str) or label not in NOTARY_SIGNED_HEADERS | understood:
             fail(
-                Reason.UNKNOWN_CRITICAL_HEADER,
+                EnvelopeReason.UNKNOWN_CRITICAL_HEADER,
                 f"crit lists {label!r}, which this verifier does not understand",
             )
         names.append(label)
     for name in names:
         if name not in raw.attributes:
-            fail(Reason.CRITICAL_HEADER_ABSENT, f"crit lists {name!r}, which is not in the protected header")
+            fail(
+                EnvelopeReason.CRITICAL_HEADER_ABSENT,
+                f"crit lists {name!r}, which is not in the protected header",
+            )
     return tuple(names)
 
 
 def _require_critical(name: str, critical: tuple[str, ...]) -> None:
     if name not in critical:
-        fail(Reason.HEADER_NOT_CRITICAL, f"{name} is present but not listed in crit")
+        fail(EnvelopeReason.HEADER_NOT_CRITICAL, f"{name} is present but not listed in crit")
 
 
 def _optional_time(raw: RawEnvelope, name: str) -> datetime | None:
@@ -94,15 +97,18 @@ def _optional_time(raw: RawEnvelope, name: str) -> datetime | None:
 
 def _certificates(raw: RawEnvelope) -> tuple[x509.Certificate, ...]:
     if not raw.certificates:
-        fail(Reason.CERTIFICATE_CHAIN_MISSING, "the envelope carries no certificate chain")
+        fail(EnvelopeReason.CERTIFICATE_CHAIN_MISSING, "the envelope carries no certificate chain")
     if len(raw.certificates) > LIMITS.max_certificates:
-        fail(Reason.LIMIT_EXCEEDED, f"certificate chain is longer than {LIMITS.max_certificates}")
+        fail(EnvelopeReason.LIMIT_EXCEEDED, f"certificate chain is longer than {LIMITS.max_certificates}")
     chain: list[x509.Certificate] = []
     for index, der in enumerate(raw.certificates):
         try:
             chain.append(x509.load_der_x509_certificate(der))
         except ValueError as exc:
-            fail(Reason.CERTIFICATE_MALFORMED, f"certificate {index} is not a DER X.509 certificate: {exc}")
+            fail(
+                EnvelopeReason.CERTIFICATE_MALFORMED,
+                f"certificate {index} is not a DER X.509 certificate: {exc}",
+            )
     return tuple(chain)
 
 
@@ -110,32 +116,35 @@ def finish(raw: RawEnvelope, understood_critical: frozenset[str]) -> VerifiedEnv
     """Apply the Notary Project rules, verify the signature with the leaf key, then parse the payload."""
     if raw.content_type != NOTARY_PAYLOAD_MEDIA_TYPE:
         fail(
-            Reason.UNSUPPORTED_CONTENT_TYPE,
+            EnvelopeReason.UNSUPPORTED_CONTENT_TYPE,
             f"content type is {raw.content_type!r}, not {NOTARY_PAYLOAD_MEDIA_TYPE}",
         )
     critical = _check_critical(raw, understood_critical)
 
     scheme = raw.attributes.get(SIGNING_SCHEME)
     if scheme is None:
-        fail(Reason.MALFORMED, f"{SIGNING_SCHEME} is missing")
+        fail(EnvelopeReason.MALFORMED, f"{SIGNING_SCHEME} is missing")
     if not isinstance(scheme, str) or scheme not in SIGNING_SCHEMES:
-        fail(Reason.UNSUPPORTED_SIGNING_SCHEME, f"signing scheme {scheme!r} is not supported")
+        fail(EnvelopeReason.UNSUPPORTED_SIGNING_SCHEME, f"signing scheme {scheme!r} is not supported")
     _require_critical(SIGNING_SCHEME, critical)
 
     signing_time = _optional_time(raw, SIGNING_TIME)
     authentic_signing_time = _optional_time(raw, AUTHENTIC_SIGNING_TIME)
     if scheme == SIGNING_SCHEME_X509:
         if signing_time is None:
-            fail(Reason.MALFORMED, f"{SIGNING_TIME} is required by the {scheme} signing scheme")
+            fail(EnvelopeReason.MALFORMED, f"{SIGNING_TIME} is required by the {scheme} signing scheme")
         if authentic_signing_time is not None:
-            fail(Reason.MALFORMED, f"{AUTHENTIC_SIGNING_TIME} must not be present under {scheme}")
+            fail(EnvelopeReason.MALFORMED, f"{AUTHENTIC_SIGNING_TIME} must not be present under {scheme}")
     else:
         assert scheme == SIGNING_SCHEME_X509_SIGNING_AUTHORITY
         if authentic_signing_time is None:
-            fail(Reason.MALFORMED, f"{AUTHENTIC_SIGNING_TIME} is required by the {scheme} signing scheme")
+            fail(
+                EnvelopeReason.MALFORMED,
+                f"{AUTHENTIC_SIGNING_TIME} is required by the {scheme} signing scheme",
+            )
         _require_critical(AUTHENTIC_SIGNING_TIME, critical)
         if signing_time is not None:
-            fail(Reason.MALFORMED, f"{SIGNING_TIME} must not be present under {scheme}")
+            fail(EnvelopeReason.MALFORMED, f"{SIGNING_TIME} must not be present under {scheme}")
     expiry = _optional_time(raw, EXPIRY)
     if expiry is not None:
         _require_critical(EXPIRY, critical)

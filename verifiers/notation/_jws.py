@@ -16,7 +16,7 @@ from typing import Any
 from verifiers.notation._algorithms import ALGORITHMS
 from verifiers.notation._common import (
     LIMITS,
-    Reason,
+    EnvelopeReason,
     b64decode_std,
     b64url_decode,
     fail,
@@ -41,18 +41,18 @@ def _unprotected(header: Any) -> tuple[tuple[bytes, ...], str | None, bytes | No
     if header is None:
         return (), None, None
     if not isinstance(header, dict):
-        fail(Reason.MALFORMED, "JWS `header` must be a JSON object")
+        fail(EnvelopeReason.MALFORMED, "JWS `header` must be a JSON object")
     x5c = header.get("x5c")
     certificates: tuple[bytes, ...] = ()
     if x5c is not None:
         if not isinstance(x5c, list):
-            fail(Reason.MALFORMED, "JWS header `x5c` must be an array")
+            fail(EnvelopeReason.MALFORMED, "JWS header `x5c` must be an array")
         if len(x5c) > LIMITS.max_certificates:
-            fail(Reason.LIMIT_EXCEEDED, f"x5c holds more than {LIMITS.max_certificates} certificates")
+            fail(EnvelopeReason.LIMIT_EXCEEDED, f"x5c holds more than {LIMITS.max_certificates} certificates")
         certificates = tuple(b64decode_std(item, f"x5c[{i}]") for i, item in enumerate(x5c))
     agent = header.get(SIGNING_AGENT)
     if agent is not None and not isinstance(agent, str):
-        fail(Reason.MALFORMED, f"{SIGNING_AGENT} must be a string")
+        fail(EnvelopeReason.MALFORMED, f"{SIGNING_AGENT} must be a string")
     token_b64 = header.get(TIMESTAMP_SIGNATURE)
     token = None if token_b64 is None else b64decode_std(token_b64, TIMESTAMP_SIGNATURE)
     return certificates, agent, token
@@ -61,43 +61,46 @@ def _unprotected(header: Any) -> tuple[tuple[bytes, ...], str | None, bytes | No
 def parse_jws(envelope: bytes) -> RawEnvelope:
     document = load_json(envelope, "JWS envelope")
     if not isinstance(document, dict):
-        fail(Reason.MALFORMED, "JWS envelope must be a JSON object")
+        fail(EnvelopeReason.MALFORMED, "JWS envelope must be a JSON object")
     if unexpected := sorted(set(document) - _TOP_LEVEL):
         fail(
-            Reason.MALFORMED,
+            EnvelopeReason.MALFORMED,
             f"JWS envelope has unexpected members {unexpected} (only flattened JSON is allowed)",
         )
     protected_b64 = document.get("protected")
     payload_b64 = document.get("payload")
     if not isinstance(protected_b64, str) or not isinstance(payload_b64, str):
-        fail(Reason.MALFORMED, "JWS `protected` and `payload` must be strings")
+        fail(EnvelopeReason.MALFORMED, "JWS `protected` and `payload` must be strings")
     protected_bytes = b64url_decode(protected_b64, "JWS protected header")
     payload = b64url_decode(payload_b64, "JWS payload")
     if len(payload) > LIMITS.max_payload_bytes:
-        fail(Reason.LIMIT_EXCEEDED, f"payload is {len(payload)} bytes, more than {LIMITS.max_payload_bytes}")
+        fail(
+            EnvelopeReason.LIMIT_EXCEEDED,
+            f"payload is {len(payload)} bytes, more than {LIMITS.max_payload_bytes}",
+        )
     signature = b64url_decode(document.get("signature"), "JWS signature")
     if not signature:
-        fail(Reason.MALFORMED, "JWS signature is empty")
+        fail(EnvelopeReason.MALFORMED, "JWS signature is empty")
 
     protected = load_json(protected_bytes, "JWS protected header")
     if not isinstance(protected, dict):
-        fail(Reason.MALFORMED, "JWS protected header must be a JSON object")
+        fail(EnvelopeReason.MALFORMED, "JWS protected header must be a JSON object")
     header = document.get("header")
     if isinstance(header, dict) and (shared := sorted(set(header) & set(protected))):
-        fail(Reason.MALFORMED, f"headers {shared} are both protected and unprotected")
+        fail(EnvelopeReason.MALFORMED, f"headers {shared} are both protected and unprotected")
     if forbidden := sorted(set(protected) & _FORBIDDEN_PROTECTED):
-        fail(Reason.MALFORMED, f"protected header must not carry {forbidden}")
+        fail(EnvelopeReason.MALFORMED, f"protected header must not carry {forbidden}")
 
     alg = protected.get("alg")
     if alg is None:
-        fail(Reason.MALFORMED, "JWS protected header has no `alg`")
+        fail(EnvelopeReason.MALFORMED, "JWS protected header has no `alg`")
     if not isinstance(alg, str) or alg not in ALGORITHMS:
-        fail(Reason.UNSUPPORTED_ALGORITHM, f"JWS algorithm {alg!r} is not supported")
+        fail(EnvelopeReason.UNSUPPORTED_ALGORITHM, f"JWS algorithm {alg!r} is not supported")
     crit = protected.get("crit", [])
     if not isinstance(crit, list) or not all(isinstance(item, str) for item in crit):
-        fail(Reason.MALFORMED, "JWS `crit` must be an array of strings")
+        fail(EnvelopeReason.MALFORMED, "JWS `crit` must be an array of strings")
     if {"alg", "cty", "crit"} & set(crit):
-        fail(Reason.MALFORMED, "JWS `crit` must not list headers defined by JWS itself")
+        fail(EnvelopeReason.MALFORMED, "JWS `crit` must not list headers defined by JWS itself")
     certificates, agent, token = _unprotected(header)
     return RawEnvelope(
         algorithm=ALGORITHMS[alg],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from types import MappingProxyType
 
-from verifiers.notation._common import LIMITS, Reason, fail, load_json
+from verifiers.notation._common import LIMITS, EnvelopeReason, fail, load_json
 from verifiers.notation.model import Descriptor, Payload
 
 __all__ = ["parse_payload"]
@@ -21,28 +21,31 @@ _MAX_SIZE = 2**63 - 1
 def parse_payload(raw: bytes) -> Payload:
     """Parse the signed payload: `payload_malformed` unless a notation payload with a sound descriptor."""
     if len(raw) > LIMITS.max_payload_bytes:
-        fail(Reason.LIMIT_EXCEEDED, f"payload is {len(raw)} bytes, more than {LIMITS.max_payload_bytes}")
-    document = load_json(raw, "payload", reason=Reason.PAYLOAD_MALFORMED)
+        fail(
+            EnvelopeReason.LIMIT_EXCEEDED,
+            f"payload is {len(raw)} bytes, more than {LIMITS.max_payload_bytes}",
+        )
+    document = load_json(raw, "payload", reason=EnvelopeReason.PAYLOAD_MALFORMED)
     if not isinstance(document, dict):
-        fail(Reason.PAYLOAD_MALFORMED, "payload must be a JSON object")
+        fail(EnvelopeReason.PAYLOAD_MALFORMED, "payload must be a JSON object")
     target = document.get("targetArtifact")
     if not isinstance(target, dict):
-        fail(Reason.PAYLOAD_MALFORMED, "payload: `targetArtifact` must be a JSON object")
+        fail(EnvelopeReason.PAYLOAD_MALFORMED, "payload: `targetArtifact` must be a JSON object")
     media_type = target.get("mediaType")
     if not isinstance(media_type, str) or not _MEDIA_TYPE.fullmatch(media_type):
-        fail(Reason.PAYLOAD_MALFORMED, "targetArtifact: `mediaType` must be a media type")
+        fail(EnvelopeReason.PAYLOAD_MALFORMED, "targetArtifact: `mediaType` must be a media type")
     digest = target.get("digest")
     if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         fail(
-            Reason.PAYLOAD_MALFORMED,
+            EnvelopeReason.PAYLOAD_MALFORMED,
             "targetArtifact: `digest` must be sha256/sha384/sha512 in lower-case hex",
         )
     size = target.get("size")
     if type(size) is not int or not 0 <= size <= _MAX_SIZE:
-        fail(Reason.PAYLOAD_MALFORMED, "targetArtifact: `size` must be a non-negative integer")
+        fail(EnvelopeReason.PAYLOAD_MALFORMED, "targetArtifact: `size` must be a non-negative integer")
     annotations = target.get("annotations", {})
     if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
-        fail(Reason.PAYLOAD_MALFORMED, "targetArtifact: `annotations` must map strings to strings")
+        fail(EnvelopeReason.PAYLOAD_MALFORMED, "targetArtifact: `annotations` must map strings to strings")
     descriptor = Descriptor(
         media_type=media_type, digest=digest, size=size, annotations=MappingProxyType(dict(annotations))
     )

@@ -1,9 +1,10 @@
 """RFC 3161 countersignatures of Notary Project signatures, checked against `tsa:` trust-store roots.
 
-A thin adapter over `verifiers.cosign.timestamp.parse_timestamp` (strict DER, with its one leniency for
-mis-ordered certificate SETs) and rfc3161-client's `Verifier` (CMS signature, the TSA chain at genTime with
-the timeStamping purpose, the message imprint). Notation timestamps the raw signature bytes (the JWS
-signature, the COSE_Sign1 signature), so those are the covered bytes. Pure, no I/O.
+A thin adapter over `verifiers.rfc3161.parse_timestamp_response` (strict DER, with its one leniency for
+mis-ordered certificate SETs; the cosign verifier parses with it too) and rfc3161-client's `Verifier`
+(CMS signature, the TSA chain at genTime with the timeStamping purpose, the message imprint). Notation
+timestamps the raw signature bytes (the JWS signature, the COSE_Sign1 signature), so those are the
+covered bytes. Pure, no I/O.
 
 The verified result carries the TSA's certificate chain (leaf first, the trusted root last), rebuilt from
 the token's certificates once rfc3161-client has verified it (which does not return the chain it built):
@@ -15,27 +16,19 @@ it, the trusted root preferred. That chain is what notation-go checks for revoca
 from __future__ import annotations
 
 import functools
-import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from rfc3161_client import TimeStampResponse, VerificationError, VerifierBuilder
 
-from verifiers.cosign.common import Failure
-from verifiers.cosign.timestamp import parse_timestamp
+from verifiers.rfc3161 import IMPRINT_HASHES, TimestampFormatError, parse_timestamp_response
 
 __all__ = ["TimestampError", "VerifiedCountersignature", "verify_countersignature"]
 
 MAX_TSA_CHAIN = 10
-_HASHES: dict[str, Callable[[bytes], Any]] = {
-    "2.16.840.1.101.3.4.2.1": hashlib.sha256,
-    "2.16.840.1.101.3.4.2.2": hashlib.sha384,
-    "2.16.840.1.101.3.4.2.3": hashlib.sha512,
-}
 
 
 class TimestampError(ValueError):
@@ -124,11 +117,11 @@ def _verify_countersignature(
     token: bytes, signature: bytes, roots: tuple[x509.Certificate, ...]
 ) -> VerifiedCountersignature:
     try:
-        response = parse_timestamp(token)
-    except Failure as exc:
+        response = parse_timestamp_response(token)
+    except TimestampFormatError as exc:
         raise TimestampError(exc.message) from None
     info = response.tst_info
-    hash_function = _HASHES.get(info.message_imprint.hash_algorithm.dotted_string)
+    hash_function = IMPRINT_HASHES.get(info.message_imprint.hash_algorithm.dotted_string)
     if hash_function is None:
         raise TimestampError("the timestamp's imprint hash is not SHA-256, SHA-384 or SHA-512")
     digest: bytes = hash_function(signature).digest()

@@ -1,7 +1,8 @@
 """Notary Project signature envelopes (JWS and COSE_Sign1): parse, check and verify, without I/O.
 
 `parse_and_verify(envelope, media_type)` returns a `VerifiedEnvelope` or raises `EnvelopeError` (a
-`ValueError` with a stable `reason`, see `Reason`). Passing it means exactly this:
+`ValueError` with a stable `reason`, an `EnvelopeReason` of `verifiers.notation.reasons`). Passing it
+means exactly this:
 
 * the envelope is well-formed and within `Limits` (4 MiB envelope, 64 KiB payload, 10 certificates);
 * its protected header follows the Notary Project signature specification: a supported `alg`, the notation
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from verifiers.notation._common import LIMITS, EnvelopeError, Limits, Reason, fail
+from verifiers.notation._common import LIMITS, EnvelopeError, EnvelopeReason, Limits, fail
 from verifiers.notation._cose import parse_cose
 from verifiers.notation._headers import finish
 from verifiers.notation._jws import parse_jws
@@ -45,9 +46,9 @@ __all__ = [
     "SIGNING_SCHEME_X509_SIGNING_AUTHORITY",
     "Descriptor",
     "EnvelopeError",
+    "EnvelopeReason",
     "Limits",
     "Payload",
-    "Reason",
     "SignerInfo",
     "VerifiedEnvelope",
     "is_expired",
@@ -68,16 +69,19 @@ def parse_and_verify(
     and nothing else.
     """
     if not isinstance(envelope, bytes | bytearray | memoryview):
-        fail(Reason.MALFORMED, "envelope must be bytes")
+        fail(EnvelopeReason.MALFORMED, "envelope must be bytes")
     data = bytes(envelope)
     if len(data) > LIMITS.max_envelope_bytes:
-        fail(Reason.LIMIT_EXCEEDED, f"envelope is {len(data)} bytes, more than {LIMITS.max_envelope_bytes}")
+        fail(
+            EnvelopeReason.LIMIT_EXCEEDED,
+            f"envelope is {len(data)} bytes, more than {LIMITS.max_envelope_bytes}",
+        )
     if media_type == JWS_MEDIA_TYPE:
         raw = parse_jws(data)
     elif media_type == COSE_MEDIA_TYPE:
         raw = parse_cose(data)
     else:
-        fail(Reason.UNSUPPORTED_MEDIA_TYPE, f"envelope media type {media_type!r} is not supported")
+        fail(EnvelopeReason.UNSUPPORTED_MEDIA_TYPE, f"envelope media type {media_type!r} is not supported")
     return finish(raw, frozenset(understood_critical_headers))
 
 

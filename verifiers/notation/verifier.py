@@ -47,6 +47,7 @@ from verifiers import oci
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided, resolve_option_path
 from verifiers.errors import RegistryError
 from verifiers.notation.envelope import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, EnvelopeError, parse_and_verify
+from verifiers.notation.reasons import Reason
 from verifiers.notation.revocation import ChainStatus, RevocationChecker
 from verifiers.notation.trust import (
     Evaluation,
@@ -109,19 +110,6 @@ class NotationOptions(OptionsModel):
                 "NotationOptions", [("trustStore", f"{_STORE_EXPECTED} (or certificates in {INLINE_STORES})")]
             )
         return self
-
-
-class Reason:
-    VERIFIED = "notation_verified"
-    NO_SIGNATURE = "no_signature_found"
-    INTEGRITY = "integrity_failed"
-    UNTRUSTED = "untrusted_signer"
-    EXPIRED = "signature_expired"
-    TIMESTAMP = "timestamp_invalid"
-    REVOCATION = "revocation_unavailable"
-    REVOKED = "certificate_revoked"
-    NO_POLICY = "no_trust_policy"
-    SKIPPED = "verification_skipped"
 
 
 _REASON_FOR = {
@@ -310,7 +298,7 @@ class NotationVerifier:
         return manifest
 
     @staticmethod
-    def _failure(digest: str, fmt: str | None, reason: str, message: str) -> dict[str, Any]:
+    def _failure(digest: str, fmt: str | None, reason: Reason, message: str) -> dict[str, Any]:
         return {"format": fmt, "signature": digest, "passed": False, "reason": reason, "message": message}
 
     async def _one(

@@ -26,12 +26,13 @@ from provider.engine import build_verifiers
 from tests.support.images import cyclonedx_document, spdx_document
 from tests.support.private_sigstore import PrivateKey, PrivateSigstore, pem_public_key
 from tests.unit.cosign.conftest import DIGEST, NOW, OTHER_DIGEST
-from verifiers.base import Context, OptionsError, Report, Subject, Verifier
+from verifiers.base import AttestationSource, Context, OptionsError, Report, Subject, Verifier
 from verifiers.cosign.common import Failure
 from verifiers.cosign.core import load_public_key, verify_candidate
 from verifiers.cosign.model import Reason, TrustPolicy
 from verifiers.cosign.statements import attested_statement
 from verifiers.cosign.verifier import CosignVerifier, VerifiedAttestation
+from verifiers.errors import Unavailable
 from verifiers.reference import parse_reference
 from verifiers.sbom import SbomVerifier
 from verifiers.testing import InMemoryRegistry
@@ -89,7 +90,12 @@ def test_attested_by_binds_to_the_named_cosign_verifier(pem: str) -> None:
 @pytest.mark.parametrize(
     ("attested_by", "others", "fragment"),
     [
-        ("missing", {}, "no verifier named 'missing' is configured (cosign verifiers: release)"),
+        (
+            "missing",
+            {},
+            "no verifier named 'missing' is configured "
+            + "(verifiers that yield attestations, such as cosign: release)",
+        ),
         ("pin", {"pin": {"type": "digest-pin"}}, "verifier 'pin' is of type 'digest-pin', not cosign"),
         ("sbom", {}, "verifier 'sbom' is of type 'sbom', not cosign"),
     ],
@@ -257,6 +263,13 @@ def listings(registry: InMemoryRegistry) -> int:
     return sum(1 for request in registry.requests if request.op == "referrers")
 
 
+def failing_registry() -> InMemoryRegistry:
+    """Every referrers listing fails as a registry outage would."""
+    registry = empty_registry()
+    registry.fail("referrers", error=Unavailable("registry down"))
+    return registry
+
+
 def subject(digest: str = DIGEST) -> Subject:
     return Subject(
         reference=parse_reference(f"registry.example.test/app@{digest}"),
@@ -289,7 +302,25 @@ async def test_one_scan_serves_every_call_of_one_verification(pem: str) -> None:
     # A finished verification's scan is not kept: its deadline has passed.
     await verifier.verified_attestations(subject(), Context(registry=registry, deadline=0.0))
     assert listings(registry) == 4
-    assert len(verifier._scans) == 2  # the two made under the 5 s deadline, until it passes
+    assert len(context.memo) == 2  # the two images scanned under the first verification's context
+    assert not any("scan" in name for name in vars(verifier))  # the verifier itself keeps none
+
+
+async def test_a_failed_scan_is_shared_then_forgotten(pem: str) -> None:
+    verifier = CosignVerifier("release", cosign_options(pem))
+    registry = failing_registry()
+    context = Context(registry=registry, deadline=0.0)
+    first, second = await asyncio.gather(
+        verifier.verified_attestations(subject(), context),
+        verifier.verified_attestations(subject(), context),
+        return_exceptions=True,
+    )
+    assert isinstance(first, Unavailable) and first is second  # one scan, its exception shared
+    assert listings(registry) == 1
+    with pytest.raises(Unavailable):
+        await verifier.verified_attestations(subject(), context)  # run again, not a remembered failure
+    assert listings(registry) == 2
+    assert len(context.memo) == 0
 
 
 def bound_sbom(pem: str, attestations: list[VerifiedAttestation], **options: Any) -> SbomVerifier:
@@ -376,3 +407,30 @@ async def test_an_attested_sbom_is_checked(
     assert not report.passed
     assert report.reason == reason, report
     assert report.details["attestedBy"] == "release"
+
+
+class _OtherSource:
+    """A verifier of another type that yields verified attestations: attestedBy accepts it by protocol."""
+
+    type = "other-attester"
+
+    def __init__(self, attestations: list[VerifiedAttestation]) -> None:
+        self.name = "other"
+        self.attestations = attestations
+
+    async def verify(self, subject: Subject, context: Context) -> Report:
+        return Report.ok("ok", "fine")
+
+    async def verified_attestations(self, subject: Subject, context: Context) -> list[VerifiedAttestation]:
+        return self.attestations
+
+
+async def test_attested_by_takes_any_attestation_source() -> None:
+    source = _OtherSource([attested(SPDX_TYPE, spdx_document())])
+    assert isinstance(source, AttestationSource)
+    assert not isinstance(SbomVerifier("plain", {}), AttestationSource)
+    sbom = SbomVerifier("sbom", {"attestedBy": "other"})
+    sbom.bind(cast(Mapping[str, Verifier], {"other": source, "sbom": sbom}))
+    report = await sbom_report(sbom)
+    assert report.passed and report.details["matched"] == "release"
+    assert report.details["attestedBy"] == "other"

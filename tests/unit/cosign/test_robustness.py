@@ -16,8 +16,8 @@ from verifiers.cosign.core import load_public_key, verify_candidate
 from verifiers.cosign.model import (
     ANNOTATION_BUNDLE,
     ANNOTATION_CERTIFICATE,
+    REASON_PRIORITY,
     BundleCandidate,
-    Reason,
     TrustPolicy,
 )
 from verifiers.cosign.trustroot import TrustRoot
@@ -38,7 +38,7 @@ def _policy(sigstore: PrivateSigstore, root: TrustRoot, identity: Any, key: Any)
 
 def _never_passes(result: Any) -> None:
     assert not result.passed
-    assert result.reason in Reason.PRIORITY
+    assert result.reason in REASON_PRIORITY
     assert isinstance(result.message, str) and result.message
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,20 @@ def test_unsupported_log_keys_are_skipped_not_fatal(sigstore: PrivateSigstore) -
 
     root = load_trusted_root(_mutate(sigstore, weaken))
     assert set(root.tlogs) == {sigstore.log_id}
+
+
+@pytest.mark.parametrize(
+    ("shipped", "instance"),
+    [
+        ("public-good", "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev"),
+        ("staging", "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev"),
+    ],
+)
+def test_the_shipped_roots_are_those_sigstore_python_embeds(shipped: str, instance: str) -> None:
+    """Only this test reads sigstore-python's private data directory: to say when the copies are stale."""
+    ours = (resources.files("verifiers.cosign") / "trusted_roots" / f"{shipped}.json").read_bytes()
+    theirs = (resources.files("sigstore") / "_store" / instance / "trusted_root.json").read_bytes()
+    assert ours == theirs, (
+        f"verifiers/cosign/trusted_roots/{shipped}.json differs from the root the installed sigstore-python "
+        "embeds: refresh the copy (docs/decisions.md, only public APIs of dependencies)"
+    )
