@@ -173,8 +173,8 @@ async def test_a_plugin_that_returns_bad_reports_is_caught() -> None:
     findings = await check(BadReport)
     by_check = {f.check: f for f in findings}
     assert not by_check["reports"].ok
-    assert "not a snake_case string" in by_check["reports"].message
-    assert "details.ids: a set, not a JSON value" in by_check["reports"].message
+    assert "not a snake_case code" in by_check["reports"].message
+    assert "details.ids: set is not a JSON value" in by_check["reports"].message
     assert not by_check["plain-image"].ok
 
 
@@ -212,13 +212,19 @@ async def test_a_factory_that_refuses_its_options_is_one_finding() -> None:
 def test_check_report() -> None:
     assert check_report(Report.ok("fine", "ok", n=1, f=0.5, nested={"a": [None, True]})) == []
     assert check_report({"passed": True}) == ["returned dict, not a Report"]
-    problems = check_report(Report("yes", "", 1, {"x": float("nan"), 2: 1}))  # type: ignore[arg-type, dict-item]
-    assert problems[:3] == [
-        "passed is str, not a bool",
-        "reason '' is not a snake_case string",
-        "message is int, not a string",
-    ]
-    assert "details.x: nan is not a JSON number" in problems[3]
+    # Countersign's own check (verifiers.base.check_report): the first problem found, and any in the details.
+    bad = Report("yes", "", 1, {"x": float("nan"), 2: 1})  # type: ignore[arg-type, dict-item]
+    assert check_report(bad) == ["passed is str, not a bool", "details.x: nan is not a JSON number"]
+    bad = dataclasses.replace(bad, passed=True)
+    assert check_report(bad)[0] == "reason must be a string of 1 to 64 characters"
+    bad = dataclasses.replace(bad, reason="Not Snake")
+    assert check_report(bad)[0] == "reason Not Snake is not a snake_case code ([a-z][a-z0-9]*, joined by _)"
+    bad = dataclasses.replace(bad, reason="fine")
+    assert check_report(bad)[0] == "message must be a string of at most 65536 characters"
+    bad = dataclasses.replace(bad, message="ok")
+    assert len(check_report(bad)) == 1 and "nan" in check_report(bad)[0]
+    both = Report(True, "Bad Reason", "ok", {"ids": {1}})
+    assert len(check_report(both)) == 2 and "details.ids" in check_report(both)[1]
 
 
 # --- the built-in verifiers ---------------------------------------------------------------------------------

@@ -50,13 +50,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from verifiers import oci
+from verifiers import base, oci
 from verifiers.base import (
     BindsVerifiers,
     Context,
@@ -93,9 +91,7 @@ Factory = Callable[[str, Mapping[str, Any]], object]
 #: Pushes an image the verifier under test passes into `repository` of the registry; returns its subject.
 GoodImage = Callable[[InMemoryRegistry, str], Subject]
 
-REASON = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
-MAX_DEPTH = 32
-MAX_INT = 2**63
+REASON = base.REASON_CODE
 REPOSITORY = f"{DEFAULT_REGISTRY}/conformance"
 
 
@@ -128,61 +124,23 @@ def format_findings(findings: Sequence[Finding]) -> str:
 # --- reports ----------------------------------------------------------------------------------------------
 
 
-def _json_problem(value: object, path: str, depth: int, seen: set[int]) -> str | None:
-    if value is None or isinstance(value, bool | str):
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return f"{path}: a string that is not UTF-8-encodable (a lone surrogate)"
-        return None
-    if isinstance(value, int):
-        return None if -MAX_INT <= value < MAX_INT else f"{path}: an integer outside 64 bits"
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"{path}: {value} is not a JSON number"
-    if depth >= MAX_DEPTH:
-        return f"{path}: nested more than {MAX_DEPTH} levels deep"
-    if isinstance(value, Mapping | list | tuple):
-        if id(value) in seen:
-            return f"{path}: a cycle"
-        seen = seen | {id(value)}
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    return f"{path}: a key that is not a string ({type(key).__name__})"
-                problem = _json_problem(item, f"{path}.{key}", depth + 1, seen)
-                if problem:
-                    return problem
-            return None
-        for index, item in enumerate(value):
-            problem = _json_problem(item, f"{path}[{index}]", depth + 1, seen)
-            if problem:
-                return problem
-        return None
-    return f"{path}: a {type(value).__name__}, not a JSON value"
-
-
 def check_report(report: object) -> list[str]:
-    """What is wrong with a verifier's report (empty when nothing is)."""
-    if not isinstance(report, Report):
-        return [f"returned {type(report).__name__}, not a Report"]
-    problems = []
-    if type(report.passed) is not bool:
-        problems.append(f"passed is {type(report.passed).__name__}, not a bool")
-    if not isinstance(report.reason, str) or REASON.fullmatch(report.reason) is None:
-        problems.append(f"reason {report.reason!r:.80} is not a snake_case string")
-    if not isinstance(report.message, str):
-        problems.append(f"message is {type(report.message).__name__}, not a string")
+    """What is wrong with a verifier's report (empty when nothing is): Countersign's own check,
+    `verifiers.base.check_report`, which makes a verifier whose report fails it undecided."""
+    try:
+        base.check_report(report)
+    except base.InvalidReport as e:
+        problems = [str(e)]
     else:
-        problem = _json_problem(report.message, "message", 0, set())
-        if problem:
-            problems.append(problem)
-    if not isinstance(report.details, Mapping):
-        problems.append(f"details is {type(report.details).__name__}, not a mapping")
-    else:
-        problem = _json_problem(report.details, "details", 0, set())
-        if problem:
-            problems.append(problem)
+        return []
+    # The check stops at the first problem; the details are checked on their own too, so a report with a
+    # bad reason and bad details names both.
+    if isinstance(report, Report) and isinstance(report.details, Mapping):
+        try:
+            base.plain_json(report.details)
+        except base.InvalidReport as e:
+            if str(e) not in problems:
+                problems.append(str(e))
     return problems
 
 
