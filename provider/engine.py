@@ -135,11 +135,15 @@ def build_verifiers(config: Config) -> dict[str, Verifier]:
     """
     with option_paths_relative_to(config.base_dir):
         built: dict[str, Verifier] = {}
+        errors: list[tuple[str, str]] = []  # of every verifier, reported at once
         for name, vc in config.verifiers.items():
             try:
                 built[name] = create_verifier(vc.type, name, vc.options)
             except PluginError as e:
-                raise ConfigError.within(f"verifiers.{name}", e) from e
+                errors += ConfigError.within(f"verifiers.{name}", e).errors
+        if errors:
+            # Binding is skipped: a reference to a verifier that failed to build would only echo its error.
+            raise ConfigError.of(errors)
         everyone = MappingProxyType(built)
         for name, verifier in built.items():
             if not isinstance(verifier, BindsVerifiers):
@@ -147,11 +151,13 @@ def build_verifiers(config: Config) -> dict[str, Verifier]:
             try:
                 verifier.bind(everyone)
             except OptionsError as e:
-                raise ConfigError.within(f"verifiers.{name}.options", e) from e
+                errors += ConfigError.within(f"verifiers.{name}.options", e).errors
             except Exception as e:  # a plugin bug must give a config error, not a traceback
-                raise ConfigError(
-                    f"verifiers.{name}.type", f"verifier {name!r} failed to bind: {type(e).__name__}: {e}"
-                ) from e
+                errors.append(
+                    (f"verifiers.{name}.type", f"verifier {name!r} failed to bind: {type(e).__name__}: {e}")
+                )
+        if errors:
+            raise ConfigError.of(errors)
         return built
 
 

@@ -198,12 +198,13 @@ class ConfigReloader:
         self.metrics.config_reloads.labels("failure").inc()
         self.metrics.config_last_reload_successful.set(0)
         if isinstance(error, ConfigError):
-            where = error.path or "(file)"
+            # Every problem on the one line, as `config validate` lists them.
+            problems = "; ".join(f"{path or '(file)'}: {message}" for path, message in error.errors)
             log.error(
-                "configuration %s not reloaded, invalid at %s: %s; still serving fingerprint %s",
+                "configuration %s not reloaded, %d problem(s): %s; still serving fingerprint %s",
                 self.path,
-                where,
-                error.message,
+                len(error.errors),
+                problems,
                 active.fingerprint,
             )
         else:

@@ -132,12 +132,16 @@ async def test_a_policy_change_answers_new_requests_without_a_restart(
 
 
 @pytest.mark.parametrize(
-    ("broken", "field"),
+    ("broken", "fields"),
     [
-        ({"policy": ["nope"]}, "policies[0].allOf[0]"),  # rejected by load_config
-        ({"policy": ["sbom"], "sbom": {"bogus": 1}}, "verifiers.sbom.options.bogus"),  # by the verifier
+        ({"policy": ["nope"]}, ["policies[0].allOf[0]"]),  # rejected by load_config
+        ({"policy": ["sbom"], "sbom": {"bogus": 1}}, ["verifiers.sbom.options.bogus"]),  # by the verifier
+        (  # every problem is logged, not only the first
+            {"policy": ["sbom"], "sbom": {"bogus": 1, "maxBytes": 0}},
+            ["verifiers.sbom.options.maxBytes", "verifiers.sbom.options.bogus"],
+        ),
     ],
-    ids=["unknown-verifier", "bad-verifier-options"],
+    ids=["unknown-verifier", "bad-verifier-options", "several-problems"],
 )
 async def test_a_broken_configuration_keeps_the_old_one_serving(
     olareg_registry: Registry,
@@ -146,7 +150,7 @@ async def test_a_broken_configuration_keeps_the_old_one_serving(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     broken: dict[str, Any],
-    field: str,
+    fields: list[str],
 ) -> None:
     image = await pushed(olareg_registry, repo_name)
     path = tmp_path / "config.yaml"
@@ -155,7 +159,8 @@ async def test_a_broken_configuration_keeps_the_old_one_serving(
         first = await fingerprint(url, pki)
         write_config(path, pki, olareg_registry, broken.pop("policy"), **broken)
         await until(lambda: reloader.failures == 1)
-        assert field in caplog.text
+        assert all(field in caplog.text for field in fields)
+        assert f"{len(fields)} problem(s)" in caplog.text
         assert await allowed(url, pki, image.pinned)
         assert await fingerprint(url, pki) == first
         metrics = await get(url, pki, "/metrics")

@@ -116,6 +116,43 @@ def test_the_configuration_reports_every_option_error_at_its_full_path() -> None
     assert str(info.value) == "\n".join(f"{p}: {m}" for p, m in info.value.errors)
 
 
+def test_every_verifier_s_errors_are_reported_at_once() -> None:
+    config = parse_config(
+        {
+            "verifiers": {
+                "pin": {"type": "digest-pin", "options": {"verifyTag": "no"}},
+                "sbom": {"type": "sbom", "options": {"maxBytes": 0}},
+                "late": {"type": "sbom", "options": {"attestedBy": "nobody"}},
+            },
+            "policies": [{"scope": "*", "allOf": ["pin", "sbom", "late"]}],
+        }
+    )
+    with pytest.raises(ConfigError) as info:
+        build_verifiers(config)
+    assert info.value.errors == [
+        ("verifiers.pin.options.verifyTag", "expected true or false"),
+        ("verifiers.sbom.options.maxBytes", "expected an integer between 1 and 1073741824"),
+    ]  # "late" is bound only once everything is built: its reference is checked on the next attempt
+
+
+def test_every_binding_error_is_reported_at_once() -> None:
+    config = parse_config(
+        {
+            "verifiers": {
+                "one": {"type": "sbom", "options": {"attestedBy": "nobody"}},
+                "two": {"type": "sbom", "options": {"attestedBy": "one"}},
+            },
+            "policies": [{"scope": "*", "allOf": ["one", "two"]}],
+        }
+    )
+    with pytest.raises(ConfigError) as info:
+        build_verifiers(config)
+    assert [path for path, _ in info.value.errors] == [
+        "verifiers.one.options.attestedBy",
+        "verifiers.two.options.attestedBy",
+    ]
+
+
 @pytest.mark.parametrize(
     ("error", "text"),
     [
