@@ -42,6 +42,7 @@ from verifiers.testing import (
     make_context,
     make_subject,
 )
+from verifiers.testing.conformance import check_conformance
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 SCAN = "application/vnd.example.scan+json"
@@ -655,3 +656,32 @@ async def test_an_unavailable_registry_is_undecided(plugin: Path) -> None:
     verifier = exec_verifier(plugin, referrers={"artifactTypes": [SCAN]})
     with pytest.raises(Unavailable):
         await run(verifier, registry)
+
+
+# --- the conformance checker (`countersign plugin check exec`) ---------------------------------------------
+
+# Passes an image whenever it is handed a referrer, whatever the referrer holds: junk too.
+CREDULOUS = f"""
+#!{sys.executable}
+import json, sys
+
+request = json.load(sys.stdin)
+handed = bool(request["referrers"])
+sys.stdout.write(json.dumps({{"apiVersion": "{API_VERSION}", "kind": "VerifyResponse",
+                             "subject": {{"digest": request["subject"]["digest"]}}, "passed": handed,
+                             "reason": "report_found" if handed else "report_missing",
+                             "message": "handed %d referrer(s)" % len(request["referrers"])}}))
+"""
+
+
+async def test_plugin_check_hands_junk_of_the_wanted_artifact_types_to_the_plugin(tmp_path: Path) -> None:
+    """The junk is also of the types in referrers.artifactTypes, so it reaches the plugin (exec hands it
+    nothing else): a plugin that passes whatever it is handed is caught."""
+    credulous = executable(tmp_path / "credulous", CREDULOUS)
+    options = {"command": [str(credulous)], "referrers": {"artifactTypes": [SCAN]}}
+    findings = {f.check: f for f in await check_conformance("exec", options)}
+    assert findings["plain-image"].ok, findings["plain-image"].message  # handed nothing: it fails
+    assert not findings["malformed:junk-blobs"].ok
+    assert "passed (report_found)" in findings["malformed:junk-blobs"].message
+    assert findings["malformed:not-json"].ok  # exec never hands over what it could not verify
+    assert findings["malformed:junk-manifests-unchecked"].ok
