@@ -151,6 +151,10 @@ def test_the_go_plugin_passes_plugin_check(scan_gate: Path, tmp_path: Path) -> N
     assert rows["plain-image"][1] == "failed (scan_missing)"
     # Junk scan reports were handed to the plugin (it read them and refused them), not only skipped.
     assert rows["malformed:junk-blobs"][1] == "failed (scan_failed)"
+    # docs/plugins-exec.md shows this very output.
+    docs = (REPO_ROOT / "docs" / "plugins-exec.md").read_text()
+    shown = docs.split('$ countersign plugin check exec --options options.yaml; echo "exit $?"\n', 1)[1]
+    assert shown.split("exit 0\n", 1)[0] == result.stdout
 
 
 def test_a_plugin_that_passes_everything_fails_plugin_check(tmp_path: Path) -> None:
