@@ -1,7 +1,8 @@
 """The exec verifier with the Go example plugin (examples/exec-plugin), built with the real Go toolchain.
 
 Images and scan-report referrers are pushed to real registries with oras; the plugin is run by
-`countersign verify` (a subprocess, as a user runs it) and by the engine through the real registry client.
+`countersign verify` (a subprocess, as a user runs it) and by the engine through the real registry client,
+and it passes `countersign plugin check exec` (the conformance checker) with the example's options.yaml.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from provider.engine import Decided
 from tests.support.images import PushedImage, attach_artifact, push_image
 from tests.support.registries import Registry
 from verifiers.base import Report
-from verifiers.exec import parse_response
+from verifiers.exec import API_VERSION, parse_response
 
 pytestmark = pytest.mark.integration
 
@@ -109,14 +110,82 @@ async def attach_scan(registry: Registry, image: PushedImage, critical: int) -> 
     )
 
 
-def countersign(*args: str) -> subprocess.CompletedProcess[str]:
+def countersign(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "provider.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=REPO_ROOT,
+        cwd=cwd,
+        env=env,
         check=False,
+    )
+
+
+def check_rows(stdout: str) -> dict[str, tuple[str, str]]:
+    """`plugin check`'s table: check -> (result, message)."""
+    lines = stdout.splitlines()
+    assert lines[0].split() == ["CHECK", "RESULT", "MESSAGE"], stdout
+    rows = {}
+    for line in lines[1:-1]:
+        check, result, message = line.split(maxsplit=2)
+        rows[check] = (result, message)
+    return rows
+
+
+def test_the_go_plugin_passes_plugin_check(scan_gate: Path, tmp_path: Path) -> None:
+    """The example's options.yaml beside the built binary, checked from another directory: `command` is
+    relative to the options file."""
+    shutil.copy2(scan_gate, tmp_path / "scan-gate")
+    options = tmp_path / "options.yaml"
+    shutil.copy2(EXAMPLE / "options.yaml", options)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = countersign("plugin", "check", "exec", "--options", str(options), cwd=elsewhere)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = check_rows(result.stdout)
+    assert {check: r for check, (r, _) in rows.items()} == {check: "ok" for check in rows}
+    assert len(rows) >= 17 and {"build", "plain-image", "malformed:junk-blobs", "cancelled"} <= set(rows)
+    assert result.stdout.splitlines()[-1] == f"{len(rows)} of {len(rows)} checks passed"
+    assert rows["plain-image"][1] == "failed (scan_missing)"
+    # Junk scan reports were handed to the plugin (it read them and refused them), not only skipped.
+    assert rows["malformed:junk-blobs"][1] == "failed (scan_failed)"
+    # docs/plugins-exec.md shows this very output.
+    docs = (REPO_ROOT / "docs" / "plugins-exec.md").read_text()
+    shown = docs.split('$ countersign plugin check exec --options options.yaml; echo "exit $?"\n', 1)[1]
+    assert shown.split("exit 0\n", 1)[0] == result.stdout
+
+
+def test_a_plugin_that_passes_everything_fails_plugin_check(tmp_path: Path) -> None:
+    yes = tmp_path / "always-yes"
+    answer = {
+        "apiVersion": API_VERSION,
+        "kind": "VerifyResponse",
+        "passed": True,
+        "reason": "yes",
+        "message": "y",
+    }
+    yes.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"answer = {answer!r}\n"
+        "answer['subject'] = {'digest': json.load(sys.stdin)['subject']['digest']}\n"
+        "print(json.dumps(answer))\n"
+    )
+    yes.chmod(0o755)
+    options = tmp_path / "options.yaml"
+    options.write_text(yaml.safe_dump({"command": ["./always-yes"]}))
+    result = countersign("plugin", "check", "exec", "--options", str(options))
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = check_rows(result.stdout)
+    assert rows["build"][0] == "ok"
+    assert rows["plain-image"][0] == "FAILED"
+    assert "passed (yes)" in rows["plain-image"][1] and "must never pass" in rows["plain-image"][1]
+    assert rows["malformed:junk-manifests"][0] == "FAILED"
+    failed = sum(r == "FAILED" for r, _ in rows.values())
+    assert (
+        result.stdout.splitlines()[-1]
+        == f"{len(rows) - failed} of {len(rows)} checks passed, {failed} failed"
     )
 
 

@@ -1,85 +1,32 @@
-"""Malformed referrer manifests, as anyone who can push could attach them, and an in-memory registry.
+"""Malformed referrer manifests, as anyone who can push could attach them, and pushing raw bytes.
 
 `junk_manifests(subject_digest, artifact_type)` (from the plugin authors' kit, `verifiers.testing.junk`)
 gives each junk shape as raw manifest bytes (most of them otherwise valid, so only the junk makes them
-invalid). `MemoryRegistry` is a `RegistryReader` over dicts,
-for unit tests of verifiers; the integration tests push the same bytes to a real registry.
+invalid). Unit tests of verifiers hand them over through `verifiers.testing.InMemoryRegistry(
+check_manifests=False)`; the integration tests push the same bytes to a real registry with `push_manifest`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from verifiers import oci
-from verifiers.base import Descriptor, Subject
-from verifiers.errors import IntegrityError, NotFound
-from verifiers.reference import ImageReference
 from verifiers.testing import digest_of
 from verifiers.testing.junk import EMPTY, LAYER, LAYER_BYTES, junk_manifests
 
-__all__ = ["EMPTY", "LAYER", "LAYER_BYTES", "OCI_MANIFEST", "MemoryRegistry", "digest_of", "junk_manifests"]
+__all__ = [
+    "EMPTY",
+    "LAYER",
+    "LAYER_BYTES",
+    "OCI_MANIFEST",
+    "digest_of",
+    "junk_manifests",
+    "push_blob",
+    "push_manifest",
+    "push_referenced_blobs",
+]
 
 OCI_MANIFEST = oci.OCI_MANIFEST
-
-
-class MemoryRegistry:
-    """A `RegistryReader` over dicts: referrers, manifests, blobs and tags; reads are recorded."""
-
-    def __init__(self) -> None:
-        self.listing: list[Descriptor] = []
-        self.manifests: dict[str, bytes] = {}
-        self.blobs: dict[str, bytes] = {}
-        self.tags: dict[str, str] = {}
-        self.reads: list[str] = []
-
-    # --- filling it ---
-
-    def add_blob(
-        self, data: bytes, media_type: str = "application/octet-stream", **extra: Any
-    ) -> dict[str, Any]:
-        digest = digest_of(data)
-        self.blobs[digest] = data
-        return {"mediaType": media_type, "digest": digest, "size": len(data), **extra}
-
-    def add_manifest(self, data: bytes) -> str:
-        digest = digest_of(data)
-        self.manifests[digest] = data
-        return digest
-
-    def add_referrer(self, data: bytes, artifact_type: str | None) -> str:
-        """A manifest listed as a referrer (the listing says `artifact_type`, as a registry would copy it)."""
-        digest = self.add_manifest(data)
-        self.listing.append(Descriptor(OCI_MANIFEST, digest, len(data), artifact_type=artifact_type))
-        return digest
-
-    # --- RegistryReader ---
-
-    async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Sequence[Descriptor]:
-        self.reads.append("referrers")
-        return [d for d in self.listing if artifact_type is None or d.artifact_type == artifact_type]
-
-    async def manifest(self, reference: ImageReference, digest: str) -> tuple[bytes, str]:
-        self.reads.append(f"manifest {digest}")
-        if digest not in self.manifests:
-            raise NotFound(f"manifest {digest} not found")
-        return self.manifests[digest], OCI_MANIFEST
-
-    async def blob(self, reference: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
-        self.reads.append(f"blob {descriptor.digest}")
-        data = self.blobs.get(descriptor.digest)
-        if data is None:
-            raise NotFound(f"blob {descriptor.digest} not found")
-        if len(data) != descriptor.size:
-            raise IntegrityError(f"blob {descriptor.digest}: size {len(data)}, not {descriptor.size}")
-        return data
-
-    async def resolve(self, reference: ImageReference) -> Descriptor:
-        self.reads.append(f"resolve {reference.tag}")
-        digest = self.tags.get(reference.tag or "")
-        if digest is None:
-            raise NotFound(f"{reference} not found")
-        return Descriptor(OCI_MANIFEST, digest, len(self.manifests[digest]))
 
 
 # --- pushing raw content to a real registry (plain HTTP test registries) ------------------------------------

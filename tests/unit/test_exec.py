@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import sys
@@ -26,128 +26,63 @@ from verifiers.base import (
     Descriptor,
     OptionsError,
     Report,
-    Subject,
     Undecided,
     option_paths_relative_to,
 )
-from verifiers.errors import IntegrityError, NotFound, TooLarge, Unavailable
+from verifiers.errors import Unavailable
 from verifiers.exec import API_VERSION, SAFE_PATH, ExecVerifier, InvalidResponse, parse_response
 from verifiers.plugins import PluginError, create_verifier
-from verifiers.reference import ImageReference, parse_reference
+from verifiers.testing import (
+    EMPTY_CONFIG,
+    InMemoryRegistry,
+    Request,
+    artifact_manifest,
+    digest_of,
+    image_manifest,
+    make_context,
+    make_subject,
+)
+from verifiers.testing.conformance import check_conformance
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-EMPTY = "application/vnd.oci.empty.v1+json"
-EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 SCAN = "application/vnd.example.scan+json"
 
 
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+IMAGE_MANIFEST = image_manifest(EMPTY_CONFIG)
+IMAGE_DIGEST = digest_of(IMAGE_MANIFEST)
+SUBJECT = make_subject(f"registry.example/app:1@{IMAGE_DIGEST}", IMAGE_MANIFEST, namespace="team-a")
 
 
-def manifest_bytes(
-    *, layers: Sequence[Descriptor] = (), subject: str | None = None, artifact_type: str | None = None
-) -> bytes:
-    doc: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": EMPTY, "digest": EMPTY_DIGEST, "size": 2},
-        "layers": [{"mediaType": d.media_type, "digest": d.digest, "size": d.size} for d in layers],
-    }
-    if artifact_type is not None:
-        doc["artifactType"] = artifact_type
-    if subject is not None:
-        doc["subject"] = {"mediaType": OCI_MANIFEST, "digest": subject, "size": 100}
-    return json.dumps(doc).encode()
-
-
-IMAGE_MANIFEST = manifest_bytes()
-IMAGE_DIGEST = sha256(IMAGE_MANIFEST)
-
-
-class MemoryRegistry:
-    """A RegistryReader over dicts: manifests and blobs by digest, referrer listings by subject digest."""
-
-    def __init__(self) -> None:
-        self.manifests: dict[str, tuple[bytes, str]] = {}
-        self.blobs: dict[str, bytes] = {}
-        self.listings: dict[str, list[Descriptor]] = {}
-        self.referrers_error: Exception | None = None
-        self.reads: list[str] = []
-
-    def add_blob(self, data: bytes, media_type: str = "application/json") -> Descriptor:
-        self.blobs[sha256(data)] = data
-        return Descriptor(media_type=media_type, digest=sha256(data), size=len(data))
-
-    def attach(
-        self,
-        subject: str,
-        artifact_type: str,
-        layers: Sequence[bytes] = (),
-        *,
-        manifest: bytes | None = None,
-        manifest_subject: str | None = None,
-        listed_type: str | None = None,
-    ) -> Descriptor:
-        """A referrer of `subject`; `manifest` replaces its manifest bytes, `manifest_subject` its subject."""
-        if manifest is None:
-            descriptors = [self.add_blob(layer) for layer in layers]
-            manifest = manifest_bytes(
-                layers=descriptors, subject=manifest_subject or subject, artifact_type=artifact_type
-            )
-        descriptor = Descriptor(
-            media_type=OCI_MANIFEST,
-            digest=sha256(manifest),
-            size=len(manifest),
-            artifact_type=listed_type or artifact_type,
-            annotations={"listed": "not verified"},
-        )
-        self.manifests[descriptor.digest] = (manifest, OCI_MANIFEST)
-        self.listings.setdefault(subject, []).append(descriptor)
-        return descriptor
-
-    async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Sequence[Descriptor]:
-        if self.referrers_error is not None:
-            raise self.referrers_error
-        return list(self.listings.get(subject.digest, []))
-
-    async def manifest(self, reference: ImageReference, digest: str) -> tuple[bytes, str]:
-        self.reads.append(digest)
-        if digest not in self.manifests:
-            raise NotFound(f"manifest {digest} not found")
-        data, media_type = self.manifests[digest]
-        if sha256(data) != digest:
-            raise IntegrityError(f"manifest {digest} does not match its digest")
-        return data, media_type
-
-    async def blob(self, reference: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
-        self.reads.append(descriptor.digest)
-        if descriptor.digest not in self.blobs:
-            raise NotFound(f"blob {descriptor.digest} not found")
-        data = self.blobs[descriptor.digest]
-        if len(data) > max_bytes:
-            raise TooLarge(f"blob {descriptor.digest} is over {max_bytes} bytes")
-        return data
-
-    async def resolve(self, reference: ImageReference) -> Descriptor:
-        raise AssertionError("exec resolves nothing")
-
-
-def subject(namespace: str | None = "team-a") -> Subject:
-    return Subject(
-        reference=parse_reference(f"registry.example/app:1@{IMAGE_DIGEST}"),
-        digest=IMAGE_DIGEST,
-        media_type=OCI_MANIFEST,
-        size=len(IMAGE_MANIFEST),
-        manifest=IMAGE_MANIFEST,
-        namespace=namespace,
+def attach(
+    registry: InMemoryRegistry,
+    artifact_type: str,
+    layers: Sequence[bytes] = (),
+    *,
+    manifest: bytes | None = None,
+    refers_to: str | None = None,
+    listed_type: str | None = None,
+) -> Descriptor:
+    """A referrer of SUBJECT, listed with `listed_type` (default: its own) and annotations its manifest does
+    not have; `manifest` replaces its manifest bytes, `refers_to` the subject digest its manifest names."""
+    if manifest is None:
+        descriptors = [registry.push_blob(SUBJECT, layer, "application/json") for layer in layers]
+        named = SUBJECT.descriptor if refers_to is None else Descriptor(OCI_MANIFEST, refers_to, 100)
+        manifest = artifact_manifest(named, artifact_type, descriptors)
+    pushed = registry.push_manifest(SUBJECT, manifest, OCI_MANIFEST, listed=False)
+    listing = dataclasses.replace(
+        pushed, artifact_type=listed_type or artifact_type, annotations={"listed": "not verified"}
     )
+    registry.list_referrer(SUBJECT, listing)
+    return pushed
 
 
-def context(registry: MemoryRegistry | None = None, seconds: float = 20.0) -> Context:
-    return Context(
-        registry=registry or MemoryRegistry(), deadline=asyncio.get_running_loop().time() + seconds
-    )
+def resolved_nothing(registry: InMemoryRegistry) -> bool:
+    """exec reads referrers, manifests and blobs by digest: it never resolves a tag."""
+    return all(r.op != "resolve" for r in registry.requests)
+
+
+def context(registry: InMemoryRegistry | None = None, seconds: float = 20.0) -> Context:
+    return make_context(registry or InMemoryRegistry(), deadline_in=seconds)
 
 
 def executable(path: Path, text: str) -> Path:
@@ -207,13 +142,13 @@ def exec_verifier(program: Path | str, **options: Any) -> ExecVerifier:
 
 
 async def run(
-    verifier: ExecVerifier, registry: MemoryRegistry | None = None, seconds: float = 20.0
+    verifier: ExecVerifier, registry: InMemoryRegistry | None = None, seconds: float = 20.0
 ) -> Report:
-    return await verifier.verify(subject(), context(registry, seconds))
+    return await verifier.verify(SUBJECT, context(registry, seconds))
 
 
 async def undecided(
-    verifier: ExecVerifier, registry: MemoryRegistry | None = None, seconds: float = 20.0
+    verifier: ExecVerifier, registry: InMemoryRegistry | None = None, seconds: float = 20.0
 ) -> Undecided:
     with pytest.raises(Undecided) as info:
         await run(verifier, registry, seconds)
@@ -362,7 +297,7 @@ async def test_the_request_carries_subject_config_and_verifier(tmp_path: Path, p
     config = {"dump": str(dump), "rules": {"labels": ["team"], "min": 2}, "details": {"checked": 3}}
     report = await run(exec_verifier(plugin, config=config, timeout="4s"))
     assert report == Report(
-        True, "checked", f"looked at {subject().reference}", {"checked": 3, "plugin": "check-plugin"}
+        True, "checked", f"looked at {SUBJECT.reference}", {"checked": 3, "plugin": "check-plugin"}
     )
     request = json.loads(dump.read_text())["request"]
     assert request["apiVersion"] == API_VERSION
@@ -641,15 +576,15 @@ async def test_concurrency_is_bounded_and_waiting_respects_the_deadline(tmp_path
 
 
 async def test_referrers_are_fetched_verified_and_handed_over(tmp_path: Path, plugin: Path) -> None:
-    registry = MemoryRegistry()
+    registry = InMemoryRegistry()
     scan = json.dumps({"critical": 0}).encode()
-    good = registry.attach(IMAGE_DIGEST, SCAN, [scan, b"second layer"])
-    registry.attach(IMAGE_DIGEST, "application/vnd.other+json", [b"not wanted"])
-    junk = registry.attach(IMAGE_DIGEST, SCAN, manifest=b'{"schemaVersion": 2, "layers": "nope"}')
-    elsewhere = registry.attach(IMAGE_DIGEST, SCAN, [scan], manifest_subject="sha256:" + "e" * 64)
-    liar = registry.attach(IMAGE_DIGEST, "application/vnd.other+json", [scan], listed_type=SCAN)
-    missing_blob = registry.attach(IMAGE_DIGEST, SCAN, [b"gone"])
-    del registry.blobs[sha256(b"gone")]
+    good = attach(registry, SCAN, [scan, b"second layer"])
+    attach(registry, "application/vnd.other+json", [b"not wanted"])
+    junk = attach(registry, SCAN, manifest=b'{"schemaVersion": 2, "layers": "nope"}')
+    elsewhere = attach(registry, SCAN, [scan], refers_to="sha256:" + "e" * 64)
+    liar = attach(registry, "application/vnd.other+json", [scan], listed_type=SCAN)
+    gone = Descriptor("application/json", digest_of(b"gone"), 4)  # named by its manifest, never pushed
+    missing_blob = attach(registry, SCAN, manifest=artifact_manifest(SUBJECT.descriptor, SCAN, [gone]))
     dump = tmp_path / "dump.json"
     verifier = exec_verifier(
         plugin, config={"dump": str(dump)}, referrers={"artifactTypes": [SCAN.upper() + "; v=1"]}
@@ -658,10 +593,11 @@ async def test_referrers_are_fetched_verified_and_handed_over(tmp_path: Path, pl
     request = json.loads(dump.read_text())["request"]
     assert [r["descriptor"]["digest"] for r in request["referrers"]] == [good.digest]
     handed = request["referrers"][0]
-    assert base64.b64decode(handed["manifest"]) == registry.manifests[good.digest][0]
+    good_manifest, _ = await registry.manifest(SUBJECT.reference, good.digest)
+    assert base64.b64decode(handed["manifest"]) == good_manifest
     assert {d: base64.b64decode(b) for d, b in handed["blobs"].items()} == {
-        sha256(scan): scan,
-        sha256(b"second layer"): b"second layer",
+        digest_of(scan): scan,
+        digest_of(b"second layer"): b"second layer",
     }
     assert handed["descriptor"] == {
         "mediaType": OCI_MANIFEST,
@@ -678,12 +614,13 @@ async def test_referrers_are_fetched_verified_and_handed_over(tmp_path: Path, pl
     assert "not found" in skipped[missing_blob.digest]
     assert report.details["skippedCount"] == 4
     assert report.details["plugin"] == "check-plugin"
+    assert resolved_nothing(registry)
 
 
 async def test_referrers_are_bounded_by_count_and_bytes(tmp_path: Path, plugin: Path) -> None:
-    registry = MemoryRegistry()
-    small = [registry.attach(IMAGE_DIGEST, SCAN, [f"scan {i}".encode()]) for i in range(3)]
-    big = registry.attach(IMAGE_DIGEST, SCAN, [b"x" * 5000])
+    registry = InMemoryRegistry()
+    small = [attach(registry, SCAN, [f"scan {i}".encode()]) for i in range(3)]
+    attach(registry, SCAN, [b"x" * 5000])
     dump = tmp_path / "dump.json"
     verifier = exec_verifier(
         plugin, config={"dump": str(dump)}, referrers={"artifactTypes": [SCAN], "maxCount": 2}
@@ -692,11 +629,9 @@ async def test_referrers_are_bounded_by_count_and_bytes(tmp_path: Path, plugin: 
     request = json.loads(dump.read_text())["request"]
     assert [r["descriptor"]["digest"] for r in request["referrers"]] == [small[0].digest, small[1].digest]
 
-    registry.listings[IMAGE_DIGEST] = [
-        registry.listings[IMAGE_DIGEST][3],
-        *registry.listings[IMAGE_DIGEST][:3],
-    ]
-    registry.reads.clear()
+    registry = InMemoryRegistry()  # the same referrers, the big one listed first
+    big = attach(registry, SCAN, [b"x" * 5000])
+    assert [attach(registry, SCAN, [f"scan {i}".encode()]) for i in range(3)] == small
     verifier = exec_verifier(
         plugin, config={"dump": str(dump)}, referrers={"artifactTypes": [SCAN], "maxBytes": 2000}
     )
@@ -704,23 +639,49 @@ async def test_referrers_are_bounded_by_count_and_bytes(tmp_path: Path, plugin: 
     request = json.loads(dump.read_text())["request"]
     assert [s["digest"] for s in request["skippedReferrers"]] == [big.digest]
     assert "maxBytes" in request["skippedReferrers"][0]["reason"]
-    assert sha256(b"x" * 5000) not in registry.reads  # refused before it was fetched
+    big_blob = digest_of(b"x" * 5000)
+    assert Request("manifest", big.digest) in registry.requests
+    assert all(r.target != big_blob for r in registry.requests)  # refused before it was fetched
     handed = sum(
         len(base64.b64decode(r["manifest"])) + sum(len(base64.b64decode(b)) for b in r["blobs"].values())
         for r in request["referrers"]
     )
     assert 1500 < handed <= 2000
+    assert resolved_nothing(registry)
 
 
 async def test_an_unavailable_registry_is_undecided(plugin: Path) -> None:
-    registry = MemoryRegistry()
-    registry.referrers_error = Unavailable("registry down")
+    registry = InMemoryRegistry()
+    registry.fail("referrers", error=Unavailable("registry down"))
     verifier = exec_verifier(plugin, referrers={"artifactTypes": [SCAN]})
     with pytest.raises(Unavailable):
         await run(verifier, registry)
 
 
-def test_memory_registry_is_a_registry_reader() -> None:
-    from verifiers.base import RegistryReader
+# --- the conformance checker (`countersign plugin check exec`) ---------------------------------------------
 
-    assert isinstance(MemoryRegistry(), RegistryReader)
+# Passes an image whenever it is handed a referrer, whatever the referrer holds: junk too.
+CREDULOUS = f"""
+#!{sys.executable}
+import json, sys
+
+request = json.load(sys.stdin)
+handed = bool(request["referrers"])
+sys.stdout.write(json.dumps({{"apiVersion": "{API_VERSION}", "kind": "VerifyResponse",
+                             "subject": {{"digest": request["subject"]["digest"]}}, "passed": handed,
+                             "reason": "report_found" if handed else "report_missing",
+                             "message": "handed %d referrer(s)" % len(request["referrers"])}}))
+"""
+
+
+async def test_plugin_check_hands_junk_of_the_wanted_artifact_types_to_the_plugin(tmp_path: Path) -> None:
+    """The junk is also of the types in referrers.artifactTypes, so it reaches the plugin (exec hands it
+    nothing else): a plugin that passes whatever it is handed is caught."""
+    credulous = executable(tmp_path / "credulous", CREDULOUS)
+    options = {"command": [str(credulous)], "referrers": {"artifactTypes": [SCAN]}}
+    findings = {f.check: f for f in await check_conformance("exec", options)}
+    assert findings["plain-image"].ok, findings["plain-image"].message  # handed nothing: it fails
+    assert not findings["malformed:junk-blobs"].ok
+    assert "passed (report_found)" in findings["malformed:junk-blobs"].message
+    assert findings["malformed:not-json"].ok  # exec never hands over what it could not verify
+    assert findings["malformed:junk-manifests-unchecked"].ok

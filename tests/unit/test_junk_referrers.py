@@ -1,6 +1,6 @@
 """Junk referrers never crash a verifier nor hide a good one (cosign, sbom; notation: notation/test_junk.py).
 
-Every junk shape of `tests.support.junk` sits beside a valid signature (or SBOM), listed both with the
+Every junk shape of `verifiers.testing.junk` sits beside a valid signature (or SBOM), listed both with the
 verifier's artifact type and with none (so the verifier must read the manifest to know what it is): the
 good one verifies and the junk is noted in `details.skipped`. Junk alone is decided like nothing at all.
 Every report passes the engine's JSON check.
@@ -9,6 +9,7 @@ Every report passes the engine's JSON check.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from typing import Any
 
@@ -17,30 +18,30 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from provider.verdict import checked_report
 from tests.support.images import spdx_document
-from tests.support.junk import EMPTY, OCI_MANIFEST, MemoryRegistry, digest_of, junk_manifests
+from tests.support.junk import EMPTY, OCI_MANIFEST, digest_of, junk_manifests
 from tests.support.private_sigstore import pem_public_key, sign, simple_signing_payload
 from verifiers import oci
-from verifiers.base import Context, Report, Subject
+from verifiers.base import Report
 from verifiers.cosign.model import ANNOTATION_SIGNATURE, ARTIFACT_TYPE_COSIGN_SIG, SIMPLE_SIGNING_MEDIA_TYPE
 from verifiers.cosign.verifier import CosignVerifier
 from verifiers.errors import InvalidContent
-from verifiers.reference import parse_reference
 from verifiers.sbom import SbomVerifier
+from verifiers.testing import InMemoryRegistry, descriptor_json, make_context, make_subject
 
 SUBJECT_BYTES = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
 SUBJECT_DIGEST = digest_of(SUBJECT_BYTES)
-SUBJECT = Subject(
-    reference=parse_reference(f"registry.example.test/app@{SUBJECT_DIGEST}"),
-    digest=SUBJECT_DIGEST,
-    media_type=OCI_MANIFEST,
-    size=len(SUBJECT_BYTES),
-    manifest=SUBJECT_BYTES,
-)
+SUBJECT = make_subject(f"registry.example.test/app@{SUBJECT_DIGEST}", SUBJECT_BYTES)
+SIG_TAG = f"registry.example.test/app:sha256-{SUBJECT_DIGEST.removeprefix('sha256:')}.sig"
 SPDX = "application/spdx+json"
 KEY = ec.generate_private_key(ec.SECP256R1())
 
 
-def referrer(registry: MemoryRegistry, artifact_type: str, layer: dict[str, Any]) -> bytes:
+def new_registry() -> InMemoryRegistry:
+    """Manifests handed over unchecked, so the junk reaches the verifiers' own parse."""
+    return InMemoryRegistry(check_manifests=False)
+
+
+def referrer(artifact_type: str, layer: dict[str, Any]) -> bytes:
     doc = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -52,29 +53,40 @@ def referrer(registry: MemoryRegistry, artifact_type: str, layer: dict[str, Any]
     return json.dumps(doc).encode()
 
 
-def add_signature(registry: MemoryRegistry) -> str:
+def add_blob(registry: InMemoryRegistry, data: bytes, media_type: str, **annotations: str) -> dict[str, Any]:
+    """A blob in the subject's repository, as the layer that names it is written."""
+    return descriptor_json(
+        dataclasses.replace(registry.push_blob(SUBJECT, data, media_type), annotations=annotations)
+    )
+
+
+def add_referrer(registry: InMemoryRegistry, data: bytes, listed: str | None) -> str:
+    """A manifest listed as a referrer of the subject with artifact type `listed` (as a registry would copy
+    it, or not); its digest."""
+    pushed = registry.push_manifest(SUBJECT, data, OCI_MANIFEST, listed=False)
+    registry.list_referrer(SUBJECT, dataclasses.replace(pushed, artifact_type=listed))
+    return pushed.digest
+
+
+def add_signature(registry: InMemoryRegistry) -> str:
     payload = simple_signing_payload(SUBJECT_DIGEST)
     signature = base64.b64encode(sign(KEY, payload)).decode()
-    layer = registry.add_blob(
-        payload, SIMPLE_SIGNING_MEDIA_TYPE, annotations={ANNOTATION_SIGNATURE: signature}
-    )
-    return registry.add_referrer(
-        referrer(registry, ARTIFACT_TYPE_COSIGN_SIG, layer), ARTIFACT_TYPE_COSIGN_SIG
-    )
+    layer = add_blob(registry, payload, SIMPLE_SIGNING_MEDIA_TYPE, **{ANNOTATION_SIGNATURE: signature})
+    return add_referrer(registry, referrer(ARTIFACT_TYPE_COSIGN_SIG, layer), ARTIFACT_TYPE_COSIGN_SIG)
 
 
-def add_sbom(registry: MemoryRegistry) -> str:
-    layer = registry.add_blob(spdx_document("registry.example.test/app"), SPDX)
-    return registry.add_referrer(referrer(registry, SPDX, layer), SPDX)
+def add_sbom(registry: InMemoryRegistry) -> str:
+    layer = add_blob(registry, spdx_document("registry.example.test/app"), SPDX)
+    return add_referrer(registry, referrer(SPDX, layer), SPDX)
 
 
-def add_junk(registry: MemoryRegistry, artifact_type: str) -> int:
+def add_junk(registry: InMemoryRegistry, artifact_type: str) -> int:
     """Every junk shape twice: listed with `artifact_type`, and listed without one."""
     count = 0
     for listed in (artifact_type, None):
         for data in junk_manifests(SUBJECT_DIGEST, artifact_type).values():
             # Two listings of the same bytes would be one manifest: make each one distinct.
-            registry.add_referrer(data + b" " * count, listed)
+            add_referrer(registry, data + b" " * count, listed)
             count += 1
     return count
 
@@ -84,8 +96,8 @@ def cosign() -> CosignVerifier:
     return CosignVerifier("cosign", {"keys": [{"name": "release", "pem": pem}], "transparencyLog": "skip"})
 
 
-async def verify(verifier: CosignVerifier | SbomVerifier, registry: MemoryRegistry) -> Report:
-    report = await verifier.verify(SUBJECT, Context(registry=registry, deadline=1e12))
+async def verify(verifier: CosignVerifier | SbomVerifier, registry: InMemoryRegistry) -> Report:
+    report = await verifier.verify(SUBJECT, make_context(registry, deadline_in=600))
     return checked_report(report)  # what the engine does: the report is plain JSON
 
 
@@ -100,7 +112,7 @@ def test_every_junk_shape_is_junk_to_the_model() -> None:
 
 
 async def test_cosign_a_good_signature_beside_junk_verifies() -> None:
-    registry = MemoryRegistry()
+    registry = new_registry()
     junk = add_junk(registry, ARTIFACT_TYPE_COSIGN_SIG)
     good = add_signature(registry)  # listed last, after all the junk
     report = await verify(cosign(), registry)
@@ -112,8 +124,8 @@ async def test_cosign_a_good_signature_beside_junk_verifies() -> None:
 
 
 async def test_cosign_junk_alone_is_the_same_verdict_as_nothing() -> None:
-    empty = await verify(cosign(), MemoryRegistry())
-    registry = MemoryRegistry()
+    empty = await verify(cosign(), new_registry())
+    registry = new_registry()
     junk = add_junk(registry, ARTIFACT_TYPE_COSIGN_SIG)
     report = await verify(cosign(), registry)
     assert not report.passed and report.reason == empty.reason == "no_signature_found"
@@ -122,9 +134,9 @@ async def test_cosign_junk_alone_is_the_same_verdict_as_nothing() -> None:
 
 @pytest.mark.parametrize("name", list(junk_manifests(SUBJECT_DIGEST, "x/y")))
 async def test_cosign_junk_in_the_legacy_sig_tag_is_skipped(name: str) -> None:
-    registry = MemoryRegistry()
+    registry = new_registry()
     data = junk_manifests(SUBJECT_DIGEST, ARTIFACT_TYPE_COSIGN_SIG)[name]
-    registry.tags[f"sha256-{SUBJECT_DIGEST.removeprefix('sha256:')}.sig"] = registry.add_manifest(data)
+    registry.push_manifest(SUBJECT, data, OCI_MANIFEST, tag=SIG_TAG.rsplit(":", 1)[1])
     report = await verify(cosign(), registry)
     assert report.reason == "no_signature_found"
     assert report.details["skipped"][0]["digest"] == digest_of(data)
@@ -132,35 +144,34 @@ async def test_cosign_junk_in_the_legacy_sig_tag_is_skipped(name: str) -> None:
     assert (await verify(cosign(), registry)).passed
 
 
+def broken_listing(client: bool) -> Exception:
+    """What reading a referrers listing nested 100,000 deep raises: the client's error, or the model's."""
+    try:
+        oci.parse_referrers(b"[" * 100_000)
+    except oci.ContentError as e:
+        return InvalidContent(str(e)) if client else e
+    raise AssertionError
+
+
 @pytest.mark.parametrize("client", [True, False], ids=["InvalidContent", "ContentError"])
 async def test_cosign_a_junk_listing_still_reads_the_legacy_tags(client: bool) -> None:
-    class BrokenListing(MemoryRegistry):
-        async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Any:
-            try:
-                oci.parse_referrers(b"[" * 100_000)
-            except oci.ContentError as e:
-                raise (
-                    InvalidContent(str(e)) if client else e
-                ) from None  # the client's error, or the model's
-            raise AssertionError
-
-    registry = BrokenListing()
+    registry = new_registry()
+    registry.fail("referrers", error=broken_listing(client))
     report = await verify(cosign(), registry)
     assert report.reason == "no_signature_found"
     assert "nested more than 64" in report.details["problems"][0]["message"]
-    add_signature(registry)
-    registry.tags[f"sha256-{SUBJECT_DIGEST.removeprefix('sha256:')}.sig"] = registry.listing[0].digest
+    registry.tag(SIG_TAG, add_signature(registry))
     assert (await verify(cosign(), registry)).passed
 
 
 async def test_cosign_problems_are_bounded_in_the_report() -> None:
     """Well-formed signature manifests naming another image are problems: listed up to 16, all counted."""
-    registry = MemoryRegistry()
+    registry = new_registry()
     other = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "0f" * 32, "size": 1}
     for i in range(40):
-        layer = registry.add_blob(b"payload %d" % i, SIMPLE_SIGNING_MEDIA_TYPE)
-        doc = json.loads(referrer(registry, ARTIFACT_TYPE_COSIGN_SIG, layer))
-        registry.add_referrer(json.dumps({**doc, "subject": other}).encode(), ARTIFACT_TYPE_COSIGN_SIG)
+        layer = add_blob(registry, b"payload %d" % i, SIMPLE_SIGNING_MEDIA_TYPE)
+        doc = json.loads(referrer(ARTIFACT_TYPE_COSIGN_SIG, layer))
+        add_referrer(registry, json.dumps({**doc, "subject": other}).encode(), ARTIFACT_TYPE_COSIGN_SIG)
     report = await verify(cosign(), registry)
     assert report.reason == "no_signature_found"
     assert report.details["problemCount"] == 40 and len(report.details["problems"]) == 16
@@ -170,7 +181,7 @@ async def test_cosign_problems_are_bounded_in_the_report() -> None:
 
 
 async def test_sbom_a_good_sbom_beside_junk_verifies() -> None:
-    registry = MemoryRegistry()
+    registry = new_registry()
     junk = add_junk(registry, SPDX)
     good = add_sbom(registry)
     report = await verify(SbomVerifier("sbom", {}), registry)
@@ -181,7 +192,7 @@ async def test_sbom_a_good_sbom_beside_junk_verifies() -> None:
 
 
 async def test_sbom_junk_alone_is_sbom_not_found() -> None:
-    registry = MemoryRegistry()
+    registry = new_registry()
     junk = add_junk(registry, SPDX)
     report = await verify(SbomVerifier("sbom", {}), registry)
     assert not report.passed and report.reason == "sbom_not_found", report.message
@@ -191,9 +202,9 @@ async def test_sbom_junk_alone_is_sbom_not_found() -> None:
 
 async def test_sbom_many_junk_referrers_do_not_hide_a_good_one() -> None:
     """More junk than the 16 candidates examined: junk does not use up the candidate budget."""
-    registry = MemoryRegistry()
+    registry = new_registry()
     for i in range(40):
-        registry.add_referrer(junk_manifests(SUBJECT_DIGEST, SPDX)["subject a string"] + b" " * i, SPDX)
+        add_referrer(registry, junk_manifests(SUBJECT_DIGEST, SPDX)["subject a string"] + b" " * i, SPDX)
     add_sbom(registry)
     report = await verify(SbomVerifier("sbom", {}), registry)
     assert report.passed and report.details["skippedCount"] == 40

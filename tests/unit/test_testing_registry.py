@@ -13,6 +13,7 @@ from verifiers.reference import parse_reference
 from verifiers.testing import (
     InMemoryRegistry,
     Request,
+    artifact_manifest,
     digest_of,
     image_manifest,
     junk_manifests,
@@ -145,6 +146,24 @@ async def test_a_referrer_can_be_listed_whatever_it_points_to() -> None:
     registry.max_referrers = 0
     with pytest.raises(TooLarge):
         await registry.referrers(subject)
+
+
+async def test_an_unlisted_artifact_is_stored_but_listed_only_as_the_test_lists_it() -> None:
+    registry = InMemoryRegistry()
+    subject = registry.push_image("registry.test/app:1")
+    hidden = registry.push_artifact(subject, SIG, [b"payload"], annotations={"k": "v"}, listed=False)
+    raw = artifact_manifest(subject.descriptor, SIG)
+    hidden_raw = registry.push_manifest(subject, raw, listed=False)
+    assert await registry.referrers(subject) == []
+    data, _ = await registry.manifest(subject.reference, hidden.digest)
+    assert oci.parse_image_manifest(data).refers_to(subject.digest)  # still readable, still a referrer
+    assert (await registry.manifest(subject.reference, hidden_raw.digest))[0] == raw
+    lying = Descriptor(hidden.media_type, hidden.digest, hidden.size, artifact_type="x/other", annotations={})
+    registry.list_referrer(subject, lying)
+    assert list(await registry.referrers(subject)) == [lying]
+    assert list(await registry.referrers(subject, SIG)) == []
+    shown = registry.push_artifact(subject, SIG, [b"payload 2"])  # the default: listed
+    assert [d.digest for d in await registry.referrers(subject, SIG)] == [shown.digest]
 
 
 async def test_fail_raises_the_given_error_for_matching_reads_only() -> None:

@@ -20,12 +20,13 @@ made by `make_context`. The checks (one `Finding` each):
   not pass it unless `passes_plain_image=True`.
 - `good-image` (only with `good_image`): the image `good_image(registry, repository)` pushes must pass.
 - `malformed:*`: the plain image with hostile referrers of every common artifact type (and of
-  `artifact_types`): manifests that are not JSON (`not-json`), junk manifests as the registry client
-  refuses them and as raw bytes (`junk-manifests`, `junk-manifests-unchecked`), junk in the
-  `sha256-<hex>[.sig|.att|.sbom]` tags (`junk-tags`), valid manifests with junk blobs (`junk-blobs`),
-  blobs and manifests served with wrong bytes (`integrity`), oversized blobs and manifests (`oversized`),
-  referrers that point at nothing (`missing`). The verifier must not pass (unless it passes the plain image
-  anyway) and must not raise anything but `Undecided` or a registry error (`verifiers.errors`).
+  `artifact_types`, and for an `exec` verifier of its `referrers.artifactTypes`): manifests that are
+  not JSON (`not-json`), junk manifests as the registry client refuses them and as raw bytes
+  (`junk-manifests`, `junk-manifests-unchecked`), junk in the `sha256-<hex>[.sig|.att|.sbom]` tags
+  (`junk-tags`), valid manifests with junk blobs (`junk-blobs`), blobs and manifests served with wrong
+  bytes (`integrity`), oversized blobs and manifests (`oversized`), referrers that point at nothing
+  (`missing`). The verifier must not pass (unless it passes the plain image anyway) and must not raise
+  anything but `Undecided` or a registry error (`verifiers.errors`).
 - `good-image-with-junk` (with `good_image`): the same junk beside the good image: no crash.
 - `corrupted`, `unavailable`, `deadline-past`, `stalled`: the good image (else the plain one) while every
   read is served wrong bytes, fails with `Unavailable`, starts after the deadline, or never answers until
@@ -67,6 +68,7 @@ from verifiers.base import (
     Verifier,
 )
 from verifiers.errors import RegistryError
+from verifiers.exec import ExecVerifier
 from verifiers.plugins import PluginError, create_verifier
 from verifiers.testing.builders import DEFAULT_REGISTRY, artifact_manifest, digest_of, make_context
 from verifiers.testing.junk import ARTIFACT_TYPES, junk_blobs, junk_manifests
@@ -616,7 +618,7 @@ async def check_conformance(
         verifier,
         good_image,
         passes_plain_image,
-        tuple(artifact_types),
+        tuple(dict.fromkeys((*artifact_types, *_declared_artifact_types(verifier)))),
         deadline,
         grace,
         concurrency,
@@ -641,6 +643,17 @@ async def check_conformance(
     )
     await checker.close()
     return checker.findings
+
+
+def _declared_artifact_types(verifier: Verifier) -> tuple[str, ...]:
+    """The artifact types a verifier's options say it reads, so the junk is of those types too.
+
+    An `exec` verifier hands its plugin only the referrers of `referrers.artifactTypes`: junk of other
+    types would never reach the plugin, and the malformed checks would not test it at all.
+    """
+    if isinstance(verifier, ExecVerifier) and verifier.referrers is not None:
+        return verifier.referrers.artifact_types
+    return ()
 
 
 def run_conformance(

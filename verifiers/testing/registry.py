@@ -12,7 +12,8 @@ It answers the way Countersign's registry client answers a verifier, errors incl
   of another size or digest: `IntegrityError`.
 - `referrers(subject, artifact_type)`: the manifests pushed with `subject` set to the subject's digest (in
   its repository), as the OCI referrers API lists them (`artifactType` from the manifest, else its config's
-  media type; the manifest's annotations), plus what `list_referrer` added; filtered by `artifact_type`.
+  media type; the manifest's annotations), except those pushed with `listed=False`, plus what
+  `list_referrer` added; filtered by `artifact_type`.
   More than `max_referrers`: `TooLarge`.
 - `resolve(reference)`: what the reference's digest, else its tag, names (`NotFound` when nothing).
 
@@ -147,11 +148,14 @@ class InMemoryRegistry:
         media_type: str | None = None,
         *,
         tag: str | None = None,
+        listed: bool = True,
     ) -> Descriptor:
         """Store manifest bytes as they are (any bytes: junk too) and, with `tag`, tag them.
 
         `media_type` defaults to the document's own `mediaType`, else the OCI image manifest type. A
-        valid manifest with a `subject` is listed among that subject's referrers, as registries do.
+        valid manifest with a `subject` is listed among that subject's referrers, as registries do;
+        with `listed=False` it is not, so a test can list it itself with `list_referrer` the way a
+        lying listing would (another artifact type, other annotations, under another subject).
         """
         name = _repository(repository).name
         digest = digest_of(data)
@@ -167,15 +171,15 @@ class InMemoryRegistry:
         descriptor = Descriptor(media_type=media_type, digest=digest, size=len(data))
         if tag is not None:
             self._tags.setdefault(name, {})[tag] = digest
-        if parsed is not None and parsed.subject is not None:
-            listed = Descriptor(
+        if listed and parsed is not None and parsed.subject is not None:
+            listing = Descriptor(
                 media_type=media_type,
                 digest=digest,
                 size=len(data),
                 artifact_type=parsed.kind,
                 annotations=dict(parsed.annotations),
             )
-            self._referrers.setdefault((name, parsed.subject.digest), []).append(listed)
+            self._referrers.setdefault((name, parsed.subject.digest), []).append(listing)
         return descriptor
 
     def tag(self, reference: str | ImageReference, digest: str) -> None:
@@ -233,6 +237,7 @@ class InMemoryRegistry:
         *,
         annotations: Mapping[str, str] | None = None,
         config_media_type: str | None = None,
+        listed: bool = True,
     ) -> Descriptor:
         """Push an artifact (a signature, an SBOM, ...) that refers to `subject`; its manifest descriptor.
 
@@ -240,7 +245,7 @@ class InMemoryRegistry:
         bytes, layer annotations)` (cosign keeps its signature in a layer annotation). By default
         the artifact is an OCI 1.1 artifact (`artifactType`, an empty config); with `config_media_type`
         the config carries that media type (notation's layout: pass `artifact_type=None`). The manifest is
-        listed among `subject`'s referrers.
+        listed among `subject`'s referrers, unless `listed=False` (see `push_manifest`).
         """
         layers = []
         for blob in blobs:
@@ -257,7 +262,7 @@ class InMemoryRegistry:
         data = artifact_manifest(
             subject.descriptor, artifact_type, layers, annotations=annotations, config=config
         )
-        return self.push_manifest(subject, data, oci.OCI_MANIFEST)
+        return self.push_manifest(subject, data, oci.OCI_MANIFEST, listed=listed)
 
     # --- faults ---------------------------------------------------------------------------------------
 
