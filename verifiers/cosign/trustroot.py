@@ -1,8 +1,7 @@
 """Sigstore trusted roots (`application/vnd.dev.sigstore.trustedroot+json;version=0.1`), parsed once.
 
 `load_trusted_root(bytes)` is pure; `public_good_trusted_root()` and `staging_trusted_root()` read the roots
-shipped with Countersign (`verifiers/cosign/trusted_roots/`, copies of those sigstore-python 4.5.1 embeds;
-no TUF, no network) and are the only file reads here.
+the installed sigstore-python distribution carries (no TUF, no network) and are the only file reads here.
 
 The parsed `TrustRoot` keeps:
 
@@ -220,19 +219,26 @@ def load_trusted_root(data: bytes) -> TrustRoot:
     )
 
 
-def _shipped(name: str) -> bytes:
-    return (resources.files("verifiers.cosign") / "trusted_roots" / f"{name}.json").read_bytes()
+# The files of the installed sigstore distribution that hold the roots it embeds. sigstore-python has no
+# public accessor for them (docs/decisions.md, "Only public APIs of dependencies": the one exception, and
+# why the roots are not copied into Countersign instead); a unit test fails if an upgrade moves them.
+EMBEDDED_ROOTS = {
+    "public-good": "_store/https%3A%2F%2Ftuf-repo-cdn.sigstore.dev/trusted_root.json",
+    "staging": "_store/https%3A%2F%2Ftuf-repo-cdn.sigstage.dev/trusted_root.json",
+}
+
+
+def _embedded(name: str) -> bytes:
+    return resources.files("sigstore").joinpath(EMBEDDED_ROOTS[name]).read_bytes()
 
 
 def public_good_trusted_root() -> TrustRoot:
-    """The public-good Sigstore instance's trusted root shipped with Countersign (offline).
-
-    A byte copy of the one sigstore-python 4.5.1 embeds (`verifiers/cosign/trusted_roots/`; sigstore-python
-    has no public API for its embedded copy; docs/decisions.md says why and how it is refreshed).
-    """
-    return load_trusted_root(_shipped("public-good"))
+    """The public-good Sigstore instance's trusted root, as the installed sigstore-python embeds it
+    (offline; updated by upgrading sigstore, or replaced with the `trustedRoot` option)."""
+    return load_trusted_root(_embedded("public-good"))
 
 
 def staging_trusted_root() -> TrustRoot:
-    """The staging Sigstore instance's trusted root shipped with Countersign (offline; for tests)."""
-    return load_trusted_root(_shipped("staging"))
+    """The staging Sigstore instance's trusted root, as the installed sigstore-python embeds it (offline;
+    for tests)."""
+    return load_trusted_root(_embedded("staging"))
