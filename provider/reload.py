@@ -2,15 +2,13 @@
 
 When the configuration file's contents change, or on SIGHUP, a new engine is built from it and swapped in;
 a configuration that does not load leaves the old one in service. A request keeps the `Generation`
-(configuration and engine) it started on. `file_digest` says whether watched files changed (the TLS
-certificate watcher uses it too).
+(configuration and engine) it started on; `provider.watch.file_digest` says whether watched files changed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager, suppress
@@ -22,23 +20,11 @@ from aiohttp import web
 from provider.config import Config, ConfigError, ServerConfig, load_config
 from provider.engine import Engine
 from provider.metrics import Metrics
+from provider.watch import file_digest
 
-__all__ = ["ConfigReloader", "Generation", "file_digest"]
+__all__ = ["ConfigReloader", "Generation"]
 
 log = logging.getLogger(__name__)
-
-
-def file_digest(*files: Path) -> str:
-    """The hash of the contents of `files`: Kubernetes swaps a ConfigMap or Secret volume's symlinks, so
-    mtimes say little."""
-    digest = hashlib.sha256()
-    for file in files:
-        try:
-            data = file.read_bytes()
-        except OSError as e:
-            data = f"unreadable: {e}".encode()
-        digest.update(hashlib.sha256(str(file).encode() + b"\0" + data).digest())
-    return digest.hexdigest()
 
 
 # Settings bound to the listening sockets (and the certificate watcher): a reload keeps the old values.

@@ -13,7 +13,7 @@ import ssl
 from pathlib import Path
 
 from provider.config import TLSConfig
-from provider.reload import file_digest
+from provider.watch import file_digest
 
 __all__ = ["CertificateReloader", "make_server_ssl_context"]
 

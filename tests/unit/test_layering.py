@@ -79,6 +79,9 @@ NARROW: dict[str, tuple[str, ...]] = {
     "provider/outcome.py": (),
     # The listeners bound connections; typed on their own limits protocol, not on the configuration.
     "provider/site.py": ("provider.metrics",),
+    # The certificate watcher needs the TLS settings and the file digest, not the reloader or the engine.
+    "provider/tls.py": ("provider.config", "provider.watch"),
+    "provider/watch.py": (),
     # Content checks are CPU-only functions over bytes.
     "provider/registry/content.py": (),
     "provider/registry/settings.py": ("provider.registry.auth",),
