@@ -18,10 +18,24 @@ pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: What `make demo` needs, and nothing else (the Makefile's DEMO_TOOLS installs exactly these).
 DEMO_TOOLS = ("olareg", "oras", "cosign", "notation")
+#: The verdict table's first three columns, as the demo prints them and README.md's "Try it" shows them.
+DEMO_TABLE = [
+    [f"demo/signed-cosign:{TAG}", "allowed", "verified"],
+    [f"demo/signed-notation:{TAG}", "allowed", "verified"],
+    [f"demo/unsigned:{TAG}", "DENIED", "policy_not_satisfied"],
+    [f"demo/signed-wrong-key:{TAG}", "DENIED", "policy_not_satisfied"],
+]
 
 
-@pytest.fixture(autouse=True)
-def _tools() -> None:
+def test_make_demo_builds_exactly_the_demo_tools() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert f"DEMO_TOOLS := {' '.join(DEMO_TOOLS)} $(if $(DEMO_GATEKEEPER),gatekeeper kube)" in makefile
+    demo_target = makefile.split("\ndemo: ")[1].split("\n\n")[0]
+    assert demo_target.startswith("deps\n"), "make demo must not depend on `tools` (every tool)"
+    assert "tools/install.sh $(DEMO_TOOLS)" in demo_target
+
+
+def require_demo_tools() -> None:
     for name in DEMO_TOOLS:
         require_tool(name)
 
@@ -31,6 +45,7 @@ def checks(result: DemoResult, repository: str) -> dict[str, tuple[bool, str]]:
 
 
 async def test_the_demo_admits_the_signed_images_and_denies_the_others_with_reasons(tmp_path: Path) -> None:
+    require_demo_tools()
     result = await run_demo(tmp_path)
 
     assert result.system_error is None
@@ -75,6 +90,7 @@ async def test_the_demo_admits_the_signed_images_and_denies_the_others_with_reas
 
 def test_make_demo_prints_the_verdict_table_and_the_pin() -> None:
     """`python -m examples.demo`, as `make demo` runs it: exit 0 and one screen with the four verdicts."""
+    require_demo_tools()
     completed = subprocess.run(
         [sys.executable, "-m", "examples.demo"],
         capture_output=True,
@@ -85,13 +101,7 @@ def test_make_demo_prints_the_verdict_table_and_the_pin() -> None:
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     table = completed.stdout.split("== POST /v1/verify")[1].split("\n\n")[0].splitlines()[2:]
-    rows = {line.split()[0]: line.split()[1:3] for line in table}
-    assert rows == {
-        f"demo/signed-cosign:{TAG}": ["allowed", "verified"],
-        f"demo/signed-notation:{TAG}": ["allowed", "verified"],
-        f"demo/unsigned:{TAG}": ["DENIED", "policy_not_satisfied"],
-        f"demo/signed-wrong-key:{TAG}": ["DENIED", "policy_not_satisfied"],
-    }
+    assert [line.split()[:3] for line in table] == DEMO_TABLE
     assert "[untrusted_key]" in completed.stdout
     mutate = completed.stdout.split("== POST /v1/mutate")[1]
     assert f"/demo/signed-cosign:{TAG}\n" in mutate
