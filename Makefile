@@ -3,8 +3,9 @@
 #                (tests/adversarial last, inside a loopback-only network namespace: tools/netns-run.sh)
 #   make test-adversarial   only the adversarial suite (hostile registry and clients), in that namespace
 #   make lint    ruff + mypy --strict
-#   make demo    run the demo against a local registry (GATEKEEPER=1: through the real Gatekeeper and
-#                kube-apiserver, printing what kubectl answers)
+#   make demo    signed and unsigned images in a local registry, Countersign's verdicts and a tag pinned
+#                (builds only olareg, oras, cosign, notation; GATEKEEPER=1: through the real Gatekeeper and
+#                kube-apiserver, printing what kubectl answers, which also builds those)
 #   make bench   run the benchmark and print its table
 #   make schema  regenerate the chart's values.schema.json `config` part from the configuration's models
 SHELL := /bin/bash
@@ -57,9 +58,15 @@ lint: deps
 	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layering.py
 
+# `make demo` builds only the four tools it runs (a registry, oras and the two signers: a few minutes the
+# first time, cached afterwards), not the whole `tools` set. GATEKEEPER=1 adds Gatekeeper and the kube
+# control plane (etcd, kube-apiserver, kubectl): about 20 minutes more to build the first time.
 GATEKEEPER ?=
-demo: deps tools
-	$(PY) -m $(if $(filter 1 true yes,$(GATEKEEPER)),examples.demo_gatekeeper,examples.demo)
+DEMO_GATEKEEPER := $(filter 1 true yes,$(GATEKEEPER))
+DEMO_TOOLS := olareg oras cosign notation $(if $(DEMO_GATEKEEPER),gatekeeper kube)
+demo: deps
+	@tools/install.sh $(DEMO_TOOLS) >/dev/null
+	$(PY) -m $(if $(DEMO_GATEKEEPER),examples.demo_gatekeeper,examples.demo)
 
 bench: deps tools
 	$(PY) -m bench.run
