@@ -13,7 +13,8 @@
 # Facts of this host the configuration encodes: crun fails on its hybrid cgroup layout, so the runtime is
 # runc; podman's default ulimits (a raised nofile) are refused, so default_ulimits is empty and containers
 # run with --ulimit host. Images live in the cache's own storage (graphroot), not /var/lib/containers, so
-# builds do not touch or depend on what else the machine stores.
+# builds do not touch or depend on what else the machine stores; the storage driver is overlay where the
+# kernel allows it here, else vfs.
 set -euo pipefail
 
 # buildah: assembles the image; podman + runc: run it; mmdebstrap: its root file system from Debian
@@ -38,7 +39,7 @@ fi
 
 cache=${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/countersign}
 conf="$cache/containers"
-mkdir -p "$conf/storage" "$conf/run"
+mkdir -p "$conf"
 
 # write FILE: replace FILE with stdin only when it differs (the files' mtimes stay put on a cached run).
 write() {
@@ -59,12 +60,24 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 CONF
 
+# The overlay driver where the kernel mounts overlayfs here (root, a file system that can be a lower and
+# upper layer), else vfs (a full copy per layer and per container: slower, works everywhere).
+driver=vfs
+probe=$(mktemp -d "$conf/probe.XXXXXX")
+mkdir "$probe/lower" "$probe/upper" "$probe/work" "$probe/merged"
+if mount -t overlay overlay -o "lowerdir=$probe/lower,upperdir=$probe/upper,workdir=$probe/work" \
+  "$probe/merged" 2>/dev/null; then
+  umount "$probe/merged"
+  driver=overlay
+fi
+rm -rf "$probe"
+mkdir -p "$conf/storage-$driver" "$conf/run-$driver"
 write "$conf/storage.conf" <<CONF
 # Written by tools/system-packages.sh; image storage in the project's cache.
 [storage]
-driver = "vfs"
-graphroot = "$conf/storage"
-runroot = "$conf/run"
+driver = "$driver"
+graphroot = "$conf/storage-$driver"
+runroot = "$conf/run-$driver"
 CONF
 
 printf 'CONTAINERS_CONF=%s\nCONTAINERS_STORAGE_CONF=%s\n' "$conf/containers.conf" "$conf/storage.conf"

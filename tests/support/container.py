@@ -166,8 +166,13 @@ def podman(
 
 
 def load_image(image: BuiltImage, env: Mapping[str, str]) -> str:
-    """Copy the OCI layout into podman's storage (the cache's); returns the name to run."""
+    """Copy the OCI layout into podman's storage (the cache's); returns the name to run. Images an
+    earlier call loaded (other digests) are removed unless a container uses them."""
     name = f"localhost/countersign:{image.ref}-{image.digest[7:19]}"
+    listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/countersign", env=env)
+    stale = [line for line in listed.stdout.split() if line != name]
+    if stale:
+        podman("rmi", *stale, env=env, check=False)
     subprocess.run(
         ["skopeo", "copy", "-q", image.oci, f"containers-storage:{name}"],
         env=dict(env),
