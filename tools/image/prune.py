@@ -47,6 +47,8 @@ DROP_TREES = (
     "/var/cache",
     "/var/log",
     "/var/lib/apt",
+    "/var/lib/systemd",
+    "/etc/.pwd.lock",
     "/etc/apt",
     "/etc/dpkg",
     "/etc/cron.daily",
