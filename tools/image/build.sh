@@ -123,7 +123,7 @@ EOF
 rootfs=$work/rootfs
 debs=$cache/image/debs
 hooks=(
-  --skip=download/empty
+  --skip=download/empty --skip=essential/unlink
   --setup-hook="mkdir -p \"\$1\"/var/cache/apt/archives"
   --setup-hook="sync-in $debs /var/cache/apt/archives/"
   --customize-hook="sync-out /var/cache/apt/archives $debs"
