@@ -7,6 +7,10 @@
 #                (builds only olareg, oras, cosign, notation; GATEKEEPER=1: through the real Gatekeeper and
 #                kube-apiserver, printing what kubectl answers, which also builds those)
 #   make bench   run the benchmark and print its table
+#   make image   build Countersign's OCI image into $(CACHE)/image/countersign.oci (no Docker daemon, no
+#                registry: Debian packages via mmdebstrap, buildah; root; reproducible; tools/image/build.sh)
+#   make image-lock   re-resolve the image's Debian package versions (tools/image/debian-ARCH.lock)
+#   make system-packages   the Debian packages for building and running images (tools/system-packages.sh)
 #   make schema  regenerate the chart's values.schema.json `config` part from the configuration's models
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -21,7 +25,7 @@ export COUNTERSIGN_TOOLS ?= $(CACHE)/tools
 DEPS_STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 PYTEST_ARGS ?=
 
-.PHONY: deps tools test test-unit test-integration test-adversarial lint demo bench schema clean-cache
+.PHONY: deps tools system-packages image image-lock test test-unit test-integration test-adversarial lint demo bench schema clean-cache
 
 deps: $(DEPS_STAMP)
 
@@ -70,6 +74,17 @@ demo: deps
 
 bench: deps tools
 	$(PY) -m bench.run
+
+system-packages:
+	@tools/system-packages.sh >/dev/null
+
+# Rebuilds only when a tracked file changed (IMAGE_ARGS=--force rebuilds anyway).
+IMAGE_ARGS ?=
+image: deps
+	@CACHE=$(CACHE) PY=$(PY) tools/image/build.sh $(IMAGE_ARGS)
+
+image-lock: deps
+	@CACHE=$(CACHE) PY=$(PY) tools/image/build.sh --relock
 
 CHART_SCHEMA := charts/countersign/values.schema.json
 schema: deps
