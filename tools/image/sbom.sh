@@ -78,6 +78,7 @@ for problem in problems:
     print(f"[sbom] {problem}", file=sys.stderr)
 sys.exit(1 if problems else 0)
 EOF
+chmod 0644 "$tmp"
 mv -f "$tmp" "$out"
 trap - EXIT
 log "SPDX 2.3 SBOM of countersign $version ($digest): $out, in $(( $(date +%s) - start ))s"
