@@ -50,8 +50,8 @@ from tests.support.container import (
     require_image_building,
     server_config,
 )
-from tests.support.cosign import CosignEnv, KeyPair, generate_key_pair
-from tests.support.notation import NotationEnv, generate_test_key
+from tests.support.cosign import CosignEnv, KeyPair, cosign_verify, generate_key_pair
+from tests.support.notation import NotationEnv, generate_test_key, notation_verify, write_trust_policy
 from tests.support.registries import LOOPBACK, Registry, start_registry
 from tests.support.tools import require_tool, tools_dir
 from verifiers.sbom_formats import parse_sbom
@@ -81,6 +81,7 @@ class Signer:
     env: CosignEnv
     key: KeyPair
     truststore: Path
+    directory: Path
 
     def run(self, script: Path, *args: str) -> tuple[str, float]:
         """``script ARGS`` in the isolated, offline home; (stdout, seconds)."""
@@ -107,6 +108,7 @@ class Signed:
     sbom: Path
     trust: Path  # the trust material as the example expects it: cosign.pub and truststore/
     timings: dict[str, float]
+    release: Signer
 
     def ref(self, repo: str, reference: str | None = None) -> str:
         return f"{self.registry.host}/{repo}{reference or '@' + self.built.digest}"
@@ -119,7 +121,7 @@ def _signer(directory: Path) -> Signer:
     with NotationEnv(directory) as notation:
         generate_test_key(notation, RELEASE)  # signing key, and its certificate in truststore ca/RELEASE
         truststore = notation.config_dir / "truststore"
-    return Signer(env, key, truststore)
+    return Signer(env, key, truststore, directory)
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +193,7 @@ def signed(
         for path in (trust, *trust.rglob("*")):
             path.chmod(0o755 if path.is_dir() else 0o644)
         print(f"\nSBOM {timings['sbom']:.1f}s, push+attach+sign {timings['sign']:.1f}s")
-        yield Signed(registry, built, Path(sbom_path), trust, timings)
+        yield Signed(registry, built, Path(sbom_path), trust, timings, release)
     finally:
         release.env.close()
         impostor.env.close()
@@ -382,6 +384,31 @@ def test_the_sbom_is_attached_and_attested(signed: Signed) -> None:
             predicates.append((statement["predicateType"], statement["predicate"]))
     spdx = [predicate for kind, predicate in predicates if kind == "https://spdx.dev/Document"]
     assert spdx == [json.loads(signed.sbom.read_bytes())]
+
+
+def test_the_signers_own_verifiers_agree(signed: Signed) -> None:
+    """``cosign verify``, ``cosign verify-attestation --type spdxjson`` (the release key) and ``notation
+    verify`` (the example's own trust policy, imported into notation) accept the signed image and reject
+    the impostor's and the unsigned copy."""
+    env, key, registry = signed.release.env, signed.release.key.public_path, signed.registry
+    images = {
+        repo: f"{repo}@{signed.built.digest}" for repo in (REPO, f"{REPO}-impostor", f"{REPO}-unsigned")
+    }
+    assert {repo: cosign_verify(env, "cosign", key, registry, ref) for repo, ref in images.items()} == {
+        REPO: True,
+        f"{REPO}-impostor": False,
+        f"{REPO}-unsigned": False,
+    }
+    attested = {
+        repo: cosign_verify(env, "cosign", key, registry, ref, attestation_type="spdxjson")
+        for repo, ref in images.items()
+    }
+    assert attested == {REPO: True, f"{REPO}-impostor": False, f"{REPO}-unsigned": False}
+    example = yaml.safe_load(EXAMPLE.read_text())
+    with NotationEnv(signed.release.directory) as notation:
+        write_trust_policy(notation, example["verifiers"]["release-notation"]["options"]["trustPolicy"])
+        verdicts = {repo: notation_verify(notation, registry, ref) for repo, ref in images.items()}
+    assert verdicts == {REPO: True, f"{REPO}-impostor": False, f"{REPO}-unsigned": False}
 
 
 # --- Countersign's verdicts ------------------------------------------------------------------------------
