@@ -11,7 +11,8 @@ The image itself then runs as the provider, as the chart runs it (tests/support/
 example's verifiers and policy, and is asked over mutual TLS about its own image: allowed, each verifier
 with its reason. The same image copied without signatures, and signed by an impostor (another cosign key,
 another certificate with the same subject), are denied with the reasons that say why; a tag is denied as
-unpinned. ``countersign verify`` from the venv gives the same answers.
+unpinned. ``countersign verify`` from the venv gives the same answers, and the signers' own verifiers
+(``cosign verify``, ``cosign verify-attestation``, ``notation verify``) agree.
 
 Cost: the image build (see test_image.py; a no-op when the cache holds it), about 5 s for the SBOM and
 5 s per signing, the provider up in a few seconds.
