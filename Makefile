@@ -10,6 +10,10 @@
 #   make image   build Countersign's OCI image into $(CACHE)/image/countersign.oci (no Docker daemon, no
 #                registry: Debian packages via mmdebstrap, buildah; root; reproducible; tools/image/build.sh)
 #   make image-lock   re-resolve the image's Debian package versions (tools/image/debian-ARCH.lock)
+#   make sbom    an SPDX 2.3 SBOM of the built image, made by syft ($(CACHE)/image/countersign.spdx.json)
+#   make sign-image REPOSITORY=registry.example.com/platform/countersign COSIGN_KEY=cosign.key NOTATION_KEY=NAME
+#                push the built image (by digest) to your registry, attach its SBOM (a referrer and a cosign
+#                attestation), sign it with cosign and notation (tools/image/sign.sh; SIGN_ARGS=--no-tlog ...)
 #   make system-packages   the Debian packages for building and running images (tools/system-packages.sh)
 #   make schema  regenerate the chart's values.schema.json `config` part from the configuration's models
 SHELL := /bin/bash
@@ -25,7 +29,7 @@ export COUNTERSIGN_TOOLS ?= $(CACHE)/tools
 DEPS_STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 PYTEST_ARGS ?=
 
-.PHONY: deps tools system-packages image image-lock test test-unit test-integration test-adversarial lint demo bench schema clean-cache
+.PHONY: deps tools system-packages image image-lock sbom sign-image test test-unit test-integration test-adversarial lint demo bench schema clean-cache
 
 deps: $(DEPS_STAMP)
 
@@ -85,6 +89,23 @@ image: deps
 
 image-lock: deps
 	@CACHE=$(CACHE) PY=$(PY) tools/image/build.sh --relock
+
+# Both work on the image `make image` built last; neither rebuilds it (what is signed is what was built).
+sbom:
+	@tools/install.sh syft >/dev/null
+	@CACHE=$(CACHE) tools/image/sbom.sh >/dev/null
+
+REPOSITORY ?=
+COSIGN_KEY ?=
+NOTATION_KEY ?=
+SIGN_ARGS ?=
+sign-image:
+	@if [ -z '$(REPOSITORY)' ] || [ -z '$(COSIGN_KEY)' ] || [ -z '$(NOTATION_KEY)' ]; then \
+	  echo "usage: make sign-image REPOSITORY=registry.example.com/platform/countersign COSIGN_KEY=cosign.key NOTATION_KEY=NAME [SIGN_ARGS='--no-tlog --plain-http --tag T']" >&2; \
+	  exit 2; fi
+	@tools/install.sh oras cosign notation syft >/dev/null
+	@CACHE=$(CACHE) tools/image/sign.sh --repository '$(REPOSITORY)' --cosign-key '$(COSIGN_KEY)' \
+	  --notation-key '$(NOTATION_KEY)' $(SIGN_ARGS)
 
 CHART_SCHEMA := charts/countersign/values.schema.json
 schema: deps

@@ -4,7 +4,7 @@
 #
 #   tools/install.sh            install everything that is missing (a cached run takes about a second)
 #   tools/install.sh NAME...    only these (olareg cosign cosign2 notation oras tsa opa helm skopeo
-#                               gatekeeper kube debian)
+#                               syft gatekeeper kube debian)
 #
 # Every version is pinned in tools/versions.env. A tool is rebuilt only when its pinned version changes.
 set -euo pipefail
@@ -17,6 +17,12 @@ source "$here/versions.env"
 # that listener to a free loopback port instead. (Here, not in versions.env: that file's hash is the kube
 # tools' stamp.)
 TSA_PATCH='pkg/server/prometheus.go|s/Addr: *":2112"/Addr: "127.0.0.1:0"/'
+# syft, the SBOM generator tools/image/sbom.sh runs on the image (Go module, built like the others; pinned
+# here rather than in versions.env for the same reason).
+SYFT_MODULE=github.com/anchore/syft
+SYFT_PKG=./cmd/syft
+SYFT_VERSION=v1.57.2
+SYFT_LDFLAGS="-X main.version=${SYFT_VERSION#v}"   # as its release builds say it (SPDX creator: syft-1.57.2)
 
 cache=${COUNTERSIGN_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/countersign/tools}
 bin="$cache/bin"
@@ -26,7 +32,7 @@ mkdir -p "$bin" "$stamps"
 log() { printf '[tools] %s\n' "$*" >&2; }
 
 # go_tool NAME PREFIX: build package ${PREFIX}_PKG of ${PREFIX}_MODULE@${PREFIX}_VERSION as $bin/NAME.
-# Optional: ${PREFIX}_TAGS (build tags) and ${PREFIX}_SUM (the module's pinned h1: hash, for a module the
+# Optional: ${PREFIX}_TAGS (build tags), ${PREFIX}_LDFLAGS (added to -s -w) and ${PREFIX}_SUM (the module's pinned h1: hash, for a module the
 # checksum database does not know: the download is then checked against this pin instead).
 # `go install MODULE/PKG@VERSION` would also fetch the module's version list (for deprecation notices),
 # which this environment's module proxy may refuse; downloading the pinned version and building it in
@@ -34,12 +40,13 @@ log() { printf '[tools] %s\n' "$*" >&2; }
 go_tool() {
   local name=$1 prefix=$2
   local module_var="${prefix}_MODULE" pkg_var="${prefix}_PKG" version_var="${prefix}_VERSION"
-  local tags_var="${prefix}_TAGS" sum_var="${prefix}_SUM" patch_var="${prefix}_PATCH"
+  local tags_var="${prefix}_TAGS" sum_var="${prefix}_SUM" patch_var="${prefix}_PATCH" ldflags_var="${prefix}_LDFLAGS"
   local module=${!module_var} pkg=${!pkg_var} version=${!version_var}
-  local tags=${!tags_var:-} sum=${!sum_var:-} patch=${!patch_var:-}
+  local tags=${!tags_var:-} sum=${!sum_var:-} patch=${!patch_var:-} ldflags=${!ldflags_var:-}
   local stamp="$stamps/$name@$version"
-  # A patch ("FILE|SED-EXPRESSION") changes the build, so it is part of the stamp.
+  # A patch ("FILE|SED-EXPRESSION") or extra linker flags change the build, so they are part of the stamp.
   [[ -n $patch ]] && stamp="$stamp+$(printf '%s' "$patch" | sha256sum | cut -c1-12)"
+  [[ -n $ldflags ]] && stamp="$stamp+ld$(printf '%s' "$ldflags" | sha256sum | cut -c1-12)"
   if [[ -f $stamp && -x $bin/$name ]]; then
     return 0
   fi
@@ -81,7 +88,7 @@ go_tool() {
       return 1
     fi
   fi
-  local flags=(-trimpath -ldflags='-s -w')
+  local flags=(-trimpath "-ldflags=-s -w${ldflags:+ $ldflags}")
   [[ -n $tags ]] && flags+=(-tags "$tags")
   [[ -n $sum ]] && flags+=(-mod=mod)
   if ! (cd "$build_dir" && GONOSUMDB=$nosumdb go build "${flags[@]}" -o "$bin/.$name.new" "$pkg"); then
@@ -176,6 +183,7 @@ install_one() {
     tsa)      go_tool timestamp-server TSA ;;
     opa)      go_tool opa OPA ;;
     helm)     go_tool helm HELM ;;
+    syft)     go_tool syft SYFT ;;
     skopeo)   go_tool skopeo SKOPEO ;;
     gatekeeper) gatekeeper ;;
     kube)     kube ;;
@@ -184,7 +192,7 @@ install_one() {
   esac
 }
 
-all=(debian olareg oras opa cosign cosign2 notation tsa helm skopeo gatekeeper kube)
+all=(debian olareg oras opa cosign cosign2 notation tsa helm skopeo syft gatekeeper kube)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 

@@ -6,6 +6,11 @@
 * :class:`KubeletVolume` lays files out as the kubelet does for ConfigMap and Secret volumes: a
   timestamped directory, ``..data`` linking to it, and each file a link into ``..data``; ``update`` swaps
   the content atomically as the kubelet does.
+* :func:`chart_provider` runs it as the chart's Deployment runs the provider (the chart's command and args,
+  the configuration, TLS and Gatekeeper-CA volumes in the kubelet's layout at the chart's mount points,
+  more read-only mounts such as ``trustMaterial``), waits until it is ready and yields a
+  :class:`ChartProvider`; :meth:`ChartProvider.verify` asks ``/v1/verify`` over mutual TLS as Gatekeeper
+  does (:class:`ProviderPki`: the serving certificate and Gatekeeper's client CA).
 * :func:`podman` / :func:`start_container` run the image as the chart's Deployment does: read-only root,
   UID/GID 65532, no capabilities, no privilege escalation, an in-memory /tmp, the chart's environment;
   ``--network host`` (everything listens on 127.0.0.1), ``--ulimit host --runtime runc`` (this host's
@@ -18,36 +23,50 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import http.client
 import json
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
+
+import trustme
 
 from tests.support.tools import in_ci, tools_dir
 
 __all__ = [
     "CHART_ENV",
+    "CLIENT_CA_DIR",
+    "CONFIG_DIR",
     "FS_GROUP",
     "IMAGE_USER",
+    "TLS_DIR",
+    "TRUST_DIR",
     "BuiltImage",
+    "ChartProvider",
     "Container",
     "KubeletVolume",
+    "ProviderPki",
     "build_image",
+    "chart_provider",
     "container_env",
+    "http_status",
     "image_cache",
     "load_image",
     "podman",
     "require_image_building",
     "run_args",
     "running",
+    "server_config",
     "start_container",
+    "wait_until",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +81,12 @@ CHART_ENV: dict[str, str] = {
     "PYTHONUNBUFFERED": "1",
 }
 _BUILD_TIMEOUT = 1200.0
+#: The chart's mount points (charts/countersign/templates/_helpers.tpl, "countersign.paths").
+CONFIG_DIR = "/etc/countersign/config"
+TLS_DIR = "/etc/countersign/tls"
+CLIENT_CA_DIR = "/etc/countersign/gatekeeper"
+TRUST_DIR = "/etc/countersign/trust"
+_LOOPBACK = "127.0.0.1"
 
 
 def image_cache() -> Path:
@@ -327,3 +352,142 @@ def running(
         yield container
     finally:
         container.stop()
+
+
+class ProviderPki:
+    """The provider's serving certificate (from a CA the client trusts) and Gatekeeper's client CA."""
+
+    def __init__(self) -> None:
+        self.server_ca = trustme.CA()
+        self.client_ca = trustme.CA()
+        self.leaf = self.server_ca.issue_cert(_LOOPBACK, "countersign.gatekeeper-system.svc")
+
+    def tls_files(self) -> dict[str, bytes]:
+        return {
+            "tls.crt": b"".join(blob.bytes() for blob in self.leaf.cert_chain_pems),
+            "tls.key": self.leaf.private_key_pem.bytes(),
+        }
+
+    def client(self, *, with_certificate: bool = True) -> ssl.SSLContext:
+        """A client context trusting the serving CA, with Gatekeeper's client certificate unless told not."""
+        ctx = ssl.create_default_context()
+        self.server_ca.configure_trust(ctx)
+        if with_certificate:
+            self.client_ca.issue_cert("gatekeeper-webhook-service.gatekeeper-system.svc").configure_cert(ctx)
+        return ctx
+
+
+def server_config(port: int, health_port: int) -> dict[str, Any]:
+    """The ``server`` section the chart renders (listener and TLS files at the chart's paths)."""
+    return {
+        "address": _LOOPBACK,
+        "port": port,
+        "healthPort": health_port,
+        "configReloadInterval": "200ms",
+        "tls": {
+            "certFile": f"{TLS_DIR}/tls.crt",
+            "keyFile": f"{TLS_DIR}/tls.key",
+            "clientCAFile": f"{CLIENT_CA_DIR}/ca.crt",
+        },
+    }
+
+
+def http_status(port: int, path: str) -> int:
+    """The status of a plain-HTTP GET on 127.0.0.1 (the health port)."""
+    conn = http.client.HTTPConnection(_LOOPBACK, port, timeout=2)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, container: Container) -> float:
+    """Seconds until ``predicate()`` holds (connection errors count as not yet); fails the test with the
+    container's log when it exits or ``timeout`` passes (``what`` says what did not happen)."""
+    import pytest
+
+    start = time.monotonic()
+    while True:
+        try:
+            if predicate():
+                return time.monotonic() - start
+        except OSError:
+            pass
+        if container.process.poll() is not None:
+            pytest.fail(f"the container exited ({container.process.returncode}):\n{container.log_tail()}")
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"{what} within {timeout}s:\n{container.log_tail()}")
+        time.sleep(0.05)
+
+
+@dataclass
+class ChartProvider:
+    """A provider container started by :func:`chart_provider`."""
+
+    container: Container
+    pki: ProviderPki
+    port: int
+    health_port: int
+    #: Seconds from ``podman run`` to /readyz answering 200.
+    ready_after: float
+
+    def verify(self, *keys: str, ctx: ssl.SSLContext | None = None, timeout: float = 60) -> dict[str, Any]:
+        """POST a ProviderRequest for ``keys`` to /v1/verify over mutual TLS (Gatekeeper's client
+        certificate unless ``ctx`` says otherwise); the response's items by key."""
+        body = {
+            "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
+            "kind": "ProviderRequest",
+            "request": {"keys": keys},
+        }
+        conn = http.client.HTTPSConnection(
+            _LOOPBACK, self.port, context=ctx or self.pki.client(), timeout=timeout
+        )
+        try:
+            conn.request("POST", "/v1/verify", json.dumps(body), {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            payload = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"/v1/verify answered {response.status}: {payload[:300]!r}")
+        finally:
+            conn.close()
+        items = json.loads(payload)["response"]["items"]
+        return {item["key"]: item for item in items}
+
+
+@contextlib.contextmanager
+def chart_provider(
+    image: str,
+    env: Mapping[str, str],
+    directory: Path,
+    config: Callable[[int, int], bytes],
+    *,
+    mounts: Mapping[Path, str] | None = None,
+    ready_timeout: float = 60,
+) -> Iterator[ChartProvider]:
+    """Run ``image`` as the chart runs the provider: ``config(port, health_port)`` is the configuration
+    (it should use :func:`server_config`), published with the TLS files and Gatekeeper's CA in the
+    kubelet's volume layout under ``directory``; ``mounts`` adds read-only mounts (host dir -> path).
+    Yields once /readyz answers 200; stops the container (SIGTERM) afterwards."""
+    from tests.support.registries import free_ports
+
+    pki = ProviderPki()
+    port, health_port = free_ports(2)
+    config_volume = KubeletVolume(directory / "config")
+    config_volume.write({"config.yaml": config(port, health_port)})
+    tls = KubeletVolume(directory / "tls", mode=0o440)  # the chart's defaultMode, readable through fsGroup
+    tls.write(pki.tls_files())
+    client_ca = KubeletVolume(directory / "gatekeeper", mode=0o444)
+    client_ca.write({"ca.crt": pki.client_ca.cert_pem.bytes()})
+    # The chart's command and args (templates/deployment.yaml).
+    args = ["--log-level=info", "serve", f"--config={CONFIG_DIR}/config.yaml"]
+    all_mounts = {
+        config_volume.directory: CONFIG_DIR,
+        tls.directory: TLS_DIR,
+        client_ca.directory: CLIENT_CA_DIR,
+        **(mounts or {}),
+    }
+    start = time.monotonic()
+    with running(image, args, directory / "container.log", env, mounts=all_mounts) as container:
+        wait_until(lambda: http_status(health_port, "/readyz") == 200, ready_timeout, "not ready", container)
+        yield ChartProvider(container, pki, port, health_port, time.monotonic() - start)
