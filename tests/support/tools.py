@@ -39,7 +39,7 @@ _INSTALL_NAMES: dict[str, str] = {
     "kubectl": "kube",
     "gatekeeper-manager": "gatekeeper",
 }
-_CACHE_ONLY = frozenset({"etcd", "kube-apiserver", "kubectl", "gatekeeper-manager"})
+_CACHE_ONLY = frozenset({"etcd", "kube-apiserver", "kubectl", "gatekeeper-manager", "syft"})
 
 
 class ToolNotFoundError(RuntimeError):
