@@ -72,6 +72,19 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
+async def _close(server: asyncio.Server) -> None:
+    server.close()
+    await server.wait_closed()
+
+
+async def _cancel_connections() -> None:
+    """Cancel the forwarding of connections still open (e.g. Gatekeeper's kept-alive ones)."""
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
 class PodNetwork:
     """A network namespace of the Pod's own, with loopback up; :meth:`delete` removes it."""
 
@@ -150,8 +163,7 @@ class PodNetwork:
     def close_service(self, host_port: int) -> None:
         server = self._services.pop(host_port, None)
         if server is not None:
-            server.close()
-            self._run(server.wait_closed)
+            self._run(functools.partial(_close, server))
 
     def http_get(self, port: int, path: str, timeout: float) -> int:
         """GET http://<pod>:port/path from inside the Pod's network namespace: the status."""
@@ -170,10 +182,12 @@ class PodNetwork:
         for port in list(self._services):
             self.close_service(port)
         for server in self._egress:
-            server.close()
+            self._run(functools.partial(_close, server))
         self._egress.clear()
+        self._run(_cancel_connections)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
         self._inside.shutdown()
         subprocess.run(["ip", "netns", "delete", self.name], check=False, capture_output=True)
 
