@@ -1,6 +1,13 @@
 """The end-to-end test bed: a real kube-apiserver with the real Gatekeeper in front of it, Countersign with
 mutual TLS, and an OCI registry holding images signed by the real cosign and notation CLIs.
 
+Countersign is its image (``make image``), run as the Helm chart's Deployment runs it: the values an operator
+would install with, rendered by ``helm template``, the Pod template translated into ``podman run``
+(tests/support/podspec.py: every field applied or refused), its volumes in the kubelet's layout, its probes
+executed until ready, in a network namespace of its own behind a Service port (tests/support/pod.py).
+The image is built once into the cache (a no-op when it holds this work tree's image), or into
+$COUNTERSIGN_IMAGE_OUT when that is set.
+
 Everything is started once per session on 127.0.0.1 (tests/support/kube.py) and stopped at the end. The
 shipped manifests of gatekeeper-templates/ are applied as an operator would apply them; only the Provider
 URLs and caBundles are filled in for this machine.
@@ -8,12 +15,16 @@ URLs and caBundles are filled in for this machine.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tests.support import notation
-from tests.support.admission import Admission, Images, Provider, install, push_images, start_countersign
+from tests.support.admission import Admission, Images, Provider, install, push_images, start_countersign_pod
+from tests.support.container import BuiltImage, build_image, container_env, load_image, require_image_building
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.kube import Cluster
 from tests.support.notation import NotationEnv
@@ -70,6 +81,24 @@ def images(
     return push_images(registry, cosign_env, trusted_key, notation_env)
 
 
+@dataclass(frozen=True)
+class LoadedImage:
+    built: BuiltImage
+    #: ``localhost/countersign@sha256:...``: what the chart's values name and podman's storage holds.
+    reference: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def countersign_image() -> LoadedImage:
+    require_image_building()
+    out = os.environ.get("COUNTERSIGN_IMAGE_OUT")
+    built = build_image(Path(out) if out else None)
+    env = container_env()
+    load_image(built, env)
+    return LoadedImage(built, f"localhost/countersign@{built.digest}", env)
+
+
 @pytest.fixture(scope="session")
 def provider(
     tmp_path_factory: pytest.TempPathFactory,
@@ -77,14 +106,21 @@ def provider(
     registry: Registry,
     trusted_key: KeyPair,
     notation_env: NotationEnv,
+    countersign_image: LoadedImage,
 ) -> Iterator[Provider]:
-    started = start_countersign(
-        tmp_path_factory.mktemp("countersign"), cluster, registry, trusted_key, notation_env
+    started = start_countersign_pod(
+        tmp_path_factory.mktemp("countersign"),
+        cluster,
+        registry,
+        trusted_key,
+        notation_env,
+        image=countersign_image.reference,
+        env=countersign_image.env,
     )
     try:
         yield started
     finally:
-        started.daemon.stop()
+        started.close()
 
 
 @pytest.fixture(scope="session")

@@ -255,7 +255,7 @@ def test_deployment_is_hardened(helm: Path) -> None:
 def test_container_serves_the_mounted_config_with_probes_on_the_health_port(helm: Path) -> None:
     docs = render(helm)
     main = container(docs)
-    assert main["image"] == "registry.example.com/countersign/countersign:0.1.0"
+    assert main["image"] == "localhost/countersign:0.1.0"
     assert [main["command"][0], *main["args"]] == [
         "countersign",
         "--log-level=info",
@@ -356,7 +356,7 @@ def test_full_values_render_every_optional_part(helm: Path) -> None:
         ("Service", "countersign-metrics"),
         ("ServiceAccount", "countersign"),
     ]
-    assert container(docs)["image"] == "registry.example.com/countersign/countersign@sha256:" + "ab" * 32
+    assert container(docs)["image"] == "localhost/countersign@sha256:" + "ab" * 32
     assert container(docs)["args"][0] == "--log-level=debug"
     assert one(docs, "Deployment")["spec"]["replicas"] == 3
     assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 2

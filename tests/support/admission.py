@@ -3,7 +3,12 @@ share.
 
 * :func:`push_images` fills a registry with images signed by the real cosign and notation CLIs (and some
   that must be denied);
-* :func:`start_countersign` runs ``countersign serve`` with mutual TLS, Gatekeeper's CA as its client CA;
+* :func:`start_countersign` runs ``countersign serve`` with mutual TLS, Gatekeeper's CA as its client CA,
+  as a process of this machine (``make demo GATEKEEPER=1``);
+* :func:`start_countersign_pod` runs the same provider from Countersign's image, as the Helm chart's
+  Deployment runs it: :func:`chart_values` are the values an operator would give ``helm install`` for this
+  test bed, ``helm template`` renders them, and tests/support/podspec.py and pod.py run the Pod template
+  with podman (the kubelet's volume layout, the probes, a network namespace of its own, the Service);
 * :func:`install` applies the shipped manifests of ``gatekeeper-templates/`` as an operator would (only
   the Provider URLs and caBundles are filled in) and waits until Gatekeeper enforces them.
 """
@@ -29,12 +34,16 @@ from tests.support.daemons import Daemon
 from tests.support.images import PushedImage, attach_sbom, push_image
 from tests.support.kube import Cluster, KubectlResult, manifests
 from tests.support.notation import NotationEnv
+from tests.support.pod import Pod, PodNetwork
+from tests.support.podspec import find, helm_template, translate
+from tests.support.processes import StartStop
 from tests.support.registries import LOOPBACK, Registry, free_port
 
 __all__ = [
     "Admission",
     "Images",
     "Provider",
+    "chart_values",
     "deployment",
     "gatekeeper_objects",
     "install",
@@ -43,6 +52,7 @@ __all__ = [
     "push_images",
     "signed_image",
     "start_countersign",
+    "start_countersign_pod",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -63,12 +73,19 @@ class Images:
 
 @dataclass
 class Provider:
-    """``countersign serve`` with its PKI; ``daemon`` can be stopped and started again."""
+    """Countersign with its PKI, on 127.0.0.1:``port``; ``daemon`` (a process, or the chart's Pod) can be
+    stopped and started again."""
 
-    daemon: Daemon
+    daemon: StartStop
     port: int
     ca: trustme.CA
     directory: Path
+    network: PodNetwork | None = None
+
+    def close(self) -> None:
+        self.daemon.stop()
+        if self.network is not None:
+            self.network.delete()
 
     @property
     def ca_bundle(self) -> str:
@@ -188,6 +205,173 @@ def start_countersign(
     )
     daemon.start()
     return Provider(daemon, port, ca, directory)
+
+
+#: Where the chart mounts trustMaterial (templates/_helpers.tpl, "countersign.paths").
+TRUST_DIR = "/etc/countersign/trust"
+RELEASE = NAMESPACE = "countersign"
+
+
+def chart_values(
+    registry: Registry, trusted_key: KeyPair, notation_env: NotationEnv, *, image: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The values an operator would install the chart with for this test bed (``image`` is
+    ``repository@digest``), and the objects they would create first in the release namespace besides the
+    two Secrets: the ConfigMaps of ``trustMaterial`` (the cosign public key, notation's trust policy).
+
+    The configuration is :func:`provider_config`'s, minus the listener the chart sets, with the files it
+    names mounted from those ConfigMaps; notation's trust store is inline (a ConfigMap volume is made of
+    symbolic links, which Countersign refuses in a trust-store directory)."""
+    repository, _, digest = image.partition("@")
+    key_file = f"{trusted_key.name}.pub"
+    store = notation_env.trust_store_dir("ca", "e2e-signer")
+    pem = "".join(path.read_text() for path in sorted(store.iterdir()) if path.is_file())
+    values: dict[str, Any] = {
+        "image": {"repository": repository, "digest": digest},
+        "replicaCount": 1,
+        "config": {
+            "registries": {registry.host: {"insecure": True}},
+            "verifiers": {
+                "cosign": {
+                    "type": "cosign",
+                    "options": {
+                        **cosign.key_options(trusted_key),
+                        "keys": [{"name": trusted_key.name, "path": f"{TRUST_DIR}/cosign-keys/{key_file}"}],
+                    },
+                },
+                "notation": {
+                    "type": "notation",
+                    "options": {
+                        "trustPolicy": f"{TRUST_DIR}/notation/trustpolicy.json",
+                        "trustStores": [{"name": "ca:e2e-signer", "pem": pem}],
+                    },
+                },
+                "sbom": {"type": "sbom"},
+                "pinned": {"type": "digest-pin"},
+            },
+            "policies": [
+                {"name": "signed-with-sbom", "scopes": ["*"], "allOf": ["cosign", "sbom", "pinned"]},
+                {
+                    "name": "notary",
+                    "scopes": [f"{registry.host}/notary/*"],
+                    "allOf": ["notation", "sbom", "pinned"],
+                },
+            ],
+        },
+        "trustMaterial": [
+            {"name": "cosign-keys", "configMap": "e2e-cosign-keys"},
+            {"name": "notation", "configMap": "e2e-notation-policy"},
+        ],
+    }
+    config_maps = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "e2e-cosign-keys", "namespace": NAMESPACE},
+            "data": {key_file: trusted_key.public_pem.decode()},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "e2e-notation-policy", "namespace": NAMESPACE},
+            "data": {"trustpolicy.json": notation_env.trust_policy_file.read_text()},
+        },
+    ]
+    return values, config_maps
+
+
+def tls_secrets(ca: trustme.CA, client_ca_pem: bytes, *hosts: str) -> list[dict[str, Any]]:
+    """The two Secrets the chart's default values name: ``countersign-tls`` (a serving certificate from
+    ``ca`` for ``hosts``, with ``ca.crt``) and ``countersign-gatekeeper-ca`` (Gatekeeper's CA)."""
+    leaf = ca.issue_cert(*hosts)
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {"name": "countersign-tls", "namespace": NAMESPACE},
+            "data": {
+                "tls.crt": b64(b"".join(blob.bytes() for blob in leaf.cert_chain_pems)),
+                "tls.key": b64(leaf.private_key_pem.bytes()),
+                "ca.crt": b64(ca.cert_pem.bytes()),
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "countersign-gatekeeper-ca", "namespace": NAMESPACE},
+            "data": {"ca.crt": b64(client_ca_pem)},
+        },
+    ]
+
+
+def chart_pod(
+    directory: Path,
+    values: dict[str, Any],
+    objects: list[dict[str, Any]],
+    *,
+    images: dict[str, str],
+    env: dict[str, str],
+    egress: tuple[int, ...] = (),
+) -> tuple[Pod, int]:
+    """``helm template`` with ``values``, the Deployment's Pod template translated and laid out in
+    ``directory`` (not started) in a network namespace of its own, its HTTPS port exposed on a free port of
+    127.0.0.1 (returned) while ready, the Pod's 127.0.0.1:PORT of ``egress`` reaching the host's."""
+    docs = helm_template(values, release=RELEASE, namespace=NAMESPACE)
+    (directory / "rendered.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    existing = {
+        (d["kind"], d["metadata"]["name"]): d
+        for d in [*docs, *objects]
+        if d["kind"] in ("ConfigMap", "Secret")
+    }
+    template = find(docs, "Deployment")["spec"]["template"]
+    plan = translate(template, objects=existing, images=images)
+    port = free_port()
+    network = PodNetwork()
+    try:
+        network.egress(egress)
+        pod = Pod(plan, directory, network, env, services={port: plan.ports["https"]})
+    except BaseException:
+        network.delete()
+        raise
+    return pod, port
+
+
+def start_countersign_pod(
+    directory: Path,
+    cluster: Cluster,
+    registry: Registry,
+    trusted_key: KeyPair,
+    notation_env: NotationEnv,
+    *,
+    image: str,
+    env: dict[str, str],
+) -> Provider:
+    """Countersign's image run as the chart's Deployment runs it (:func:`chart_values`, the two Secrets
+    with Gatekeeper's CA as the client CA), ready, on a Service port of 127.0.0.1."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    client_ca = (cluster.pki.gatekeeper_cert_dir / "ca.crt").read_bytes()
+    secrets = tls_secrets(ca, client_ca, LOOPBACK, f"{RELEASE}.{NAMESPACE}.svc")
+    values, config_maps = chart_values(registry, trusted_key, notation_env, image=image)
+    pod, port = chart_pod(
+        directory,
+        values,
+        [*secrets, *config_maps],
+        images={image: image},
+        env=env,
+        egress=(registry.port,),
+    )
+    try:
+        pod.start()
+    except BaseException:
+        pod.network.delete()
+        raise
+    return Provider(pod, port, ca, directory, pod.network)
 
 
 def gatekeeper_objects(provider: Provider) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
