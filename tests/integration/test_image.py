@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 import yaml
 
 from tests.support.container import (
@@ -35,6 +34,7 @@ from tests.support.container import (
     IMAGE_USER,
     BuiltImage,
     KubeletVolume,
+    ProviderPki,
     build_image,
     container_env,
     load_image,
@@ -215,28 +215,6 @@ def test_runs_read_only_as_65532_without_a_shell(image: str, env: dict[str, str]
     assert "valid (fingerprint sha256:" in valid.stdout
 
 
-class Pki:
-    """The serving certificate (from a CA the test trusts) and Gatekeeper's client CA."""
-
-    def __init__(self) -> None:
-        self.server_ca = trustme.CA()
-        self.client_ca = trustme.CA()
-        self.leaf = self.server_ca.issue_cert(LOOPBACK, "countersign.gatekeeper-system.svc")
-
-    def tls_files(self) -> dict[str, bytes]:
-        return {
-            "tls.crt": b"".join(blob.bytes() for blob in self.leaf.cert_chain_pems),
-            "tls.key": self.leaf.private_key_pem.bytes(),
-        }
-
-    def client(self, *, with_certificate: bool = True) -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        self.server_ca.configure_trust(ctx)
-        if with_certificate:
-            self.client_ca.issue_cert("gatekeeper-webhook-service.gatekeeper-system.svc").configure_cert(ctx)
-        return ctx
-
-
 def _config(registry: Registry, port: int, health_port: int, policy: list[str]) -> bytes:
     doc = {
         "server": {
@@ -315,7 +293,7 @@ def test_serves_as_the_chart_runs_it(
     tmp_path: Path,
 ) -> None:
     good, bare = images
-    pki = Pki()
+    pki = ProviderPki()
     port, health_port = free_ports(2)
     config = KubeletVolume(tmp_path / "config")
     config.write({"config.yaml": _config(olareg_registry, port, health_port, ["sbom"])})
