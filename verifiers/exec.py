@@ -208,6 +208,11 @@ def _referrers_mapping(value: object) -> object:
     return dict(value)
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    """JSON Schema: `referrers` has no default to state (absent is "none"; `null` is refused)."""
+    schema.pop("default", None)
+
+
 def _between(low: int, high: int) -> Message:
     return Message(f"expected an integer between {low} and {high}", got=True)
 
@@ -278,7 +283,7 @@ class ExecOptions(OptionsModel):
         ReferrerOptions | None,
         BeforeValidator(_referrers_mapping),
         WithJsonSchema(ReferrerOptions.model_json_schema(by_alias=True)),
-    ] = None
+    ] = Field(None, json_schema_extra=_no_default)
 
 
 def _program(value: str) -> Path:
