@@ -203,14 +203,9 @@ def _artifact_types(value: object) -> tuple[str, ...]:
 
 
 def _referrers_mapping(value: object) -> object:
-    if not isinstance(value, Mapping):
+    if value is not None and not isinstance(value, Mapping):
         raise _problem("expected a mapping with artifactTypes, maxCount and maxBytes")
-    return dict(value)
-
-
-def _no_default(schema: dict[str, Any]) -> None:
-    """JSON Schema: `referrers` has no default to state (absent is "none"; `null` is refused)."""
-    schema.pop("default", None)
+    return dict(value) if value is not None else None
 
 
 def _between(low: int, high: int) -> Message:
@@ -278,12 +273,9 @@ class ExecOptions(OptionsModel):
     config: Annotated[dict[str, Any], PlainValidator(_config), WithJsonSchema({"type": "object"})] = Field(
         default_factory=dict
     )
-    # Not nullable: `referrers:` with nothing after it is refused, as any other value that is not a mapping.
-    referrers: Annotated[
-        ReferrerOptions | None,
-        BeforeValidator(_referrers_mapping),
-        WithJsonSchema(ReferrerOptions.model_json_schema(by_alias=True)),
-    ] = Field(None, json_schema_extra=_no_default)
+    # `null` is the same as left out (no referrers), as for the other built-in verifiers' options without
+    # a default value (docs/configuration.md#conventions).
+    referrers: Annotated[ReferrerOptions | None, BeforeValidator(_referrers_mapping)] = None
 
 
 def _program(value: str) -> Path:

@@ -315,7 +315,7 @@ def test_every_option_error_is_reported_at_once(tmp_path: Path, plugin: Path) ->
 def test_the_program_is_checked_with_the_other_errors_once_the_command_is_well_formed(
     tmp_path: Path, plugin: Path
 ) -> None:
-    options: dict[str, Any] = {"command": ["./missing"], "maxConcurrent": 0, "referrers": None}
+    options: dict[str, Any] = {"command": ["./missing"], "maxConcurrent": 0, "referrers": []}
     with option_paths_relative_to(tmp_path), pytest.raises(OptionsError) as info:
         ExecVerifier("v", options)
     assert [path for path, _ in info.value.errors] == ["command[0]", "maxConcurrent", "referrers"]
@@ -357,6 +357,8 @@ def test_the_options_model_keeps_defaults_and_normalizes_artifact_types(plugin: 
     )
     assert (verifier.timeout, verifier.max_output, verifier.max_concurrent) == (5.0, 65536, 4)
     assert (verifier.env, verifier.config) == ({}, {})
+    # null is the same as left out for an option without a default value (docs/configuration.md)
+    assert ExecVerifier("v", {"command": [str(plugin)], "referrers": None}).referrers is None
     assert verifier.referrers is not None
     assert verifier.referrers.artifact_types == ("application/x+json",)
     assert (verifier.referrers.max_count, verifier.referrers.max_bytes) == (8, 4 * 1024 * 1024)
