@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from provider.config import ConfigDocument
 from verifiers.cosign.verifier import CosignOptions
 from verifiers.digest_pin import DigestPinOptions
+from verifiers.exec import ExecOptions
 from verifiers.notation.verifier import NotationOptions
 from verifiers.sbom import SbomOptions
 
@@ -37,6 +38,7 @@ DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 BUILTIN_OPTIONS: Mapping[str, type[BaseModel]] = {
     "cosign": CosignOptions,
     "digest-pin": DigestPinOptions,
+    "exec": ExecOptions,
     "notation": NotationOptions,
     "sbom": SbomOptions,
 }

@@ -221,14 +221,35 @@ def check_report(report: object) -> Report:
     )
 
 
-def plain_json(value: object, path: str = "details") -> Any:
+def plain_json(
+    value: object,
+    path: str = "details",
+    *,
+    max_depth: int = MAX_DETAILS_DEPTH,
+    max_nodes: int = MAX_DETAILS_NODES,
+    max_chars: int = MAX_DETAILS_CHARS,
+    error: Callable[[str | None, str], Exception] | None = None,
+) -> Any:
     """A fresh copy of `value` as plain JSON (dict, list, str, int, float, bool, None), or `InvalidReport`.
 
-    Strict: string keys only, finite floats, 64-bit integers, UTF-8-encodable strings, at most
-    MAX_DETAILS_DEPTH deep, MAX_DETAILS_NODES values and MAX_DETAILS_CHARS characters of strings. The
-    copy shares nothing with `value` (subclasses of str, int, float become the plain types).
+    Strict: string keys only, finite floats, 64-bit integers, UTF-8-encodable strings, at most `max_depth`
+    levels of containers below `value`, `max_nodes` values (keys count) and `max_chars` characters of
+    strings (keys count); by default the bounds of a report's details (MAX_DETAILS_DEPTH, MAX_DETAILS_NODES,
+    MAX_DETAILS_CHARS). The copy shares nothing with `value` (subclasses of str, int, float become the
+    plain types).
+
+    `path` names `value` in messages (`details.a[2]: ...`). `error(where, message)` makes the exception
+    raised for the first problem found: `where` is the path of the offending value, or None when a bound
+    on the whole value (`max_nodes`, `max_chars`) is exceeded; by default an `InvalidReport` with the text
+    `where: message` (or `message`). The exec verifier uses it to report a configuration's `config` at
+    its field path and a plugin's `details` as an invalid response, with their own bounds.
     """
-    return _plain(value, path, 0, _Budget())
+    walk = _Walk(max_depth, max_nodes, max_chars, error or _invalid_report)
+    return walk.copy(value, path, 0)
+
+
+def _invalid_report(where: str | None, message: str) -> Exception:
+    return InvalidReport(message if where is None else f"{where}: {message}")
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -237,50 +258,55 @@ def _short(text: str, limit: int = 40) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-class _Budget:
-    __slots__ = ("chars", "nodes")
+class _Walk:
+    """One `plain_json` copy: its bounds, what it has used of them, and how it reports a problem."""
 
-    def __init__(self) -> None:
+    __slots__ = ("chars", "error", "max_chars", "max_depth", "max_nodes", "nodes")
+
+    def __init__(
+        self, max_depth: int, max_nodes: int, max_chars: int, error: Callable[[str | None, str], Exception]
+    ) -> None:
+        self.max_depth, self.max_nodes, self.max_chars = max_depth, max_nodes, max_chars
+        self.error = error
         self.nodes = 0
         self.chars = 0
 
-
-def _plain(value: object, path: str, depth: int, budget: _Budget) -> Any:
-    budget.nodes += 1
-    if budget.nodes > MAX_DETAILS_NODES:
-        raise InvalidReport(f"more than {MAX_DETAILS_NODES} values")
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        if not -_MAX_INT <= value < _MAX_INT:
-            raise InvalidReport(f"{path}: integer out of the 64-bit range")
-        return int.__int__(value)  # a plain int, whatever a subclass overrides
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidReport(f"{path}: {value} is not a JSON number")
-        return float.__float__(value)
-    if isinstance(value, str):
-        budget.chars += len(value)
-        if budget.chars > MAX_DETAILS_CHARS:
-            raise InvalidReport(f"more than {MAX_DETAILS_CHARS} characters of strings")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidReport(f"{path}: a string holds an unpaired surrogate") from None
-        return str.__str__(value)
-    if depth >= MAX_DETAILS_DEPTH:
-        raise InvalidReport(f"{path}: nested more than {MAX_DETAILS_DEPTH} levels deep")
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidReport(f"{path}: a key is {type(key).__name__}, not a string")
-            where = f"{path}.{_short(key)}"
-            out[_plain(key, where, depth, budget)] = _plain(item, where, depth + 1, budget)
-        return out
-    if isinstance(value, list | tuple):
-        return [_plain(item, f"{path}[{i}]", depth + 1, budget) for i, item in enumerate(value)]
-    raise InvalidReport(f"{path}: {type(value).__name__} is not a JSON value")
+    def copy(self, value: object, path: str, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > self.max_nodes:
+            raise self.error(None, f"more than {self.max_nodes} values")
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            if not -_MAX_INT <= value < _MAX_INT:
+                raise self.error(path, "integer out of the 64-bit range")
+            return int.__int__(value)  # a plain int, whatever a subclass overrides
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise self.error(path, f"{value} is not a JSON number")
+            return float.__float__(value)
+        if isinstance(value, str):
+            self.chars += len(value)
+            if self.chars > self.max_chars:
+                raise self.error(None, f"more than {self.max_chars} characters of strings")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise self.error(path, "a string holds an unpaired surrogate") from None
+            return str.__str__(value)
+        if depth >= self.max_depth:
+            raise self.error(path, f"nested more than {self.max_depth} levels deep")
+        if isinstance(value, Mapping):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise self.error(path, f"a key is {type(key).__name__}, not a string")
+                where = f"{path}.{_short(key)}"
+                out[self.copy(key, where, depth)] = self.copy(item, where, depth + 1)
+            return out
+        if isinstance(value, list | tuple):
+            return [self.copy(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+        raise self.error(path, f"{type(value).__name__} is not a JSON value")
 
 
 @runtime_checkable

@@ -43,7 +43,6 @@ import asyncio
 import base64
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -53,18 +52,31 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BeforeValidator, Field, PlainValidator, ValidationError, WithJsonSchema
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from verifiers import oci, strictjson
-from verifiers.base import Context, OptionsError, Report, Subject, Undecided, resolve_option_path
+from verifiers.base import (
+    Context,
+    OptionsError,
+    Report,
+    Subject,
+    Undecided,
+    plain_json,
+    resolve_option_path,
+)
 from verifiers.errors import RegistryError
 from verifiers.oci.boundedjson import json_type
-from verifiers.options import parse_duration
+from verifiers.options import Duration, IntRange, Message, OptionsModel, check, parse_options
 
 __all__ = [
     "API_VERSION",
     "SAFE_PATH",
+    "ExecOptions",
     "ExecVerifier",
+    "ReferrerOptions",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,14 +98,15 @@ MAX_LAYERS = 16  # layers of one referrer handed over; a referrer with more is s
 STDERR_KEPT = 4096
 MAX_REASON_CHARS = 64
 MAX_MESSAGE_CHARS = 2048
+# `config` and a response's `details` are copied by `verifiers.base.plain_json`, with bounds of their own
+# (tighter than a built-in verifier's report: both come from outside Countersign's code).
 MAX_DETAILS_DEPTH = 16  # levels inside `details`
-MAX_JSON_NODES = 10_000
+MAX_CONFIG_DEPTH = 32  # levels inside `config`
+MAX_JSON_NODES = 10_000  # values and keys, in `config` and in `details`
 MAX_CONFIG_BYTES = 256 * 1024
 MAX_ENV_BYTES = 32 * 1024
 INLINE_REQUEST_BYTES = 64 * 1024  # larger requests are encoded in a worker thread
 
-_KNOWN_OPTIONS = ("command", "config", "env", "maxConcurrent", "maxOutputBytes", "referrers", "timeout")
-_KNOWN_REFERRER_OPTIONS = ("artifactTypes", "maxBytes", "maxCount")
 _FIXED_ENV = ("PATH", "LANG", "HOME", "TMPDIR")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REASON = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
@@ -104,13 +117,165 @@ _RESERVED_DETAILS = frozenset({"plugin", "skipped", "skippedCount"})
 
 
 # --- options ---------------------------------------------------------------------------------------------
+#
+# The shape of every option is checked by `ExecOptions` (strict pydantic, every problem at once with its
+# path, the chart's JSON Schema generated from it); the program named by `command[0]` is checked by the
+# verifier afterwards (it reads the file system). The messages are the ones this verifier has always given.
 
 
-def _int_option(options: Mapping[str, Any], key: str, default: int, low: int, high: int, path: str) -> int:
-    value = options.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise OptionsError(path, f"expected an integer between {low} and {high}, got {value!r}")
-    return value
+def _problem(message: str) -> PydanticCustomError:
+    return PydanticCustomError("countersign", "{message}", {"message": message})
+
+
+def _command(value: object) -> tuple[str, ...]:
+    """`command`: a non-empty list of strings without NUL characters, the first one not empty."""
+    if not isinstance(value, list) or not value:
+        raise _problem("expected a non-empty list of strings (the program and its arguments)")
+    check(
+        "command",
+        [
+            ((i,), "expected a string without NUL characters")
+            for i, item in enumerate(value)
+            if not isinstance(item, str) or "\0" in item or (i == 0 and not item)
+        ],
+    )
+    return tuple(value)
+
+
+def _env(value: object) -> dict[str, str]:
+    """`env`: variable names to strings, none of the fixed ones, at most MAX_ENV_BYTES in all."""
+    if not isinstance(value, Mapping):
+        raise _problem("expected a mapping of variable names to strings")
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    size = 0
+    for key, item in value.items():
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+            problems.append(((), f"{key!r} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"))
+        elif key in _FIXED_ENV:
+            problems.append(((key,), f"{key} is set by Countersign ({', '.join(_FIXED_ENV)} are fixed)"))
+        elif not isinstance(item, str) or "\0" in item:
+            problems.append(((key,), "expected a string without NUL characters"))
+        else:
+            size += len(key) + len(item.encode("utf-8", "surrogatepass")) + 2
+    if size > MAX_ENV_BYTES:
+        problems.append(((), f"more than {MAX_ENV_BYTES} bytes of variables"))
+    check("env", problems)
+    return dict(value)
+
+
+def _config_problem(where: str | None, message: str) -> Exception:
+    """A `plain_json` problem inside `config`, at its own path (`config.a.b[0]`) below the field."""
+    if message.endswith(" is not a JSON value"):
+        message += " (quote it to pass a string)"  # a YAML date or timestamp, say
+    inner = where.removeprefix("config").removeprefix(".") if where is not None else ""
+    # One location component holding the rest of the path: it is printed after `config.` as it is.
+    location: tuple[str | int, ...] = (inner,) if inner else ()
+    return ValidationError.from_exception_data(
+        "config", [InitErrorDetails(type=_problem(message), loc=location, input=None)]
+    )
+
+
+def _config(value: object) -> dict[str, Any]:
+    """`config`: a mapping of plain JSON (`verifiers.base.plain_json`), at most MAX_CONFIG_BYTES as JSON."""
+    if not isinstance(value, Mapping):
+        raise _problem("expected a mapping (handed to the plugin as JSON)")
+    plain: dict[str, Any] = plain_json(
+        value, "config", max_depth=MAX_CONFIG_DEPTH, max_nodes=MAX_JSON_NODES, error=_config_problem
+    )
+    if len(json.dumps(plain, separators=(",", ":"))) > MAX_CONFIG_BYTES:
+        raise _problem(f"more than {MAX_CONFIG_BYTES} bytes as JSON")
+    return plain
+
+
+def _artifact_types(value: object) -> tuple[str, ...]:
+    """`referrers.artifactTypes`: media types, kept by essence (lower case, no parameters), once each."""
+    if not isinstance(value, list) or not value:
+        raise _problem("expected a non-empty list of media types")
+    check(
+        "artifactTypes",
+        [
+            ((i,), f"expected a media type such as application/example+json, got {item!r}")
+            for i, item in enumerate(value)
+            if not isinstance(item, str) or not _essence(item) or "/" not in item
+        ],
+    )
+    return tuple(dict.fromkeys(_essence(t) for t in value))
+
+
+def _referrers_mapping(value: object) -> object:
+    if value is not None and not isinstance(value, Mapping):
+        raise _problem("expected a mapping with artifactTypes, maxCount and maxBytes")
+    return dict(value) if value is not None else None
+
+
+def _between(low: int, high: int) -> Message:
+    return Message(f"expected an integer between {low} and {high}", got=True)
+
+
+class ReferrerOptions(OptionsModel):
+    """`referrers`: which referrers Countersign fetches and hands to the plugin, and how much of them."""
+
+    required_messages: ClassVar[Mapping[str, str]] = {
+        "artifactTypes": "required: the artifact types to hand over"
+    }
+    unknown_name: ClassVar[str | None] = "option"
+
+    artifact_types: Annotated[
+        tuple[str, ...],
+        PlainValidator(_artifact_types),
+        WithJsonSchema({"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "/"}}),
+    ] = Field(alias="artifactTypes")
+    max_count: Annotated[int, IntRange(1, MAX_REFERRERS), _between(1, MAX_REFERRERS)] = Field(
+        DEFAULT_REFERRERS, alias="maxCount"
+    )
+    max_bytes: Annotated[int, IntRange(1, MAX_REFERRER_BYTES), _between(1, MAX_REFERRER_BYTES)] = Field(
+        DEFAULT_REFERRER_BYTES, alias="maxBytes"
+    )
+
+
+class ExecOptions(OptionsModel):
+    """The exec verifier's options (the module docstring and docs/configuration.md#exec describe them)."""
+
+    required_messages: ClassVar[Mapping[str, str]] = {
+        "command": "required: the program to run and its arguments"
+    }
+
+    command: Annotated[
+        tuple[str, ...],
+        PlainValidator(_command),
+        WithJsonSchema(
+            {
+                "type": "array",
+                "minItems": 1,
+                "items": [{"type": "string", "minLength": 1}],
+                "additionalItems": {"type": "string"},
+            }
+        ),
+    ]
+    timeout: Annotated[float, Duration(above=0, maximum=MAX_TIMEOUT)] = DEFAULT_TIMEOUT
+    max_output_bytes: Annotated[int, IntRange(MIN_OUTPUT, MAX_OUTPUT), _between(MIN_OUTPUT, MAX_OUTPUT)] = (
+        Field(DEFAULT_MAX_OUTPUT, alias="maxOutputBytes")
+    )
+    max_concurrent: Annotated[int, IntRange(1, MAX_CONCURRENT), _between(1, MAX_CONCURRENT)] = Field(
+        DEFAULT_MAX_CONCURRENT, alias="maxConcurrent"
+    )
+    env: Annotated[
+        dict[str, str],
+        PlainValidator(_env),
+        WithJsonSchema(
+            {
+                "type": "object",
+                "propertyNames": {"pattern": f"^{_ENV_NAME.pattern}$", "not": {"enum": list(_FIXED_ENV)}},
+                "additionalProperties": {"type": "string"},
+            }
+        ),
+    ] = Field(default_factory=dict)
+    config: Annotated[dict[str, Any], PlainValidator(_config), WithJsonSchema({"type": "object"})] = Field(
+        default_factory=dict
+    )
+    # `null` is the same as left out (no referrers), as for the other built-in verifiers' options without
+    # a default value (docs/configuration.md#conventions).
+    referrers: Annotated[ReferrerOptions | None, BeforeValidator(_referrers_mapping)] = None
 
 
 def _program(value: str) -> Path:
@@ -139,147 +304,25 @@ def _program(value: str) -> Path:
     return path
 
 
-def _command(value: object) -> tuple[Path, tuple[str, ...]]:
-    if not isinstance(value, list) or not value:
-        raise OptionsError("command", "expected a non-empty list of strings (the program and its arguments)")
-    for i, item in enumerate(value):
-        if not isinstance(item, str) or "\0" in item or (i == 0 and not item):
-            raise OptionsError(f"command[{i}]", "expected a string without NUL characters")
-    program = _program(value[0])
-    return program, (str(program), *value[1:])
-
-
-def _env(value: object) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise OptionsError("env", "expected a mapping of variable names to strings")
-    out: dict[str, str] = {}
-    size = 0
-    for key, item in value.items():
-        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
-            raise OptionsError("env", f"{key!r} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)")
-        if key in _FIXED_ENV:
-            raise OptionsError(
-                f"env.{key}", f"{key} is set by Countersign ({', '.join(_FIXED_ENV)} are fixed)"
-            )
-        if not isinstance(item, str) or "\0" in item:
-            raise OptionsError(f"env.{key}", "expected a string without NUL characters")
-        size += len(key) + len(item.encode("utf-8", "surrogatepass")) + 2
-        out[key] = item
-    if size > MAX_ENV_BYTES:
-        raise OptionsError("env", f"more than {MAX_ENV_BYTES} bytes of variables")
-    return out
-
-
-def _artifact_types(value: object) -> tuple[str, ...]:
-    path = "referrers.artifactTypes"
-    if not isinstance(value, list) or not value:
-        raise OptionsError(path, "expected a non-empty list of media types")
-    for i, item in enumerate(value):
-        if not isinstance(item, str) or not _essence(item) or "/" not in item:
-            raise OptionsError(
-                f"{path}[{i}]", f"expected a media type such as application/example+json, got {item!r}"
-            )
-    return tuple(dict.fromkeys(_essence(t) for t in value))
-
-
-@dataclass(frozen=True, slots=True)
-class ReferrerOptions:
-    """Which referrers Countersign fetches and hands to the plugin, and how much of them."""
-
-    artifact_types: tuple[str, ...]
-    max_count: int = DEFAULT_REFERRERS
-    max_bytes: int = DEFAULT_REFERRER_BYTES
-
-    @classmethod
-    def parse(cls, value: object) -> ReferrerOptions:
-        if not isinstance(value, Mapping):
-            raise OptionsError("referrers", "expected a mapping with artifactTypes, maxCount and maxBytes")
-        unknown = sorted(set(value) - set(_KNOWN_REFERRER_OPTIONS))
-        if unknown:
-            raise OptionsError(
-                f"referrers.{unknown[0]}", f"unknown option (known: {', '.join(_KNOWN_REFERRER_OPTIONS)})"
-            )
-        if "artifactTypes" not in value:
-            raise OptionsError("referrers.artifactTypes", "required: the artifact types to hand over")
-        return cls(
-            _artifact_types(value["artifactTypes"]),
-            _int_option(value, "maxCount", DEFAULT_REFERRERS, 1, MAX_REFERRERS, "referrers.maxCount"),
-            _int_option(
-                value, "maxBytes", DEFAULT_REFERRER_BYTES, 1, MAX_REFERRER_BYTES, "referrers.maxBytes"
-            ),
-        )
-
-
-# --- JSON values -----------------------------------------------------------------------------------------
-
-
-class _JsonError(ValueError):
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.message = message
-
-
-def _plain_json(value: object, path: str, max_depth: int) -> Any:
-    """A fresh copy of `value` as plain JSON, or _JsonError naming the field.
-
-    String keys, finite floats, 64-bit integers, strings without unpaired surrogates, at most `max_depth`
-    levels of containers below `value` and MAX_JSON_NODES values in all.
-    """
-    nodes = 0
-
-    def copy(item: object, where: str, depth: int) -> Any:
-        nonlocal nodes
-        nodes += 1
-        if nodes > MAX_JSON_NODES:
-            raise _JsonError(where, f"more than {MAX_JSON_NODES} values")
-        if item is None or isinstance(item, bool):
-            return item
-        if isinstance(item, int):
-            if not -(2**63) <= item < 2**63:
-                raise _JsonError(where, "integer out of the 64-bit range")
-            return int(item)
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                raise _JsonError(where, f"{item} is not a JSON number")
-            return float(item)
-        if isinstance(item, str):
-            _check_text(item, where)
-            return str(item)
-        if depth >= max_depth:
-            raise _JsonError(where, f"nested more than {max_depth} levels deep")
-        if isinstance(item, Mapping):
-            out: dict[str, Any] = {}
-            for key, member in item.items():
-                if not isinstance(key, str):
-                    raise _JsonError(where, f"a key is {type(key).__name__}, not a string")
-                _check_text(key, where)
-                out[str(key)] = copy(member, f"{where}.{oci.show(key, 40)[1:-1]}", depth + 1)
-            return out
-        if isinstance(item, list | tuple):
-            return [copy(member, f"{where}[{i}]", depth + 1) for i, member in enumerate(item)]
-        raise _JsonError(where, f"{type(item).__name__} is not a JSON value (quote it to pass a string)")
-
-    return copy(value, path, 0)
-
-
-def _check_text(text: str, where: str) -> None:
+def _parse(options: Mapping[str, Any]) -> tuple[ExecOptions, Path]:
+    """The options and the program, or an `OptionsError` with every problem: the shape's (`ExecOptions`)
+    and, once `command` itself is well-formed (whatever else is wrong), the program's."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _JsonError(where, "a string holds an unpaired surrogate") from None
-
-
-def _config(value: object) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise OptionsError("config", "expected a mapping (handed to the plugin as JSON)")
-    try:
-        plain: dict[str, Any] = _plain_json(value, "config", 32)
-    except _JsonError as e:
-        raise OptionsError(e.path, e.message) from None
-    if len(json.dumps(plain, separators=(",", ":"))) > MAX_CONFIG_BYTES:
-        raise OptionsError("config", f"more than {MAX_CONFIG_BYTES} bytes as JSON")
-    return plain
+        parsed: ExecOptions | None = parse_options(ExecOptions, options)
+        problems: list[tuple[str, str]] = []
+    except OptionsError as e:
+        parsed, problems = None, list(e.errors)
+    program: Path | None = None
+    if not any(path == "command" or path.startswith(("command[", "command.")) for path, _ in problems):
+        command: Sequence[str] = parsed.command if parsed is not None else options["command"]
+        try:
+            program = _program(command[0])
+        except OptionsError as e:
+            problems = [*e.errors, *problems]  # `command` comes first, as in the model
+    if problems:
+        raise OptionsError.of(problems)
+    assert parsed is not None and program is not None
+    return parsed, program
 
 
 # --- the verifier ----------------------------------------------------------------------------------------
@@ -314,28 +357,16 @@ class ExecVerifier:
     type: ClassVar[str] = "exec"
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - set(_KNOWN_OPTIONS))
-        if unknown:
-            raise OptionsError(unknown[0], f"unknown option (known: {', '.join(_KNOWN_OPTIONS)})")
-        if "command" not in options:
-            raise OptionsError("command", "required: the program to run and its arguments")
+        parsed, program = _parse(options)
         self.name = name
-        self.program, self.argv = _command(options["command"])
-        timeout = parse_duration(options.get("timeout", DEFAULT_TIMEOUT), "timeout")
-        if not 0 < timeout <= MAX_TIMEOUT:
-            raise OptionsError(
-                "timeout", f"must be more than 0s and at most {MAX_TIMEOUT:g}s, got {timeout:g}s"
-            )
-        self.timeout = timeout
-        self.max_output = _int_option(
-            options, "maxOutputBytes", DEFAULT_MAX_OUTPUT, MIN_OUTPUT, MAX_OUTPUT, "maxOutputBytes"
-        )
-        self.max_concurrent = _int_option(
-            options, "maxConcurrent", DEFAULT_MAX_CONCURRENT, 1, MAX_CONCURRENT, "maxConcurrent"
-        )
-        self.env = _env(options.get("env", {}))
-        self.config = _config(options.get("config", {}))
-        self.referrers = ReferrerOptions.parse(options["referrers"]) if "referrers" in options else None
+        self.program = program
+        self.argv: tuple[str, ...] = (str(program), *parsed.command[1:])
+        self.timeout = parsed.timeout
+        self.max_output = parsed.max_output_bytes
+        self.max_concurrent = parsed.max_concurrent
+        self.env = dict(parsed.env)
+        self.config = parsed.config
+        self.referrers = parsed.referrers
         self._slots = asyncio.Semaphore(self.max_concurrent)
 
     # --- verify ---------------------------------------------------------------------------------------
@@ -697,10 +728,7 @@ def parse_response(data: bytes, digest: str) -> Report | Undecided:
     message = doc.get("message")
     if not isinstance(message, str) or not message or len(message) > MAX_MESSAGE_CHARS:
         raise InvalidResponse(f"message must be a string of 1 to {MAX_MESSAGE_CHARS} characters")
-    try:
-        _check_text(message, "message")
-    except _JsonError as e:
-        raise InvalidResponse(str(e)) from None
+    plain_json(message, "message", error=_invalid_response)
     if "undecided" in doc:
         if doc["undecided"] is not True or "passed" in doc or "details" in doc:
             raise InvalidResponse(
@@ -716,8 +744,11 @@ def parse_response(data: bytes, digest: str) -> Report | Undecided:
     reserved = sorted(_RESERVED_DETAILS & set(details))
     if reserved:
         raise InvalidResponse(f"details.{reserved[0]} is reserved for Countersign")
-    try:
-        plain = _plain_json(details, "details", MAX_DETAILS_DEPTH)
-    except _JsonError as e:
-        raise InvalidResponse(str(e)) from None
+    plain = plain_json(
+        details, "details", max_depth=MAX_DETAILS_DEPTH, max_nodes=MAX_JSON_NODES, error=_invalid_response
+    )
     return Report(passed, reason, message, plain)
+
+
+def _invalid_response(where: str | None, message: str) -> InvalidResponse:
+    return InvalidResponse(f"{where or 'details'}: {message}")

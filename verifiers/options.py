@@ -14,12 +14,12 @@ reports them at `verifiers.<name>.options.<path>`.
     options = parse_options(Options, raw)
 
 Building blocks, as `Annotated` metadata: `Duration(minimum, maximum)` (a number of seconds or "2.5s",
-"900ms", "5m", "12h", "30d"; booleans and non-finite numbers refused), `IntRange(minimum, maximum)`,
-`StringList()` (a list of non-empty strings, or one string), `OneOf(*values)` (a string among fixed
-values), `Shaped(type, what)` (the container's own message), `Message(text)` (whatever is wrong with the
-value, this is the message); `NonEmptyStr`; and `check(...)` (problems that a validator finds beyond shape,
-each at its own field). The models also give the options' JSON Schema
-(`Model.model_json_schema(by_alias=True)`).
+"900ms", "5m", "12h", "30d"; booleans and non-finite numbers refused; `above=` for an exclusive lower
+bound), `IntRange(minimum, maximum)`, `StringList()` (a list of non-empty strings, or one string),
+`OneOf(*values)` (a string among fixed values), `Shaped(type, what)` (the container's own message),
+`Message(text)` (whatever is wrong with the value, this is the message; `got=True` appends the value);
+`NonEmptyStr`; and `check(...)` (problems that a validator finds beyond shape, each at its own field). The
+models also give the options' JSON Schema (`Model.model_json_schema(by_alias=True)`).
 
 Semantic checks that read files (keys, trust roots, trust policies) stay in the verifier, after the model
 has validated the shape, and raise `OptionsError` too.
@@ -131,13 +131,20 @@ class _Constraint:
 class Duration(_Constraint):
     """`Annotated[float, Duration(minimum, maximum)]`: a duration in seconds, within the bounds given.
 
-    A number (seconds) or a string like "2.5s", "900ms", "5m", "12h", "30d" (`parse_duration`)."""
+    A number (seconds) or a string like "2.5s", "900ms", "5m", "12h", "30d" (`parse_duration`).
+    `Duration(above=0, maximum=300)`: more than `above` (exclusive) and at most `maximum`."""
 
-    def __init__(self, minimum: float | None = None, maximum: float | None = None) -> None:
-        self.minimum, self.maximum = minimum, maximum
+    def __init__(
+        self, minimum: float | None = None, maximum: float | None = None, *, above: float | None = None
+    ) -> None:
+        if minimum is not None and above is not None:
+            raise ValueError("Duration: give minimum or above, not both")
+        self.minimum, self.maximum, self.above = minimum, maximum, above
         number: dict[str, Any] = {"type": "number"}
         if minimum is not None:
             number["minimum"] = minimum
+        if above is not None:
+            number["exclusiveMinimum"] = above
         if maximum is not None:
             number["maximum"] = maximum
         self.json = {"anyOf": [number, {"type": "string", "pattern": DURATION_PATTERN}]}
@@ -150,7 +157,10 @@ class Duration(_Constraint):
             seconds = parse_duration(value, "")
         except OptionsError as e:
             raise _error(e.message) from None
-        low, high = self.minimum, self.maximum
+        low, high, above = self.minimum, self.maximum, self.above
+        if above is not None and (seconds <= above or (high is not None and seconds > high)):
+            bound = f"more than {above:g}s" + (f" and at most {high:g}s" if high is not None else "")
+            raise _error(f"must be {bound}, got {seconds:g}s")
         if (low is not None and seconds < low) or (high is not None and seconds > high):
             if low is not None and high is not None:
                 bound = f"between {low:g}s and {high:g}s"
@@ -253,10 +263,11 @@ class Shaped(_Constraint):
 class Message:
     """Annotated metadata: any problem with the value (its type, its items, a constraint) is reported as
     `text`, once, at the value's own path: `Annotated[list[NonEmptyStr], Message("expected a list of
-    globs")]` reports `exempt`, not `exempt[1]`."""
+    globs")]` reports `exempt`, not `exempt[1]`. With `got=True` the refused value follows
+    (`expected an integer between 1 and 64, got 0`)."""
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+    def __init__(self, text: str, *, got: bool = False) -> None:
+        self.text, self.got = text, got
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         return core_schema.no_info_wrap_validator_function(self._validate, handler(source))
@@ -265,7 +276,7 @@ class Message:
         try:
             return handler(value)
         except ValidationError:
-            raise _error(self.text) from None
+            raise _error(f"{self.text}, got {value!r}" if self.got else self.text) from None
 
 
 def check(title: str, problems: Iterable[tuple[Loc | str, str]]) -> None:
@@ -288,12 +299,14 @@ class OptionsModel(BaseModel):
 
     Class attributes a model may set: `required_messages` (alias -> the message when that field is missing,
     default "required"); `bracket_keys` (aliases of mappings whose keys are shown as `field['key']`, not
-    `field.key`, in paths).
+    `field.key`, in paths); `unknown_name` (what an unknown key of this model is called in "unknown ...
+    (known: ...)": by default "field", or what `field_errors` is told for the top level).
     """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     required_messages: ClassVar[Mapping[str, str]] = {}
     bracket_keys: ClassVar[frozenset[str]] = frozenset()
+    unknown_name: ClassVar[str | None] = None
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -365,7 +378,7 @@ def _message(error: Any, model: type[BaseModel] | None, field: str | None, unkno
         return str(messages.get(field, "required"))
     if kind == "extra_forbidden":
         known = ", ".join(sorted(f.alias or n for n, f in model.model_fields.items())) if model else ""
-        word = unknown if depth == 1 else "field"
+        word = getattr(model, "unknown_name", None) or (unknown if depth == 1 else "field")
         return f"unknown {word} (known: {known})" if known else f"unknown {word}"
     if kind in _KIND_MESSAGES:
         return f"{_KIND_MESSAGES[kind]}, got {describe(error['input'])}"

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from provider.config import ConfigError, parse_config
+from provider.engine import build_verifiers
 from verifiers.base import (
     Context,
     Descriptor,
@@ -28,9 +30,10 @@ from verifiers.base import (
     Report,
     Undecided,
     option_paths_relative_to,
+    plain_json,
 )
 from verifiers.errors import Unavailable
-from verifiers.exec import API_VERSION, SAFE_PATH, ExecVerifier, InvalidResponse, parse_response
+from verifiers.exec import API_VERSION, SAFE_PATH, ExecOptions, ExecVerifier, InvalidResponse, parse_response
 from verifiers.plugins import PluginError, create_verifier
 from verifiers.testing import (
     EMPTY_CONFIG,
@@ -272,6 +275,97 @@ def test_bad_options_name_their_field(
     assert fragment in info.value.message
 
 
+def test_every_option_error_is_reported_at_once(tmp_path: Path, plugin: Path) -> None:
+    with option_paths_relative_to(tmp_path), pytest.raises(OptionsError) as info:
+        ExecVerifier(
+            "v",
+            {
+                "command": ["./missing", "a\0b", 3],
+                "timeout": "10m",
+                "maxOutputBytes": True,
+                "env": {"A-B": "1", "PATH": "/tmp", "N": 1},
+                "config": {"when": datetime.date(2024, 1, 1)},
+                "referrers": {"artifactTypes": ["json", SCAN, "x"], "maxCount": 0, "types": []},
+                "shell": True,
+            },
+        )
+    assert info.value.errors == [
+        ("command[1]", "expected a string without NUL characters"),
+        ("command[2]", "expected a string without NUL characters"),
+        ("timeout", "must be more than 0s and at most 300s, got 600s"),
+        ("maxOutputBytes", "expected an integer between 256 and 1048576, got True"),
+        ("env", "'A-B' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+        ("env.PATH", "PATH is set by Countersign (PATH, LANG, HOME, TMPDIR are fixed)"),
+        ("env.N", "expected a string without NUL characters"),
+        ("config.when", "date is not a JSON value (quote it to pass a string)"),
+        ("referrers.artifactTypes[0]", "expected a media type such as application/example+json, got 'json'"),
+        ("referrers.artifactTypes[2]", "expected a media type such as application/example+json, got 'x'"),
+        ("referrers.maxCount", "expected an integer between 1 and 64, got 0"),
+        ("referrers.types", "unknown option (known: artifactTypes, maxBytes, maxCount)"),
+        (
+            "shell",
+            "unknown option (known: command, config, env, maxConcurrent, maxOutputBytes, referrers, timeout)",
+        ),
+    ]
+    # The first error is the one a single error would be: `str()` lists them all, one a line.
+    assert (info.value.path, info.value.message) == info.value.errors[0]
+    assert str(info.value).splitlines()[0] == "command[1]: expected a string without NUL characters"
+
+
+def test_the_program_is_checked_with_the_other_errors_once_the_command_is_well_formed(
+    tmp_path: Path, plugin: Path
+) -> None:
+    options: dict[str, Any] = {"command": ["./missing"], "maxConcurrent": 0, "referrers": []}
+    with option_paths_relative_to(tmp_path), pytest.raises(OptionsError) as info:
+        ExecVerifier("v", options)
+    assert [path for path, _ in info.value.errors] == ["command[0]", "maxConcurrent", "referrers"]
+    assert "No such file" in info.value.errors[0][1]
+    assert info.value.errors[2][1] == "expected a mapping with artifactTypes, maxCount and maxBytes"
+    plugin.chmod(0o644)  # not executable: refused after the shape, even when nothing else is wrong
+    with pytest.raises(OptionsError) as info:
+        ExecVerifier("v", {"command": [str(plugin)]})
+    assert info.value.errors == [("command[0]", f"{plugin} is not executable")]
+
+
+def test_every_error_reaches_the_configuration_at_its_full_path(tmp_path: Path, plugin: Path) -> None:
+    config = parse_config(
+        {
+            "verifiers": {
+                "scan": {"type": "exec", "options": {"command": [str(plugin)], "env": {"HOME": "/"}}},
+                "gate": {"type": "exec", "options": {"command": ["./missing"], "timeout": 0}},
+            },
+            "policies": [{"scope": "*", "allOf": ["scan", "gate"]}],
+        },
+        tmp_path,
+    )
+    with pytest.raises(ConfigError) as info:
+        build_verifiers(config)
+    assert [path for path, _ in info.value.errors] == [
+        "verifiers.scan.options.env.HOME",
+        "verifiers.gate.options.command[0]",
+        "verifiers.gate.options.timeout",
+    ]
+
+
+def test_the_options_model_keeps_defaults_and_normalizes_artifact_types(plugin: Path) -> None:
+    verifier = ExecVerifier(
+        "v",
+        {
+            "command": [str(plugin)],
+            "referrers": {"artifactTypes": ["Application/X+JSON; v=1", "application/x+json"]},
+        },
+    )
+    assert (verifier.timeout, verifier.max_output, verifier.max_concurrent) == (5.0, 65536, 4)
+    assert (verifier.env, verifier.config) == ({}, {})
+    # null is the same as left out for an option without a default value (docs/configuration.md)
+    assert ExecVerifier("v", {"command": [str(plugin)], "referrers": None}).referrers is None
+    assert verifier.referrers is not None
+    assert verifier.referrers.artifact_types == ("application/x+json",)
+    assert (verifier.referrers.max_count, verifier.referrers.max_bytes) == (8, 4 * 1024 * 1024)
+    parsed = ExecOptions.model_validate({"command": ["x"], "timeout": "900ms", "config": {"a": (1, 2.5)}})
+    assert (parsed.command, parsed.timeout, parsed.config) == (("x",), 0.9, {"a": [1, 2.5]})
+
+
 def test_a_program_that_is_not_executable_or_writable_by_all_is_refused(tmp_path: Path, plugin: Path) -> None:
     plugin.chmod(0o644)
     with pytest.raises(OptionsError, match="not executable"):
@@ -417,6 +511,24 @@ def test_malformed_responses_are_refused(stdout: bytes, fragment: str) -> None:
     with pytest.raises(InvalidResponse) as info:
         parse_response(stdout, IMAGE_DIGEST)
     assert fragment in str(info.value)
+
+
+def test_config_and_details_are_copied_by_base_plain_json_with_exec_s_own_bounds(plugin: Path) -> None:
+    # config: 32 levels inside it, as a report's details; 10,000 values and keys (a report's: 50,000).
+    assert ExecVerifier("v", {"command": [str(plugin)], "config": {"d": deep(31)}}).config == {"d": deep(31)}
+    with pytest.raises(OptionsError) as info:
+        ExecVerifier("v", {"command": [str(plugin)], "config": {"d": deep(32)}})
+    assert info.value.message == "nested more than 32 levels deep"
+    assert info.value.path == "config.d" + "[0]" * 31
+    with pytest.raises(OptionsError) as info:
+        ExecVerifier("v", {"command": [str(plugin)], "config": {str(i): i for i in range(5_000)}})
+    assert info.value.errors == [("config", "more than 10000 values")]  # keys count
+    assert plain_json({str(i): i for i in range(5_000)}) == {str(i): i for i in range(5_000)}
+    # details: 10,000 values and keys too (their depth is bounded by the strict JSON parser first).
+    many = {str(i): i for i in range(4_999)}
+    assert parse_response(variant(details=many), IMAGE_DIGEST) == Report(True, "checked", "fine", many)
+    with pytest.raises(InvalidResponse, match=r"^details: more than 10000 values$"):
+        parse_response(variant(details={str(i): i for i in range(5_000)}), IMAGE_DIGEST)
 
 
 async def test_an_invalid_response_is_undecided_never_passed(plugin: Path) -> None:

@@ -3,7 +3,7 @@ and through the configuration at `verifiers.<name>.options.<path>`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import pytest
 from pydantic import Field
@@ -168,3 +168,42 @@ def test_field_error_text(error: FieldError, text: str) -> None:
     else:
         assert error.errors == [("options.x", "1"), ("options[0]", "2"), ("options", "3")]
         assert (error.path, error.message) == ("options.x", "1")
+
+
+class BoundedOptions(OptionsModel):
+    """The building blocks the exec verifier's options added: an exclusive lower bound on a duration, the
+    refused value in a message, and how unknown keys of a nested model are named."""
+
+    unknown_name: ClassVar[str | None] = "setting"
+
+    wait: Annotated[float, Duration(above=0, maximum=60)] = 1.0
+    slots: Annotated[int, IntRange(1, 8), Message("expected an integer between 1 and 8", got=True)] = 1
+
+
+class OuterOptions(OptionsModel):
+    inner: BoundedOptions | None = None
+    other: BoundedOptions | None = None
+
+
+def test_exclusive_duration_bounds_refused_values_and_unknown_names() -> None:
+    assert parse_options(BoundedOptions, {"wait": "1ms", "slots": 8}).wait == 0.001
+    with pytest.raises(OptionsError) as info:
+        parse_options(BoundedOptions, {"wait": 0, "slots": True, "colour": 1})
+    assert info.value.errors == [
+        ("wait", "must be more than 0s and at most 60s, got 0s"),
+        ("slots", "expected an integer between 1 and 8, got True"),
+        ("colour", "unknown setting (known: slots, wait)"),
+    ]
+    with pytest.raises(OptionsError) as info:
+        parse_options(BoundedOptions, {"wait": "2m"})
+    assert info.value.errors == [("wait", "must be more than 0s and at most 60s, got 120s")]
+    with pytest.raises(OptionsError) as info:
+        parse_options(OuterOptions, {"inner": {"x": 1}, "y": 2})
+    assert info.value.errors == [
+        ("inner.x", "unknown setting (known: slots, wait)"),
+        ("y", "unknown option (known: inner, other)"),
+    ]
+    wait = BoundedOptions.model_json_schema()["properties"]["wait"]["anyOf"][0]
+    assert wait == {"type": "number", "exclusiveMinimum": 0, "maximum": 60}
+    with pytest.raises(ValueError, match="minimum or above"):
+        Duration(minimum=0, above=0)

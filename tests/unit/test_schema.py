@@ -10,6 +10,7 @@ import pytest
 
 from provider.config import ConfigDocument
 from provider.schema import BUILTIN_OPTIONS, chart_values_schema, config_schema, main, model_schema
+from verifiers.exec import ExecOptions
 
 CHART_SCHEMA = Path(__file__).resolve().parents[2] / "charts" / "countersign" / "values.schema.json"
 
@@ -70,13 +71,47 @@ def test_built_in_verifier_options_are_typed_by_type() -> None:
         rule["if"]["properties"]["type"]["const"]: rule["then"]["properties"]["options"]
         for rule in verifier["allOf"]
     }
-    assert set(typed) == set(BUILTIN_OPTIONS) == {"cosign", "digest-pin", "notation", "sbom"}
+    assert set(typed) == set(BUILTIN_OPTIONS) == {"cosign", "digest-pin", "exec", "notation", "sbom"}
     assert all(options["additionalProperties"] is False for options in typed.values())
     assert set(typed["cosign"]["properties"]) == {
         "keys", "identities", "trustedRoot", "transparencyLog", "threshold", "formats", "attestations"
     }  # fmt: skip
     assert typed["sbom"]["properties"]["maxAge"]["anyOf"][1]["type"] == "string"
     assert typed["notation"]["required"] == ["trustPolicy"]
+    assert typed["exec"]["required"] == ["command"]
+    assert set(typed["exec"]["properties"]) == {
+        "command", "timeout", "maxOutputBytes", "maxConcurrent", "env", "config", "referrers"
+    }  # fmt: skip
+
+
+def test_exec_options_are_typed_with_their_bounds() -> None:
+    options = model_schema(ExecOptions)["properties"]
+    assert options["command"]["type"] == "array" and options["command"]["minItems"] == 1
+    assert options["command"]["items"] == [{"type": "string", "minLength": 1}]
+    assert options["timeout"]["anyOf"][0] == {"type": "number", "exclusiveMinimum": 0, "maximum": 300}
+    assert options["timeout"]["default"] == 5
+    assert options["maxOutputBytes"] == {
+        "type": "integer",
+        "minimum": 256,
+        "maximum": 1048576,
+        "default": 65536,
+    }
+    assert options["maxConcurrent"] == {"type": "integer", "minimum": 1, "maximum": 64, "default": 4}
+    env = options["env"]
+    assert env["additionalProperties"] == {"type": "string"}
+    assert env["propertyNames"]["not"] == {"enum": ["PATH", "LANG", "HOME", "TMPDIR"]}
+    assert options["config"] == {"type": "object"}
+    referrers, null = options["referrers"]["anyOf"]  # null is the same as left out
+    assert null == {"type": "null"}
+    assert referrers["type"] == "object" and referrers["additionalProperties"] is False
+    assert referrers["required"] == ["artifactTypes"]
+    assert referrers["properties"]["maxCount"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 64,
+        "default": 8,
+    }
+    assert referrers["properties"]["maxBytes"]["maximum"] == 32 * 1024 * 1024
 
 
 def test_durations_accept_numbers_within_the_bounds_and_duration_strings() -> None:
