@@ -4,7 +4,7 @@
 #
 #   tools/install.sh            install everything that is missing (a cached run takes about a second)
 #   tools/install.sh NAME...    only these (olareg cosign cosign2 notation oras tsa opa helm skopeo
-#                               syft gatekeeper kube debian)
+#                               syft gatekeeper kube node debian)
 #
 # Every version is pinned in tools/versions.env. A tool is rebuilt only when its pinned version changes.
 set -euo pipefail
@@ -153,6 +153,52 @@ kube() {
   log "built etcd, kube-apiserver and kubectl in $(( $(date +%s) - start ))s"
 }
 
+# node: kubelet, kube-controller-manager and kube-scheduler from the same module and pins as kube, plus
+# the test bed's pause program (./cmd/pause), for the single-node cluster of tests/support/node.py. Their
+# further checksums are in tools/kube/node.sum (see tools/kube/tools.go): they are built against go.mod
+# with go.sum and node.sum together (-modfile), so the kube stamp, and the binaries it covers, are not
+# affected. Their own stamp covers go.mod, go.sum, node.sum, the pause source and versions.env.
+node() {
+  local module="$here/kube" sum
+  sum=$(cat "$module/go.mod" "$module/go.sum" "$module/node.sum" "$module/cmd/pause/main.go" \
+    "$here/versions.env" | sha256sum | cut -c1-16)
+  local stamp="$stamps/node@$KUBERNETES_VERSION-$sum" names=(kubelet kube-controller-manager kube-scheduler pause)
+  local name missing=0
+  for name in "${names[@]}"; do [[ -x $bin/$name ]] || missing=1; done
+  if [[ -f $stamp && $missing -eq 0 ]]; then
+    return 0
+  fi
+  command -v go >/dev/null || { log "go is required to build kubelet, kube-controller-manager and kube-scheduler"; return 1; }
+  log "building kubelet, kube-controller-manager, kube-scheduler ($KUBERNETES_VERSION) and pause from tools/kube"
+  local start version_pkg=k8s.io/component-base/version minor tmp
+  start=$(date +%s)
+  minor=${KUBERNETES_VERSION#v1.}
+  minor=${minor%%.*}
+  local ldflags="-s -w -X $version_pkg.gitVersion=$KUBERNETES_VERSION -X $version_pkg.gitMajor=1"
+  ldflags+=" -X $version_pkg.gitMinor=$minor -X $version_pkg.gitTreeState=clean"
+  export GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0
+  tmp=$(mktemp -d)
+  cp "$module/go.mod" "$tmp/node.mod"
+  sort -u "$module/go.sum" "$module/node.sum" >"$tmp/node.sum"
+  local target
+  for target in kubelet:k8s.io/kubernetes/cmd/kubelet \
+    kube-controller-manager:k8s.io/kubernetes/cmd/kube-controller-manager \
+    kube-scheduler:k8s.io/kubernetes/cmd/kube-scheduler pause:./cmd/pause; do
+    local name=${target%%:*} pkg=${target#*:}
+    if ! (cd "$module" && go build -modfile="$tmp/node.mod" -mod=readonly -buildvcs=false -trimpath \
+      -ldflags="$ldflags" -o "$bin/.$name.new" "$pkg"); then
+      rm -rf "$tmp"
+      log "FAILED to build $name from tools/kube"
+      return 1
+    fi
+    mv -f "$bin/.$name.new" "$bin/$name"
+  done
+  rm -rf "$tmp"
+  rm -f "$stamps/node@"*
+  touch "$stamp"
+  log "built kubelet, kube-controller-manager, kube-scheduler and pause in $(( $(date +%s) - start ))s"
+}
+
 debian() {
   local missing=()
   local pkg
@@ -187,12 +233,13 @@ install_one() {
     skopeo)   go_tool skopeo SKOPEO ;;
     gatekeeper) gatekeeper ;;
     kube)     kube ;;
+    node)     node ;;
     debian)   debian ;;
     *) log "unknown tool: $1"; return 2 ;;
   esac
 }
 
-all=(debian olareg oras opa cosign cosign2 notation tsa helm skopeo syft gatekeeper kube)
+all=(debian olareg oras opa cosign cosign2 notation tsa helm skopeo syft gatekeeper kube node)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 
