@@ -153,23 +153,24 @@ kube() {
   log "built etcd, kube-apiserver and kubectl in $(( $(date +%s) - start ))s"
 }
 
-# node: kubelet, kube-controller-manager and kube-scheduler from the same module and pins as kube, plus
-# the test bed's pause program (./cmd/pause), for the single-node cluster of tests/support/node.py. Their
-# further checksums are in tools/kube/node.sum (see tools/kube/tools.go): they are built against go.mod
-# with go.sum and node.sum together (-modfile), so the kube stamp, and the binaries it covers, are not
-# affected. Their own stamp covers go.mod, go.sum, node.sum, the pause source and versions.env.
+# node: kubelet, kube-controller-manager, kube-scheduler and kube-proxy from the same module and pins as
+# kube, plus the test bed's pause program (./cmd/pause), for the single-node cluster of
+# tests/support/node.py. Their further checksums are in tools/kube/node.sum (see tools/kube/tools.go): they
+# are built against go.mod with go.sum and node.sum together (-modfile), so the kube stamp, and the binaries
+# it covers, are not affected. Their own stamp covers go.mod, go.sum, node.sum, the pause source and versions.env.
 node() {
   local module="$here/kube" sum
   sum=$(cat "$module/go.mod" "$module/go.sum" "$module/node.sum" "$module/cmd/pause/main.go" \
     "$here/versions.env" | sha256sum | cut -c1-16)
-  local stamp="$stamps/node@$KUBERNETES_VERSION-$sum" names=(kubelet kube-controller-manager kube-scheduler pause)
+  local stamp="$stamps/node@$KUBERNETES_VERSION-$sum"
+  local names=(kubelet kube-controller-manager kube-scheduler kube-proxy pause)
   local name missing=0
   for name in "${names[@]}"; do [[ -x $bin/$name ]] || missing=1; done
   if [[ -f $stamp && $missing -eq 0 ]]; then
     return 0
   fi
-  command -v go >/dev/null || { log "go is required to build kubelet, kube-controller-manager and kube-scheduler"; return 1; }
-  log "building kubelet, kube-controller-manager, kube-scheduler ($KUBERNETES_VERSION) and pause from tools/kube"
+  command -v go >/dev/null || { log "go is required to build the node's binaries"; return 1; }
+  log "building kubelet, kube-controller-manager, kube-scheduler, kube-proxy ($KUBERNETES_VERSION) and pause from tools/kube"
   local start version_pkg=k8s.io/component-base/version minor tmp
   start=$(date +%s)
   minor=${KUBERNETES_VERSION#v1.}
@@ -183,7 +184,8 @@ node() {
   local target
   for target in kubelet:k8s.io/kubernetes/cmd/kubelet \
     kube-controller-manager:k8s.io/kubernetes/cmd/kube-controller-manager \
-    kube-scheduler:k8s.io/kubernetes/cmd/kube-scheduler pause:./cmd/pause; do
+    kube-scheduler:k8s.io/kubernetes/cmd/kube-scheduler kube-proxy:k8s.io/kubernetes/cmd/kube-proxy \
+    pause:./cmd/pause; do
     local name=${target%%:*} pkg=${target#*:}
     if ! (cd "$module" && go build -modfile="$tmp/node.mod" -mod=readonly -buildvcs=false -trimpath \
       -ldflags="$ldflags" -o "$bin/.$name.new" "$pkg"); then
@@ -196,7 +198,7 @@ node() {
   rm -rf "$tmp"
   rm -f "$stamps/node@"*
   touch "$stamp"
-  log "built kubelet, kube-controller-manager, kube-scheduler and pause in $(( $(date +%s) - start ))s"
+  log "built kubelet, kube-controller-manager, kube-scheduler, kube-proxy and pause in $(( $(date +%s) - start ))s"
 }
 
 debian() {

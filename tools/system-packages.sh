@@ -20,8 +20,9 @@ set -euo pipefail
 # buildah: assembles the image; podman + runc: run it; mmdebstrap: its root file system from Debian
 # packages; skopeo: copies it (oci layout <-> registries); conmon comes with podman. containerd and the
 # standard CNI plugins: the end-to-end test bed's node (tests/support/node.py runs its own containerd, with
-# its configuration, root and socket in the test's directories; the package's system service is not used).
-PACKAGES="buildah podman runc mmdebstrap skopeo containerd containernetworking-plugins"
+# its configuration, root and socket in the test's directories; the package's system service is not used);
+# iptables: the node's kube-proxy (iptables mode) writes the Services' rules with it.
+PACKAGES="buildah podman runc mmdebstrap skopeo containerd containernetworking-plugins iptables"
 
 log() { printf '[system-packages] %s\n' "$*" >&2; }
 

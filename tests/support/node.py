@@ -14,12 +14,20 @@ What runs, and where:
   :data:`NODE_IP`, is on that namespace's loopback interface: the kubelet refuses a 127.0.0.0/8 node
   address. The kubelet reaches the apiserver through an egress forward (the node's 127.0.0.1:PORT is the
   host's 127.0.0.1:PORT); :meth:`Node.egress` adds more (the test bed's registry).
-* There is no network plugin: containerd's CNI configuration (a bridge) only makes the runtime report its
-  network ready; the provider's Pods use the chart's ``hostNetwork`` value, i.e. the node's namespace.
-* There is no kube-proxy: :meth:`Node.service_port` opens a host port of 127.0.0.1 that forwards each
-  connection to a *ready* endpoint of the Service's EndpointSlices, read from the apiserver when the
-  connection arrives (kube-proxy's rule, done in this process). The Service, its selector and the
-  EndpointSlice controller are real; the ClusterIP is not routed.
+* The Pod network: Debian's standard CNI plugins (bridge, host-local, loopback) configured for
+  containerd's CRI, all inside the node's namespace: a bridge ``cs0`` with :data:`POD_GATEWAY`, Pods on
+  :data:`POD_CIDR` (which the controller-manager's node-ipam controller also allocates to the node as its
+  ``spec.podCIDR``), no masquerade (the namespace has no interface to masquerade to). A Pod gets an
+  address and a network namespace of its own, as in any cluster.
+* kube-proxy, iptables mode (Debian's iptables), in the node's namespace with the apiserver's service
+  range :data:`SERVICE_CIDR` (tests/support/kube.py's ``--service-cluster-ip-range``) routed to the
+  bridge there: a connection the node opens to a ClusterIP is DNAT'ed by kube-proxy's rules to a ready
+  endpoint. :meth:`Node.service_port` opens a host port of 127.0.0.1 (Gatekeeper runs out of the cluster,
+  on the host) whose every connection is a new connection, from the node's namespace, to the Service's
+  ClusterIP:port: kube-proxy's rules choose the Pod.
+* The test bed's registry listens on the host's 127.0.0.1 and the image references name it so:
+  :meth:`Node.pod_egress` makes a Pod's own 127.0.0.1:PORT reach the host's 127.0.0.1:PORT (a listener in
+  the Pod's network namespace, forwarded by this process), where a real cluster would route to a registry.
 * The kubelet authenticates with a client certificate from the cluster CA (``system:node:<name>``,
   group ``system:nodes``), bound to the ``system:node`` ClusterRole (the apiserver runs RBAC only, no Node
   authorizer). The controller-manager and the scheduler use the admin kubeconfig. Leader election is off.
@@ -37,16 +45,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import io
 import json
 import os
+import shutil
+import socket
 import ssl
 import subprocess
 import tarfile
 import time
 import urllib.parse
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self
 
@@ -54,7 +66,7 @@ import yaml
 
 from tests.support.daemons import Daemon
 from tests.support.kube import Cluster, _get
-from tests.support.pod import PodNetwork, _pipe
+from tests.support.pod import PodNetwork, _enter_netns, _pipe
 from tests.support.registries import LOOPBACK, free_port
 from tests.support.tools import find_tool, in_ci, tools_bin
 
@@ -63,6 +75,9 @@ __all__ = [
     "NODE_NAME",
     "NODE_TAINT",
     "NODE_TOOLS",
+    "POD_CIDR",
+    "POD_GATEWAY",
+    "SERVICE_CIDR",
     "TOLERATION",
     "Node",
     "NodeNetwork",
@@ -72,7 +87,14 @@ __all__ = [
 NODE_NAME = "countersign-node"
 #: The node's InternalIP (and so its hostNetwork Pods' IP): on the node namespace's loopback interface.
 NODE_IP = "10.255.0.1"
-NODE_TOOLS = ("kubelet", "kube-controller-manager", "kube-scheduler", "pause")
+NODE_TOOLS = ("kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy", "pause")
+#: The node's Pod network (the bridge's subnet, and the node's spec.podCIDR) and its gateway on the bridge.
+POD_CIDR = "10.244.0.0/24"
+POD_GATEWAY = "10.244.0.1"
+BRIDGE = "cs0"
+#: The apiserver's --service-cluster-ip-range (tests/support/kube.py).
+SERVICE_CIDR = "10.96.0.0/24"
+
 PAUSE_IMAGE = "localhost/countersign-test/pause:1"
 #: The node's taint (NoSchedule): Pods run on it only with :data:`TOLERATION` (the chart's tolerations).
 NODE_TAINT = "countersign.dev/test-node"
@@ -90,6 +112,10 @@ def require_node() -> None:
         reason = "a node (containerd, kubelet, network namespaces) needs root"
     elif missing:
         reason = f"{', '.join(missing)} not installed: run `tools/install.sh node` (or `make tools`)"
+    elif not all(shutil.which(name) for name in ("iptables", "iptables-save", "iptables-restore")):
+        reason = "iptables (kube-proxy's) not installed: run tools/system-packages.sh"
+    elif not Path("/usr/lib/cni/bridge").exists():
+        reason = "the CNI plugins are not installed: run tools/system-packages.sh"
     if reason is not None:
         if in_ci():
             pytest.fail(f"{reason} (CI=true: the node tests do not skip)", pytrace=False)
@@ -97,25 +123,32 @@ def require_node() -> None:
 
 
 class NodeNetwork(PodNetwork):
-    """The node's network namespace: loopback up, with :data:`NODE_IP` on it too."""
+    """The node's network namespace: loopback up, with :data:`NODE_IP` on it too; the Pod network's
+    bridge (:data:`POD_GATEWAY` on :data:`POD_CIDR`, which the CNI bridge plugin then uses as it is), and
+    the service range routed to the bridge (kube-proxy's rules DNAT what is sent there; this host's kernel
+    has no dummy interfaces)."""
 
     def __init__(self) -> None:
         super().__init__(f"countersign-node-{os.urandom(4).hex()}")
-        subprocess.run(
-            ["ip", "-n", self.name, "addr", "add", f"{NODE_IP}/32", "dev", "lo"],
-            check=True,
-            capture_output=True,
-        )
+        self._pod_threads: list[ThreadPoolExecutor] = []
+        prefix = POD_CIDR.rsplit("/", 1)[1]
+        for command in (
+            ["addr", "add", f"{NODE_IP}/32", "dev", "lo"],
+            ["link", "add", BRIDGE, "type", "bridge"],
+            ["addr", "add", f"{POD_GATEWAY}/{prefix}", "dev", BRIDGE],
+            ["link", "set", BRIDGE, "up"],
+            ["route", "add", SERVICE_CIDR, "dev", BRIDGE],
+        ):
+            done = subprocess.run(["ip", "-n", self.name, *command], capture_output=True, text=True)
+            if done.returncode != 0:
+                self.delete()
+                raise RuntimeError(f"ip {' '.join(command)}: {done.stderr.strip()}")
 
-    def service(self, host_port: int, endpoint: Any) -> None:
-        """The host's 127.0.0.1:host_port forwards each new connection to ``endpoint()`` (an (ip, port)
-        in the node's namespace, or None: the connection is then closed at once, as with no endpoint)."""
+    def service(self, host_port: int, target: tuple[str, int]) -> None:
+        """The host's 127.0.0.1:host_port forwards each new connection to ``target`` (a ClusterIP and
+        port), connecting from the node's network namespace."""
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            target = await self._loop.run_in_executor(None, endpoint)
-            if target is None:
-                writer.close()
-                return
             sock = await self._loop.run_in_executor(self._inside, _nonblocking_socket)
             try:
                 await self._loop.sock_connect(sock, target)
@@ -129,6 +162,28 @@ class NodeNetwork(PodNetwork):
         self._services[host_port] = self._run(
             lambda: asyncio.start_server(handle, LOOPBACK, host_port, reuse_address=True)
         )
+
+    def egress_in(self, netns: str, ports: Sequence[int]) -> None:
+        """The 127.0.0.1:PORT of the network namespace at ``netns`` (a Pod's) forwards to the host's
+        127.0.0.1:PORT, for each port (closed with this network)."""
+        inside = ThreadPoolExecutor(1, f"{self.name}-pod", initializer=_enter_netns, initargs=(netns,))
+        self._pod_threads.append(inside)
+        for port in ports:
+            listener = inside.submit(socket.socket, socket.AF_INET, socket.SOCK_STREAM).result()
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((LOOPBACK, port))
+            listener.listen(128)
+            listener.setblocking(False)
+
+            async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter, port: int = port) -> None:
+                await self._forward((r, w), socket.socket(socket.AF_INET, socket.SOCK_STREAM), port)
+
+            self._egress.append(self._run(functools.partial(asyncio.start_server, handle, sock=listener)))
+
+    def delete(self) -> None:
+        super().delete()
+        for inside in self._pod_threads:
+            inside.shutdown()
 
 
 def _nonblocking_socket() -> Any:
@@ -263,7 +318,7 @@ class Node:
         self.ctr("images", "import", "--base-name", PAUSE_IMAGE.rsplit(":", 1)[0], str(pause))
         self._timed("pause image", began)
         began = time.monotonic()
-        for daemon in (self._controller_manager(), self._scheduler(), self._kubelet()):
+        for daemon in (self._controller_manager(), self._scheduler(), self._kubelet(), self._kube_proxy()):
             self.daemons.append(daemon)
             daemon.start()
         self._timed("controllers and kubelet", began)
@@ -337,13 +392,54 @@ class Node:
         assert self.network is not None
         self.network.egress(ports)
 
+    def pod_egress(self, namespace: str, pod: str, ports: Sequence[int]) -> None:
+        """The running Pod's own 127.0.0.1:PORT reaches the host's, for each port (module docstring)."""
+        assert self.network is not None
+        self.network.egress_in(self.pod_netns(namespace, pod), ports)
+
+    def pod_netns(self, namespace: str, pod: str) -> str:
+        """The path of the network namespace containerd's CRI made for the Pod's sandbox."""
+        for container in self.ctr("containers", "list", "-q", timeout=30).split():
+            info = json.loads(self.ctr("containers", "info", container, timeout=30))
+            labels = info.get("Labels") or {}
+            if (
+                labels.get("io.cri-containerd.kind") == "sandbox"
+                and labels.get("io.kubernetes.pod.namespace") == namespace
+                and labels.get("io.kubernetes.pod.name") == pod
+            ):
+                for ns in info["Spec"]["linux"]["namespaces"]:
+                    if ns["type"] == "network" and ns.get("path"):
+                        return str(ns["path"])
+        raise AssertionError(f"no sandbox with a network namespace for Pod {namespace}/{pod}")
+
+    def cluster_ip(self, namespace: str, service: str, port_name: str) -> tuple[str, int]:
+        """The Service's ClusterIP and the port named ``port_name``."""
+        spec = self.cluster.kubectl("get", "service", "-n", namespace, service, "-o", "json").check().json()
+        spec = spec["spec"]
+        ports = [int(p["port"]) for p in spec["ports"] if p.get("name") == port_name]
+        assert ports, spec
+        return str(spec["clusterIP"]), ports[0]
+
     def service_port(self, namespace: str, service: str, port_name: str) -> int:
-        """A host port of 127.0.0.1 forwarding to a ready endpoint of the Service (module docstring)."""
+        """A host port of 127.0.0.1 forwarding each connection to the Service's ClusterIP:port from the
+        node's network namespace, where kube-proxy's rules choose the endpoint (module docstring)."""
         assert self.network is not None
         host_port = free_port()
-        self.network.service(host_port, lambda: self.ready_endpoint(namespace, service, port_name))
+        self.network.service(host_port, self.cluster_ip(namespace, service, port_name))
         self._service_ports.append(host_port)
         return host_port
+
+    def iptables_save(self) -> str:
+        """``iptables-save --counters`` of the node's network namespace (kube-proxy's rules, each line
+        with its [packets:bytes])."""
+        done = subprocess.run(
+            self._in_node(["iptables-save", "--counters"]),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return done.stdout
 
     def ready_endpoint(self, namespace: str, service: str, port_name: str) -> tuple[str, int] | None:
         """The first ready endpoint (address, port) of the Service's EndpointSlices, or None."""
@@ -391,8 +487,8 @@ class Node:
         d = self.directory / "containerd"
         cni = d / "cni"
         cni.mkdir(parents=True, exist_ok=True)
-        # A valid CNI configuration, so that the runtime reports its network ready; the provider's Pods use
-        # the node's network namespace (hostNetwork) and never call it.
+        # The Pod network (module docstring): a veth per Pod on the node's bridge, an address from
+        # POD_CIDR, the bridge as the default gateway; no masquerade.
         (cni / "10-bridge.conflist").write_text(
             json.dumps(
                 {
@@ -401,15 +497,17 @@ class Node:
                     "plugins": [
                         {
                             "type": "bridge",
-                            "bridge": "cs0",
+                            "bridge": BRIDGE,
                             "isGateway": True,
                             "ipMasq": False,
+                            "hairpinMode": True,
                             "ipam": {
                                 "type": "host-local",
-                                "ranges": [[{"subnet": "10.254.0.0/24"}]],
+                                "ranges": [[{"subnet": POD_CIDR, "gateway": POD_GATEWAY}]],
+                                "routes": [{"dst": "0.0.0.0/0"}],
                                 "dataDir": str(d / "ipam"),
                             },
-                        }
+                        },
                     ],
                 }
             )
@@ -594,10 +692,61 @@ state = "{self.run_dir / "state"}"
             "garbage-collector-controller",
             "node-lifecycle-controller",
             "namespace-controller",
+            "node-ipam-controller",
         ]
         cert_dir = self.directory / "kube-controller-manager"
         return self._serving(
-            "kube-controller-manager", [f"--controllers={','.join(controllers)}", f"--cert-dir={cert_dir}"]
+            "kube-controller-manager",
+            [
+                f"--controllers={','.join(controllers)}",
+                f"--cert-dir={cert_dir}",
+                # The node's spec.podCIDR: POD_CIDR, the one range of this one-node cluster.
+                "--allocate-node-cidrs=true",
+                f"--cluster-cidr={POD_CIDR}",
+                f"--node-cidr-mask-size={POD_CIDR.rsplit('/', 1)[1]}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+            ],
+        )
+
+    def _kube_proxy(self) -> Daemon:
+        """kube-proxy in iptables mode in the node's namespace; ready once its health check answers 200
+        (it has synced its rules with the apiserver's Services and EndpointSlices)."""
+        d = self.directory / "kube-proxy"
+        d.mkdir(parents=True, exist_ok=True)
+        healthz, metrics = free_port(), free_port()
+        config = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "clientConnection": {"kubeconfig": str(self.cluster.kubeconfig)},
+            "hostnameOverride": NODE_NAME,
+            "mode": "iptables",
+            "clusterCIDR": POD_CIDR,
+            "detectLocalMode": "ClusterCIDR",
+            "healthzBindAddress": f"{LOOPBACK}:{healthz}",
+            "metricsBindAddress": f"{LOOPBACK}:{metrics}",
+            "nodePortAddresses": [f"{NODE_IP}/32"],
+            # This host forbids a negative oom_score_adj; conntrack's sysctls are the host's, left alone.
+            "oomScoreAdj": 0,
+            "conntrack": {
+                "maxPerCore": 0,
+                "min": 0,
+                "tcpEstablishedTimeout": "0s",
+                "tcpCloseWaitTimeout": "0s",
+            },
+            "iptables": {"syncPeriod": "30s", "minSyncPeriod": "0s"},
+        }
+        (d / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+        def ready() -> bool:
+            status, _ = self.http_get(LOOPBACK, healthz, "/healthz")
+            return status == 200
+
+        return Daemon(
+            "kube-proxy",
+            self._in_node([str(tools_bin() / "kube-proxy"), f"--config={d / 'config.yaml'}", "--v=1"]),
+            log_file=self.directory / "kube-proxy.log",
+            ready=ready,
+            ready_timeout=90,
         )
 
     def _scheduler(self) -> Daemon:
