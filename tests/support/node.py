@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import io
 import json
@@ -168,17 +167,7 @@ class NodeNetwork(PodNetwork):
         127.0.0.1:PORT, for each port (closed with this network)."""
         inside = ThreadPoolExecutor(1, f"{self.name}-pod", initializer=_enter_netns, initargs=(netns,))
         self._pod_threads.append(inside)
-        for port in ports:
-            listener = inside.submit(socket.socket, socket.AF_INET, socket.SOCK_STREAM).result()
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((LOOPBACK, port))
-            listener.listen(128)
-            listener.setblocking(False)
-
-            async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter, port: int = port) -> None:
-                await self._forward((r, w), socket.socket(socket.AF_INET, socket.SOCK_STREAM), port)
-
-            self._egress.append(self._run(functools.partial(asyncio.start_server, handle, sock=listener)))
+        self.egress(ports, lambda: inside.submit(socket.socket, socket.AF_INET, socket.SOCK_STREAM).result())
 
     def delete(self) -> None:
         super().delete()
