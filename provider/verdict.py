@@ -26,13 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provider.config import Policy
-from verifiers.base import (
-    MAX_MESSAGE_CHARS,
-    Report,
-    Undecided,
-    check_report,
-    plain_json,
-)
+from verifiers.base import MAX_MESSAGE_CHARS, Report, Undecided
 from verifiers.reference import Key
 
 __all__ = [
@@ -40,10 +34,8 @@ __all__ = [
     "Decision",
     "Pending",
     "VerifierOutcome",
-    "checked_report",
     "combine",
     "denial_value",
-    "plain_json",
     "safe_text",
     "verdict_value",
 ]
@@ -60,11 +52,6 @@ def safe_text(value: object, limit: int = MAX_MESSAGE_CHARS) -> str:
     if len(text) > limit:
         text = text[:limit] + "..."
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def checked_report(report: object) -> Report:
-    """The report checked and copied as plain JSON (`verifiers.base.check_report`); ValueError otherwise."""
-    return check_report(report)
 
 
 @dataclass(frozen=True, slots=True)

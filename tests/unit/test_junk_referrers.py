@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from provider.verdict import checked_report
 from tests.support.images import spdx_document
 from tests.support.junk import EMPTY, OCI_MANIFEST, digest_of, junk_manifests
 from tests.support.private_sigstore import pem_public_key, sign, simple_signing_payload
 from verifiers import oci
-from verifiers.base import Report
+from verifiers.base import Report, check_report
 from verifiers.cosign.model import ANNOTATION_SIGNATURE, ARTIFACT_TYPE_COSIGN_SIG, SIMPLE_SIGNING_MEDIA_TYPE
 from verifiers.cosign.verifier import CosignVerifier
 from verifiers.errors import InvalidContent
@@ -98,7 +97,7 @@ def cosign() -> CosignVerifier:
 
 async def verify(verifier: CosignVerifier | SbomVerifier, registry: InMemoryRegistry) -> Report:
     report = await verifier.verify(SUBJECT, make_context(registry, deadline_in=600))
-    return checked_report(report)  # what the engine does: the report is plain JSON
+    return check_report(report)  # what the engine does: the report is plain JSON
 
 
 def test_every_junk_shape_is_junk_to_the_model() -> None:

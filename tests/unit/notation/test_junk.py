@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from provider.verdict import checked_report
 from tests.support.junk import digest_of, junk_manifests
 from tests.unit.notation.test_verifier import (  # noqa: F401  (fixtures)
     _verifier,
@@ -16,7 +15,7 @@ from tests.unit.notation.test_verifier import (  # noqa: F401  (fixtures)
     stranger_pem,
 )
 from verifiers import oci
-from verifiers.base import Descriptor, Subject
+from verifiers.base import Descriptor, Subject, check_report
 from verifiers.notation.verifier import ARTIFACT_TYPE, THUMBPRINT_ANNOTATION
 from verifiers.testing import InMemoryRegistry
 
@@ -46,7 +45,7 @@ async def test_a_signature_beside_junk_verifies(leaf_store: Path, recorded: tupl
     memory = registry()
     junk = add_junk(memory, subject)
     add_referrer(memory, subject, envelope)
-    report = checked_report(await _verify(_verifier(leaf_store), subject, memory))
+    report = check_report(await _verify(_verifier(leaf_store), subject, memory))
     assert report.passed and report.reason == "notation_verified", report.message
     assert report.details["skippedCount"] == junk
     assert len(report.details["skipped"]) == oci.MAX_SKIPPED
@@ -56,7 +55,7 @@ async def test_junk_alone_is_no_signature_found(store_dir: Path, recorded: tuple
     _, subject = recorded
     memory = registry()
     junk = add_junk(memory, subject)
-    report = checked_report(await _verify(_verifier(store_dir), subject, memory))
+    report = check_report(await _verify(_verifier(store_dir), subject, memory))
     assert not report.passed and report.reason == "no_signature_found", report.message
     assert report.details["skippedCount"] == junk
     assert "malformed referrer" in report.message
@@ -70,5 +69,5 @@ async def test_a_deeply_nested_thumbprint_annotation_is_ignored(
     envelope, subject = recorded
     memory = registry()
     add_referrer(memory, subject, envelope, annotations={THUMBPRINT_ANNOTATION: "[" * 100_000})
-    report = checked_report(await _verify(_verifier(leaf_store), subject, memory))
+    report = check_report(await _verify(_verifier(leaf_store), subject, memory))
     assert report.passed, report.message
