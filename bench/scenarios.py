@@ -56,7 +56,8 @@ from aiohttp import web
 from bench.load import LoadResult, LoadSpec, check_provider_response, run_load
 from bench.stats import Row, batch_row, summarize, summary_row
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine, Outcome
+from provider.engine import Engine
+from provider.outcome import Decided, Outcome
 from provider.server import build_app, guarded_site
 from provider.tls import CertificateReloader
 from tests.support.images import OrasError, PushedImage, attach_sbom, push_image

@@ -9,7 +9,8 @@ from typing import Any
 
 from bench.stats import Row, batch_row
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine, Outcome
+from provider.engine import Engine
+from provider.outcome import Decided, Outcome
 
 __all__ = ["SignedImage", "check_formats", "cold_signed_scenario", "single_verifier_config"]
 

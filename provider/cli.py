@@ -29,7 +29,8 @@ import yaml
 
 from provider import __version__
 from provider.config import Config, ConfigError, load_config
-from provider.engine import Decided, Engine, Invalid, Outcome, UndecidedKey, build_verifiers
+from provider.engine import Engine, build_verifiers
+from provider.outcome import Decided, Invalid, Outcome, UndecidedKey
 from verifiers.base import option_paths_relative_to
 from verifiers.plugins import PluginError, available_types
 from verifiers.testing.conformance import check_conformance, failures, format_findings

@@ -45,8 +45,8 @@ from pydantic_core import PydanticCustomError
 
 from provider.policy import normalize_scope
 from provider.registry.auth import Credentials
-from provider.registry.client import Limits, RegistrySettings
 from provider.registry.egress import EgressPolicy, parse_host_pattern, parse_network
+from provider.registry.settings import Limits, RegistrySettings
 from verifiers import options
 from verifiers.errors import FieldError, OptionsError
 from verifiers.options import (

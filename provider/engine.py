@@ -60,7 +60,7 @@ from verifiers.errors import IntegrityError, InvalidContent, NotFound, RegistryE
 from verifiers.plugins import PluginError, create_verifier
 from verifiers.reference import ImageReference, Key, ReferenceError, parse_key, parse_reference
 
-__all__ = ["Decided", "Engine", "Invalid", "Outcome", "Undecided", "UndecidedKey", "build_verifiers"]
+__all__ = ["Engine", "build_verifiers"]
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from provider.cache import ByteLRU, SingleFlight, TTLCache, bytes_cost, slot_cost, ttl_slot_cost
 from provider.metrics import Metrics
-from provider.registry.client import Manifest, RegistryClient
+from provider.registry.client import RegistryClient
+from provider.registry.content import Manifest
 from verifiers.base import Descriptor, RegistryReader, Subject
 from verifiers.reference import ImageReference
 

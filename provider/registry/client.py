@@ -37,7 +37,6 @@ from provider.registry.content import (
     compute_digest,
     index_descriptors,
     off_loop,
-    parse_descriptor,
 )
 from provider.registry.egress import EgressPolicy, EgressRefused, FilteringResolver, refusal_of
 from provider.registry.settings import Limits, RegistrySettings, base_url, origin, redact
@@ -56,15 +55,7 @@ from verifiers.errors import (
 )
 from verifiers.reference import ImageReference
 
-__all__ = [
-    "DEADLINE",
-    "MANIFEST_MEDIA_TYPES",
-    "Limits",
-    "Manifest",
-    "RegistryClient",
-    "RegistrySettings",
-    "parse_descriptor",
-]
+__all__ = ["DEADLINE", "RegistryClient"]
 
 log = logging.getLogger(__name__)
 

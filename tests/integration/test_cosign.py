@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine, Outcome
+from provider.engine import Engine
+from provider.outcome import Decided, Outcome
 from tests.support import cosign
 from tests.support.cosign import CosignEnv, KeyPair, key_options
 from tests.support.images import PushedImage, oras, push_image

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine
+from provider.engine import Engine
+from provider.outcome import Decided
 from tests.support import cosign
 from tests.support.cosign import CosignEnv, KeyPair, key_options
 from tests.support.images import PushedImage, attach_sbom, push_image

@@ -17,7 +17,8 @@ from typing import Any, Literal
 import pytest
 
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine, Outcome
+from provider.engine import Engine
+from provider.outcome import Decided, Outcome
 from tests.support import cosign
 from tests.support.cosign import ATTESTATION_PREDICATE_TYPES, CosignEnv, KeyPair
 from tests.support.images import (

@@ -45,7 +45,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine, Outcome
+from provider.engine import Engine
+from provider.outcome import Decided, Outcome
 from tests.support import cosign
 from tests.support.images import (
     OCI_CONFIG,

@@ -27,7 +27,8 @@ import pytest
 from rfc3161_client import decode_timestamp_response
 
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine, Outcome
+from provider.engine import Engine
+from provider.outcome import Decided, Outcome
 from tests.support import cosign
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.images import PushedImage, push_image

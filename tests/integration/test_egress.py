@@ -29,9 +29,11 @@ import pytest
 from aiohttp import web
 
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine, Invalid, Outcome, UndecidedKey
-from provider.registry.client import RegistryClient, RegistrySettings
+from provider.engine import Engine
+from provider.outcome import Decided, Invalid, Outcome, UndecidedKey
+from provider.registry.client import RegistryClient
 from provider.registry.egress import EgressPolicy, EgressRefused
+from provider.registry.settings import RegistrySettings
 from tests.integration.conftest import EngineFactory
 from tests.support.auth_registries import ConfiguredDistribution, start_configured_distribution
 from tests.support.http_servers import Front

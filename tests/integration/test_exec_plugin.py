@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from provider.config import parse_config
-from provider.engine import Decided
+from provider.outcome import Decided
 from tests.support.images import PushedImage, attach_artifact, push_image
 from tests.support.registries import Registry
 from verifiers.base import Report

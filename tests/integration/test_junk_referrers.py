@@ -21,8 +21,10 @@ import pytest
 from aiohttp import web
 
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine
-from provider.registry.client import Limits, RegistryClient, RegistrySettings
+from provider.engine import Engine
+from provider.outcome import Decided
+from provider.registry.client import RegistryClient
+from provider.registry.settings import Limits, RegistrySettings
 from tests.support import cosign
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.http_servers import Front

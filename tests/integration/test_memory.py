@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from provider.config import parse_config
-from provider.engine import Decided, Engine, UndecidedKey
+from provider.engine import Engine
+from provider.outcome import Decided, UndecidedKey
 from tests.support.provider_process import start_provider
 from tests.support.registries import LOOPBACK
 from tests.support.synthetic_registry import SyntheticRegistry, provider_config

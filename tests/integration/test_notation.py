@@ -16,7 +16,8 @@ from typing import Any, Literal
 import pytest
 
 from provider.config import Config, parse_config
-from provider.engine import Decided, Engine, Outcome
+from provider.engine import Engine
+from provider.outcome import Decided, Outcome
 from tests.support import notation
 from tests.support.images import PushedImage, push_image
 from tests.support.notation import NotationEnv, SigningChain

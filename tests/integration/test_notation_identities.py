@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from provider.config import parse_config
-from provider.engine import Decided, Engine
+from provider.engine import Engine
+from provider.outcome import Decided
 from tests.support import notation
 from tests.support.images import PushedImage, push_image
 from tests.support.junk import push_manifest

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import pytest
 
 from provider.config import Config, parse_config
-from provider.engine import Outcome, UndecidedKey
+from provider.outcome import Outcome, UndecidedKey
 from tests.support import notation
 from tests.support.images import PushedImage, push_image
 from tests.support.notation import NotationEnv, SigningChain

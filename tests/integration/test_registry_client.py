@@ -42,8 +42,9 @@ import trustme
 from aiohttp import web
 
 from provider.registry.auth import Credentials, CredentialStore
-from provider.registry.client import DEADLINE, Limits, RegistryClient, RegistrySettings
+from provider.registry.client import DEADLINE, RegistryClient
 from provider.registry.egress import EgressPolicy
+from provider.registry.settings import Limits, RegistrySettings
 from tests.support.auth_registries import (
     ConfiguredDistribution,
     RateLimitedOlareg,

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from provider.config import Config, parse_config
-from provider.engine import Decided, Invalid, Outcome, UndecidedKey
+from provider.outcome import Decided, Invalid, Outcome, UndecidedKey
 from provider.server import build_app
 from tests.support.images import (
     PushedImage,

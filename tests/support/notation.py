@@ -48,7 +48,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from provider.engine import Decided, Engine, Outcome
+from provider.engine import Engine
+from provider.outcome import Decided, Outcome
 from tests.support import pki
 from tests.support.cosign import (
     CommandResult,

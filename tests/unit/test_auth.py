@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import provider.registry.auth as auth
 from provider.registry.auth import Challenge, Credentials, CredentialStore, parse_challenges, run_helper
-from provider.registry.client import RegistrySettings
+from provider.registry.settings import RegistrySettings
 from verifiers.base import Undecided
 from verifiers.errors import AuthenticationFailed, Unavailable
 

@@ -23,7 +23,7 @@ from provider.cache import (
     ttl_slot_cost,
 )
 from provider.registry.cached import _size as content_size
-from provider.registry.client import Manifest
+from provider.registry.content import Manifest
 from tests.support.synthetic_registry import OCI_MANIFEST, small_manifest
 
 

@@ -29,7 +29,7 @@ from provider.config import (
 )
 from provider.policy import normalize_scope, policy_for, scope_specificity
 from provider.registry.auth import Credentials
-from provider.registry.client import Limits, RegistrySettings
+from provider.registry.settings import Limits, RegistrySettings
 from verifiers.reference import ImageReference, parse_reference
 
 Doc = dict[str, Any]

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from provider.config import Config, Policy
-from provider.engine import Decided, Engine, UndecidedKey
+from provider.engine import Engine
+from provider.outcome import Decided, UndecidedKey
 from provider.protocol import response_for
-from provider.registry.client import Manifest
+from provider.registry.content import Manifest
 from verifiers.base import Context, Memo, Report, Subject, Undecided
 from verifiers.reference import ImageReference
 from verifiers.testing import InMemoryRegistry

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provider.registry.client import parse_descriptor as client_parse_descriptor
+from provider.registry.content import parse_descriptor as client_parse_descriptor
 from tests.support import mutations
 from verifiers import oci
 from verifiers.errors import InvalidContent

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from provider.config import Policy
-from provider.engine import Decided, Invalid, Outcome, UndecidedKey
+from provider.outcome import Decided, Invalid, Outcome, UndecidedKey
 from provider.protocol import response_for
 from provider.verdict import VerifierOutcome, denial_value, verdict_value
 from tests.support.rego import (
