@@ -42,6 +42,7 @@ from tests.support.container import (
     require_image_building,
     run_args,
     running,
+    wait_until,
 )
 from tests.support.images import PushedImage, attach_sbom, push_image
 from tests.support.registries import LOOPBACK, Registry, free_ports
@@ -262,21 +263,6 @@ def _verify(port: int, ctx: ssl.SSLContext, *keys: str) -> dict[str, Any]:
     return {item["key"]: item for item in items}
 
 
-def _wait(predicate: Any, timeout: float, what: str, container: Any) -> float:
-    start = time.monotonic()
-    while True:
-        try:
-            if predicate():
-                return time.monotonic() - start
-        except OSError:
-            pass
-        if container.process.poll() is not None:
-            pytest.fail(f"the container exited ({container.process.returncode}):\n{container.log_tail()}")
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"{what} within {timeout}s:\n{container.log_tail()}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def images(olareg_registry: Registry, repo_name: str) -> Iterator[tuple[PushedImage, PushedImage]]:
     good = push_image(olareg_registry, repo_name, "good")
@@ -308,9 +294,9 @@ def test_serves_as_the_chart_runs_it(
 
     start = time.monotonic()
     with running(image, args, tmp_path / "container.log", env, mounts=mounts) as container:
-        _wait(lambda: _get(health_port, "/healthz") == 200, 60, "no /healthz", container)
+        wait_until(lambda: _get(health_port, "/healthz") == 200, 60, "no /healthz", container)
         healthy = time.monotonic() - start
-        _wait(lambda: _get(health_port, "/readyz") == 200, 60, "not ready", container)
+        wait_until(lambda: _get(health_port, "/readyz") == 200, 60, "not ready", container)
         ready = time.monotonic() - start
         print(f"\ncontainer: /healthz after {healthy:.2f}s, /readyz after {ready:.2f}s")
 
@@ -326,7 +312,7 @@ def test_serves_as_the_chart_runs_it(
         # The kubelet updates the ConfigMap volume (a new timestamped directory, ..data swapped):
         # the running container reloads it.
         config.write({"config.yaml": _config(olareg_registry, port, health_port, ["pinned"])})
-        _wait(
+        wait_until(
             lambda: _verify(port, pki.client(), bare.pinned)[bare.pinned]["value"]["allowed"] is True,
             30,
             "the updated configuration was not applied",
