@@ -137,6 +137,10 @@ class VerifierConfig:
     name: str
     type: str
     options: Mapping[str, Any]
+    # The directory its relative option paths resolve against (None: the configuration's `base_dir`), and
+    # whether they must stay inside it (a verifier defined by a Kubernetes resource: its files only).
+    base_dir: Path | None = None
+    confined: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +173,10 @@ class Config:
     docker_configs: tuple[Path, ...] = ()
     verifiers: Mapping[str, VerifierConfig] = field(default_factory=dict)
     policies: tuple[Policy, ...] = ()
+    # Namespaced policies (Kubernetes ImagePolicy resources) by namespace: an image in that namespace must
+    # also satisfy the most specific one whose scope matches it, on top of its cluster-wide policy. They
+    # only add requirements: an image no cluster-wide policy covers stays denied.
+    namespace_policies: Mapping[str, tuple[Policy, ...]] = field(default_factory=dict)
     fingerprint: str = ""
     # The directory relative paths are resolved against: the configuration file's (parse_config's `base`).
     # Verifier options are resolved when the verifiers are built (verifiers.base.resolve_option_path).

@@ -21,12 +21,13 @@ import json
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from types import MappingProxyType
 from typing import TypeVar
 
 from provider.budget import ACCOUNT, Account, MemoryBudget
 from provider.cache import PackedTTLCache, SingleFlight, TTLCache
-from provider.config import Config, ConfigError
+from provider.config import Config, ConfigError, VerifierConfig
 from provider.metrics import Metrics
 from provider.outcome import Decided, Invalid, Outcome, UndecidedKey, encode_value
 from provider.policy import covers, policy_for
@@ -138,7 +139,8 @@ def build_verifiers(config: Config) -> dict[str, Verifier]:
         errors: list[tuple[str, str]] = []  # of every verifier, reported at once
         for name, vc in config.verifiers.items():
             try:
-                built[name] = create_verifier(vc.type, name, vc.options)
+                with _option_base(config, vc):
+                    built[name] = create_verifier(vc.type, name, vc.options)
             except PluginError as e:
                 errors += ConfigError.within(f"verifiers.{name}", e).errors
         if errors:
@@ -149,7 +151,8 @@ def build_verifiers(config: Config) -> dict[str, Verifier]:
             if not isinstance(verifier, BindsVerifiers):
                 continue
             try:
-                verifier.bind(everyone)
+                with _option_base(config, config.verifiers[name]):
+                    verifier.bind(everyone)
             except OptionsError as e:
                 errors += ConfigError.within(f"verifiers.{name}.options", e).errors
             except Exception as e:  # a plugin bug must give a config error, not a traceback
@@ -159,6 +162,14 @@ def build_verifiers(config: Config) -> dict[str, Verifier]:
         if errors:
             raise ConfigError.of(errors)
         return built
+
+
+def _option_base(config: Config, verifier: VerifierConfig) -> AbstractContextManager[None]:
+    """Where a verifier's relative option paths resolve: its own files (a Kubernetes resource's, confined
+    to them) or the configuration file's directory."""
+    if verifier.base_dir is None:
+        return option_paths_relative_to(config.base_dir)
+    return option_paths_relative_to(verifier.base_dir, confined=verifier.confined)
 
 
 class Engine:

@@ -43,6 +43,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import math
 import os
@@ -72,6 +73,7 @@ __all__ = [
     "InvalidReport",
     "Memo",
     "OptionsError",
+    "OutsideOptionBase",
     "RegistryReader",
     "Report",
     "Subject",
@@ -90,7 +92,13 @@ _T = TypeVar("_T")
 
 # The directory relative option paths are resolved against while a configuration's verifiers are built;
 # None outside of that (then the working directory).
-_option_base: ContextVar[Path | None] = ContextVar("countersign_option_base", default=None)
+_option_base: ContextVar[tuple[Path, bool] | None] = ContextVar("countersign_option_base", default=None)
+
+
+class OutsideOptionBase(PermissionError):
+    """A confined option path (`option_paths_relative_to(..., confined=True)`) that leaves its directory:
+    absolute, `~`, or climbing out with `..`. An `OSError`, so a factory reports it at the option's field as
+    it reports a file it cannot read."""
 
 
 def resolve_option_path(value: str | os.PathLike[str]) -> Path:
@@ -101,21 +109,37 @@ def resolve_option_path(value: str | os.PathLike[str]) -> Path:
     directory when none is (a verifier constructed directly, as in a unit test). Call it from a factory or
     `bind`, not from `verify`. The path is neither normalized nor checked for existence.
     """
+    base = _option_base.get()
+    if base is not None and base[1]:
+        return _confined(base[0], value)
     path = Path(value).expanduser()
     if path.is_absolute():
         return path
-    base = _option_base.get()
-    return (path if base is None else base / path).absolute()
+    return (path if base is None else base[0] / path).absolute()
+
+
+def _confined(base: Path, value: str | os.PathLike[str]) -> Path:
+    raw = os.fspath(value)
+    if raw.startswith("~") or os.path.isabs(raw):
+        raise OutsideOptionBase(errno.EACCES, f"{raw!r}: only paths relative to the verifier's files")
+    normal = os.path.normpath(raw)
+    if normal == ".." or normal.startswith("../"):
+        raise OutsideOptionBase(errno.EACCES, f"{raw!r} leaves the verifier's files")
+    return (base / normal).absolute()
 
 
 @contextmanager
-def option_paths_relative_to(directory: Path) -> Iterator[None]:
+def option_paths_relative_to(directory: Path, *, confined: bool = False) -> Iterator[None]:
     """Within the block, `resolve_option_path` resolves relative paths against `directory`.
+
+    `confined`: only relative paths that stay inside `directory` are allowed (an absolute path, `~` or a
+    `..` that climbs out raises `OutsideOptionBase`): Countersign confines the options of a verifier
+    defined as a Kubernetes resource to the files that resource names.
 
     Countersign wraps the building and binding of a configuration's verifiers in it; nesting restores the
     outer directory on exit.
     """
-    token = _option_base.set(directory)
+    token = _option_base.set((directory, confined))
     try:
         yield
     finally:
