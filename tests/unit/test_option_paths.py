@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -18,7 +20,7 @@ from provider.engine import build_verifiers
 from tests.support import notation
 from tests.support.notation import SigningChain
 from verifiers import option_paths_relative_to, resolve_option_path
-from verifiers.base import Context, OptionsError, Report, Subject, Verifier
+from verifiers.base import Context, OptionsError, OutsideOptionBase, Report, Subject, Verifier
 from verifiers.cosign.verifier import CosignVerifier
 from verifiers.notation.verifier import NotationVerifier
 
@@ -239,3 +241,58 @@ def test_cosign_trusted_root_resolves_against_the_configuration_directory(
         CosignVerifier("c", options)  # no configuration: the working directory, where it is not
     assert caught.value.path == "trustedRoot"
     assert str(cwd / "sigstore" / "trusted_root.json") in caught.value.message
+
+
+# --- confined: a verifier defined by a Kubernetes resource reads only its own files ------------------------
+
+
+@pytest.mark.parametrize(
+    "value", ["/etc/passwd", "~/.kube/config", "~root/x", "..", "../x", "keys/../../x", "a/./../../b"]
+)
+def test_confined_paths_refuse_leaving_the_directory(tmp_path: Path, value: str) -> None:
+    with option_paths_relative_to(tmp_path, confined=True), pytest.raises(OutsideOptionBase) as caught:
+        resolve_option_path(value)
+    assert caught.value.errno == errno.EACCES
+    assert repr(value) in str(caught.value)
+    # Unconfined, the same value resolves (the file-based configuration may name any path).
+    with option_paths_relative_to(tmp_path):
+        assert resolve_option_path(value).is_absolute()
+
+
+def test_confined_paths_inside_the_directory_resolve_normalized(tmp_path: Path) -> None:
+    with option_paths_relative_to(tmp_path, confined=True):
+        assert resolve_option_path("keys/release.pub") == tmp_path / "keys" / "release.pub"
+        assert resolve_option_path("keys/../root.json") == tmp_path / "root.json"
+        assert resolve_option_path("./a") == tmp_path / "a"
+        with option_paths_relative_to(tmp_path / "outer"):  # nesting replaces the confinement too
+            assert resolve_option_path("/abs") == Path("/abs")
+        with pytest.raises(OutsideOptionBase):
+            resolve_option_path("/abs")
+
+
+def test_a_confined_verifier_reports_an_escaping_path_at_its_field(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    outside = tmp_path / "outside.pub"
+    outside.write_bytes(_public_key_pem()[1])
+    config = parse_config(
+        {
+            "verifiers": {
+                "signed": {
+                    "type": "cosign",
+                    "options": {"keys": [{"name": "k", "path": str(outside)}], "transparencyLog": "skip"},
+                }
+            },
+            "policies": [{"scope": "*", "allOf": ["signed"]}],
+        },
+        base=tmp_path,
+    )
+    build_verifiers(config)  # from the file: any path
+    confined = dataclasses.replace(
+        config,
+        verifiers={"signed": dataclasses.replace(config.verifiers["signed"], base_dir=files, confined=True)},
+    )
+    with pytest.raises(ConfigError) as caught:
+        build_verifiers(confined)
+    assert caught.value.path == "verifiers.signed.options.keys[0].path"
+    assert "only paths relative to the verifier's files" in caught.value.message
