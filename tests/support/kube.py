@@ -45,6 +45,7 @@ from tests.support.tools import ensure_tool, tools_dir
 
 __all__ = [
     "GATEKEEPER_NAMESPACE",
+    "KUBERNETES_SERVICE_IP",
     "Cluster",
     "ClusterPKI",
     "KubectlResult",
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 GATEKEEPER_NAMESPACE = "gatekeeper-system"
+#: The first address of --service-cluster-ip-range: the `kubernetes` Service's ClusterIP.
+KUBERNETES_SERVICE_IP = "10.96.0.1"
 GATEKEEPER_POD = "gatekeeper-e2e"
 IGNORE_LABEL = "admission.gatekeeper.sh/ignore"
 # The workload resources whose admission the webhooks see (Gatekeeper's chart matches everything; the
@@ -107,7 +110,12 @@ class ClusterPKI:
         pki = cls(directory, cluster_ca, gatekeeper_ca)
         cluster_ca.cert_pem.write_to_path(str(pki.cluster_ca_file))
         serving = cluster_ca.issue_cert(
-            LOOPBACK, "localhost", "kubernetes.default.svc", common_name="kube-apiserver"
+            # KUBERNETES_SERVICE_IP: the `kubernetes` Service's ClusterIP, which in-cluster clients dial.
+            LOOPBACK,
+            "localhost",
+            "kubernetes.default.svc",
+            KUBERNETES_SERVICE_IP,
+            common_name="kube-apiserver",
         )
         serving.private_key_pem.write_to_path(str(directory / "apiserver.key"))
         serving.cert_chain_pems[0].write_to_path(str(directory / "apiserver.crt"))

@@ -294,6 +294,7 @@ class Node:
         began = time.monotonic()
         self.network = NodeNetwork()
         self.network.egress([self.cluster.apiserver_port])
+        self._kubernetes_service()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._cgroups("create")
         self._authorize_kubelet()
@@ -314,6 +315,32 @@ class Node:
         began = time.monotonic()
         self._wait_node_ready()
         self._timed("node ready", began)
+
+    def _kubernetes_service(self) -> None:
+        """Pods reach the API server as in any cluster: through the `kubernetes` Service's ClusterIP
+        (KUBERNETES_SERVICE_HOST, which the kubelet sets), DNAT'ed by kube-proxy to the endpoint this
+        EndpointSlice names, :data:`NODE_IP`:apiserver-port. The API server runs with
+        ``--endpoint-reconciler-type=none`` on the host's 127.0.0.1, so the slice is written here and the
+        node's NODE_IP:port forwards to the host's 127.0.0.1:port (the one part that is not real)."""
+        assert self.network is not None
+        port = self.cluster.apiserver_port
+        self.network.egress([port], address=NODE_IP)
+        self.cluster.apply(
+            [
+                {
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "kind": "EndpointSlice",
+                    "metadata": {
+                        "name": "kubernetes",
+                        "namespace": "default",
+                        "labels": {"kubernetes.io/service-name": "kubernetes"},
+                    },
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}],
+                    "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+                }
+            ]
+        ).check()
 
     def stop(self) -> None:
         """Delete the Pods (the kubelet stops their containers), then everything else; idempotent."""
@@ -682,6 +709,7 @@ state = "{self.run_dir / "state"}"
             "node-lifecycle-controller",
             "namespace-controller",
             "node-ipam-controller",
+            "root-ca-certificate-publisher-controller",
         ]
         cert_dir = self.directory / "kube-controller-manager"
         return self._serving(
@@ -694,6 +722,9 @@ state = "{self.run_dir / "state"}"
                 f"--cluster-cidr={POD_CIDR}",
                 f"--node-cidr-mask-size={POD_CIDR.rsplit('/', 1)[1]}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # The kube-root-ca.crt ConfigMap of every namespace: the CA a Pod's projected service
+                # account token volume carries.
+                f"--root-ca-file={self.cluster.pki.cluster_ca_file}",
             ],
         )
 

@@ -133,13 +133,19 @@ class PodNetwork:
         up_reader, up_writer = await asyncio.open_connection(sock=sock)
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
-    def egress(self, ports: Sequence[int], make_socket: Callable[[], socket.socket] | None = None) -> None:
-        """The Pod's 127.0.0.1:PORT forwards to the host's 127.0.0.1:PORT, for each of ``ports``
-        (``make_socket`` makes the listening sockets in another namespace than this network's Pod)."""
+    def egress(
+        self,
+        ports: Sequence[int],
+        make_socket: Callable[[], socket.socket] | None = None,
+        address: str = LOOPBACK,
+    ) -> None:
+        """The Pod's ``address``:PORT (127.0.0.1 by default) forwards to the host's 127.0.0.1:PORT, for each
+        of ``ports`` (``make_socket`` makes the listening sockets in another namespace than this network's
+        Pod)."""
         for port in ports:
             listener = (make_socket or self.pod_socket)()
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((LOOPBACK, port))
+            listener.bind((address, port))
             listener.listen(128)
             listener.setblocking(False)
 

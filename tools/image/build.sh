@@ -94,8 +94,12 @@ pip_version=$("$PY" -m pip --version | cut -d' ' -f2)
 download() {
   "$PY" -m pip download -q --disable-pip-version-check --only-binary=:all: -c constraints.txt "$@" "$wheel"
 }
+# The wheelhouse holds dependencies only: pip would take a countersign-0.1.0 wheel it finds there (same file
+# name) for this checkout's, with that wheel's dependencies.
+rm -f "$cache/image/wheelhouse"/countersign-*.whl
 if ! download --no-index --find-links "$cache/image/wheelhouse" -d "$work/wheels" 2>/dev/null; then
   download -d "$cache/image/wheelhouse"
+  rm -f "$cache/image/wheelhouse"/countersign-*.whl
   download --no-index --find-links "$cache/image/wheelhouse" -d "$work/wheels"
 fi
 ls "$cache/image/wheelhouse"/pip-"$pip_version"-*.whl >/dev/null 2>&1 ||
