@@ -266,7 +266,8 @@ def crds() -> list[dict[str, Any]]:
             "Namespaced",
             _policy_schema(ImagePolicySpec),
             copy.deepcopy(policy_columns),
-            ["ip"],
+            # Not `ip`: kubectl resolves it to the built-in IPAddress (networking.k8s.io) first.
+            ["ipol"],
             "Requirements images in its namespace must meet on top of their cluster-wide policy.",
         ),
         _crd(

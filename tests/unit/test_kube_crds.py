@@ -60,7 +60,7 @@ def test_names_columns_and_rules() -> None:
         "Namespaced",
         "Cluster",
     )
-    assert cip["spec"]["names"]["shortNames"] == ["cip"] and ip["spec"]["names"]["shortNames"] == ["ip"]
+    assert cip["spec"]["names"]["shortNames"] == ["cip"] and ip["spec"]["names"]["shortNames"] == ["ipol"]
     assert "shortNames" not in verifier["spec"]["names"]
     assert all(c["spec"]["names"]["categories"] == ["countersign"] for c in by_kind.values())
     assert verifier["metadata"]["name"] == "verifiers.countersign.dev"
