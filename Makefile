@@ -15,7 +15,8 @@
 #                push the built image (by digest) to your registry, attach its SBOM (a referrer and a cosign
 #                attestation), sign it with cosign and notation (tools/image/sign.sh; SIGN_ARGS=--no-tlog ...)
 #   make system-packages   the Debian packages for building and running images (tools/system-packages.sh)
-#   make schema  regenerate the chart's values.schema.json `config` part from the configuration's models
+#   make schema  regenerate the chart's values.schema.json `config` part from the configuration's models,
+#                and the chart's CustomResourceDefinitions (crds/countersign.dev.yaml) from the resources' models
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
@@ -111,6 +112,7 @@ CHART_SCHEMA := charts/countersign/values.schema.json
 schema: deps
 	$(PY) -m provider.schema --chart $(CHART_SCHEMA) > $(CHART_SCHEMA).new
 	mv $(CHART_SCHEMA).new $(CHART_SCHEMA)
+	$(PY) -m provider.kube.crds
 
 clean-cache:
 	rm -rf $(VENV)

@@ -524,6 +524,16 @@ class ConfigDocument(_Model):
         return policies
 
 
+class _ResourceBackedDocument(ConfigDocument):
+    """The configuration when Kubernetes resources supply verifiers and policies (`parse_config`'s
+    `require_policies=False`): both may be missing or empty; every other rule is ConfigDocument's."""
+
+    verifiers: Annotated[
+        dict[VerifierName, VerifierSection], Shaped(dict, "a mapping of verifier name to {type, options}")
+    ] = Field(default_factory=dict)
+    policies: Annotated[list[PolicySection], Shaped(list, "a list of policies")] = Field(default_factory=list)
+
+
 def _context(info: ValidationInfo) -> tuple[Path, list[Path]]:
     context = info.context if isinstance(info.context, dict) else {}
     return context.get("base", Path(".")), context.setdefault("read_files", [])
@@ -557,14 +567,16 @@ def _fingerprint(doc: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def parse_config(data: object, base: Path = Path(".")) -> Config:
+def parse_config(data: object, base: Path = Path("."), *, require_policies: bool = True) -> Config:
     """Validate a parsed YAML document; relative file paths are resolved against `base`. A `ConfigError`
-    lists every problem found."""
+    lists every problem found. `require_policies=False` (verifiers and policies come from Kubernetes
+    resources too): `verifiers` and `policies` may be missing or empty; no policy denies every image."""
     context: dict[str, Any] = {"base": base, "read_files": []}
+    model = ConfigDocument if require_policies else _ResourceBackedDocument
     try:
-        doc = ConfigDocument.model_validate(data, context=context)
+        doc = model.model_validate(data, context=context)
     except ValidationError as e:
-        raise ConfigError.of(field_errors(e, ConfigDocument)) from None
+        raise ConfigError.of(field_errors(e, model)) from None
     assert isinstance(data, dict)
 
     def path(value: str) -> Path:
