@@ -189,13 +189,21 @@ class KubeApi:
             raise KubeApiError(status, _status_message(data, response))
         return _json_object(data, f"{method} {path}")
 
-    def watch(self, path: str, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
+    def watch(
+        self,
+        path: str,
+        resource_version: str,
+        timeout_seconds: int,
+        params: Mapping[str, str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """The watch events (`{"type": ADDED|MODIFIED|DELETED|BOOKMARK, "object": {...}}`) on the collection
         at `path` after `resource_version`, until the server ends the watch (after about
-        `timeout_seconds`). An ERROR event raises `KubeApiError` with its Status code (410: relist). Every
-        line is bounded by `max_event_bytes`; a stalled stream times out (`timeout_seconds` plus a margin).
+        `timeout_seconds`); `params` adds selectors. An ERROR event raises `KubeApiError` with its Status
+        code (410: relist). Every line is bounded by `max_event_bytes`; a stalled stream times out
+        (`timeout_seconds` plus a margin).
         """
         params = {
+            **(params or {}),
             "watch": "1",
             "resourceVersion": resource_version,
             "timeoutSeconds": str(timeout_seconds),
