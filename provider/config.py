@@ -578,13 +578,13 @@ class ConfigDocument(_Model):
         return policies
 
 
-class KubernetesDocument(ConfigDocument):
-    """The configuration file with `kubernetes.enabled: true`: verifiers and policies may also come from
-    custom resources, so the file's own may be empty (no policy at all denies every image, `no_policy`)."""
+class _ResourceBackedDocument(ConfigDocument):
+    """The configuration when Kubernetes resources supply verifiers and policies (`parse_config`'s
+    `require_policies=False`, or `kubernetes.enabled: true` in the file): both may be missing or empty;
+    every other rule is ConfigDocument's."""
 
     verifiers: Annotated[
-        dict[VerifierName, VerifierSection],
-        Shaped(dict, "a mapping of verifier name to {type, options}"),
+        dict[VerifierName, VerifierSection], Shaped(dict, "a mapping of verifier name to {type, options}")
     ] = Field(default_factory=dict)
     policies: Annotated[list[PolicySection], Shaped(list, "a list of policies")] = Field(default_factory=list)
 
@@ -630,11 +630,13 @@ def _fingerprint(doc: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def parse_config(data: object, base: Path = Path(".")) -> Config:
+def parse_config(data: object, base: Path = Path("."), *, require_policies: bool = True) -> Config:
     """Validate a parsed YAML document; relative file paths are resolved against `base`. A `ConfigError`
-    lists every problem found."""
+    lists every problem found. `require_policies=False` (verifiers and policies come from Kubernetes
+    resources too): `verifiers` and `policies` may be missing or empty; no policy denies every image."""
     context: dict[str, Any] = {"base": base, "read_files": []}
-    model = KubernetesDocument if _kubernetes_enabled(data) else ConfigDocument
+    resources_too = not require_policies or _kubernetes_enabled(data)
+    model = _ResourceBackedDocument if resources_too else ConfigDocument
     try:
         doc = model.model_validate(data, context=context)
     except ValidationError as e:
