@@ -27,7 +27,6 @@ import base64
 import binascii
 import dataclasses
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -44,11 +43,12 @@ from provider.config import MAX_CONFIG_BYTES, Config, ConfigError
 from provider.engine import Engine
 from provider.kube.api import KubeApi, KubeApiError, default_namespace, resource_path
 from provider.kube.informer import Informer
-from provider.kube.status import Verdict, status_patch
+from provider.kube.resources import Composition, Resource, ResourceError, attribute, compose
+from provider.kube.status import status_patch
 from provider.metrics import Metrics
 from provider.reload import ConfigReloader, Generation, Loaded
 
-__all__ = ["GROUP", "VERSION", "FileSourceError", "KubeSource"]
+__all__ = ["GROUP", "VERSION", "KubeSource"]
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +62,6 @@ KINDS = {
     "verifiers": ("Verifier", "verifiers", False),
     "imagepolicies": ("ImagePolicy", "imagepolicies", True),
 }
-
-
-class FileSourceError(ValueError):
-    """A `Verifier.spec.files` entry that cannot be materialized: `path` in resource terms
-    (`spec.files['cosign.pub']`)."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.message = message
-
-
-def _resources_module() -> Any:
-    # The crd helper's pure module (compose, attribute, Resource). Imported by name until both branches
-    # are merged; then a plain import.
-    return importlib.import_module("provider.kube.resources")
 
 
 def _now() -> str:
@@ -109,14 +93,13 @@ class KubeSource:
         self.informers: dict[str, Informer] = {}
         self.serving: dict[str, Any] = {}  # uid -> the last valid Resource (compose's `serving`)
         self.compositions = 0
-        self._composition: Any = None  # the one the last successful load served
+        self._composition: Composition | None = None  # the one the last successful load served
         self._inputs = ""  # digest of what that composition was made from
         self._timer: asyncio.TimerHandle | None = None
         self._running: asyncio.Task[None] | None = None
         self._dirty = False
         self._stopped = False
         self._in_use: set[Path] = set()
-        self._refused: dict[str, tuple[str, str]] = {}  # uid -> (path, message) of engine failures
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -219,27 +202,25 @@ class KubeSource:
     async def load(self, old: Generation | None) -> Loaded:
         """Read the file, compose it with the resources, build the engine (dropping the resources an
         engine failure is pinned on). A `ConfigError` in the file itself fails the load."""
-        resources = _resources_module()
         document, base = await asyncio.to_thread(self._read_file)
         objects = {name: dict(self.stores.get(name, {})) for name in (*KINDS, "secrets", "configmaps")}
         items = [self._resource(name, obj) for name in KINDS for obj in objects[name].values()]
-        items = [r for r in items if r is not None]
         inputs = self._inputs_digest()
-        refused: dict[str, tuple[str, str]] = {}
+        refused: dict[tuple[str, int], tuple[str, str]] = {}
         for _ in range(MAX_ATTRIBUTION_ROUNDS):
-            candidates = [r for r in items if r.uid not in refused]
             composition = await asyncio.to_thread(
-                resources.compose,
+                compose,
                 document,
-                candidates,
-                {uid: r for uid, r in self.serving.items() if uid not in refused},
+                items,
+                self.serving,
                 files_dir=lambda r: self._files_dir(r, objects),
                 allow_exec=self.settings.allow_exec_verifiers,
                 base=base,
+                refused=refused,
             )
-            config: Config = composition.config
             config = dataclasses.replace(
-                config, docker_configs=(*self._pull_secret_configs(objects), *config.docker_configs)
+                composition.config,
+                docker_configs=(*self._pull_secret_configs(objects), *composition.config.docker_configs),
             )
             restart = False
             if old is not None and self.reloader is not None:
@@ -249,13 +230,14 @@ class KubeSource:
                     config, self.metrics, memory=old.engine.memory if old is not None else None
                 )
             except ConfigError as e:
-                blamed = resources.attribute(e, composition)
-                if not blamed:
-                    raise  # the file's own part: the whole load fails
-                refused.update(blamed)
+                # A verifier that cannot be built (a key file that does not parse): its resource is
+                # refused at that generation and the rest built again; the file's own part fails the load.
+                blamed = composition.refusals(attribute(e, composition))
+                if not blamed or blamed.keys() <= refused.keys():
+                    raise
+                refused |= blamed
                 continue
             self._composition = composition
-            self._refused = refused
             self.serving = dict(composition.serving)
             self._inputs = inputs
             self.compositions += 1
@@ -275,16 +257,16 @@ class KubeSource:
             raise ConfigError("", f"{self.config_path}: expected a mapping")
         return data, self.config_path.parent
 
-    def _resource(self, collection: str, obj: Mapping[str, Any]) -> Any:
+    def _resource(self, collection: str, obj: Mapping[str, Any]) -> Resource:
         kind = KINDS[collection][0]
         metadata = obj.get("metadata") or {}
         spec = obj.get("spec")
         if not isinstance(spec, dict):
             spec = {}
         generation = metadata.get("generation")
-        return _resources_module().Resource(
+        return Resource(
             kind=kind,
-            namespace=metadata.get("namespace") if KINDS[collection][2] else None,
+            namespace=str(metadata.get("namespace") or "") or None if KINDS[collection][2] else None,
             name=str(metadata.get("name", "")),
             uid=str(metadata.get("uid", "")),
             generation=generation if isinstance(generation, int) else 0,
@@ -307,19 +289,21 @@ class KubeSource:
         (self.runtime_dir / "files").mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.runtime_dir, 0o700)
 
-    def _files_dir(self, resource: Any, objects: Mapping[str, Mapping[str, dict[str, Any]]]) -> Path | None:
-        """The directory holding `resource`'s `spec.files` (None: it has none). Raises `FileSourceError`."""
+    def _files_dir(
+        self, resource: Resource, objects: Mapping[str, Mapping[str, dict[str, Any]]]
+    ) -> Path | None:
+        """The directory holding `resource`'s `spec.files` (None: it has none). Raises `ResourceError`."""
         files = resource.spec.get("files") if resource.kind == "Verifier" else None
         if not files:
             return None
         if not isinstance(files, dict):
-            raise FileSourceError("spec.files", "expected a mapping of relative path to a source")
+            raise ResourceError("spec.files", "expected a mapping of relative path to a source")
         contents: dict[str, bytes] = {}
         for rel, source in sorted(files.items()):
             where = f"spec.files[{rel!r}]"
             path = PurePosixPath(str(rel))
             if not rel or path.is_absolute() or ".." in path.parts or str(path) != rel:
-                raise FileSourceError(where, "must be a relative path without '..'")
+                raise ResourceError(where, "must be a relative path without '..'")
             for name, data in self._read_source(where, source, objects).items():
                 target = str(path / name) if name else str(path)
                 contents[target] = data
@@ -329,24 +313,22 @@ class KubeSource:
         self, where: str, source: object, objects: Mapping[str, Mapping[str, dict[str, Any]]]
     ) -> dict[str, bytes]:
         if not isinstance(source, dict) or len(source) != 1:
-            raise FileSourceError(
-                where, "set exactly one of secretKeyRef, configMapKeyRef, secret, configMap"
-            )
+            raise ResourceError(where, "set exactly one of secretKeyRef, configMapKeyRef, secret, configMap")
         ((kind, ref),) = source.items()
         if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
-            raise FileSourceError(where, f"{kind}: expected {{name{', key' if 'KeyRef' in kind else ''}}}")
+            raise ResourceError(where, f"{kind}: expected {{name{', key' if 'KeyRef' in kind else ''}}}")
         store = "secrets" if kind in ("secretKeyRef", "secret") else "configmaps"
         if kind not in ("secretKeyRef", "secret", "configMapKeyRef", "configMap"):
-            raise FileSourceError(where, f"unknown source {kind!r}")
+            raise ResourceError(where, f"unknown source {kind!r}")
         obj = objects.get(store, {}).get(f"{self.namespace}/{ref['name']}")
         what = "Secret" if store == "secrets" else "ConfigMap"
         if obj is None:
-            raise FileSourceError(where, f"{what} {self.namespace}/{ref['name']} not found")
+            raise ResourceError(where, f"{what} {self.namespace}/{ref['name']} not found")
         entries = _entries(obj, store == "secrets")
         if kind.endswith("KeyRef"):
             key = ref.get("key")
             if not isinstance(key, str) or key not in entries:
-                raise FileSourceError(where, f"{what} {ref['name']} has no key {key!r}")
+                raise ResourceError(where, f"{what} {ref['name']} has no key {key!r}")
             return {"": entries[key]}
         return entries
 
@@ -422,11 +404,10 @@ class KubeSource:
         for collection, (kind, plural, namespaced) in KINDS.items():
             for obj in self.stores.get(collection, {}).values():
                 metadata = obj.get("metadata") or {}
-                uid = str(metadata.get("uid", ""))
-                verdict = self._verdict(uid, metadata, composition)
-                if verdict is None:
-                    continue
-                patch = status_patch(obj.get("status"), verdict, now)
+                status = composition.statuses.get(str(metadata.get("uid", "")))
+                if status is None or status.observed_generation != metadata.get("generation"):
+                    continue  # composed before this generation: the next composition says
+                patch = status_patch(obj.get("status"), status, now)
                 if patch is None:
                     continue
                 path = resource_path(
@@ -441,29 +422,6 @@ class KubeSource:
                 except KubeApiError as e:
                     if e.status != 404:  # deleted meanwhile
                         log.warning("status of %s %s not written: %s", kind, metadata.get("name"), e)
-
-    def _verdict(self, uid: str, metadata: Mapping[str, Any], composition: Any) -> Verdict | None:
-        generation = metadata.get("generation")
-        if not isinstance(generation, int):
-            return None
-        serving = self.serving.get(uid)
-        serving_generation = serving.generation if serving is not None else None
-        if uid in self._refused:
-            path, message = self._refused[uid]
-            return Verdict(generation, False, serving_generation, "", path, message)
-        status = composition.statuses.get(uid)
-        if status is None:
-            return None
-        if getattr(status, "generation", generation) != generation:
-            return None  # composed from an older generation: the next composition will say
-        return Verdict(
-            generation,
-            bool(status.valid),
-            getattr(status, "serving_generation", serving_generation),
-            str(getattr(status, "summary", "") or ""),
-            str(getattr(status, "path", "") or ""),
-            str(getattr(status, "message", "") or ""),
-        )
 
 
 def _entries(obj: Mapping[str, Any], secret: bool) -> dict[str, bytes]:
@@ -489,7 +447,7 @@ def _entries(obj: Mapping[str, Any], secret: bool) -> dict[str, bytes]:
                 continue
     for key, value in entries.items():
         if len(value) > MAX_FILE_BYTES:
-            raise FileSourceError(key, f"larger than {MAX_FILE_BYTES} bytes")
+            raise ResourceError(key, f"larger than {MAX_FILE_BYTES} bytes")
     return {k: v for k, v in entries.items() if _safe_key(k)}
 
 
