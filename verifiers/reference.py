@@ -38,6 +38,7 @@ __all__ = [
     "ImageReference",
     "Key",
     "ReferenceError",
+    "is_object_name",
     "parse_key",
     "parse_reference",
 ]
@@ -227,10 +228,15 @@ def parse_key(raw: str) -> Key:
     return Key(raw=raw, namespace=namespace, reference=parse_reference(rest))
 
 
+def is_object_name(name: str) -> bool:
+    """Whether `name` is a Kubernetes object name (a DNS subdomain: a Secret's, a ServiceAccount's)."""
+    return len(name) <= _MAX_OBJECT_NAME and _OBJECT_NAME_RE.fullmatch(name) is not None
+
+
 def _object_name(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise ReferenceError(f"invalid key: {what} must be a string, got {strictjson.json_type(value)}")
-    if len(value) > _MAX_OBJECT_NAME or not _OBJECT_NAME_RE.fullmatch(value):
+    if not is_object_name(value):
         raise ReferenceError(f"invalid key: {what} {value[:80]!r} is not a Kubernetes object name")
     return value
 

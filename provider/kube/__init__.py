@@ -1,0 +1,1 @@
+"""Kubernetes: policies, verifiers and trust material from custom resources, Secrets and ConfigMaps."""
