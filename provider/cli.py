@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the HTTPS external-data provider")
     serve.add_argument("--config", type=Path, required=True)
+    serve.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="out of cluster: the kubeconfig (overrides kubernetes.kubeconfig)",
+    )
 
     verify = sub.add_parser("verify", help="verify images and explain the verdicts")
     verify.add_argument(
@@ -188,7 +193,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
         from provider.server import run_server
 
         try:
-            asyncio.run(run_server(config, config_path=args.config))
+            asyncio.run(run_server(config, config_path=args.config, kubeconfig=args.kubeconfig))
         except (ValueError, OSError, ssl.SSLError) as e:  # bad TLS files, docker configs, CA files, port
             print(f"countersign: cannot serve: {e}", file=err)
             return EXIT_UNDECIDED

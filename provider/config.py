@@ -67,6 +67,7 @@ __all__ = [
     "Config",
     "ConfigDocument",
     "ConfigError",
+    "KubernetesConfig",
     "Policy",
     "ServerConfig",
     "TLSConfig",
@@ -133,6 +134,19 @@ class CacheConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KubernetesConfig:
+    """The `kubernetes` section: policies and verifiers from custom resources (provider.kube)."""
+
+    enabled: bool = False
+    namespace: str = ""  # the provider's namespace; "" = POD_NAMESPACE, else the service account mount's
+    kubeconfig: Path | None = None  # out of cluster; None = the in-cluster service account
+    resync: float = 600.0
+    pull_secrets: tuple[str, ...] = ()  # kubernetes.io/dockerconfigjson Secrets in `namespace`
+    workload_pull_secrets: bool = False
+    allow_exec_verifiers: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class VerifierConfig:
     name: str
     type: str
@@ -184,6 +198,7 @@ class Config:
     # Files besides the configuration itself that loading it reads for registry access (docker configs,
     # password files, registry CA files): a reload is due when one of them changes (a rotated Secret).
     credential_files: tuple[Path, ...] = ()
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
 
 
 # --- the document's schema ----------------------------------------------------------------------------
@@ -193,6 +208,10 @@ class Config:
 # Helm chart's values.schema.json.
 
 _NAME_RE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?")
+_DNS_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN_RE = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
+)
 _HOST_RE = re.compile(r"[A-Za-z0-9.\-\[\]:]+")
 _SCOPE_RE = re.compile(r"[A-Za-z0-9.\-_/:\[\]*?]+")
 _SERVER, _CACHE, _LIMITS = ServerConfig(), CacheConfig(), Limits()
@@ -379,6 +398,40 @@ class AuthSection(_Model):
     docker_configs: Annotated[list[str], StringList(allow_empty=True)] = Field(default_factory=list)
 
 
+def _namespace_name(value: str) -> str:
+    if value and not _DNS_LABEL_RE.fullmatch(value):
+        message = "a namespace is a DNS label (lowercase letters, digits and '-'), or empty for the pod's"
+        raise PydanticCustomError("countersign", "{message}", {"message": message})
+    return value
+
+
+SecretName = Annotated[
+    str,
+    _matching(_DNS_SUBDOMAIN_RE, "Secret names are DNS subdomains (lowercase letters, digits, '-', '.')"),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 253}),
+]
+
+
+class KubernetesSection(_Model):
+    """kubernetes: policies and verifiers from custom resources, trust material and registry credentials
+    from Secrets and ConfigMaps of the provider's namespace (docs/operators.md)."""
+
+    enabled: StrictBool = False
+    namespace: Annotated[
+        str,
+        StringConstraints(strict=True),
+        AfterValidator(_namespace_name),
+        WithJsonSchema({"type": "string", "maxLength": 63}),
+    ] = ""
+    kubeconfig: Annotated[str, StringConstraints(strict=True)] = ""
+    resync: Annotated[Seconds, Duration(10, 86400)] = 600.0
+    pull_secrets: Annotated[list[SecretName], Shaped(list, "a list of Secret names")] = Field(
+        default_factory=list
+    )
+    workload_pull_secrets: StrictBool = False
+    allow_exec_verifiers: StrictBool = False
+
+
 class VerifierSection(_Model):
     """verifiers[name]: a verifier type and its options, which the verifier itself validates when built."""
 
@@ -480,6 +533,7 @@ class ConfigDocument(_Model):
     ] = Field(default_factory=dict)
     egress: EgressSection = Field(default_factory=EgressSection)
     auth: AuthSection = Field(default_factory=AuthSection)
+    kubernetes: KubernetesSection = Field(default_factory=KubernetesSection)
     verifiers: Annotated[
         dict[VerifierName, VerifierSection],
         Shaped(dict, "a non-empty mapping of verifier name to {type, options}", non_empty=True),
@@ -524,6 +578,22 @@ class ConfigDocument(_Model):
         return policies
 
 
+class _ResourceBackedDocument(ConfigDocument):
+    """The configuration when Kubernetes resources supply verifiers and policies (`parse_config`'s
+    `require_policies=False`, or `kubernetes.enabled: true` in the file): both may be missing or empty;
+    every other rule is ConfigDocument's."""
+
+    verifiers: Annotated[
+        dict[VerifierName, VerifierSection], Shaped(dict, "a mapping of verifier name to {type, options}")
+    ] = Field(default_factory=dict)
+    policies: Annotated[list[PolicySection], Shaped(list, "a list of policies")] = Field(default_factory=list)
+
+
+def _kubernetes_enabled(data: object) -> bool:
+    section = data.get("kubernetes") if isinstance(data, dict) else None
+    return isinstance(section, dict) and section.get("enabled") is True
+
+
 def _context(info: ValidationInfo) -> tuple[Path, list[Path]]:
     context = info.context if isinstance(info.context, dict) else {}
     return context.get("base", Path(".")), context.setdefault("read_files", [])
@@ -553,18 +623,24 @@ def _fingerprint(doc: Mapping[str, Any]) -> str:
         }
     relevant = {k: doc.get(k) for k in ("auth", "limits", "egress", "verifiers", "policies")}
     relevant["registries"] = registries
+    kubernetes = doc.get("kubernetes")
+    if isinstance(kubernetes, dict):  # whose credentials read registries (the file's own, workloads')
+        relevant["kubernetes"] = {k: kubernetes.get(k) for k in ("pullSecrets", "workloadPullSecrets")}
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def parse_config(data: object, base: Path = Path(".")) -> Config:
+def parse_config(data: object, base: Path = Path("."), *, require_policies: bool = True) -> Config:
     """Validate a parsed YAML document; relative file paths are resolved against `base`. A `ConfigError`
-    lists every problem found."""
+    lists every problem found. `require_policies=False` (verifiers and policies come from Kubernetes
+    resources too): `verifiers` and `policies` may be missing or empty; no policy denies every image."""
     context: dict[str, Any] = {"base": base, "read_files": []}
+    resources_too = not require_policies or _kubernetes_enabled(data)
+    model = _ResourceBackedDocument if resources_too else ConfigDocument
     try:
-        doc = ConfigDocument.model_validate(data, context=context)
+        doc = model.model_validate(data, context=context)
     except ValidationError as e:
-        raise ConfigError.of(field_errors(e, ConfigDocument)) from None
+        raise ConfigError.of(field_errors(e, model)) from None
     assert isinstance(data, dict)
 
     def path(value: str) -> Path:
@@ -633,6 +709,16 @@ def parse_config(data: object, base: Path = Path(".")) -> Config:
     # here, for the engine's checks before contacting anything and for the client's when connecting.
     egress = doc.egress.policy().with_trusted((h, s.insecure) for h, s in registries.items())
     docker_configs = tuple(path(p) for p in doc.auth.docker_configs)
+    k = doc.kubernetes
+    kubernetes = KubernetesConfig(
+        enabled=k.enabled,
+        namespace=k.namespace,
+        kubeconfig=path(k.kubeconfig) if k.kubeconfig else None,
+        resync=k.resync,
+        pull_secrets=tuple(k.pull_secrets),
+        workload_pull_secrets=k.workload_pull_secrets,
+        allow_exec_verifiers=k.allow_exec_verifiers,
+    )
     verifiers = {
         name: VerifierConfig(name=name, type=v.type, options=v.options) for name, v in doc.verifiers.items()
     }
@@ -663,6 +749,7 @@ def parse_config(data: object, base: Path = Path(".")) -> Config:
         fingerprint=_fingerprint(data),
         base_dir=base,
         credential_files=(*docker_configs, *context["read_files"]),
+        kubernetes=kubernetes,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from provider.engine import Engine
 from provider.metrics import Metrics
 from provider.watch import file_digest
 
-__all__ = ["ConfigReloader", "Generation"]
+__all__ = ["ConfigReloader", "Generation", "Loaded", "Loader"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,20 @@ class Generation:
         return self.requests > 0 or self.engine.in_flight > 0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Loaded:
+    """What a loader made: a configuration, its engine, and whether it asked for a restart-only change."""
+
+    config: Config
+    engine: Engine
+    restart_required: bool = False
+
+
+# Builds the next generation from whatever it reads (the file; the Kubernetes resources too); the
+# generation in service (None: the first) lends it the restart-only settings and the memory budget.
+Loader = Callable[["Generation | None"], Awaitable[Loaded]]
+
+
 class ConfigReloader:
     """The configuration in service, and its replacement when the file changes or on SIGHUP.
 
@@ -58,6 +72,10 @@ class ConfigReloader:
     verifications are done, or after a grace period (its longest deadline plus one second).
 
     Settings in `_RESTART_ONLY` cannot change while serving: a reload keeps their old values and warns.
+
+    With a `loader` (the Kubernetes source's: file + resources) the first generation is not built by
+    `start` but by the first `reload`, which its owner calls when it has everything it needs; until then
+    `current` is None (not ready). The file is still watched: a change makes the loader run again.
     """
 
     def __init__(
@@ -67,8 +85,11 @@ class ConfigReloader:
         *,
         path: Path | None = None,
         engine: Engine | None = None,
+        loader: Loader | None = None,
     ) -> None:
         self.path = path
+        self._loader: Loader = loader or self._load_file
+        self.deferred = loader is not None and engine is None
         self.metrics = metrics
         self._initial = config
         self._engine = engine
@@ -89,6 +110,10 @@ class ConfigReloader:
         """Build the first engine (inside the running loop) and, with a file, start watching it."""
         if self.path is not None:
             self._digest = await asyncio.to_thread(file_digest, self.path, *self._initial.credential_files)
+        if self.deferred:  # the owner's first reload builds it
+            if self.path is not None:
+                self._spawn(self._watch())
+            return
         engine = self._engine or await Engine.create(self._initial, self.metrics)
         self.current = Generation(self._initial, engine, owned=self._engine is None)
         self.metrics.config_last_reload_successful.set(1)
@@ -118,7 +143,7 @@ class ConfigReloader:
 
     def request_reload(self) -> None:
         """SIGHUP: reload now, even when the file did not change (e.g. a rotated key file it names)."""
-        if self.path is None:
+        if self.path is None and not self.deferred:
             log.warning("SIGHUP: no configuration file to reload")
             return
         self._spawn(self.reload(force=True))
@@ -130,41 +155,42 @@ class ConfigReloader:
 
     async def _watch(self) -> None:
         while not self._stop.is_set():
-            assert self.current is not None
             try:
-                await asyncio.wait_for(self._stop.wait(), self.current.config.server.config_reload_interval)
+                await asyncio.wait_for(self._stop.wait(), self.server.config_reload_interval)
             except TimeoutError:
                 await self.reload()
 
     async def reload(self, *, force: bool = False) -> bool | None:
         """Reload when the file changed (always with `force`): True when swapped, False when it failed,
         None when there was nothing to do."""
-        if self.path is None:
+        if self.path is None and not self.deferred:
             return None
         async with self._lock:
-            if self._stop.is_set() or self.current is None:
+            if self._stop.is_set() or (self.current is None and not self.deferred):
                 return None
-            # The files the serving configuration read besides itself: a rotated docker config or password
-            # file (a Secret) is picked up like a changed configuration.
-            watched = self.current.config.credential_files
-            digest = await asyncio.to_thread(file_digest, self.path, *watched)
-            if digest == self._digest and not force:
-                return None
-            # Recorded before loading: a broken file is reported once, not at every check.
-            self._digest = digest
             old = self.current
+            if self.path is not None:
+                # The files the serving configuration read besides itself: a rotated docker config or
+                # password file (a Secret) is picked up like a changed configuration.
+                watched = (old.config if old is not None else self._initial).credential_files
+                digest = await asyncio.to_thread(file_digest, self.path, *watched)
+                if digest == self._digest and not force:
+                    return None
+                # Recorded before loading: a broken file is reported once, not at every check.
+                self._digest = digest
+            elif not force:
+                return None
             try:
-                config = await asyncio.to_thread(load_config, self.path)
-                config, restart = self._keep_restart_only(config, old.config)
-                # One budget for registry responses in the process: the new engine shares the old one's.
-                engine = await Engine.create(config, self.metrics, memory=old.engine.memory)
+                loaded = await self._loader(old)
             except Exception as e:  # whatever fails, the old configuration keeps serving
-                self._failed(e, old.config)
+                self._failed(e, old.config if old is not None else None)
                 return False
+            config, engine, restart = loaded.config, loaded.engine, loaded.restart_required
             self.current = Generation(config, engine)
             engine.memory.resize(config.server.in_flight_bytes)
-            # Over the files this configuration reads (the set may have changed with it).
-            self._digest = await asyncio.to_thread(file_digest, self.path, *config.credential_files)
+            if self.path is not None:
+                # Over the files this configuration reads (the set may have changed with it).
+                self._digest = await asyncio.to_thread(file_digest, self.path, *config.credential_files)
             self.reloads += 1
             self.metrics.config_reloads.labels("success").inc()
             self.metrics.config_last_reload_successful.set(1)
@@ -174,12 +200,24 @@ class ConfigReloader:
                 "configuration %s reloaded: fingerprint %s (was %s)",
                 self.path,
                 config.fingerprint,
-                old.config.fingerprint,
+                old.config.fingerprint if old is not None else "none",
             )
-            self._spawn(self._retire(old))
+            if old is not None:
+                self._spawn(self._retire(old))
             return True
 
-    def _failed(self, error: Exception, active: Config) -> None:
+    async def _load_file(self, old: Generation | None) -> Loaded:
+        """The default loader: the file, as at start-up."""
+        assert self.path is not None
+        config = await asyncio.to_thread(load_config, self.path)
+        restart = False
+        if old is not None:
+            config, restart = self.keep_restart_only(config, old.config)
+        # One budget for registry responses in the process: the new engine shares the old one's.
+        engine = await Engine.create(config, self.metrics, memory=old.engine.memory if old else None)
+        return Loaded(config, engine, restart)
+
+    def _failed(self, error: Exception, active: Config | None) -> None:
         self.failures += 1
         self.metrics.config_reloads.labels("failure").inc()
         self.metrics.config_last_reload_successful.set(0)
@@ -191,7 +229,7 @@ class ConfigReloader:
                 self.path,
                 len(error.errors),
                 problems,
-                active.fingerprint,
+                active.fingerprint if active is not None else "none",
             )
         else:
             log.error(
@@ -199,11 +237,12 @@ class ConfigReloader:
                 self.path,
                 type(error).__name__,
                 error,
-                active.fingerprint,
+                active.fingerprint if active is not None else "none",
                 exc_info=not isinstance(error, ValueError | OSError),  # a bug deserves its traceback
             )
 
-    def _keep_restart_only(self, new: Config, active: Config) -> tuple[Config, bool]:
+    def keep_restart_only(self, new: Config, active: Config) -> tuple[Config, bool]:
+        """`new` with the restart-only settings of `active` (warned about), and whether any differed."""
         changed = {
             field: getattr(active.server, field)
             for field in _RESTART_ONLY

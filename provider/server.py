@@ -189,20 +189,39 @@ def build_app(
     engine: Engine | None = None,
     *,
     config_path: Path | None = None,
+    kubeconfig: Path | None = None,
 ) -> web.Application:
     """The aiohttp application; the engines and their HTTP client sessions live in its cleanup context.
 
     With `config_path` (the file `config` was loaded from) the configuration is reloaded when it changes.
+    With `kubernetes.enabled` (and a file) the configuration is the file plus the countersign.dev
+    resources (`provider.kube.source`): not ready until their first composition serves.
     """
     # Bodies are streamed and checked against the active `maxBodyBytes` by the handlers, not by this.
     app = web.Application(client_max_size=config.server.max_body_bytes + 1, middlewares=[track_phases])
     app[METRICS] = metrics or (engine.metrics if engine is not None else Metrics())
-    app[RELOADER] = ConfigReloader(config, app[METRICS], path=config_path, engine=engine)
+    if config.kubernetes.enabled and config_path is not None and engine is None:
+        from provider.kube.source import KubeSource  # imports the kubernetes client: only when used
 
-    async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
-        await app[RELOADER].start()
-        yield
-        await app[RELOADER].stop()
+        source = KubeSource(config, config_path, app[METRICS], kubeconfig=kubeconfig)
+        app[RELOADER] = ConfigReloader(config, app[METRICS], path=config_path, loader=source.load)
+
+        async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+            await app[RELOADER].start()
+            try:
+                await source.start(app[RELOADER])
+                yield
+            finally:
+                await source.stop()
+                await app[RELOADER].stop()
+
+    else:
+        app[RELOADER] = ConfigReloader(config, app[METRICS], path=config_path, engine=engine)
+
+        async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+            await app[RELOADER].start()
+            yield
+            await app[RELOADER].stop()
 
     app.cleanup_ctx.append(engine_ctx)
     app.router.add_post("/v1/verify", _provider_handler("verify"))  # type: ignore[arg-type]
@@ -229,13 +248,17 @@ def build_health_app(main: web.Application) -> web.Application:
 
 
 async def run_server(
-    config: Config, *, config_path: Path | None = None, ready: Callable[[int], None] | None = None
+    config: Config,
+    *,
+    config_path: Path | None = None,
+    ready: Callable[[int], None] | None = None,
+    kubeconfig: Path | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; SIGHUP reloads `config_path`. HTTPS only: `server.tls` is required."""
     if config.server.tls is None:
         raise ValueError("server.tls is required: Gatekeeper only talks to providers over HTTPS")
     reloader = CertificateReloader(config.server.tls)
-    app = build_app(config, config_path=config_path)
+    app = build_app(config, config_path=config_path, kubeconfig=kubeconfig)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = guarded_site(

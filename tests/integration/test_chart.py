@@ -214,6 +214,19 @@ def test_lint_strict(helm: Path, name: str) -> None:
 
 def test_default_render_has_the_expected_objects(helm: Path) -> None:
     assert kinds(render(helm)) == [
+        ("ClusterRole", "countersign"),
+        ("ClusterRoleBinding", "countersign"),
+        ("ConfigMap", "countersign-config"),
+        ("Deployment", "countersign"),
+        ("PodDisruptionBudget", "countersign"),
+        ("Role", "countersign"),
+        ("RoleBinding", "countersign"),
+        ("Service", "countersign"),
+        ("Service", "countersign-metrics"),
+        ("ServiceAccount", "countersign"),
+    ]
+    # Without the Kubernetes source: no RBAC at all.
+    assert kinds(render(helm, {"kubernetes": {"enabled": False}})) == [
         ("ConfigMap", "countersign-config"),
         ("Deployment", "countersign"),
         ("PodDisruptionBudget", "countersign"),
@@ -223,14 +236,44 @@ def test_default_render_has_the_expected_objects(helm: Path) -> None:
     ]
 
 
+def test_rbac_is_only_what_the_kubernetes_source_uses(helm: Path) -> None:
+    docs = render(helm)
+    kinds_ = ["clusterimagepolicies", "imagepolicies", "verifiers"]
+    assert one(docs, "ClusterRole")["rules"] == [
+        {"apiGroups": ["countersign.dev"], "resources": kinds_, "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["countersign.dev"], "resources": [f"{k}/status" for k in kinds_], "verbs": ["patch"]},
+    ]
+    role = one(docs, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "list", "watch"]}
+    ]
+    for binding in (one(docs, "ClusterRoleBinding"), one(docs, "RoleBinding")):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "countersign", "namespace": NAMESPACE}
+        ]
+    env = {e["name"]: e for e in container(docs)["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    config = rendered_config(docs)
+    assert config["kubernetes"] == {"enabled": True}
+    assert "verifiers" not in config and "policies" not in config  # resources supply them
+    pulled = rendered_config(render(helm, {"kubernetes": {"pullSecrets": ["regcred"]}}))
+    assert pulled["kubernetes"] == {"enabled": True, "pullSecrets": ["regcred"]}
+
+
 def test_deployment_is_hardened(helm: Path) -> None:
     docs = render(helm)
     deployment = one(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     spec = pod_spec(docs)
-    assert spec["automountServiceAccountToken"] is False
+    # The token only for the Kubernetes source (on by default).
+    assert spec["automountServiceAccountToken"] is True
     assert spec["serviceAccountName"] == "countersign"
-    assert one(docs, "ServiceAccount")["automountServiceAccountToken"] is False
+    assert one(docs, "ServiceAccount")["automountServiceAccountToken"] is True
+    off = render(helm, {"kubernetes": {"enabled": False}})
+    assert pod_spec(off)["automountServiceAccountToken"] is False
+    assert one(off, "ServiceAccount")["automountServiceAccountToken"] is False
+    assert "POD_NAMESPACE" not in {e["name"] for e in container(off)["env"]}
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert spec["securityContext"]["runAsUser"] == 65532
@@ -308,12 +351,14 @@ def test_server_section_matches_the_ports_and_mounted_secrets(helm: Path) -> Non
 
 
 def test_placeholder_policy_only_without_a_policy_of_ones_own(helm: Path) -> None:
-    config = rendered_config(render(helm))
+    # Without the Kubernetes source (with it, resources supply policies: the placeholder would claim `*`).
+    off = {"kubernetes": {"enabled": False}}
+    config = rendered_config(render(helm, off))
     assert config["verifiers"] == {"pinned": {"type": "digest-pin"}}
     assert config["policies"] == [{"name": "default", "scopes": ["*"], "allOf": ["pinned"]}]
     # Given verifiers and policies, nothing of the placeholder is merged into them.
     own = {"verifiers": {"sbom": {"type": "sbom"}}, "policies": [{"scopes": ["*"], "allOf": ["sbom"]}]}
-    config = rendered_config(render(helm, {"config": own}))
+    config = rendered_config(render(helm, {**off, "config": own}))
     assert config["verifiers"] == own["verifiers"]
     assert config["policies"] == own["policies"]
 
@@ -346,12 +391,16 @@ def test_rendered_config_passes_config_validate(helm: Path, tmp_path: Path, name
 def test_full_values_render_every_optional_part(helm: Path) -> None:
     docs = render(helm, FULL_VALUES)
     assert kinds(docs) == [
+        ("ClusterRole", "countersign"),
+        ("ClusterRoleBinding", "countersign"),
         ("ConfigMap", "countersign-config"),
         ("Deployment", "countersign"),
         ("NetworkPolicy", "countersign"),
         ("PodDisruptionBudget", "countersign"),
         ("Provider", "countersign-mutate"),
         ("Provider", "countersign-verify"),
+        ("Role", "countersign"),
+        ("RoleBinding", "countersign"),
         ("Service", "countersign"),
         ("Service", "countersign-metrics"),
         ("ServiceAccount", "countersign"),

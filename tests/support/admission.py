@@ -229,6 +229,8 @@ def chart_values(
     values: dict[str, Any] = {
         "image": {"repository": repository, "digest": digest},
         "replicaCount": 1,
+        # The Pod runs without a kubelet's API access on this test bed: the file alone.
+        "kubernetes": {"enabled": False},
         "config": {
             "registries": {registry.host: {"insecure": True}},
             "verifiers": {

@@ -47,7 +47,8 @@ def test_every_section_is_typed_not_a_bare_object() -> None:
     config = json.loads(CHART_SCHEMA.read_text("utf-8"))["properties"]["config"]
     properties = config["properties"]
     assert set(properties) == {
-        "apiVersion", "server", "cache", "limits", "registries", "egress", "auth", "verifiers", "policies"
+        "apiVersion", "server", "cache", "limits", "registries", "egress", "auth", "kubernetes", "verifiers",
+        "policies",
     }  # fmt: skip
     for name in ("server", "cache", "limits", "egress", "auth"):
         assert properties[name]["additionalProperties"] is False, name

@@ -161,17 +161,29 @@ being silently overridden.
 {{- $_ := set $auth "dockerConfigs" $files }}
 {{- $_ := set $config "auth" $auth }}
 {{- end }}
+{{- if .Values.kubernetes.enabled }}
+{{- $kube := deepCopy (get $config "kubernetes" | default dict) }}
+{{- if hasKey $kube "enabled" }}
+{{- fail "config.kubernetes.enabled is set by the chart from kubernetes.enabled; leave it out of config" }}
+{{- end }}
+{{- $_ := set $kube "enabled" true }}
+{{- with .Values.kubernetes.pullSecrets }}
+{{- $_ := set $kube "pullSecrets" (concat (get $kube "pullSecrets" | default list) .) }}
+{{- end }}
+{{- $_ := set $config "kubernetes" $kube }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
 {{/*
-"true" when config has neither verifiers nor policies: the chart then uses a placeholder policy (every image
+"true" when config has neither verifiers nor policies and kubernetes.enabled is off (resources then supply
+them; no policy at all denies every image): the chart then uses a placeholder policy (every image
 referenced by digest). It is not in values.yaml because helm merges maps: a default verifier there would
 stay in every configuration that names its own verifiers.
 */}}
 {{- define "countersign.defaultPolicy" -}}
 {{- $config := .Values.config | default dict }}
-{{- if and (not (get $config "verifiers")) (not (get $config "policies")) }}true{{ end }}
+{{- if and (not .Values.kubernetes.enabled) (not (get $config "verifiers")) (not (get $config "policies")) }}true{{ end }}
 {{- end }}
 
 {{/* Checks across several values, included by the Deployment so that every render runs them. */}}

@@ -1,0 +1,292 @@
+"""The Kubernetes source against the real kube-apiserver: `countersign serve` (a process) with a token of a
+ServiceAccount bound only to the chart's RBAC rules, its policies and verifiers from custom resources.
+
+* a ClusterImagePolicy created changes /v1/verify answers within seconds;
+* an invalid edit gets status Invalid naming the field path, and the previous spec keeps serving;
+* a rotated key Secret applies without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from tests.support import cosign
+from tests.support.admission import signed_image
+from tests.support.cosign import CosignEnv, KeyPair
+from tests.support.kube import Cluster
+from tests.support.provider_process import ProviderProcess, start_provider
+from tests.support.registries import Registry
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = "countersign"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART_CRDS = REPO_ROOT / "charts" / "countersign" / "crds" / "countersign.dev.yaml"
+
+
+def _minimal_crd(kind: str, plural: str, scope: str) -> dict[str, Any]:
+    """Until the chart ships its generated CRDs: the same names, spec unchecked, a status subresource."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.countersign.dev"},
+        "spec": {
+            "group": "countersign.dev",
+            "scope": scope,
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _crds() -> list[dict[str, Any]]:
+    if CHART_CRDS.is_file():
+        return [d for d in yaml.safe_load_all(CHART_CRDS.read_text()) if d]
+    return [
+        _minimal_crd("ClusterImagePolicy", "clusterimagepolicies", "Cluster"),
+        _minimal_crd("ImagePolicy", "imagepolicies", "Namespaced"),
+        _minimal_crd("Verifier", "verifiers", "Cluster"),
+    ]
+
+
+def _rbac() -> list[dict[str, Any]]:
+    """The chart's rules (templates/rbac.yaml) for the provider's ServiceAccount, and nothing more."""
+    kinds = ["clusterimagepolicies", "imagepolicies", "verifiers"]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "countersign", "namespace": NAMESPACE},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "countersign"},
+            "rules": [
+                {"apiGroups": ["countersign.dev"], "resources": kinds, "verbs": ["get", "list", "watch"]},
+                {
+                    "apiGroups": ["countersign.dev"],
+                    "resources": [f"{k}/status" for k in kinds],
+                    "verbs": ["patch"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "countersign"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "countersign",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "countersign", "namespace": NAMESPACE}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "countersign", "namespace": NAMESPACE},
+            "rules": [
+                {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "list", "watch"]}
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "countersign", "namespace": NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "countersign"},
+            "subjects": [{"kind": "ServiceAccount", "name": "countersign", "namespace": NAMESPACE}],
+        },
+    ]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """etcd and kube-apiserver only (no Gatekeeper: nothing here goes through admission)."""
+    cluster = Cluster(tmp_path_factory.mktemp("kube"))
+    try:
+        cluster.etcd.start()
+        cluster.apiserver.start()
+        cluster.apply(_crds())
+        cluster.kubectl("wait", "--for=condition=established", "crd", "--all", "--timeout=60s").check()
+        cluster.namespace(NAMESPACE)
+        cluster.apply(_rbac())
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    token = cluster.kubectl("create", "token", "countersign", "-n", NAMESPACE, "--duration=1h").check().output
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "e2e",
+                "cluster": {
+                    "server": f"https://127.0.0.1:{cluster.apiserver_port}",
+                    "certificate-authority": str(cluster.pki.cluster_ca_file),
+                },
+            }
+        ],
+        "users": [{"name": "countersign", "user": {"token": token.strip()}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "countersign"}}],
+        "current-context": "e2e",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _key_secret(key: KeyPair) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "cosign-key", "namespace": NAMESPACE},
+        "data": {"cosign.pub": base64.b64encode(key.public_pem).decode()},
+    }
+
+
+def _verifier() -> dict[str, Any]:
+    return {
+        "apiVersion": "countersign.dev/v1alpha1",
+        "kind": "Verifier",
+        "metadata": {"name": "cosign"},
+        "spec": {
+            "type": "cosign",
+            "options": {"keys": [{"name": "team", "path": "keys/cosign.pub"}], "transparencyLog": "skip"},
+            "files": {"keys/cosign.pub": {"secretKeyRef": {"name": "cosign-key", "key": "cosign.pub"}}},
+        },
+    }
+
+
+def _policy(verifiers: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "countersign.dev/v1alpha1",
+        "kind": "ClusterImagePolicy",
+        "metadata": {"name": "signed"},
+        "spec": {"scopes": ["*"], "allOf": verifiers},
+    }
+
+
+async def _verdict(provider: ProviderProcess, key: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session:
+        body = await provider.post(session, [key])
+    items = body["response"]["items"]
+    assert len(items) == 1, body
+    value: dict[str, Any] = items[0]["value"]
+    return value
+
+
+async def _eventually(
+    check: Callable[[], Any], what: str, provider: ProviderProcess, within: float = 15.0
+) -> float:
+    began = time.monotonic()
+    last: Any = None
+    while time.monotonic() - began < within:
+        last = await check()
+        if last is True:
+            return time.monotonic() - began
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{what} not within {within:g}s (last: {last!r})\n{provider.log_tail()}")
+
+
+async def test_resources_drive_verification_status_and_secret_rotation(
+    cluster: Cluster, olareg_registry: Registry, cosign_env: CosignEnv, trusted_key: KeyPair, tmp_path: Path
+) -> None:
+    image = signed_image(olareg_registry, cosign_env, trusted_key, "kube/signed", sbom=False)
+    key = f"{olareg_registry.host}/kube/signed@{image.digest}"
+    other = cosign.generate_key_pair(cosign_env, "rotated")
+    cluster.apply([_key_secret(trusted_key)])
+    kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
+    provider = start_provider(
+        {
+            "apiVersion": "countersign.dev/v1alpha1",
+            "registries": {olareg_registry.host: {"insecure": True}},
+            "kubernetes": {"enabled": True, "namespace": NAMESPACE, "kubeconfig": str(kubeconfig)},
+        },
+        tmp_path / "provider",
+    )
+    try:
+        # No policy anywhere yet: denied, from its name alone.
+        first = await _verdict(provider, key)
+        assert first["allowed"] is False and first["reason"] == "no_policy", first
+
+        # A ClusterImagePolicy (and the Verifier it needs, its key from a Secret) changes the answer.
+        cluster.apply([_verifier(), _policy(["cosign"])])
+
+        async def allowed() -> Any:
+            value = await _verdict(provider, key)
+            return value["allowed"] is True or value
+
+        took = await _eventually(allowed, "the ClusterImagePolicy applied", provider)
+        assert took < 10.0
+
+        def status(kind: str, name: str) -> dict[str, Any]:
+            found: dict[str, Any] = cluster.get(kind, name).get("status") or {}
+            return found
+
+        async def ready() -> Any:
+            s = status("clusterimagepolicies", "signed")
+            conditions = {c["type"]: c for c in s.get("conditions", [])}
+            return conditions.get("Ready", {}).get("status") == "True" or s
+
+        await _eventually(ready, "status Ready on the ClusterImagePolicy", provider)
+        serving = status("clusterimagepolicies", "signed")
+        assert serving["summary"] == "all of [cosign]"
+        assert serving["servingGeneration"] == serving["observedGeneration"] == 1
+
+        # An invalid edit: status Invalid at the field path; generation 1 keeps serving.
+        cluster.apply([_policy(["cosign", "nonexistent"])])
+
+        async def invalid() -> Any:
+            s = status("clusterimagepolicies", "signed")
+            conditions = {c["type"]: c for c in s.get("conditions", [])}
+            return conditions.get("Invalid", {}).get("status") == "True" or s
+
+        await _eventually(invalid, "status Invalid on the ClusterImagePolicy", provider)
+        refused = status("clusterimagepolicies", "signed")
+        conditions = {c["type"]: c for c in refused["conditions"]}
+        assert "spec.allOf[1]" in conditions["Invalid"]["message"], refused
+        assert "nonexistent" in conditions["Invalid"]["message"]
+        assert conditions["Ready"]["status"] == "False"
+        assert refused["observedGeneration"] == 2 and refused["servingGeneration"] == 1
+        assert (await _verdict(provider, key))["allowed"] is True  # the previous spec still serves
+
+        # The key Secret rotated to another key: the signature no longer verifies, without a restart.
+        pid = provider.process.pid
+        cluster.apply([_key_secret(other)])
+
+        async def denied() -> Any:
+            value = await _verdict(provider, key)
+            return value["allowed"] is False or value
+
+        await _eventually(denied, "the rotated key applied", provider)
+        assert provider.process.poll() is None and provider.process.pid == pid
+    finally:
+        provider.stop()
