@@ -10,6 +10,12 @@ Three outcomes, never confused (see docs/rego.md):
 
 Concurrent requests for the same image share one verification. A verification that misses a request's
 deadline keeps running (bounded by `background_timeout`) so that its verdict warms the cache.
+
+Workload pull secrets (opt-in, a `WorkloadSource`): a v1 key names its Pod's service account and image pull
+secrets. Its verification looks their credentials up first and sets them in `WORKLOAD` for its own task, so
+every registry read it makes uses them for their hosts (provider/registry/workload.py). The single flight is
+keyed by what determines those credentials (namespace, service account, secret names), and the verdict cache
+by their identity: a verdict obtained with one namespace's credentials is never served to a key without them.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from provider.budget import ACCOUNT, Account, MemoryBudget
 from provider.cache import PackedTTLCache, SingleFlight, TTLCache
@@ -35,6 +41,7 @@ from provider.registry.auth import CredentialStore
 from provider.registry.cached import CachedRegistry, ImageReader
 from provider.registry.client import DEADLINE, RegistryClient
 from provider.registry.egress import EgressRefused
+from provider.registry.workload import WORKLOAD, WorkloadCredentials
 from provider.verdict import (
     Decision,
     VerifierOutcome,
@@ -61,7 +68,7 @@ from verifiers.errors import IntegrityError, InvalidContent, NotFound, RegistryE
 from verifiers.plugins import PluginError, create_verifier
 from verifiers.reference import ImageReference, Key, ReferenceError, parse_key, parse_reference
 
-__all__ = ["Engine", "build_verifiers"]
+__all__ = ["Engine", "WorkloadSource", "build_verifiers"]
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +96,25 @@ def unpack_verdict(packed: bytes) -> bytes:
     return decompressor.decompress(packed) + decompressor.flush()
 
 
-def _verdict_key(fingerprint: str, namespace: str, reference: str, digest: str) -> bytes:
-    """The verdict cache's key: a 128-bit BLAKE2b of its parts (16 bytes, not four strings per entry)."""
-    parts = json.dumps([fingerprint, namespace, reference, digest]).encode()
-    return hashlib.blake2b(parts, digest_size=16).digest()
+def _verdict_key(fingerprint: str, namespace: str, reference: str, digest: str, identity: str = "") -> bytes:
+    """The verdict cache's key: a 128-bit BLAKE2b of its parts (16 bytes, not four strings per entry);
+    `identity`: the workload credentials' (provider/registry/workload.py) when the verification had some."""
+    fields = [fingerprint, namespace, reference, digest]
+    if identity:
+        fields.append(identity)
+    return hashlib.blake2b(json.dumps(fields).encode(), digest_size=16).digest()
+
+
+class WorkloadSource(Protocol):
+    """Where a v1 key's workload credentials come from (provider/kube/pullsecrets.py).
+
+    `credentials` raises `Undecided` when they cannot be known now (the API server unreachable); a Secret
+    that is missing or unusable contributes nothing and is named in the result's `notes`.
+    """
+
+    async def credentials(self, key: Key) -> WorkloadCredentials: ...
+
+    async def aclose(self) -> None: ...
 
 
 OVERLOADED = UndecidedKey("overloaded", "too many verifications in flight; try again shortly")
@@ -180,8 +202,11 @@ class Engine:
         verifiers: Mapping[str, Verifier],
         metrics: Metrics | None = None,
         memory: MemoryBudget | None = None,
+        workload: WorkloadSource | None = None,
     ) -> None:
         self.config = config
+        # v1 keys' own pull secrets; None: every key is verified with the operator's credentials only.
+        self.workload = workload
         self.registry = registry
         self.verifiers = dict(verifiers)
         self.metrics = metrics or Metrics()
@@ -191,7 +216,7 @@ class Engine:
         self._verdicts: PackedTTLCache[bytes] = PackedTTLCache(
             config.cache.verdict_ttl, config.cache.max_verdicts, config.cache.verdict_bytes
         )
-        self._verifications: SingleFlight[tuple[str, str], Outcome] = SingleFlight()
+        self._verifications: SingleFlight[tuple[object, ...], Outcome] = SingleFlight()
         # The memory seniority of each image's first attempt (see provider/budget.py), kept across retries.
         self._seniority: TTLCache[object, int] = TTLCache(
             config.server.background_timeout * 4, config.server.max_in_flight_verifications
@@ -205,10 +230,15 @@ class Engine:
 
     @classmethod
     async def create(
-        cls, config: Config, metrics: Metrics | None = None, memory: MemoryBudget | None = None
+        cls,
+        config: Config,
+        metrics: Metrics | None = None,
+        memory: MemoryBudget | None = None,
+        workload: WorkloadSource | None = None,
     ) -> Engine:
         """Build the engine and its registry client (inside the running event loop); `memory`: the process's
-        budget for registry responses when one exists already (a reload), else a new one."""
+        budget for registry responses when one exists already (a reload), else a new one; `workload`: where
+        v1 keys' pull secrets come from (`kubernetes.workloadPullSecrets`), else None."""
         metrics = metrics or Metrics()
         verifiers = build_verifiers(config)
         credentials = CredentialStore(docker_configs=config.docker_configs)  # ValueError when unreadable
@@ -231,7 +261,7 @@ class Engine:
             tag_bytes=config.cache.tag_bytes,
             metrics=metrics,
         )
-        return cls(config, registry, verifiers, metrics, memory)
+        return cls(config, registry, verifiers, metrics, memory, workload)
 
     def _memory_of(self, pool: str) -> float:
         return float(self.memory_use[pool])
@@ -252,6 +282,8 @@ class Engine:
                     log.exception("closing verifier %s failed", verifier.name)
         await self.registry.close()
         await self.registry.client.close()
+        if self.workload is not None:
+            await self.workload.aclose()
 
     # --- verify ----------------------------------------------------------------------------------------
 
@@ -265,7 +297,9 @@ class Engine:
             except ReferenceError as e:
                 results[raw] = Invalid(str(e))
                 continue
-            flight = (key.namespace or "", str(key.reference))
+            flight: tuple[object, ...] = (key.namespace or "", str(key.reference))
+            if self._uses_workload(key):  # what decides its credentials (their identity is not known yet)
+                flight += (key.service_account, key.pull_secrets)
             if flight not in self._verifications and self._overloaded():
                 results[raw] = OVERLOADED
                 continue
@@ -274,6 +308,9 @@ class Engine:
             )
         await self._wait(tasks, budget, results)
         return results
+
+    def _uses_workload(self, key: Key) -> bool:
+        return self.workload is not None and key.version >= 1
 
     async def _wait(
         self, tasks: Mapping[str, asyncio.Task[Outcome]], budget: float, results: dict[str, Outcome]
@@ -329,6 +366,17 @@ class Engine:
                     key, "", "no_policy", f"no policy scope matches {ref.name}; images are denied by default"
                 )
             )
+        identity = ""
+        notes = ""
+        if self.workload is not None and self._uses_workload(key):
+            try:
+                credentials = await self.workload.credentials(key)
+            except Undecided as e:
+                return UndecidedKey(e.reason, safe_text(f"workload pull secrets: {e.message}"))
+            WORKLOAD.set(credentials)  # this verification's task (and the tasks it starts) only
+            identity = credentials.identity
+            if credentials.notes:
+                notes = safe_text(" (workload pull secrets: " + "; ".join(credentials.notes) + ")", 1000)
         try:
             # Nothing is sent to a host the egress policy refuses: the registry client checks the key's
             # registry before every request (then the addresses a name resolves to, every redirect and
@@ -338,10 +386,12 @@ class Engine:
         except NotFound as e:
             return Decided(denial_value(key, "", "manifest_not_found", str(e)))
         except Undecided as e:
-            return UndecidedKey(e.reason, e.message)
+            return UndecidedKey(e.reason, e.message + notes)
         except RegistryError as e:
             return Decided(denial_value(key, "", _definite_reason(e), str(e)))
-        cache_key = _verdict_key(self.config.fingerprint, key.namespace or "", str(ref), manifest.digest)
+        cache_key = _verdict_key(
+            self.config.fingerprint, key.namespace or "", str(ref), manifest.digest, identity
+        )
         cached = self._verdicts.get(cache_key)
         self.metrics.cache_lookup("verdict", cached is not None)
         if cached is not None:
@@ -363,7 +413,7 @@ class Engine:
             )
         decision = combine(policy, outcomes)
         if not isinstance(decision, Decision):
-            return UndecidedKey(decision.reason, f"{ref.name}@{manifest.digest} {decision.message}")
+            return UndecidedKey(decision.reason, f"{ref.name}@{manifest.digest} {decision.message}{notes}")
         value = verdict_value(key, manifest.digest, policy, outcomes, decision.allowed)
         try:  # reports were checked; this guards the rest of the value (the key's own text)
             encoded = encode_value(value)

@@ -11,19 +11,34 @@ runtime pulls. Only sha256 and sha512 digests are accepted, in lowercase hex, si
 A Gatekeeper key may carry a namespace prefix, `[namespace]reference`, for per-namespace policy. A key that
 starts with a bracketed IPv6 registry (`[::1]:5000/repo`) has no prefix: a `]` followed by `:` or `/` closes
 a host, never a namespace (a reference cannot start with either).
+
+A key that starts with `{` is a versioned key, a JSON object (what OPA's `json.marshal` writes: sorted keys,
+no spaces). Version 1 carries the workload's identity for its pull secrets:
+
+    {"image":"ghcr.io/org/app:1","imagePullSecrets":["regcred"],"namespace":"prod","serviceAccount":"default","v":1}
+
+Every field is required and nothing else may appear; `v` must be the number 1 (another version is refused,
+never guessed at); `namespace` is a Kubernetes namespace name (DNS label), `serviceAccount` and each of at
+most 16 `imagePullSecrets` a Kubernetes object name (DNS subdomain); a secret named twice counts once. The
+JSON is parsed strictly (duplicate keys, NaN, nesting refused; the key is at most `MAX_KEY_BYTES`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
+
+from verifiers import strictjson
 
 __all__ = [
     "DOCKER_HUB",
     "MAX_KEY_BYTES",
+    "MAX_PULL_SECRETS",
     "ImageReference",
     "Key",
     "ReferenceError",
+    "is_object_name",
     "parse_key",
     "parse_reference",
 ]
@@ -33,6 +48,10 @@ DOCKER_HUB = "docker.io"
 _DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io"})
 MAX_NAME_LENGTH = 255  # distribution/reference: NameTotalLengthMax
 MAX_KEY_BYTES = 4096
+MAX_PULL_SECRETS = 16
+KEY_VERSION = 1
+_KEY_FIELDS = frozenset({"v", "image", "imagePullSecrets", "namespace", "serviceAccount"})
+_KEY_MAX_DEPTH = 4  # {"imagePullSecrets": [...]} is two levels deep; a little room for a clear message
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 # All patterns are used with fullmatch: `$` would also match before a trailing newline.
@@ -47,6 +66,9 @@ _DIGEST_RE = re.compile(r"(sha256|sha512):([a-f0-9]+)")
 # (containerd's CRI resolves it locally as `sha256:<hex>`), so ParseNormalizedNamed refuses it.
 _IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
 _NAMESPACE_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")  # a Kubernetes namespace (DNS label)
+# A Kubernetes object name (ServiceAccount, Secret): a DNS subdomain, at most 253 characters.
+_OBJECT_NAME_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")
+_MAX_OBJECT_NAME = 253
 
 
 class ReferenceError(ValueError):
@@ -168,18 +190,28 @@ def parse_reference(text: str) -> ImageReference:
 
 @dataclass(frozen=True, slots=True)
 class Key:
-    """A Gatekeeper key: the exact string received, an optional namespace, and the parsed reference."""
+    """A Gatekeeper key: the exact string received, an optional namespace, and the parsed reference.
+
+    A version 1 key (`version == 1`) also names the workload's service account and image pull secrets
+    (in the key's namespace); older keys have `version == 0`, no service account and no pull secrets.
+    """
 
     raw: str
     namespace: str | None
     reference: ImageReference
+    service_account: str | None = None
+    pull_secrets: tuple[str, ...] = ()
+    version: int = 0
 
 
 def parse_key(raw: str) -> Key:
-    """Parse `[namespace]reference` or `reference`; raise ReferenceError when it is not valid."""
+    """Parse a versioned key (`{...}`), `[namespace]reference` or `reference`; raise ReferenceError when it
+    is not valid."""
     size = len(raw.encode("utf-8", "surrogatepass"))
     if size > MAX_KEY_BYTES:
         raise ReferenceError(f"key longer than {MAX_KEY_BYTES} bytes ({size} bytes)")
+    if raw.startswith("{"):
+        return _parse_versioned_key(raw)
     namespace: str | None = None
     rest = raw
     if raw.startswith("["):
@@ -194,3 +226,65 @@ def parse_key(raw: str) -> Key:
                 )
             rest = raw[end + 1 :]
     return Key(raw=raw, namespace=namespace, reference=parse_reference(rest))
+
+
+def is_object_name(name: str) -> bool:
+    """Whether `name` is a Kubernetes object name (a DNS subdomain: a Secret's, a ServiceAccount's)."""
+    return len(name) <= _MAX_OBJECT_NAME and _OBJECT_NAME_RE.fullmatch(name) is not None
+
+
+def _object_name(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise ReferenceError(f"invalid key: {what} must be a string, got {strictjson.json_type(value)}")
+    if not is_object_name(value):
+        raise ReferenceError(f"invalid key: {what} {value[:80]!r} is not a Kubernetes object name")
+    return value
+
+
+def _parse_versioned_key(raw: str) -> Key:
+    """A `{...}` key: strict JSON, a known version, exactly its fields, each checked."""
+    encoded = raw.encode("utf-8", "surrogatepass")
+    if strictjson.nesting_exceeds(encoded, _KEY_MAX_DEPTH):
+        raise ReferenceError(f"invalid key: a versioned key is nested more than {_KEY_MAX_DEPTH} levels deep")
+    try:
+        doc: Any = strictjson.parse(raw)
+    except strictjson.StrictJSONError as e:
+        raise ReferenceError(f"invalid key: a key starting with '{{' must be a JSON object: {e}") from None
+    if not isinstance(doc, dict):
+        raise ReferenceError("invalid key: a key starting with '{' must be a JSON object")
+    version = doc.get("v")
+    if type(version) is not int or version != KEY_VERSION:  # not True, not 1.0
+        raise ReferenceError(
+            f"invalid key: unsupported key version {strictjson.show(version)} (this provider reads v: 1)"
+        )
+    unknown = sorted(set(doc) - _KEY_FIELDS)
+    if unknown:
+        raise ReferenceError(f"invalid key: unknown field {strictjson.show(unknown[0])} in a v1 key")
+    missing = sorted(_KEY_FIELDS - set(doc))
+    if missing:
+        raise ReferenceError(f"invalid key: field {missing[0]!r} is missing from a v1 key")
+    image = doc["image"]
+    if not isinstance(image, str):
+        raise ReferenceError(f"invalid key: image must be a string, got {strictjson.json_type(image)}")
+    namespace = doc["namespace"]
+    if not isinstance(namespace, str) or not _NAMESPACE_RE.fullmatch(namespace):
+        raise ReferenceError(
+            f"invalid key: namespace {strictjson.show(namespace)} is not a Kubernetes namespace name"
+        )
+    service_account = _object_name(doc["serviceAccount"], "serviceAccount")
+    secrets = doc["imagePullSecrets"]
+    if not isinstance(secrets, list):
+        raise ReferenceError(
+            f"invalid key: imagePullSecrets must be a list, got {strictjson.json_type(secrets)}"
+        )
+    if len(secrets) > MAX_PULL_SECRETS:
+        raise ReferenceError(f"invalid key: more than {MAX_PULL_SECRETS} imagePullSecrets ({len(secrets)})")
+    names = tuple(dict.fromkeys(_object_name(s, f"imagePullSecrets[{i}]") for i, s in enumerate(secrets)))
+    return Key(
+        raw=raw,
+        namespace=namespace,
+        reference=parse_reference(image),
+        service_account=service_account,
+        pull_secrets=names,
+        version=KEY_VERSION,
+    )

@@ -43,6 +43,7 @@ from provider.config import MAX_CONFIG_BYTES, Config, ConfigError
 from provider.engine import Engine
 from provider.kube.api import KubeApi, KubeApiError, default_namespace, resource_path
 from provider.kube.informer import Informer
+from provider.kube.pullsecrets import PullSecrets
 from provider.kube.resources import Composition, Resource, ResourceError, attribute, compose
 from provider.kube.status import status_patch
 from provider.metrics import Metrics
@@ -227,7 +228,10 @@ class KubeSource:
                 config, restart = self.reloader.keep_restart_only(config, old.config)
             try:
                 engine = await Engine.create(
-                    config, self.metrics, memory=old.engine.memory if old is not None else None
+                    config,
+                    self.metrics,
+                    memory=old.engine.memory if old is not None else None,
+                    workload=self._workload(config),
                 )
             except ConfigError as e:
                 # A verifier that cannot be built (a key file that does not parse): its resource is
@@ -351,6 +355,12 @@ class KubeSource:
         except OSError:  # made meanwhile by an identical composition
             shutil.rmtree(staging, ignore_errors=True)
         return directory
+
+    def _workload(self, config: Config) -> PullSecrets | None:
+        """v1 keys' own pull secrets through this source's API client (`kubernetes.workloadPullSecrets`)."""
+        if not config.kubernetes.workload_pull_secrets or self.api is None:
+            return None
+        return PullSecrets(self.api)
 
     def _pull_secret_configs(self, objects: Mapping[str, Mapping[str, dict[str, Any]]]) -> list[Path]:
         """`kubernetes.pullSecrets` as docker config files (the structure `CredentialStore` reads)."""

@@ -24,6 +24,8 @@ __all__ = [
     "Challenge",
     "CredentialStore",
     "Credentials",
+    "decode_auth",
+    "hub_aliases",
     "parse_challenges",
 ]
 
@@ -116,13 +118,15 @@ def parse_challenges(header: str) -> list[Challenge]:
     return [Challenge(scheme=scheme, params=params) for scheme, params in challenges]
 
 
-def _hub_aliases(host: str) -> Sequence[str]:
+def hub_aliases(host: str) -> Sequence[str]:
     if host in ("docker.io", "registry-1.docker.io", "index.docker.io"):
         return _DOCKER_HUB_CONFIG_KEYS
     return (host, f"https://{host}", f"http://{host}")
 
 
-def _decode_auth(entry: Mapping[str, object], source: str) -> Credentials | None:
+def decode_auth(entry: Mapping[str, object], source: str) -> Credentials | None:
+    """A docker config `auths` entry's credentials (None: it has none); ValueError naming `source` when
+    its `auth` is malformed."""
     identity = entry.get("identitytoken")
     username = entry.get("username")
     password = entry.get("password")
@@ -163,7 +167,7 @@ class CredentialStore:
             if isinstance(auths, dict):  # fail at start-up on a malformed entry, not at the first lookup
                 for host, entry in auths.items():
                     if isinstance(entry, dict):
-                        _decode_auth(entry, f"docker config {path}: auths[{host!r}]")
+                        decode_auth(entry, f"docker config {path}: auths[{host!r}]")
             self._configs.append((str(path), data))
 
     async def get(self, host: str) -> Credentials | None:
@@ -172,21 +176,21 @@ class CredentialStore:
         for source, data in self._configs:
             helpers = data.get("credHelpers")
             if isinstance(helpers, dict):
-                for alias in _hub_aliases(host):
+                for alias in hub_aliases(host):
                     helper = helpers.get(alias)
                     if isinstance(helper, str) and helper:
                         return await run_helper(helper, alias)
             auths = data.get("auths")
             if isinstance(auths, dict):
-                for alias in _hub_aliases(host):
+                for alias in hub_aliases(host):
                     entry = auths.get(alias)
                     if isinstance(entry, dict):
-                        creds = _decode_auth(entry, f"{source}: auths[{alias!r}]")
+                        creds = decode_auth(entry, f"{source}: auths[{alias!r}]")
                         if creds is not None:
                             return creds
             store = data.get("credsStore")
             if isinstance(store, str) and store:
-                return await run_helper(store, _hub_aliases(host)[0])
+                return await run_helper(store, hub_aliases(host)[0])
         return None
 
 

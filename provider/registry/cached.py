@@ -5,6 +5,10 @@
 - tag -> digest with a short TTL;
 - concurrent reads of the same thing share one HTTP request;
 - referrers are listed once per image verification (`ImageReader`) and filtered client-side per verifier.
+
+A read made with workload credentials for its registry (provider/registry/workload.py) is cached and
+coalesced under keys that also carry those credentials' identity, so what one namespace's pull secret
+obtained is never served to a key without it or with another one.
 """
 
 from __future__ import annotations
@@ -17,12 +21,21 @@ from provider.cache import ByteLRU, SingleFlight, TTLCache, bytes_cost, slot_cos
 from provider.metrics import Metrics
 from provider.registry.client import RegistryClient
 from provider.registry.content import Manifest
+from provider.registry.workload import host_identity
 from verifiers.base import Descriptor, RegistryReader, Subject
 from verifiers.reference import ImageReference
 
 __all__ = ["CachedRegistry", "ImageReader"]
 
-_Key = tuple[str, str, str]  # (registry, repository, digest or tag)
+# (registry, repository, digest or tag), and the workload credentials' identity when they make the read
+_Key = tuple[str, ...]
+
+
+def _key(ref: ImageReference, reference: str) -> _Key:
+    identity = host_identity(ref.registry)
+    if identity:
+        return (ref.registry, ref.repository, reference, identity)
+    return (ref.registry, ref.repository, reference)
 
 
 MAX_TAGS = 50_000
@@ -64,18 +77,18 @@ class CachedRegistry:
         if ref.digest is not None:
             return await self.manifest(ref, ref.digest)
         tag = ref.reference
-        tag_key = (ref.registry, ref.repository, tag)
+        tag_key = _key(ref, tag)
         digest = self._tags.get(tag_key)
         self._hit("tag", digest is not None)
         if digest is not None:
             return await self.manifest(ref, digest)
         manifest = await self._manifest_flights.do(tag_key, lambda: self.client.get_manifest(ref, tag))
         self._tags.put(tag_key, manifest.digest)
-        self._content.put((ref.registry, ref.repository, manifest.digest), manifest)
+        self._content.put(_key(ref, manifest.digest), manifest)
         return manifest
 
     async def manifest(self, ref: ImageReference, digest: str) -> Manifest:
-        key = (ref.registry, ref.repository, digest)
+        key = _key(ref, digest)
         cached = self._content.get(key)
         self._hit("content", isinstance(cached, Manifest))
         if isinstance(cached, Manifest):
@@ -85,7 +98,7 @@ class CachedRegistry:
         return manifest
 
     async def blob(self, ref: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
-        key = (ref.registry, ref.repository, descriptor.digest)
+        key = _key(ref, descriptor.digest)
         cached = self._content.get(key)
         hit = isinstance(cached, bytes) and len(cached) == descriptor.size
         self._hit("content", hit)
@@ -97,7 +110,7 @@ class CachedRegistry:
         return data
 
     async def referrers(self, ref: ImageReference, digest: str) -> list[Descriptor]:
-        key = (ref.registry, ref.repository, digest)
+        key = _key(ref, digest)
         return await self._referrer_flights.do(key, lambda: self.client.list_referrers(ref, digest))
 
     @property

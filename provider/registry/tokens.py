@@ -9,6 +9,10 @@ policy; credentials cross the network in the clear to no host the operator did n
 
 The exchange with the token service itself (TLS, deadline, bounded read, transport errors) is the
 transport's: `RegistryAuth` is given it as a `TokenSender`.
+
+A verification with workload credentials (provider/registry/workload.py) uses them for their registry host
+before the operator's, and the tokens they obtain are cached under their identity: a token obtained with
+one namespace's pull secret is never presented for another key.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from provider.cache import KeyedLocks, TTLCache, bytes_cost, ttl_slot_cost
 from provider.registry.auth import Challenge, Credentials, CredentialStore, parse_challenges
 from provider.registry.egress import EgressPolicy
 from provider.registry.settings import RegistrySettings, base_url, origin, redact
+from provider.registry.workload import host_identity, workload_credentials
 from verifiers import oci
 from verifiers.errors import AuthenticationFailed, TooLarge, Unavailable
 
@@ -96,22 +101,28 @@ class RegistryAuth:
         self._send = send
         # Keys name any repository: tokens are bounded (count and bytes: a token may be 256 KiB) and expire;
         # a lock exists only while someone fetches or waits for that token.
-        self._tokens: TTLCache[tuple[str, str], _Token] = TTLCache(
+        # Keyed (registry, scope), and the workload credentials' identity when they obtained the token.
+        self._tokens: TTLCache[tuple[str, ...], _Token] = TTLCache(
             3600.0,
             max_entries=MAX_TOKENS,
             max_bytes=MAX_TOKEN_CACHE_BYTES,
             size_of=_token_cost,
             slot_of=ttl_slot_cost,
         )
-        self._token_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
+        self._token_locks: KeyedLocks[tuple[str, ...]] = KeyedLocks()
         self._basic: set[str] = set()  # registries that asked for Basic auth
 
     def _settings_for(self, registry: str) -> RegistrySettings:
         return self._settings.get(registry, RegistrySettings())
 
+    @staticmethod
+    def _token_key(registry: str, scope: str) -> tuple[str, ...]:
+        identity = host_identity(registry)
+        return (registry, scope, identity) if identity else (registry, scope)
+
     async def header(self, registry: str, scope: str) -> str | None:
         """The `Authorization` value for a request to `registry` in `scope`, when one is known."""
-        token = self._tokens.get((registry, scope))
+        token = self._tokens.get(self._token_key(registry, scope))
         if token is not None and token.expires > time.monotonic():
             return f"Bearer {token.value}"
         if registry in self._basic:
@@ -120,6 +131,9 @@ class RegistryAuth:
         return None
 
     async def _creds(self, registry: str) -> Credentials | None:
+        workload = workload_credentials(registry)  # the Pod's pull secrets first, as the kubelet does
+        if workload is not None:
+            return workload
         settings = self._settings_for(registry)
         if settings.credentials is not None:
             return settings.credentials
@@ -161,7 +175,7 @@ class RegistryAuth:
         self, registry: str, scope: str, challenge: Challenge, rejected: str | None = None
     ) -> None:
         """Obtain a token for (registry, scope); never reuse `rejected`, a token the registry just refused."""
-        key = (registry, scope)
+        key = self._token_key(registry, scope)
         async with self._token_locks.hold(key):
             existing = self._tokens.get(key)
             if existing is not None and existing.value != rejected and existing.expires > time.monotonic():

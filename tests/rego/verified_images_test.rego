@@ -386,6 +386,63 @@ test_absent_namespace_sends_bare_images if {
 	template.keys == ["nginx:1.25"] with input as {"review": review}
 }
 
+# --- workloadCredentials: versioned keys (v1) with the service account and image pull secrets ----------
+
+v1_key(image, sa, secrets) := sprintf(
+	`{"image":"%s","imagePullSecrets":[%s],"namespace":"prod","serviceAccount":"%s","v":1}`,
+	[image, concat(",", [sprintf(`"%s"`, [s]) | some s in secrets]), sa],
+)
+
+test_workload_credentials_off_by_default if {
+	template.keys == ["[prod]nginx:1.25"] with input as {"review": pod("prod", object.union(pod_spec(["nginx:1.25"]), {"imagePullSecrets": [{"name": "regcred"}]}))}
+}
+
+test_workload_credentials_send_v1_keys_with_the_pods_secrets if {
+	spec := object.union(pod_spec(["nginx:1.25"]), {"serviceAccountName": "builder", "imagePullSecrets": [{"name": "regcred"}, {"name": "other"}]})
+	k := v1_key("nginx:1.25", "builder", ["regcred", "other"])
+	template.keys == [k] with input as {"review": pod("prod", spec), "parameters": {"workloadCredentials": true}}
+	vs := violations(pod("prod", spec), {"workloadCredentials": true}, verify_request([k]), all_allowed([k]))
+	count(vs) == 0
+}
+
+test_workload_credentials_default_service_account_and_no_secrets if {
+	k := v1_key("nginx:1.25", "default", [])
+	template.keys == [k] with input as {"review": pod("prod", pod_spec(["nginx:1.25"])), "parameters": {"workloadCredentials": true}}
+}
+
+test_workload_credentials_skip_secrets_without_a_name if {
+	spec := object.union(pod_spec(["nginx:1.25"]), {"serviceAccountName": "", "imagePullSecrets": [{"name": ""}, {}, "x", {"name": 3}, {"name": "ok"}]})
+	template.keys == [v1_key("nginx:1.25", "default", ["ok"])] with input as {"review": pod("prod", spec), "parameters": {"workloadCredentials": true}}
+}
+
+test_workload_credentials_read_the_pod_template_of_a_workload if {
+	spec := {"template": {"spec": object.union(full_spec, {"serviceAccountName": "deployer", "imagePullSecrets": [{"name": "regcred"}]})}}
+	keys := [v1_key(i, "deployer", ["regcred"]) | some i in ["alpine:3.20", "busybox:1.36", "envoy:1.30", "nginx:1.25"]]
+	template.keys == keys with input as {"review": workload("apps", "Deployment", spec), "parameters": {"workloadCredentials": true}}
+}
+
+test_workload_credentials_denied_v1_key_names_the_image if {
+	k := v1_key("nginx:1.25", "default", [])
+	value := denied("docker.io/library/nginx:1.25", digest_a, ["unsigned [no_signature_found]"])
+	vs := violations(pod("prod", pod_spec(["nginx:1.25"])), {"workloadCredentials": true}, verify_request([k]), reply({k: value}, {}))
+	messages(vs) == {sprintf("image nginx:1.25 (digest %s) in containers[c0] was denied by countersign-verify: unsigned [no_signature_found]", [digest_a])}
+}
+
+test_workload_credentials_error_item_for_a_v1_key_denies if {
+	k := v1_key("nginx:1.25", "default", [])
+	vs := violations(pod("prod", pod_spec(["nginx:1.25"])), {"workloadCredentials": true}, verify_request([k]), reply({}, {k: "invalid key"}))
+	count(vs) == 1
+}
+
+test_workload_credentials_without_a_namespace_send_bare_images if {
+	review := object.remove(pod("", pod_spec(["nginx:1.25"])), ["namespace"])
+	template.keys == ["nginx:1.25"] with input as {"review": review, "parameters": {"workloadCredentials": true}}
+}
+
+test_workload_credentials_not_a_boolean_is_off if {
+	template.keys == ["[prod]nginx:1.25"] with input as {"review": pod("prod", pod_spec(["nginx:1.25"])), "parameters": {"workloadCredentials": "yes"}}
+}
+
 test_null_parameters_use_defaults if {
 	vs := violations(pod("prod", pod_spec(["nginx:1.25"])), null, verify_request(["[prod]nginx:1.25"]), all_allowed(["[prod]nginx:1.25"]))
 	count(vs) == 0

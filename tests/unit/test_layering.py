@@ -91,6 +91,15 @@ NARROW: dict[str, tuple[str, ...]] = {
         "provider.registry.auth",
         "provider.registry.egress",
         "provider.registry.settings",
+        "provider.registry.workload",
+    ),
+    # A verification's workload credentials: the credential type, nothing of the client or the engine.
+    "provider/registry/workload.py": ("provider.registry.auth",),
+    # Workload pull secrets read the API through one `get`; they do not know the engine or the client.
+    "provider/kube/pullsecrets.py": (
+        "provider.cache",
+        "provider.registry.auth",
+        "provider.registry.workload",
     ),
 }
 
