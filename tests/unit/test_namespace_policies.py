@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -295,3 +296,39 @@ def test_combine_all_truth_table() -> None:
 
 def _split(o: VerifierOutcome) -> tuple[Report | None, Undecided | None]:
     return o.report, o.undecided
+
+
+# --- with the configuration composed from resources -------------------------------------------------------
+
+
+async def test_a_composed_image_policy_is_enforced_and_changes_the_fingerprint() -> None:
+    """`compose` (file + an ImagePolicy resource) gives the engine its namespace policies; the verdict
+    cache never serves the verdict of the configuration without them."""
+    from provider.kube.resources import IMAGE_POLICY, Resource, compose
+
+    file = {
+        "verifiers": {"pin": {"type": "digest-pin"}, "sbom": {"type": "sbom"}},
+        "policies": [{"name": "default", "scopes": ["*"], "allOf": ["pin"]}],
+    }
+    strict = Resource(
+        IMAGE_POLICY,
+        "prod",
+        "needs-sbom",
+        "uid-1",
+        1,
+        "2026-01-01T00:00:00Z",
+        {"scopes": ["*"], "allOf": ["sbom"]},
+    )
+
+    def composed(resources: list[Resource]) -> Config:
+        return compose(file, resources, {}, files_dir=lambda r: None, allow_exec=False, base=Path(".")).config
+
+    without, with_policy = composed([]), composed([strict])
+    assert without.fingerprint != with_policy.fingerprint
+    pin, sbom = Scripted("pin", PASS), Scripted("sbom", FAIL)
+    registry = Registry()
+    engine = Engine(with_policy, registry, {"pin": pin, "sbom": sbom})  # type: ignore[arg-type]
+    value = decided(await verify(engine, "[prod]reg.test/app:1"))
+    assert value["allowed"] is False and value["namespacePolicy"] == "needs-sbom"
+    assert value["policy"] == "default"
+    assert decided(await verify(engine, "[dev]reg.test/app:1"))["allowed"] is True
