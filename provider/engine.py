@@ -33,7 +33,7 @@ from typing import Protocol, TypeVar
 
 from provider.budget import ACCOUNT, Account, MemoryBudget
 from provider.cache import PackedTTLCache, SingleFlight, TTLCache
-from provider.config import Config, ConfigError, VerifierConfig
+from provider.config import Config, ConfigError, Policy, VerifierConfig
 from provider.metrics import Metrics
 from provider.outcome import Decided, Invalid, Outcome, UndecidedKey, encode_value
 from provider.policy import covers, policy_for
@@ -45,7 +45,7 @@ from provider.registry.workload import WORKLOAD, WorkloadCredentials
 from provider.verdict import (
     Decision,
     VerifierOutcome,
-    combine,
+    combine_all,
     denial_value,
     safe_text,
     verdict_value,
@@ -79,7 +79,8 @@ _T = TypeVar("_T")
 # dictionary of what every verdict spells out; a 4 KiB window and memLevel 4 keep the compressor small.
 _VERDICT_DICTIONARY = (
     b'"details":{}}],"reasons":[]}{"schemaVersion":1,"allowed":false,"reason":"policy_not_satisfied",'
-    b'"reference":"","digest":"sha256:","namespace":"","policy":"","verifiers":[{"name":"","type":"cosign",'
+    b'"reference":"","digest":"sha256:","namespace":"","policy":"","namespacePolicy":"",'
+    b'"verifiers":[{"name":"","type":"cosign",'
     b'"passed":false,"reason":"","message":"","details":{"digest":"sha256:"}}],"reasons":[]}'
     b'{"schemaVersion":1,"allowed":true,"reason":"verified","reference":"'
 )
@@ -96,10 +97,23 @@ def unpack_verdict(packed: bytes) -> bytes:
     return decompressor.decompress(packed) + decompressor.flush()
 
 
-def _verdict_key(fingerprint: str, namespace: str, reference: str, digest: str, identity: str = "") -> bytes:
-    """The verdict cache's key: a 128-bit BLAKE2b of its parts (16 bytes, not four strings per entry);
-    `identity`: the workload credentials' (provider/registry/workload.py) when the verification had some."""
-    fields = [fingerprint, namespace, reference, digest]
+def _verdict_key(
+    fingerprint: str,
+    namespace: str,
+    reference: str,
+    digest: str,
+    policies: Sequence[Policy] = (),
+    identity: str = "",
+) -> bytes:
+    """The verdict cache's key: a 128-bit BLAKE2b of its parts (16 bytes, not several strings per entry).
+
+    `policies`: the policies the verdict was decided under (cluster-wide, then the namespace's). The
+    configuration's fingerprint covers them already; naming them too means a verdict is never served
+    under policies other than its own, even from a configuration whose fingerprint missed a change.
+    `identity`: the workload credentials' (provider/registry/workload.py) when the verification had some.
+    """
+    applied = [[p.name, p.mode, p.threshold, list(p.verifiers), list(p.scopes)] for p in policies]
+    fields: list[object] = [fingerprint, namespace, reference, digest, applied]
     if identity:
         fields.append(identity)
     return hashlib.blake2b(json.dumps(fields).encode(), digest_size=16).digest()
@@ -366,6 +380,13 @@ class Engine:
                     key, "", "no_policy", f"no policy scope matches {ref.name}; images are denied by default"
                 )
             )
+        # On top of it, the most specific ImagePolicy of the key's namespace that matches (additive: both
+        # must be satisfied). A key without a namespace has none (the template's `namespacedKeys`).
+        namespace_policy = None
+        if key.namespace:
+            namespace_policy = policy_for(
+                self.config.namespace_policies.get(key.namespace, ()), ref, key.namespace
+            )
         identity = ""
         notes = ""
         if self.workload is not None and self._uses_workload(key):
@@ -389,8 +410,9 @@ class Engine:
             return UndecidedKey(e.reason, e.message + notes)
         except RegistryError as e:
             return Decided(denial_value(key, "", _definite_reason(e), str(e)))
+        policies = (policy,) if namespace_policy is None else (policy, namespace_policy)
         cache_key = _verdict_key(
-            self.config.fingerprint, key.namespace or "", str(ref), manifest.digest, identity
+            self.config.fingerprint, key.namespace or "", str(ref), manifest.digest, policies, identity
         )
         cached = self._verdicts.get(cache_key)
         self.metrics.cache_lookup("verdict", cached is not None)
@@ -407,14 +429,14 @@ class Engine:
         deadline = DEADLINE.get() or asyncio.get_running_loop().time() + self.config.server.background_timeout
         # One Context, and so one memo, per image verification: never shared across images or requests.
         context = Context(registry=ImageReader(self.registry), deadline=deadline, memo=Memo())
+        # Each verifier once, whichever policies name it: the cluster policy's, then the namespace's others.
+        names = list(dict.fromkeys((*policy.verifiers, *policies[-1].verifiers)))
         async with self._slots:
-            outcomes = await asyncio.gather(
-                *(self._run(self.verifiers[name], subject, context) for name in policy.verifiers)
-            )
-        decision = combine(policy, outcomes)
+            outcomes = await asyncio.gather(*(self._run_named(name, subject, context) for name in names))
+        decision = combine_all(policies, outcomes)
         if not isinstance(decision, Decision):
             return UndecidedKey(decision.reason, f"{ref.name}@{manifest.digest} {decision.message}{notes}")
-        value = verdict_value(key, manifest.digest, policy, outcomes, decision.allowed)
+        value = verdict_value(key, manifest.digest, policy, outcomes, decision.allowed, namespace_policy)
         try:  # reports were checked; this guards the rest of the value (the key's own text)
             encoded = encode_value(value)
         except (TypeError, ValueError) as e:
@@ -422,6 +444,12 @@ class Engine:
             return UndecidedKey("internal_error", "the verdict could not be serialised (logged)")
         self._verdicts.put(cache_key, pack_verdict(encoded))
         return Decided(value, encoded=encoded)
+
+    async def _run_named(self, name: str, subject: Subject, context: Context) -> VerifierOutcome:
+        verifier = self.verifiers.get(name)
+        if verifier is None:  # a configuration that names a verifier it does not define: fail closed
+            return self._outcome(name, "unknown", None, _verifier_error(name, "is not configured"))
+        return await self._run(verifier, subject, context)
 
     async def _run(self, verifier: Verifier, subject: Subject, context: Context) -> VerifierOutcome:
         """One verifier's outcome; whatever it does, only this verifier's outcome is affected.

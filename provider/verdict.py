@@ -11,6 +11,8 @@ Value schema, version 1 (`schemaVersion: 1`)::
       "digest": "sha256:...",                            # what was verified ("" if it did not resolve)
       "namespace": "default",                            # from a "[namespace]" key prefix, else ""
       "policy": "default",                               # the policy that applied ("" if none)
+      "namespacePolicy": "",                             # the namespace's ImagePolicy that also applied
+                                                         # ("" if none)
       "verifiers": [{"name", "type", "passed", "reason", "message", "details"}],
       "reasons": ["..."]                                 # sentences explaining a denial; [] when allowed
     }
@@ -35,6 +37,7 @@ __all__ = [
     "Pending",
     "VerifierOutcome",
     "combine",
+    "combine_all",
     "denial_value",
     "safe_text",
     "verdict_value",
@@ -115,7 +118,27 @@ def combine(policy: Policy, outcomes: Sequence[VerifierOutcome]) -> Decision | P
     return Pending(first.reason, f"could not be decided ({names})")
 
 
-def _base(key: Key, digest: str, policy: str) -> dict[str, Any]:
+def _of(policy: Policy, outcomes: Sequence[VerifierOutcome]) -> list[VerifierOutcome]:
+    """The outcomes of `policy`'s verifiers, in its order (`outcomes` holds each verifier once)."""
+    by_name = {o.name: o for o in outcomes}
+    return [by_name[name] for name in policy.verifiers if name in by_name]
+
+
+def combine_all(policies: Sequence[Policy], outcomes: Sequence[VerifierOutcome]) -> Decision | Pending:
+    """Every policy must be satisfied, each combined (`combine`) over its own verifiers' outcomes.
+
+    Three-valued AND: denied once one policy is denied (whatever the others' undecided verifiers do);
+    allowed once all are allowed; else pending (the first pending policy's reason). Adding a policy can
+    therefore never turn a denial into an allow (a namespace's ImagePolicy cannot weaken the cluster's).
+    """
+    decisions = [combine(policy, _of(policy, outcomes)) for policy in policies]
+    if any(isinstance(d, Decision) and not d.allowed for d in decisions):
+        return Decision(allowed=False)
+    pending = [d for d in decisions if isinstance(d, Pending)]
+    return pending[0] if pending else Decision(allowed=True)
+
+
+def _base(key: Key, digest: str, policy: str, namespace_policy: str = "") -> dict[str, Any]:
     return {
         "schemaVersion": SCHEMA_VERSION,
         "allowed": False,
@@ -124,24 +147,64 @@ def _base(key: Key, digest: str, policy: str) -> dict[str, Any]:
         "digest": digest,
         "namespace": key.namespace or "",
         "policy": policy,
+        "namespacePolicy": namespace_policy,
         "verifiers": [],
         "reasons": [],
     }
 
 
+def _unsatisfied(
+    key: Key,
+    digest: str,
+    policy: Policy,
+    outcomes: Sequence[VerifierOutcome],
+    *,
+    namespaced_verdict: bool,
+    namespaced: bool = False,
+) -> str:
+    mine = _of(policy, outcomes) if namespaced_verdict else outcomes
+    passed = sum(1 for o in mine if o.report is not None and o.report.passed)
+    what = f"policy {policy.name!r}"
+    if namespaced:
+        what = f"ImagePolicy {policy.name!r} of namespace {key.namespace or ''!r}"
+    return (
+        f"{key.reference.name}@{digest} does not satisfy {what}, which requires "
+        f"{policy.describe()} to pass ({passed} passed)"
+    )
+
+
 def verdict_value(
-    key: Key, digest: str, policy: Policy, outcomes: Sequence[VerifierOutcome], allowed: bool
+    key: Key,
+    digest: str,
+    policy: Policy,
+    outcomes: Sequence[VerifierOutcome],
+    allowed: bool,
+    namespace_policy: Policy | None = None,
 ) -> dict[str, Any]:
-    value = _base(key, digest, policy.name)
+    """The verdict under `policy` (cluster-wide) and, when one applied, the namespace's `namespace_policy`.
+
+    `outcomes` holds each verifier that ran once (a verifier both policies name ran once): the cluster
+    policy's, then the namespace policy's others. A denial's first reasons name the policy (or policies)
+    not satisfied, then one line per verifier that did not pass.
+    """
+    value = _base(key, digest, policy.name, namespace_policy.name if namespace_policy else "")
     value["allowed"] = allowed
     value["reason"] = "verified" if allowed else "policy_not_satisfied"
     value["verifiers"] = [o.as_value() for o in outcomes]
     if not allowed:
-        passed = sum(1 for o in outcomes if o.report is not None and o.report.passed)
-        reasons = [
-            f"{key.reference.name}@{digest} does not satisfy policy {policy.name!r}, which requires "
-            f"{policy.describe()} to pass ({passed} passed)"
-        ]
+        reasons: list[str] = []
+        both = namespace_policy is not None
+        if namespace_policy is None or combine(policy, _of(policy, outcomes)) != Decision(allowed=True):
+            reasons.append(_unsatisfied(key, digest, policy, outcomes, namespaced_verdict=both))
+        if namespace_policy is not None:
+            if combine(namespace_policy, _of(namespace_policy, outcomes)) != Decision(allowed=True):
+                reasons.append(
+                    _unsatisfied(
+                        key, digest, namespace_policy, outcomes, namespaced_verdict=True, namespaced=True
+                    )
+                )
+            if not reasons:  # not allowed although both are satisfied: say so under the cluster's
+                reasons.append(_unsatisfied(key, digest, policy, outcomes, namespaced_verdict=True))
         for o in outcomes:
             if o.report is not None and not o.report.passed:
                 reasons.append(f"{o.name}: {o.report.message} [{o.report.reason}]")

@@ -6,7 +6,9 @@
   ``--disable-cert-rotation``: its webhook certificate comes from this module's PKI and doubles as the
   client certificate it presents to external-data providers (Countersign's mutual TLS);
 * webhook configurations pointing the apiserver at Gatekeeper's 127.0.0.1 port;
-* ``kubectl`` (built with the apiserver) with an admin kubeconfig.
+* ``kubectl`` (built with the apiserver) with an admin kubeconfig;
+* on demand (:meth:`Cluster.start_audit`), Gatekeeper's audit as a second manager process, as Gatekeeper's
+  chart runs ``gatekeeper-audit`` as a Deployment of its own.
 
 No controller-manager, scheduler or kubelet runs: admission is what is tested, and a Pod or Deployment
 that admission lets through is simply stored. The ServiceAccount admission plugin is off because no
@@ -46,6 +48,7 @@ from tests.support.tools import ensure_tool, tools_dir
 __all__ = [
     "GATEKEEPER_NAMESPACE",
     "KUBERNETES_SERVICE_IP",
+    "AuditSettings",
     "Cluster",
     "ClusterPKI",
     "KubectlResult",
@@ -56,6 +59,7 @@ GATEKEEPER_NAMESPACE = "gatekeeper-system"
 #: The first address of --service-cluster-ip-range: the `kubernetes` Service's ClusterIP.
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 GATEKEEPER_POD = "gatekeeper-e2e"
+AUDIT_POD = "gatekeeper-audit-e2e"
 IGNORE_LABEL = "admission.gatekeeper.sh/ignore"
 # The workload resources whose admission the webhooks see (Gatekeeper's chart matches everything; the
 # test bed narrows it to what the templates and mutators act on).
@@ -162,6 +166,29 @@ class ClusterPKI:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """The flags of Gatekeeper's audit process (pkg/audit/manager.go and main.go of the pinned release).
+
+    * ``interval``: ``--audit-interval``, whole seconds between audit starts (a Go ticker: a run longer
+      than the interval delays the next); Gatekeeper's default 60.
+    * ``response_cache_ttl``: ``--external-data-provider-response-cache-ttl`` of THIS process (each
+      Gatekeeper process has its own cache); Gatekeeper's default 3m, 0 disables it. An entry older than
+      the TTL (counted in whole seconds) is asked again.
+    * ``violations_limit``: ``--constraint-violations-limit``, violations listed per constraint's
+      ``status.violations`` (``status.totalViolations`` counts all); default 20.
+    * ``from_cache``: ``--audit-from-cache``: audit only the kinds replicated by a sync ``Config`` from
+      the informer cache instead of listing from the API server. Off (the chart's default): listing
+      needs no sync configuration, and ``match_kind_only`` keeps the lists to the constraints' kinds.
+    """
+
+    interval: int = 60
+    response_cache_ttl: str = "3m"
+    violations_limit: int = 20
+    from_cache: bool = False
+    match_kind_only: bool = True
+
+
+@dataclass(frozen=True)
 class KubectlResult:
     args: tuple[str, ...]
     returncode: int
@@ -200,6 +227,7 @@ class Cluster:
         self.apiserver = self._apiserver()
         self.gatekeeper = self._gatekeeper()
         self.timings: dict[str, float] = {}
+        self.audit: Daemon | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -223,15 +251,80 @@ class Cluster:
         self.timings[name] = time.monotonic() - began
 
     def stop(self) -> None:
-        for daemon in (self.gatekeeper, self.apiserver, self.etcd):
+        for daemon in (self.audit, self.gatekeeper, self.apiserver, self.etcd):
             with contextlib.suppress(Exception):
-                daemon.stop()
+                if daemon is not None:
+                    daemon.stop()
 
     def logs(self, lines: int = 30) -> str:
+        daemons = (self.audit, self.gatekeeper, self.apiserver, self.etcd)
         return "\n".join(
-            f"--- {d.name} ({d.log_file}):\n{d.log_tail(lines)}"
-            for d in (self.gatekeeper, self.apiserver, self.etcd)
+            f"--- {d.name} ({d.log_file}):\n{d.log_tail(lines)}" for d in daemons if d is not None
         )
+
+    # --- audit -------------------------------------------------------------------------------------------
+
+    def start_audit(self, settings: AuditSettings = AuditSettings()) -> Daemon:
+        """Start Gatekeeper's audit (``--operation=audit``) as a second manager process, ready.
+
+        Only ``audit``: the webhook manager of the test bed already runs ``generate`` and ``status`` (the
+        chart's audit Deployment runs them instead), and the audit writes each constraint's
+        ``status.auditTimestamp``, ``totalViolations`` and ``violations`` itself. It presents the same
+        webhook certificate to external-data providers (Countersign's client CA trusts it). One audit at
+        a time: a running one is stopped first."""
+        self.stop_audit()
+        self.apply([_stored_pod(AUDIT_POD)])
+        health = free_port()
+        directory = self.directory / f"audit-{free_port()}"
+        (directory / "api-cache").mkdir(parents=True)
+        command = [
+            str(ensure_tool("gatekeeper-manager")),
+            "--operation=audit",
+            f"--audit-interval={settings.interval}",
+            f"--external-data-provider-response-cache-ttl={settings.response_cache_ttl}",
+            f"--constraint-violations-limit={settings.violations_limit}",
+            f"--audit-from-cache={str(settings.from_cache).lower()}",
+            f"--audit-match-kind-only={str(settings.match_kind_only).lower()}",
+            # Listing from the API server spills pages to this directory (default /tmp/audit).
+            f"--api-cache-dir={directory / 'api-cache'}",
+            f"--port={free_port()}",
+            f"--host={LOOPBACK}",
+            f"--cert-dir={self.pki.gatekeeper_cert_dir}",
+            "--disable-cert-rotation",
+            f"--health-addr={LOOPBACK}:{health}",
+            "--metrics-addr=0",
+            "--metrics-backend=opentelemetry",
+            f"--otlp-endpoint={LOOPBACK}:{free_port()}",
+            "--otlp-metric-interval=10m",
+            "--log-level=INFO",
+            f"--kubeconfig={self.kubeconfig}",
+        ]
+        env = {
+            "POD_NAMESPACE": GATEKEEPER_NAMESPACE,
+            "POD_NAME": AUDIT_POD,
+            "KUBECONFIG": str(self.kubeconfig),
+        }
+
+        def ready() -> bool:
+            status, _ = _get(f"http://{LOOPBACK}:{health}/readyz")
+            return status == 200
+
+        audit = Daemon(
+            "gatekeeper-audit",
+            command,
+            log_file=directory / "audit.log",
+            ready=ready,
+            env=env,
+            ready_timeout=120,
+        )
+        self.audit = audit
+        self._timed("gatekeeper-audit", audit.start)
+        return audit
+
+    def stop_audit(self) -> None:
+        if self.audit is not None:
+            self.audit.stop()
+            self.audit = None
 
     # --- kubectl -----------------------------------------------------------------------------------------
 
@@ -407,20 +500,7 @@ class Cluster:
         self.namespace(GATEKEEPER_NAMESPACE, ignored=True)
         # Gatekeeper's controllers write per-pod status objects owned by the Pod they run in (POD_NAME): in
         # a cluster that is its own Deployment's Pod. Here it is a stored Pod object that never runs.
-        self.apply(
-            [
-                {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {"name": GATEKEEPER_POD, "namespace": GATEKEEPER_NAMESPACE},
-                    "spec": {
-                        "containers": [
-                            {"name": "manager", "image": "gatekeeper.invalid/manager:out-of-cluster"}
-                        ]
-                    },
-                }
-            ]
-        )
+        self.apply([_stored_pod(GATEKEEPER_POD)])
 
     def webhook_configurations(
         self, *, validation_failure: str = "Fail", mutation_failure: str = "Ignore"
@@ -492,6 +572,16 @@ class Cluster:
                     f"{self.logs()}"
                 )
             time.sleep(0.5)
+
+
+def _stored_pod(name: str) -> dict[str, Any]:
+    """The Pod object a Gatekeeper process names as POD_NAME (never run: no kubelet)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": GATEKEEPER_NAMESPACE},
+        "spec": {"containers": [{"name": "manager", "image": "gatekeeper.invalid/manager:out-of-cluster"}]},
+    }
 
 
 def manifests(paths: Sequence[Path]) -> list[dict[str, Any]]:

@@ -598,6 +598,7 @@ def test_verdicts_pack_small() -> None:
         "digest": digest,
         "namespace": "",
         "policy": "all",
+        "namespacePolicy": "",
         "verifiers": [
             {
                 "name": "pinned",

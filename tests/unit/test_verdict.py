@@ -127,6 +127,7 @@ SCHEMA: dict[str, type] = {
     "digest": str,
     "namespace": str,
     "policy": str,
+    "namespacePolicy": str,
     "verifiers": list,
     "reasons": list,
 }
@@ -171,6 +172,7 @@ def test_allowed_verdict(key: Key, namespace: str) -> None:
     assert value["namespace"] == namespace
     assert value["digest"] == DIGEST
     assert value["policy"] == "p"
+    assert value["namespacePolicy"] == ""
     assert value["verifiers"] == [
         {"name": "a", "type": "test", "passed": True, "reason": "ok", "message": "a passed",
          "details": {"signer": "alice"}},
