@@ -266,13 +266,27 @@ def test_deployment_is_hardened(helm: Path) -> None:
     deployment = one(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     spec = pod_spec(docs)
-    # The token only for the Kubernetes source (on by default).
-    assert spec["automountServiceAccountToken"] is True
+    # The token only for the Kubernetes source (on by default), mounted by the chart itself: a bound,
+    # expiring token with the cluster's CA and the namespace, where in-cluster clients look for them.
+    assert spec["automountServiceAccountToken"] is False
     assert spec["serviceAccountName"] == "countersign"
-    assert one(docs, "ServiceAccount")["automountServiceAccountToken"] is True
+    assert one(docs, "ServiceAccount")["automountServiceAccountToken"] is False
+    (api_volume,) = [v for v in spec["volumes"] if v["name"] == "kube-api-access"]
+    sources = api_volume["projected"]["sources"]
+    assert sources[0] == {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}
+    assert sources[1]["configMap"]["name"] == "kube-root-ca.crt"
+    assert sources[2]["downwardAPI"]["items"][0]["fieldRef"] == {"fieldPath": "metadata.namespace"}
+    (api_mount,) = [m for m in container(docs)["volumeMounts"] if m["name"] == "kube-api-access"]
+    assert api_mount == {
+        "name": "kube-api-access",
+        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+        "readOnly": True,
+    }
     off = render(helm, {"kubernetes": {"enabled": False}})
     assert pod_spec(off)["automountServiceAccountToken"] is False
     assert one(off, "ServiceAccount")["automountServiceAccountToken"] is False
+    assert "kube-api-access" not in {v["name"] for v in pod_spec(off)["volumes"]}
+    assert "kube-api-access" not in {m["name"] for m in container(off)["volumeMounts"]}
     assert "POD_NAMESPACE" not in {e["name"] for e in container(off)["env"]}
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
