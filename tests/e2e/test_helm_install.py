@@ -25,7 +25,7 @@ import base64
 import ipaddress
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,8 @@ from tests.support.admission import (
     pod,
     tls_secrets,
 )
-from tests.support.cosign import KeyPair
-from tests.support.kube import Cluster, manifests
+from tests.support.cosign import CosignEnv, KeyPair
+from tests.support.kube import Cluster, KubectlResult, manifests
 from tests.support.node import (
     NODE_NAME,
     POD_CIDR,
@@ -268,3 +268,262 @@ def test_helm_install_runs_the_provider_and_gatekeeper_reaches_it_through_the_se
         timeout=90,
         what="the release's Pods deleted",
     )
+
+
+# --- configured through the Kubernetes API ---------------------------------------------------------------
+
+SELECTOR_LABEL = "countersign.dev/e2e-kube-native"
+
+
+def _status(cluster: Cluster, kind: str, name: str) -> dict[str, Any]:
+    got = cluster.kubectl("get", kind, name, "-o", "json").check().json()
+    status: dict[str, Any] = got.get("status") or {}
+    return {"generation": got["metadata"]["generation"], **status}
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", ()) if c.get("type") == kind), {})
+
+
+def _wait_status(
+    cluster: Cluster, kind: str, name: str, accept: Callable[[dict[str, Any]], bool], what: str
+) -> tuple[dict[str, Any], float]:
+    began = time.monotonic()
+    while True:
+        status = _status(cluster, kind, name)
+        if accept(status):
+            return status, time.monotonic() - began
+        assert time.monotonic() - began < 60, f"{what}: not reached in 60 s; last status {status}"
+        time.sleep(0.2)
+
+
+class _Namespaces:
+    """A fresh labelled namespace per admission attempt: Gatekeeper caches each key (`[namespace]image`)
+    for its response-cache TTL, so a new namespace means a new key, answered by Countersign's current
+    configuration."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster, self.made = cluster, 0
+
+    def admit(self, image: str) -> KubectlResult:
+        self.made += 1
+        ns = f"kube-native-{self.made}"
+        self.cluster.apply(
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": ns, "labels": {SELECTOR_LABEL: "on"}},
+                }
+            ]
+        ).check()
+        return self.cluster.kubectl(
+            "create", "--dry-run=server", "-f", "-", input=yaml.safe_dump(pod("p", ns, image))
+        )
+
+
+def test_policies_verifiers_and_keys_from_the_kubernetes_api_change_admission_without_a_restart(
+    cluster: Cluster,
+    node: Node,
+    registry: Registry,
+    images: Images,
+    cosign_env: CosignEnv,
+    trusted_key: KeyPair,
+    countersign_image: LoadedImage,
+    tmp_path: Path,
+) -> None:
+    """The chart's default: the watch on, its CRDs and RBAC installed, the Pod's own bound token (projected
+    by the kubelet) used in-cluster through the `kubernetes` Service. Custom resources then change what
+    Gatekeeper admits, within seconds, and a rotated key Secret applies without a restart."""
+    cluster.namespace(NAMESPACE, ignored=True)
+    ca = trustme.CA()
+    client_ca = (cluster.pki.gatekeeper_cert_dir / "ca.crt").read_bytes()
+    repository, _, digest = countersign_image.reference.partition("@")
+    values = {
+        "image": {"repository": repository, "digest": digest},
+        "replicaCount": 1,
+        "tolerations": [TOLERATION],
+        # The file's embedded default: digest-pinned images, nothing else.
+        "config": {
+            "registries": {registry.host: {"insecure": True}},
+            "verifiers": {"pinned": {"type": "digest-pin"}},
+            "policies": [{"name": "default", "scopes": ["*"], "allOf": ["pinned"]}],
+        },
+    }
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    cluster.apply(tls_secrets(ca, client_ca, LOOPBACK, f"{RELEASE}.{NAMESPACE}.svc"))
+    began = time.monotonic()
+    _helm(
+        cluster,
+        "install", RELEASE, "charts/countersign", "--namespace", NAMESPACE,
+        "--values", str(tmp_path / "values.yaml"), "--wait", "--timeout", "180s",
+    )  # fmt: skip
+    print(f"\nhelm install (kubernetes.enabled): Available after {time.monotonic() - began:.1f}s")
+    provider = "countersign-kube-native"
+    try:
+        # Ready means the first composition (file + resources) is served: the API was reached in-cluster.
+        running = cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json").check().json()["items"][0]
+        pod_name, pod_uid = running["metadata"]["name"], running["metadata"]["uid"]
+        assert running["spec"]["automountServiceAccountToken"] is False
+        node.pod_egress(NAMESPACE, pod_name, [registry.port])
+        port = node.service_port(NAMESPACE, RELEASE, "https")
+        cluster.apply(manifests([TEMPLATES / "verified-images-template.yaml"]))
+        cluster.apply(
+            [
+                {
+                    "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
+                    "kind": "Provider",
+                    "metadata": {"name": provider},
+                    "spec": {
+                        "url": f"https://{LOOPBACK}:{port}/v1/verify",
+                        "timeout": 3,
+                        "caBundle": base64.b64encode(ca.cert_pem.bytes()).decode(),
+                    },
+                }
+            ]
+        )
+        cluster.eventually(
+            lambda: cluster.kubectl("get", "crd", "countersignverifiedimages.constraints.gatekeeper.sh"),
+            lambda result: result.ok,
+            what="the CountersignVerifiedImages CRD",
+        )
+        constraint = {
+            "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+            "kind": "CountersignVerifiedImages",
+            "metadata": {"name": "kube-native"},
+            "spec": {
+                "match": {
+                    "namespaceSelector": {"matchLabels": {SELECTOR_LABEL: "on"}},
+                    "kinds": [{"apiGroups": [""], "kinds": ["Pod"]}],
+                },
+                "parameters": {"provider": provider},
+            },
+        }
+        cluster.eventually(
+            lambda: cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(constraint)),
+            lambda result: result.ok,
+            what="the kube-native constraint",
+        )
+        namespaces = _Namespaces(cluster)
+        # The file's default alone: a pinned, unsigned image is admitted (once Gatekeeper enforces).
+        cluster.eventually(
+            lambda: namespaces.admit(images.unsigned.pinned),
+            lambda result: result.ok,
+            what="the unsigned image admitted under the file's digest-pin default",
+        )
+
+        # A Verifier whose key comes from a Secret, and a ClusterImagePolicy that replaces the file's
+        # policy of the same name: unsigned images are denied from then on.
+        cluster.apply(
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "cosign-keys", "namespace": NAMESPACE},
+                    "stringData": {"cosign.pub": trusted_key.public_pem.decode()},
+                },
+                {
+                    "apiVersion": "countersign.dev/v1alpha1",
+                    "kind": "Verifier",
+                    "metadata": {"name": "cosign"},
+                    "spec": {
+                        "type": "cosign",
+                        "options": {
+                            "keys": [{"name": "release", "path": "cosign.pub"}],
+                            "transparencyLog": "skip",
+                        },
+                        "files": {
+                            "cosign.pub": {"secretKeyRef": {"name": "cosign-keys", "key": "cosign.pub"}}
+                        },
+                    },
+                },
+            ]
+        ).check()
+        applied = time.monotonic()
+        cluster.apply(
+            [
+                {
+                    "apiVersion": "countersign.dev/v1alpha1",
+                    "kind": "ClusterImagePolicy",
+                    "metadata": {"name": "default"},
+                    "spec": {"scopes": ["*"], "allOf": ["cosign", "pinned"]},
+                }
+            ]
+        ).check()
+        status, _ = _wait_status(
+            cluster,
+            "clusterimagepolicy",
+            "default",
+            lambda s: _condition(s, "Ready").get("status") == "True" and s.get("servingGeneration") == 1,
+            what="ClusterImagePolicy default Ready",
+        )
+        ready_after = time.monotonic() - applied
+        assert status["summary"] == "all of [cosign, pinned]", status
+        denied = namespaces.admit(images.unsigned.pinned)
+        print(f"ClusterImagePolicy: served after {ready_after:.2f}s; the next admission denied it")
+        assert ready_after < 10, ready_after
+        assert not denied.ok and DENIED in denied.stderr, denied.output
+        assert "[no_signature_found]" in denied.stderr, denied.stderr
+        assert namespaces.admit(images.signed.pinned).ok
+        table = cluster.kubectl("get", "clusterimagepolicies").check().stdout
+        assert table.split("\n")[0].split() == ["NAME", "READY", "POLICY", "SCOPES", "AGE"], table
+        assert "all of [cosign, pinned]" in table, table
+
+        # An invalid edit: Invalid at the field, while generation 1 keeps serving.
+        cluster.apply(
+            [
+                {
+                    "apiVersion": "countersign.dev/v1alpha1",
+                    "kind": "ClusterImagePolicy",
+                    "metadata": {"name": "default"},
+                    "spec": {"scopes": ["*"], "allOf": ["cosign", "nonexistent"]},
+                }
+            ]
+        ).check()
+        status, _ = _wait_status(
+            cluster,
+            "clusterimagepolicy",
+            "default",
+            lambda s: s.get("observedGeneration") == 2,
+            what="generation 2 examined",
+        )
+        invalid = _condition(status, "Invalid")
+        assert invalid.get("status") == "True", status
+        assert "spec.allOf[1]" in invalid["message"] and "nonexistent" in invalid["message"], invalid
+        assert _condition(status, "Ready").get("status") == "False", status
+        assert status["servingGeneration"] == 1, status
+        denied = namespaces.admit(images.unsigned.pinned)
+        assert not denied.ok and "[no_signature_found]" in denied.stderr, denied.output
+        assert namespaces.admit(images.signed.pinned).ok
+
+        # The key Secret rotated to another key: images signed by the old one are denied, those signed
+        # by the new one admitted, by the same Pod (no restart).
+        stranger = (cosign_env.keys_dir / "stranger.pub").read_text()
+        cluster.apply(
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "cosign-keys", "namespace": NAMESPACE},
+                    "stringData": {"cosign.pub": stranger},
+                }
+            ]
+        ).check()
+        rotated = time.monotonic()
+        while (result := namespaces.admit(images.signed.pinned)).ok:
+            assert time.monotonic() - rotated < 30, "the rotated key was not applied within 30 s"
+            time.sleep(0.5)
+        print(f"rotated key Secret: applied within {time.monotonic() - rotated:.2f}s")
+        assert "[signature_mismatch]" in result.stderr or "[no_trusted_signature]" in result.stderr, (
+            result.stderr
+        )
+        assert namespaces.admit(images.untrusted.pinned).ok
+        after = cluster.kubectl("get", "pod", pod_name, "-n", NAMESPACE, "-o", "json").check().json()
+        assert after["metadata"]["uid"] == pod_uid
+        assert after["status"]["containerStatuses"][0]["restartCount"] == 0
+    finally:
+        cluster.kubectl("delete", "countersignverifiedimages", "kube-native", "--ignore-not-found")
+        cluster.kubectl("delete", "provider", provider, "--ignore-not-found")
+        cluster.kubectl("delete", "clusterimagepolicies,verifiers", "--all")
+        _helm(cluster, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout", "120s")
+        cluster.kubectl("delete", "secret", "-n", NAMESPACE, "--all")
