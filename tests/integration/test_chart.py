@@ -261,6 +261,76 @@ def test_rbac_is_only_what_the_kubernetes_source_uses(helm: Path) -> None:
     assert pulled["kubernetes"] == {"enabled": True, "pullSecrets": ["regcred"]}
 
 
+WORKLOAD_RULES = [{"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get"]}]
+WORKLOAD_SUBJECTS = [{"kind": "ServiceAccount", "name": "countersign", "namespace": NAMESPACE}]
+
+
+def test_workload_pull_secrets_are_off_by_default(helm: Path) -> None:
+    """Off (the default): no RBAC for other namespaces' Secrets, and the file leaves the feature off."""
+    for values in ({}, {"kubernetes": {"workloadPullSecrets": {"enabled": False, "namespaces": ["team-a"]}}}):
+        docs = render(helm, values)
+        assert not [d for d in docs if d["metadata"]["name"].endswith("-workload-pull-secrets")]
+        assert "workloadPullSecrets" not in rendered_config(docs)["kubernetes"]
+
+
+def test_workload_pull_secrets_cluster_wide(helm: Path) -> None:
+    """Enabled without namespaces: get on secrets and serviceaccounts in every namespace, and the flag set."""
+    docs = render(helm, {"kubernetes": {"workloadPullSecrets": {"enabled": True}}})
+    name = "countersign-workload-pull-secrets"
+    assert one(docs, "ClusterRole", name)["rules"] == WORKLOAD_RULES
+    binding = one(docs, "ClusterRoleBinding", name)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": name,
+    }
+    assert binding["subjects"] == WORKLOAD_SUBJECTS
+    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding") and d["metadata"]["name"] == name]
+    assert rendered_config(docs)["kubernetes"] == {"enabled": True, "workloadPullSecrets": True}
+    # The Kubernetes source's own RBAC is unchanged.
+    assert one(docs, "Role", "countersign")["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "list", "watch"]}
+    ]
+
+
+def test_workload_pull_secrets_in_listed_namespaces_only(helm: Path) -> None:
+    docs = render(
+        helm, {"kubernetes": {"workloadPullSecrets": {"enabled": True, "namespaces": ["team-a", "team-b"]}}}
+    )
+    name = "countersign-workload-pull-secrets"
+    assert not [d for d in docs if d["kind"].startswith("Cluster") and d["metadata"]["name"] == name]
+    roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == name]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == name]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for role in roles:
+        assert role["rules"] == WORKLOAD_RULES
+    for binding in bindings:
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+        assert binding["subjects"] == WORKLOAD_SUBJECTS
+    assert rendered_config(docs)["kubernetes"] == {"enabled": True, "workloadPullSecrets": True}
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {"kubernetes": {"enabled": False, "workloadPullSecrets": {"enabled": True}}},
+            "kubernetes.workloadPullSecrets.enabled needs kubernetes.enabled",
+        ),
+        (
+            {"config": {"kubernetes": {"workloadPullSecrets": True}}},
+            "config.kubernetes.workloadPullSecrets is set by the chart",
+        ),
+        ({"kubernetes": {"workloadPullSecrets": True}}, "workloadPullSecrets"),
+        ({"kubernetes": {"workloadPullSecrets": {"enabled": True, "namespaces": ["Team_A"]}}}, "namespaces"),
+        ({"kubernetes": {"workloadPullSecrets": {"enable": True}}}, "enable"),
+    ],
+)
+def test_workload_pull_secrets_mistakes_fail_the_render(helm: Path, values: Doc, expected: str) -> None:
+    assert expected in render_fails(helm, values)
+
+
 def test_deployment_is_hardened(helm: Path) -> None:
     docs = render(helm)
     deployment = one(docs, "Deployment")

@@ -170,6 +170,12 @@ being silently overridden.
 {{- with .Values.kubernetes.pullSecrets }}
 {{- $_ := set $kube "pullSecrets" (concat (get $kube "pullSecrets" | default list) .) }}
 {{- end }}
+{{- if hasKey $kube "workloadPullSecrets" }}
+{{- fail "config.kubernetes.workloadPullSecrets is set by the chart from kubernetes.workloadPullSecrets.enabled (which also grants the RBAC it needs); leave it out of config" }}
+{{- end }}
+{{- if (.Values.kubernetes.workloadPullSecrets | default dict).enabled }}
+{{- $_ := set $kube "workloadPullSecrets" true }}
+{{- end }}
 {{- $_ := set $config "kubernetes" $kube }}
 {{- end }}
 {{- toYaml $config }}
@@ -188,6 +194,9 @@ stay in every configuration that names its own verifiers.
 
 {{/* Checks across several values, included by the Deployment so that every render runs them. */}}
 {{- define "countersign.validate" -}}
+{{- if and (not .Values.kubernetes.enabled) (.Values.kubernetes.workloadPullSecrets | default dict).enabled }}
+{{- fail "kubernetes.workloadPullSecrets.enabled needs kubernetes.enabled: Countersign reads the workloads' pull secrets through the Kubernetes API" }}
+{{- end }}
 {{- if eq (int .Values.server.port) (int .Values.server.healthPort) }}
 {{- fail "server.port and server.healthPort must differ: the health port is plain HTTP, the server port HTTPS" }}
 {{- end }}
