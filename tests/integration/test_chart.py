@@ -758,7 +758,7 @@ def test_memory_sizes_are_derived_from_the_memory_limit(
     docs = render(helm, {"resources": {"limits": {"memory": limit}}})
     config = rendered_config(docs)
     cache, limits = config["cache"], config["server"]["limits"]
-    free = total - 186 * MiB  # memory.reserved
+    free = total - 200 * MiB  # memory.reserved
     assert limits["inFlightBytes"] == int(free * 0.40)
     assert limits["verificationBytes"] == min(limits["inFlightBytes"], 128 * MiB)
     assert cache["contentBytes"] == int(free * 0.25)
@@ -767,7 +767,7 @@ def test_memory_sizes_are_derived_from_the_memory_limit(
     assert cache["maxVerdicts"] == cache["verdictBytes"] // 512
     # Everything the process may hold fits the limit, with the reserve for the process itself.
     bounded = limits["inFlightBytes"] + cache["contentBytes"] + cache["verdictBytes"] + cache["tagBytes"]
-    assert bounded + 186 * MiB <= total
+    assert bounded + 200 * MiB <= total
     # And Countersign accepts what was derived.
     text = one(docs, "ConfigMap", f"{RELEASE}-config")["data"]["config.yaml"]
     done = validate_config(text, tmp_path)
@@ -776,12 +776,12 @@ def test_memory_sizes_are_derived_from_the_memory_limit(
 
 def test_the_default_limit_gives_the_documented_sizes(helm: Path) -> None:
     config = rendered_config(render(helm))
-    assert config["server"]["limits"] == {"inFlightBytes": 136734310, "verificationBytes": 128 * MiB}
+    assert config["server"]["limits"] == {"inFlightBytes": 130862284, "verificationBytes": 130862284}
     assert config["cache"] == {
-        "contentBytes": 85458944,  # 81.5 MiB
-        "verdictBytes": 85458944,
-        "tagBytes": 17091788,
-        "maxVerdicts": 166912,
+        "contentBytes": 81788928,  # 78 MiB
+        "verdictBytes": 81788928,
+        "tagBytes": 16357785,
+        "maxVerdicts": 159744,
     }
 
 
@@ -793,7 +793,7 @@ def test_sizes_set_in_config_are_kept(helm: Path) -> None:
     config = rendered_config(render(helm, {"config": own, "resources": {"limits": {"memory": "2Gi"}}}))
     assert config["cache"]["contentBytes"] == 1 << 20
     assert config["cache"]["maxVerdicts"] == 5
-    assert config["cache"]["verdictBytes"] == int((2048 - 186) * MiB * 0.25)
+    assert config["cache"]["verdictBytes"] == int((2048 - 200) * MiB * 0.25)
     assert config["server"]["limits"]["inFlightBytes"] == 32 * MiB
     assert config["server"]["limits"]["verificationBytes"] == 32 * MiB  # never more than in flight
 
