@@ -167,8 +167,14 @@ class Policy:
     mode: str  # "allOf" | "anyOf" | "threshold"
     verifiers: tuple[str, ...]
     threshold: int
+    # Set (the problem, in resource terms) for a Kubernetes policy resource that has no valid generation to
+    # serve: it still claims its scopes, and every image it is the policy for is denied
+    # `policy_unavailable` (never left to a less specific, maybe weaker policy). `verifiers` is then empty.
+    unavailable: str | None = None
 
     def describe(self) -> str:
+        if self.unavailable is not None:
+            return "unavailable: denies its images"
         names = ", ".join(self.verifiers)
         if self.mode == "allOf":
             return f"all of [{names}]"

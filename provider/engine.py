@@ -387,6 +387,13 @@ class Engine:
             namespace_policy = policy_for(
                 self.config.namespace_policies.get(key.namespace, ()), ref, key.namespace
             )
+        # A policy resource that cannot be served still claims its scopes: its images are denied, from the
+        # name alone, rather than left to a less specific (maybe weaker) policy.
+        for applied in (policy, namespace_policy):
+            if applied is not None and applied.unavailable is not None:
+                message = f"{ref.name} is in the scopes of {applied.unavailable}; its images are denied"
+                ns_name = namespace_policy.name if namespace_policy is not None else ""
+                return Decided(denial_value(key, "", "policy_unavailable", message, policy.name, ns_name))
         identity = ""
         notes = ""
         if self.workload is not None and self._uses_workload(key):

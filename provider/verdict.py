@@ -216,9 +216,11 @@ def verdict_value(
     return value
 
 
-def denial_value(key: Key, digest: str, reason: str, message: str, policy: str = "") -> dict[str, Any]:
+def denial_value(
+    key: Key, digest: str, reason: str, message: str, policy: str = "", namespace_policy: str = ""
+) -> dict[str, Any]:
     """A decided denial that happened before any verifier ran (not found, no policy, bad content)."""
-    value = _base(key, digest, policy)
+    value = _base(key, digest, policy, namespace_policy)
     value["reason"] = reason
     value["reasons"] = [f"{message} [{reason}]"]
     return value

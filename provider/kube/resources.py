@@ -288,6 +288,9 @@ class Resource:
         return self.creation_timestamp, self.name
 
 
+_DENYING = "images in its scopes are denied (policy_unavailable) until a valid generation serves"
+
+
 @dataclass(frozen=True, slots=True)
 class ResourceStatus:
     """What the provider reports in a resource's `status`."""
@@ -300,6 +303,8 @@ class ResourceStatus:
     serving_generation: int | None  # None: nothing of this resource serves
     errors: tuple[tuple[str, str], ...]  # (path, message) in resource terms; empty: the generation is valid
     summary: str  # policies: Policy.describe(); verifiers: the type ("" when nothing serves)
+    # A policy with no valid generation that still claims its scopes: their images are denied.
+    denying: bool = False
 
     @property
     def valid(self) -> bool:
@@ -308,7 +313,10 @@ class ResourceStatus:
     @property
     def message(self) -> str:
         """The Invalid condition's message: every problem, `path: message`, one per line."""
-        return "\n".join(f"{path}: {message}" if path else message for path, message in self.errors)
+        lines = [f"{path}: {message}" if path else message for path, message in self.errors]
+        if self.denying:
+            lines.append(_DENYING)
+        return "\n".join(lines)
 
     def conditions(self) -> list[dict[str, Any]]:
         """Ready and Invalid (without lastTransitionTime: `body` keeps or sets it)."""
@@ -319,6 +327,8 @@ class ResourceStatus:
         else:
             serving = self.serving_generation
             tail = f"generation {serving} serving" if serving is not None else "nothing serving"
+            if self.denying:
+                tail += f"; {_DENYING}"
             ready = ("False", "Invalid", f"generation {g} refused; {tail}")
             invalid = ("True", "InvalidSpec", self.message)
         return [
@@ -373,6 +383,47 @@ class _Candidate:
     resource: Resource
     entry: dict[str, Any]  # the file's form: a verifier's {type, options}, a policy's {name, scopes, ...}
     files: Path  # a Verifier's option base directory (NO_FILES without files)
+    # A policy's last resort: no generation of it is valid, yet it claims its scopes (denying their images).
+    stand_in: bool = False
+
+
+# The verifier a stand-in's entry names while the merged document is checked (never built, never served).
+_STAND_IN_VERIFIER = "countersign.unavailable-policy"
+
+
+def _stand_in(resource: Resource) -> _Candidate | None:
+    """A policy resource's claim on its scopes when no generation of it can be served, None when the spec
+    does not even say which scopes (those are checked, and conflicts found, like any policy's)."""
+    spec = resource.spec
+    scopes = spec.get("scopes")
+    if not (isinstance(scopes, list) and scopes and all(isinstance(x, str) for x in scopes)):
+        return None
+    entry: dict[str, Any] = {"name": resource.name, "scopes": list(scopes), "allOf": [_STAND_IN_VERIFIER]}
+    namespaces = spec.get("namespaces")
+    if resource.kind == CLUSTER_IMAGE_POLICY and namespaces is not None:
+        if not (isinstance(namespaces, list) and all(isinstance(x, str) for x in namespaces)):
+            return None
+        entry["namespaces"] = list(namespaces)
+    return _Candidate(resource, entry, NO_FILES, stand_in=True)
+
+
+def _unavailable(
+    policies: Sequence[Policy],
+    stand_ins: Mapping[str, _Candidate],
+    errors: Mapping[str, list[tuple[str, str]]],
+) -> tuple[Policy, ...]:
+    """`policies` with each stand-in's policy made unavailable: no verifiers, the problem named."""
+    out = []
+    for p in policies:
+        c = stand_ins.get(p.name)
+        if c is not None:
+            problems = errors.get(c.resource.uid) or [("", "refused")]
+            path, message = problems[0]
+            problem = f"{path}: {message}" if path else message
+            unavailable = f"{c.resource.describe()}, which has no valid generation to serve ({problem})"
+            p = replace(p, verifiers=(), unavailable=unavailable)
+        out.append(p)
+    return tuple(out)
 
 
 def _spec_errors(resource: Resource) -> list[tuple[str, str]]:
@@ -542,6 +593,10 @@ def compose(
                 versions[uid].append(c)
             elif version is r:
                 errors[uid] = c
+        # Never weaken: a policy no generation of which can be served still claims its scopes (denying
+        # them) rather than leave its images to a less specific, maybe weaker policy.
+        if r.kind != VERIFIER and (stand_in := _stand_in(r)) is not None:
+            versions[uid].append(stand_in)
 
     # The cluster-wide part: the file, Verifiers and ClusterImagePolicies in one document.
     cluster = sorted(
@@ -551,6 +606,15 @@ def compose(
 
     def check_cluster(chosen: list[_Candidate]) -> tuple[Config | None, dict[str, list[tuple[str, str]]]]:
         doc, where = _merge(file, chosen)
+        verifiers = doc.get("verifiers")
+        hide: tuple[str, ...] = ()
+        if (
+            any(c.stand_in for c in chosen)
+            and isinstance(verifiers, dict)
+            and _STAND_IN_VERIFIER not in verifiers
+        ):
+            verifiers[_STAND_IN_VERIFIER] = {"type": "-"}
+            hide = (_STAND_IN_VERIFIER,)
         owners.clear()
         owners.update(where)
         claimants = {
@@ -559,13 +623,26 @@ def compose(
         try:
             return parse_config(doc, base, require_policies=False), {}
         except ConfigError as e:
-            return None, _blame(e, where, claimants)
+            return None, _blame(e, where, claimants, hide)
 
     config, chosen = _settle(cluster, versions, errors, current, check_cluster)
+    file_verifiers = file.get("verifiers")
+    defined = {c.resource.name for c in chosen.values() if c.resource.kind == VERIFIER}
+    if isinstance(file_verifiers, Mapping):
+        defined |= set(file_verifiers)
+    if _STAND_IN_VERIFIER not in defined and _STAND_IN_VERIFIER in config.verifiers:
+        config = replace(
+            config, verifiers={k: v for k, v in config.verifiers.items() if k != _STAND_IN_VERIFIER}
+        )
+    cluster_stand_ins = {
+        c.resource.name: c for c in chosen.values() if c.stand_in and c.resource.kind == CLUSTER_IMAGE_POLICY
+    }
+    config = replace(config, policies=_unavailable(config.policies, cluster_stand_ins, errors))
 
     # Namespaced policies: checked against the cluster's verifiers, scopes claimed once per namespace.
     namespace_policies: dict[str, tuple[Policy, ...]] = {}
-    stand_ins = {name: {"type": "-"} for name in config.verifiers}
+    stand_ins = {name: {"type": "-"} for name in (*config.verifiers, _STAND_IN_VERIFIER)}
+    hidden = () if _STAND_IN_VERIFIER in config.verifiers else (_STAND_IN_VERIFIER,)
     namespaces = sorted({r.namespace for r in current.values() if r.kind == IMAGE_POLICY and r.namespace})
     for namespace in namespaces:
         uids = sorted(
@@ -582,12 +659,13 @@ def compose(
             try:
                 return parse_config(doc, base, require_policies=False), {}
             except ConfigError as e:
-                return None, _blame(e, where, claimants)
+                return None, _blame(e, where, claimants, hidden)
 
         found, taken = _settle(uids, versions, errors, current, check_namespace)
         chosen.update(taken)
         if found.policies:
-            namespace_policies[namespace] = found.policies
+            local = {c.resource.name: c for c in taken.values() if c.stand_in}
+            namespace_policies[namespace] = _unavailable(found.policies, local, errors)
 
     verifiers = dict(config.verifiers)
     files: dict[str, str] = {}
@@ -600,6 +678,7 @@ def compose(
         {
             "file": config.fingerprint,
             "files": files,
+            "unavailable": {p.name: p.unavailable for p in config.policies if p.unavailable is not None},
             "namespacePolicies": {ns: [asdict(p) for p in ps] for ns, ps in namespace_policies.items()},
         },
         sort_keys=True,
@@ -615,6 +694,7 @@ def compose(
     statuses: dict[str, ResourceStatus] = {}
     for uid, r in current.items():
         served = chosen.get(uid)
+        denying = served is not None and served.stand_in
         summary = ""
         if served is not None:
             if r.kind == VERIFIER:
@@ -631,14 +711,15 @@ def compose(
             name=r.name,
             uid=uid,
             observed_generation=r.generation,
-            serving_generation=served.resource.generation if served is not None else None,
+            serving_generation=served.resource.generation if served is not None and not denying else None,
             errors=tuple(errors.get(uid, ())),
             summary=summary,
+            denying=denying,
         )
     return Composition(
         config=config,
         statuses=statuses,
-        serving={uid: c.resource for uid, c in chosen.items()},
+        serving={uid: c.resource for uid, c in chosen.items() if not c.stand_in},
         owners=dict(owners),
     )
 
@@ -647,10 +728,14 @@ _CLAIMED_RE = re.compile(r"(scope .* is already claimed by )policy (.+)")
 
 
 def _blame(
-    error: ConfigError, owners: Mapping[str, str], claimants: Mapping[str, str] | None = None
+    error: ConfigError,
+    owners: Mapping[str, str],
+    claimants: Mapping[str, str] | None = None,
+    hide: Sequence[str] = (),
 ) -> dict[str, list[tuple[str, str]]]:
     """Each problem of a refused merged document by resource; the file's own raise `ConfigError`.
-    `claimants`: repr(policy name) -> how a scope conflict names its resource (a file policy otherwise)."""
+    `claimants`: repr(policy name) -> how a scope conflict names its resource (a file policy otherwise).
+    `hide`: verifier names only the checked document defines (the stand-in's), left out of messages."""
     blamed: dict[str, list[tuple[str, str]]] = {}
     own: list[tuple[str, str]] = []
     for path, message in error.errors:
@@ -658,6 +743,8 @@ def _blame(
         if found is None:
             own.append((path, message))
             continue
+        for name in hide:
+            message = message.replace(f", {name}", "").replace(f"{name}, ", "").replace(f"({name})", "(none)")
         claimed = _CLAIMED_RE.fullmatch(message)
         if claimed is not None and claimants is not None:
             name = claimed.group(2)

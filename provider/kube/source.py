@@ -16,8 +16,10 @@ later change (debounced), it recomposes:
    `ConfigReloader`, whose file watch also makes this run again;
 5. each resource's status is patched when it changed (`provider.kube.status`).
 
-Nothing is swapped when the composed configuration, its files and its credentials are what is already
-serving (a Secret nobody references changed): only statuses are brought up to date.
+Nothing is rebuilt when the composed configuration (its fingerprint covers the file, the resources in
+service and their files' digests) and the operator's credentials are what is already serving: a Secret or
+ConfigMap nobody references changed, or only a resource's status did. Only statuses are brought up to date
+then (the engine and its caches stay). A change of the file, and SIGHUP, always rebuild.
 """
 
 from __future__ import annotations
@@ -96,6 +98,11 @@ class KubeSource:
         self.compositions = 0
         self._composition: Composition | None = None  # the one the last successful load served
         self._inputs = ""  # digest of what that composition was made from
+        # What the last successful load served: its first composition's fingerprint (before any engine
+        # failure refused a generation) and the operator's credentials; and the refusals it needed.
+        self._served_key: tuple[str, tuple[Path, ...]] | None = None
+        self._refused: dict[tuple[str, int], tuple[str, str]] = {}
+        self.unchanged = 0  # recompositions that found nothing to rebuild
         self._timer: asyncio.TimerHandle | None = None
         self._running: asyncio.Task[None] | None = None
         self._dirty = False
@@ -193,10 +200,59 @@ class KubeSource:
     async def refresh(self) -> None:
         """Recompose; swap when anything that is served changed; bring the statuses up to date."""
         assert self.reloader is not None
-        current = self.reloader.current
-        if current is None or self._inputs != await asyncio.to_thread(self._inputs_digest):
+        objects = self._snapshot()
+        inputs = await asyncio.to_thread(self._inputs_digest, objects)
+        if self.reloader.current is None:
             await self.reloader.reload(force=True)
+        elif self._inputs != inputs:
+            same = await asyncio.to_thread(self._still_serving, objects)
+            if same is None:
+                await self.reloader.reload(force=True)
+            else:
+                self._composition, self.serving, self._inputs = same, dict(same.serving), inputs
+                self.unchanged += 1
         await self.write_statuses()
+
+    def _still_serving(self, objects: Mapping[str, Mapping[str, dict[str, Any]]]) -> Composition | None:
+        """In a thread: the composition (for its statuses) when it builds exactly what is serving, None when
+        a rebuild is due. Both the first composition (before refusals: a rotated file may fix a refused
+        generation) and the one with the last load's refusals must match what that load served."""
+        if self._served_key is None or self._composition is None:
+            return None
+        try:
+            document, base = self._read_file()
+            first, docker = self._compose(document, base, objects, {})
+            if (first.config.fingerprint, docker) != self._served_key:
+                return None
+            final, _ = self._compose(document, base, objects, self._refused)
+        except (ConfigError, OSError, ResourceError):
+            return None  # the load says what is wrong
+        if final.config.fingerprint != self._composition.config.fingerprint:
+            return None
+        return final
+
+    def _snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {name: dict(self.stores.get(name, {})) for name in (*KINDS, "secrets", "configmaps")}
+
+    def _compose(
+        self,
+        document: Mapping[str, Any],
+        base: Path,
+        objects: Mapping[str, Mapping[str, dict[str, Any]]],
+        refused: Mapping[tuple[str, int], tuple[str, str]],
+    ) -> tuple[Composition, tuple[Path, ...]]:
+        """The composition and the operator's credentials (docker configs) from these objects."""
+        items = [self._resource(name, obj) for name in KINDS for obj in objects[name].values()]
+        composition = compose(
+            document,
+            items,
+            self.serving,
+            files_dir=lambda r: self._files_dir(r, objects),
+            allow_exec=self.settings.allow_exec_verifiers,
+            base=base,
+            refused=refused,
+        )
+        return composition, tuple(self._pull_secret_configs(objects))
 
     # --- the loader ------------------------------------------------------------------------------------
 
@@ -204,24 +260,16 @@ class KubeSource:
         """Read the file, compose it with the resources, build the engine (dropping the resources an
         engine failure is pinned on). A `ConfigError` in the file itself fails the load."""
         document, base = await asyncio.to_thread(self._read_file)
-        objects = {name: dict(self.stores.get(name, {})) for name in (*KINDS, "secrets", "configmaps")}
-        items = [self._resource(name, obj) for name in KINDS for obj in objects[name].values()]
-        inputs = self._inputs_digest()
+        objects = self._snapshot()
+        inputs = self._inputs_digest(objects)
         refused: dict[tuple[str, int], tuple[str, str]] = {}
+        served_key: tuple[str, tuple[Path, ...]] | None = None
         for _ in range(MAX_ATTRIBUTION_ROUNDS):
-            composition = await asyncio.to_thread(
-                compose,
-                document,
-                items,
-                self.serving,
-                files_dir=lambda r: self._files_dir(r, objects),
-                allow_exec=self.settings.allow_exec_verifiers,
-                base=base,
-                refused=refused,
-            )
+            composition, docker = await asyncio.to_thread(self._compose, document, base, objects, refused)
+            if served_key is None:
+                served_key = (composition.config.fingerprint, docker)
             config = dataclasses.replace(
-                composition.config,
-                docker_configs=(*self._pull_secret_configs(objects), *composition.config.docker_configs),
+                composition.config, docker_configs=(*docker, *composition.config.docker_configs)
             )
             restart = False
             if old is not None and self.reloader is not None:
@@ -244,6 +292,7 @@ class KubeSource:
             self._composition = composition
             self.serving = dict(composition.serving)
             self._inputs = inputs
+            self._served_key, self._refused = served_key, dict(refused)
             self.compositions += 1
             await asyncio.to_thread(self._collect, config, old.config if old is not None else None)
             return Loaded(config, engine, restart)
@@ -278,11 +327,11 @@ class KubeSource:
             spec=spec,
         )
 
-    def _inputs_digest(self) -> str:
+    def _inputs_digest(self, objects: Mapping[str, Mapping[str, dict[str, Any]]]) -> str:
         """What a composition depends on besides the file (which the reloader watches itself)."""
         digest = hashlib.sha256()
         for name in (*KINDS, "secrets", "configmaps"):
-            for key, obj in sorted(self.stores.get(name, {}).items()):
+            for key, obj in sorted(objects.get(name, {}).items()):
                 metadata = obj.get("metadata") or {}
                 digest.update(f"{name}\0{key}\0{metadata.get('resourceVersion')}\0".encode())
         return digest.hexdigest()

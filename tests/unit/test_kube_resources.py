@@ -367,7 +367,7 @@ def test_an_invalid_edit_keeps_the_last_good_generation_serving() -> None:
     assert c.statuses[fixed.uid].valid and c.serving == {fixed.uid: fixed}
 
 
-def test_a_last_good_generation_that_no_longer_holds_is_left_out_too() -> None:
+def test_a_last_good_generation_that_no_longer_holds_leaves_the_policy_unavailable() -> None:
     verifier = res(VERIFIER, "cos", {"type": "cosign"})
     good = res(CLUSTER_IMAGE_POLICY, "app", {"scopes": ["reg.io/app"], "allOf": ["cos"]}, generation=1)
     first = run([verifier, good])
@@ -376,7 +376,19 @@ def test_a_last_good_generation_that_no_longer_holds_is_left_out_too() -> None:
     status = c.statuses[edited.uid]
     assert status.serving_generation is None and status.errors[0][0] == "spec.allOf[0]"
     assert "gone" in status.errors[0][1]
-    assert [p.name for p in c.config.policies] == ["default"] and c.serving == {}
+    # Never weaken: nothing of it serves, yet it still claims reg.io/app (its images are denied), rather
+    # than leave them to `default` (digest pin only).
+    assert [p.name for p in c.config.policies] == ["default", "app"] and c.serving == {}
+    app = c.config.policies[1]
+    assert app.scopes == ("reg.io/app",) and app.verifiers == ()
+    assert app.unavailable is not None and app.unavailable.startswith("ClusterImagePolicy 'app'")
+    assert "spec.allOf[0]: unknown verifier 'gone'" in app.unavailable
+    assert status.denying and status.summary == "unavailable: denies its images"
+    conditions = {c["type"]: c for c in status.conditions()}
+    assert conditions["Ready"]["status"] == "False"
+    assert "nothing serving; images in its scopes are denied" in conditions["Ready"]["message"]
+    assert "images in its scopes are denied" in conditions["Invalid"]["message"]
+    assert c.config.verifiers.keys() == FILE["verifiers"].keys()  # the stand-in verifier is never built
 
 
 def test_a_deleted_resource_does_not_serve_from_last_good() -> None:
@@ -391,7 +403,8 @@ def test_a_verifier_left_out_takes_the_policies_naming_it_with_it() -> None:
     c = run([bad, uses])
     assert c.statuses[bad.uid].errors[0][0] == "metadata.name"
     assert c.statuses[uses.uid].errors[0][0] == "spec.allOf[0]"
-    assert [p.name for p in c.config.policies] == ["default"]
+    assert [(p.name, p.verifiers) for p in c.config.policies] == [("default", ("pin",)), ("app", ())]
+    assert c.config.policies[1].unavailable is not None and c.statuses[uses.uid].denying
 
 
 def test_exec_verifiers_from_resources_need_the_files_permission() -> None:
@@ -470,8 +483,13 @@ def test_image_policies_name_existing_verifiers_and_claim_scopes_once_per_namesp
         "spec.allOf[0]",
         "unknown verifier 'ex' (defined: cos, pin, sbom)",
     )
-    assert [p.name for p in c.config.namespace_policies["n"]] == ["b"]
-    assert "m" not in c.config.namespace_policies
+    # `second` conflicts, so it claims nothing; `unknown` and `uses_bad` cannot serve but claim their scopes.
+    assert [(p.name, p.unavailable is None) for p in c.config.namespace_policies["n"]] == [
+        ("b", True),
+        ("u", False),
+    ]
+    assert [(p.name, p.verifiers) for p in c.config.namespace_policies["m"]] == [("e", ())]
+    assert not c.statuses[second.uid].denying and c.statuses[unknown.uid].denying
 
 
 def test_an_invalid_image_policy_edit_keeps_its_last_good() -> None:
@@ -548,11 +566,13 @@ def test_a_refused_generation_falls_back_to_the_last_good_one() -> None:
     assert dict(again.config.verifiers["cos"].options) == {"keys": [{"path": "a"}]}
     assert again.statuses[p.uid].valid and again.serving[new.uid] is old
     # The last good generation refused as well (its files rotated into garbage): nothing of the verifier
-    # serves, and the policy naming it is left out (it has no other generation).
+    # serves, and the policy naming it cannot serve (it has no other generation): it still claims its scope.
     refused |= again.refusals({new.uid: ("spec.options.keys[0].path", "not a key either")})
     assert set(refused) == {(new.uid, 2), (new.uid, 1)}
     third = run([new, p], first.serving, refused=refused)
     assert third.statuses[new.uid].errors == (("spec.options.keys[0].path", "not a key"),)
     assert third.statuses[new.uid].serving_generation is None
     assert "cos" not in third.config.verifiers and third.statuses[p.uid].serving_generation is None
-    assert third.config.policies == run([]).config.policies
+    assert third.config.policies[:-1] == run([]).config.policies
+    assert third.config.policies[-1].name == "app" and third.config.policies[-1].verifiers == ()
+    assert third.statuses[p.uid].denying and "spec.allOf[0]" in str(third.config.policies[-1].unavailable)

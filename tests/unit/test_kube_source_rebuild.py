@@ -1,0 +1,152 @@
+"""KubeSource rebuilds the engine only when what it serves changed.
+
+A Secret or ConfigMap of the provider's namespace that nothing references, or a resource's own status
+write, recomposes (statuses are re-evaluated) but does not rebuild the engine (whose caches would empty);
+a referenced Secret rotated, a policy changed, the operator's pull-secret credentials changed or the file
+changed do. The informers are replaced by their stores (the objects an informer would hold); no API.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from provider.config import load_config
+from provider.kube.source import KubeSource
+from provider.metrics import Metrics
+from provider.reload import ConfigReloader
+
+NAMESPACE = "countersign"
+FILE = {
+    "kubernetes": {"enabled": True, "namespace": NAMESPACE, "pullSecrets": ["operator-creds"]},
+    "verifiers": {"pin": {"type": "digest-pin"}},
+    "policies": [{"name": "default", "scopes": ["*"], "allOf": ["pin"]}],
+}
+
+
+def b64(data: bytes | str) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def secret(name: str, data: dict[str, str], version: int, kind: str = "Opaque") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "uid": f"uid-{name}",
+            "resourceVersion": str(version),
+        },
+        "type": kind,
+        "data": {k: b64(v) for k, v in data.items()},
+    }
+
+
+def docker_config(password: str) -> str:
+    return json.dumps({"auths": {"reg.test": {"auth": b64(f"user:{password}")}}})
+
+
+def verifier(version: int, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "metadata": {"name": "keys", "uid": "uid-v", "generation": 1, "resourceVersion": str(version)},
+        "spec": {"type": "digest-pin", "files": {"trust": {"secretKeyRef": {"name": "trust", "key": "k"}}}},
+    }
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def policy(verifiers: list[str], generation: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "app",
+            "uid": "uid-p",
+            "generation": generation,
+            "resourceVersion": str(generation),
+        },
+        "spec": {"scopes": ["reg.test/app"], "allOf": verifiers},
+    }
+
+
+@pytest.fixture
+async def source(tmp_path: Path) -> AsyncIterator[KubeSource]:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(FILE))
+    config = load_config(path)
+    metrics = Metrics()
+    src = KubeSource(config, path, metrics, runtime_dir=tmp_path / "run")
+    src._make_runtime_dir()
+    src.reloader = ConfigReloader(config, metrics, path=path, loader=src.load)
+    src.stores = {
+        "clusterimagepolicies": {"app": policy(["keys"])},
+        "verifiers": {"keys": verifier(1)},
+        "imagepolicies": {},
+        "secrets": {
+            f"{NAMESPACE}/trust": secret("trust", {"k": "one"}, 1),
+            f"{NAMESPACE}/unrelated": secret("unrelated", {"x": "a"}, 1),
+            f"{NAMESPACE}/operator-creds": secret(
+                "operator-creds",
+                {".dockerconfigjson": docker_config("p1")},
+                1,
+                "kubernetes.io/dockerconfigjson",
+            ),
+        },
+        "configmaps": {f"{NAMESPACE}/other": {"metadata": {"name": "other", "resourceVersion": "1"}}},
+    }
+    await src.refresh()
+    assert src.reloader.reloads == 1 and src.reloader.current is not None
+    try:
+        yield src
+    finally:
+        await src.reloader.stop()
+
+
+def update(src: KubeSource, store: str, key: str, obj: dict[str, Any]) -> None:
+    src.stores = {**src.stores, store: {**src.stores[store], key: obj}}
+
+
+async def test_unreferenced_changes_do_not_rebuild(source: KubeSource) -> None:
+    assert source.reloader is not None
+    engine = source.reloader.current.engine if source.reloader.current else None
+    update(source, "secrets", f"{NAMESPACE}/unrelated", secret("unrelated", {"x": "b"}, 2))
+    await source.refresh()
+    update(source, "configmaps", f"{NAMESPACE}/new", {"metadata": {"name": "new", "resourceVersion": "7"}})
+    await source.refresh()
+    # A status write (the provider's own) bumps the resourceVersion, not the generation.
+    update(source, "verifiers", "keys", verifier(2, status={"observedGeneration": 1}))
+    await source.refresh()
+    assert source.reloader.reloads == 1 and source.unchanged == 3
+    assert source.reloader.current is not None and source.reloader.current.engine is engine
+
+
+async def test_served_changes_rebuild(source: KubeSource) -> None:
+    assert source.reloader is not None
+    fingerprint = source.reloader.current.config.fingerprint if source.reloader.current else ""
+    # The referenced key Secret rotated: the verifier's files differ.
+    update(source, "secrets", f"{NAMESPACE}/trust", secret("trust", {"k": "two"}, 2))
+    await source.refresh()
+    assert source.reloader.reloads == 2 and source.unchanged == 0
+    assert source.reloader.current is not None and source.reloader.current.config.fingerprint != fingerprint
+    # The operator's pull secret rotated: the credentials differ (not part of the fingerprint).
+    creds = secret(
+        "operator-creds", {".dockerconfigjson": docker_config("p2")}, 2, "kubernetes.io/dockerconfigjson"
+    )
+    update(source, "secrets", f"{NAMESPACE}/operator-creds", creds)
+    await source.refresh()
+    assert source.reloader.reloads == 3
+    (docker,) = source.reloader.current.config.docker_configs
+    assert "p2" not in docker.read_text() and b64("user:p2") in docker.read_text()
+    # A policy edited.
+    update(source, "clusterimagepolicies", "app", policy(["keys", "pin"], generation=2))
+    await source.refresh()
+    assert source.reloader.reloads == 4
+    # The file changed: rebuilt (the reloader's own watch; SIGHUP forces the same).
+    assert source.reloader.path is not None
+    source.reloader.path.write_text(yaml.safe_dump({**FILE, "cache": {"verdictTTL": 77}}))
+    assert await source.reloader.reload() is True and source.reloader.reloads == 5
+    assert source.unchanged == 0
