@@ -12,7 +12,8 @@ Pods name it in ``imagePullSecrets``.
 
 * ``kubernetes.workloadPullSecrets.namespaces: []`` (a ClusterRole: get on secrets and serviceaccounts):
   the Pod is admitted in team-a; denied in team-b (no Secret), with the reason in the denial, also right
-  after team-a's admission; a Deployment in team-a is admitted too.
+  after team-a's admission; a Deployment in team-a is admitted too; once team-b creates its Secret, its
+  Pod is admitted within Countersign's negative pull-secret cache time (5 s).
 * ``namespaces: [team-a]`` (a Role and RoleBinding in team-a only): team-a is still admitted; team-b
   with its own, correct, ``regcred`` is denied, because Countersign may not read it (HTTP 403).
 
@@ -41,6 +42,7 @@ import pytest
 import trustme
 import yaml
 
+from provider.kube.pullsecrets import NEGATIVE_TTL
 from tests.support import cosign
 from tests.support.admission import TEMPLATES, Provider, deployment, pod
 from tests.support.auth_registries import (
@@ -377,6 +379,19 @@ def test_a_private_image_is_admitted_only_where_its_pull_secret_is(bed: PullBed)
     deploy_b, _ = bed.dry_run(_with_pull_secret(deployment("app", TEAM_B, image.pinned)))
     assert _denied_by_us(deploy_b), deploy_b.output
     assert f"Secret {TEAM_B}/{SECRET} not found" in deploy_b.stderr, deploy_b.stderr
+
+    # team-b creates its Secret: admitted on a retry once Countersign's negative pull-secret cache (5 s)
+    # is over; nothing in Gatekeeper has to expire (undecided keys are not cached there).
+    bed.cluster.apply([_pull_secret(TEAM_B, bed.registry.host, ALICE)])
+    began = time.monotonic()
+    bed.cluster.eventually(
+        lambda: bed.dry_run(in_b)[0], lambda result: result.ok, timeout=30, what="team-b's Pod admitted"
+    )
+    waited = time.monotonic() - began
+    _report(
+        f"team-b after creating its Secret: admitted after {waited:.2f}s (negative TTL {NEGATIVE_TTL:g}s)"
+    )
+    assert waited <= NEGATIVE_TTL + 3.0
 
 
 def test_per_namespace_rbac_denies_a_namespace_not_granted(bed: PullBed) -> None:
