@@ -14,8 +14,12 @@ Opt-in (`kubernetes.workloadPullSecrets: true`). For a v1 key (verifiers/referen
   (`kubernetes_unavailable`).
 
 Lookups are cached for `ttl` seconds (a rotated Secret applies within it), bounded in count and in bytes,
-and concurrent lookups of the same object share one request. Only `get` is used, through `KubeGetter`
-(provider/kube/api.py's `KubeApi` is one), so the RBAC needed is `get` on `secrets` and `serviceaccounts`.
+and concurrent lookups of the same object share one request. An object that is missing, or that the
+provider may not read, is remembered for `negative_ttl` seconds only (at most `ttl`): a tenant who creates
+the Secret a denial names (or an operator who grants the RBAC) is not kept waiting for the full `ttl`,
+while a Pod that keeps naming a missing Secret costs at most one `get` per `negative_ttl`. Only `get` is
+used, through `KubeGetter` (provider/kube/api.py's `KubeApi` is one), so the RBAC needed is `get` on
+`secrets` and `serviceaccounts`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import binascii
 import json
 import logging
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -40,6 +45,7 @@ __all__ = [
     "DEFAULT_TTL",
     "DOCKERCFG",
     "DOCKERCONFIGJSON",
+    "NEGATIVE_TTL",
     "KubeGetter",
     "PullSecrets",
     "registry_host",
@@ -50,6 +56,7 @@ log = logging.getLogger(__name__)
 DOCKERCONFIGJSON = "kubernetes.io/dockerconfigjson"
 DOCKERCFG = "kubernetes.io/dockercfg"
 DEFAULT_TTL = 30.0
+NEGATIVE_TTL = 5.0  # a missing or unreadable object
 MAX_ENTRIES = 4096
 MAX_CACHE_BYTES = 8 * 1024 * 1024
 MAX_CONFIG_BYTES = 64 * 1024  # one Secret's decoded docker config
@@ -72,6 +79,7 @@ class _Found:
     names: tuple[str, ...] = ()
     hosts: tuple[tuple[str, Credentials], ...] = ()
     note: str = ""
+    absent: bool = False  # not found, or not readable (401/403): cached for the negative TTL
 
 
 def _cost(found: _Found) -> int:
@@ -144,12 +152,15 @@ class PullSecrets:
         api: KubeGetter,
         *,
         ttl: float = DEFAULT_TTL,
+        negative_ttl: float = NEGATIVE_TTL,
         max_entries: int = MAX_ENTRIES,
         max_bytes: int = MAX_CACHE_BYTES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
+        self._negative_ttl = min(negative_ttl, ttl)
         self._cache: TTLCache[tuple[str, str, str], _Found] = TTLCache(
-            ttl, max_entries, max_bytes=max_bytes, size_of=_cost, slot_of=ttl_slot_cost
+            ttl, max_entries, clock, max_bytes=max_bytes, size_of=_cost, slot_of=ttl_slot_cost
         )
         self._flights: SingleFlight[tuple[str, str, str], _Found] = SingleFlight()
 
@@ -178,7 +189,7 @@ class PullSecrets:
         found = self._cache.get(key)
         if found is None:
             found = await self._flights.do(key, lambda: self._fetch(namespace, kind, name))
-            self._cache.put(key, found)
+            self._cache.put(key, found, self._negative_ttl if found.absent else None)
         return found
 
     async def _fetch(self, namespace: str, kind: str, name: str) -> _Found:
@@ -188,7 +199,9 @@ class PullSecrets:
         except Exception as e:
             status = getattr(e, "status", 0)
             if status in (401, 403):
-                found = _Found(note=f"{what}: the provider may not read it (HTTP {status}; see its RBAC)")
+                found = _Found(
+                    note=f"{what}: the provider may not read it (HTTP {status}; see its RBAC)", absent=True
+                )
                 log.warning("workload pull secrets: %s", found.note)
                 return found
             log.warning("workload pull secrets: reading %s failed: %s", what, type(e).__name__)
@@ -197,7 +210,7 @@ class PullSecrets:
                 f"cannot read {what} from the Kubernetes API (HTTP {status or 'none'})",
             ) from e
         if obj is None:
-            found = _Found(note=f"{what} not found")
+            found = _Found(note=f"{what} not found", absent=True)
         elif kind == "serviceaccounts":
             found = self._service_account(obj, what)
         else:

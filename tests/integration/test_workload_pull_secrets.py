@@ -253,7 +253,7 @@ async def test_a_private_image_verifies_with_its_namespaces_pull_secret_only(
 
         # team-b gets a Secret for the registry, with a wrong password: still refused (its credentials'
         # identity differs from team-a's, so nothing team-a read or decided applies). Another name than
-        # regcred: Countersign remembers team-b/regcred missing for its pull-secret TTL.
+        # regcred: Countersign remembers team-b/regcred missing for a few seconds (its negative TTL).
         cluster.apply([_pull_secret(TEAM_B, host, (ALICE[0], "wrong-password"), name="wrongcred")])
         wrong = v1_key(image, TEAM_B, secrets=["wrongcred"])
         response = await _post(provider, [wrong])

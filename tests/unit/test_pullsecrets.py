@@ -152,6 +152,53 @@ async def test_lookups_are_cached_for_the_ttl_and_bounded() -> None:
     assert len(small._cache) == 2
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("absent", [None, ApiError(403), ApiError(401)], ids=["missing", "403", "401"])
+async def test_a_missing_or_unreadable_object_is_remembered_for_the_negative_ttl_only(
+    absent: Exception | None,
+) -> None:
+    found = dockerconfigjson({"r.example": auth("alice", "pw")})
+    api = Api({SECRETS + "regcred": absent, SECRETS + "found": found})
+    clock = Clock()
+    source = PullSecrets(api, ttl=30.0, negative_ttl=5.0, clock=clock)
+    missing, present = key(secrets=("regcred",)), key(secrets=("found",))
+    assert (await source.credentials(missing)).hosts == {}
+    await source.credentials(present)
+    assert len(api.gets) == 2
+    clock.now += 4.9  # both still cached
+    await source.credentials(missing)
+    await source.credentials(present)
+    assert len(api.gets) == 2
+    # The tenant creates the Secret (or the operator grants the RBAC): used once the negative TTL is over,
+    # while the Secret that was found is not read again before its own TTL.
+    api.objects[SECRETS + "regcred"] = found
+    clock.now += 0.2
+    assert (await source.credentials(missing)).hosts == {"r.example": Credentials("alice", "pw")}
+    await source.credentials(present)
+    assert api.gets == [SECRETS + "regcred", SECRETS + "found", SECRETS + "regcred"]
+    clock.now += 25.0  # 30.1 s after the first read of "found"; 25 s after "regcred" was found
+    await source.credentials(present)
+    await source.credentials(missing)
+    assert api.gets[3:] == [SECRETS + "found"]
+
+
+async def test_the_negative_ttl_is_at_most_the_ttl() -> None:
+    api = Api({})
+    clock = Clock()
+    source = PullSecrets(api, ttl=2.0, negative_ttl=5.0, clock=clock)
+    await source.credentials(key())
+    clock.now += 2.5
+    await source.credentials(key())
+    assert len(api.gets) == 2
+
+
 @pytest.mark.parametrize(
     ("config_key", "host"),
     [
