@@ -30,7 +30,7 @@ from tests.integration.test_chart import VALUE_SETS
 from tests.support.admission import NAMESPACE, RELEASE, Provider, chart_pod, tls_secrets
 from tests.support.container import podman
 from tests.support.pod import Pod
-from tests.support.podspec import find, helm_template, translate
+from tests.support.podspec import Refused, find, helm_template, translate
 from tests.support.registries import LOOPBACK
 
 Doc = dict[str, Any]
@@ -61,8 +61,15 @@ def test_default_values_and_the_two_secrets_give_a_running_provider(
     default = f"localhost/countersign:{countersign_image.built.version}"
     server_ca, gatekeeper_ca = trustme.CA(), trustme.CA()
     secrets = tls_secrets(server_ca, gatekeeper_ca.cert_pem.bytes(), f"{RELEASE}.{NAMESPACE}.svc", LOOPBACK)
+    # The file alone (kubernetes.enabled: false): without an API server this Pod could not get its token.
+    # The chart's defaults with the Kubernetes source run on a real node, with a real token and RBAC
+    # (tests/e2e/test_helm_install.py).
     pod, port = chart_pod(
-        tmp_path, {}, secrets, images={default: countersign_image.reference}, env=countersign_image.env
+        tmp_path,
+        {"kubernetes": {"enabled": False}},
+        secrets,
+        images={default: countersign_image.reference},
+        env=countersign_image.env,
     )
     rendered = list(yaml.safe_load_all((tmp_path / "rendered.yaml").read_text()))
     assert find(rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] == default
@@ -108,9 +115,30 @@ def _objects_for(docs: list[Doc]) -> dict[tuple[str, str], Doc]:
     return objects
 
 
+def test_the_kubernetes_source_is_refused_not_left_out() -> None:
+    """With kubernetes.enabled (the default) the Pod reads its namespace from the downward API and mounts a
+    projected ServiceAccount token: the translator has no API server to honour them, so it refuses them by
+    name rather than run a Pod without them (test_helm_install.py runs that Pod on a real node)."""
+    docs = helm_template({}, release=RELEASE, namespace=NAMESPACE)
+    template = find(docs, "Deployment")["spec"]["template"]
+    image = template["spec"]["containers"][0]["image"]
+    with pytest.raises(Refused) as refused:
+        translate(template, objects=_objects_for(docs), images={image: image})
+    assert refused.value.where.startswith("container.env[") and refused.value.where.endswith(".valueFrom")
+    template["spec"]["containers"][0]["env"] = [
+        e for e in template["spec"]["containers"][0]["env"] if "valueFrom" not in e
+    ]
+    with pytest.raises(Refused) as refused:
+        translate(template, objects=_objects_for(docs), images={image: image})
+    assert refused.value.where.startswith("spec.volumes["), refused.value.where
+    assert "projected" in str(refused.value), refused.value
+
+
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
 def test_every_value_set_of_the_chart_translates(name: str) -> None:
-    docs = helm_template(VALUE_SETS[name], release=RELEASE, namespace=NAMESPACE)
+    # Each set with the Kubernetes source off: its token and downward-API parts are the previous test's.
+    values = {**VALUE_SETS[name], "kubernetes": {**VALUE_SETS[name].get("kubernetes", {}), "enabled": False}}
+    docs = helm_template(values, release=RELEASE, namespace=NAMESPACE)
     template = find(docs, "Deployment")["spec"]["template"]
     image = template["spec"]["containers"][0]["image"]
     plan = translate(template, objects=_objects_for(docs), images={image: image})
