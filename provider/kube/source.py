@@ -44,7 +44,7 @@ import yaml
 from provider.config import MAX_CONFIG_BYTES, Config, ConfigError
 from provider.engine import Engine
 from provider.kube.api import KubeApi, KubeApiError, default_namespace, resource_path
-from provider.kube.informer import Informer
+from provider.kube.informer import Informer, left_out
 from provider.kube.pullsecrets import PullSecrets
 from provider.kube.resources import Composition, Resource, ResourceError, attribute, compose
 from provider.kube.status import status_patch
@@ -59,6 +59,14 @@ GROUP, VERSION = "countersign.dev", "v1alpha1"
 DEBOUNCE = 0.3
 MAX_ATTRIBUTION_ROUNDS = 8
 MAX_FILE_BYTES = 1024 * 1024  # a Secret's own limit
+# The Secrets and the ConfigMaps of the provider's namespace are held in memory (their slimmed JSON):
+# each collection up to MAX_NAMESPACE_BYTES, one object up to MAX_OBJECT_BYTES (more than the API server
+# stores with etcd's default 1.5 MiB request limit). Past either, the object is left out (a placeholder
+# says why; a Verifier naming it is Invalid with that reason). A list page of NAMESPACE_PAGE objects fits
+# in `api.MAX_RESPONSE_BYTES` (32 MiB) even when every one is as large as allowed.
+MAX_NAMESPACE_BYTES = 32 * 1024 * 1024
+MAX_OBJECT_BYTES = 2 * 1024 * 1024
+NAMESPACE_PAGE = 16
 # Resources by collection name: (kind, plural, namespaced).
 KINDS = {
     "clusterimagepolicies": ("ClusterImagePolicy", "clusterimagepolicies", False),
@@ -134,6 +142,7 @@ class KubeSource:
         )
         collections["configmaps"] = (resource_path("", "v1", "configmaps", namespace=self.namespace), {})
         for name, (path, params) in collections.items():
+            namespaced = name in ("secrets", "configmaps")
             informer = Informer(
                 self.api,
                 path,
@@ -142,7 +151,9 @@ class KubeSource:
                 name=name,
                 resync=self.settings.resync,
                 params=params,
-                page_size=50 if name == "secrets" else 250,
+                page_size=NAMESPACE_PAGE if namespaced else 250,
+                max_bytes=MAX_NAMESPACE_BYTES if namespaced else None,
+                max_object_bytes=MAX_OBJECT_BYTES if namespaced else None,
             )
             self.informers[name] = informer
             informer.start()
@@ -333,7 +344,8 @@ class KubeSource:
         for name in (*KINDS, "secrets", "configmaps"):
             for key, obj in sorted(objects.get(name, {}).items()):
                 metadata = obj.get("metadata") or {}
-                digest.update(f"{name}\0{key}\0{metadata.get('resourceVersion')}\0".encode())
+                held = "left-out" if left_out(obj) is not None else "held"  # a relist may let it in
+                digest.update(f"{name}\0{key}\0{metadata.get('resourceVersion')}\0{held}\0".encode())
         return digest.hexdigest()
 
     # --- files -----------------------------------------------------------------------------------------
@@ -377,6 +389,9 @@ class KubeSource:
         what = "Secret" if store == "secrets" else "ConfigMap"
         if obj is None:
             raise ResourceError(where, f"{what} {self.namespace}/{ref['name']} not found")
+        reason = left_out(obj)
+        if reason is not None:
+            raise ResourceError(where, f"{what} {self.namespace}/{ref['name']} is not read: {reason}")
         entries = _entries(obj, store == "secrets")
         if kind.endswith("KeyRef"):
             key = ref.get("key")
@@ -419,7 +434,17 @@ class KubeSource:
             if secret is None:
                 log.warning("kubernetes.pullSecrets: Secret %s/%s not found", self.namespace, name)
                 continue
-            entries = _entries(secret, True)
+            reason = left_out(secret)
+            if reason is not None:
+                log.warning(
+                    "kubernetes.pullSecrets: Secret %s/%s is not read: %s", self.namespace, name, reason
+                )
+                continue
+            try:
+                entries = _entries(secret, True)
+            except ResourceError as e:
+                log.warning("kubernetes.pullSecrets: Secret %s/%s: %s", self.namespace, name, e)
+                continue
             if ".dockerconfigjson" in entries:
                 data = entries[".dockerconfigjson"]
             elif ".dockercfg" in entries:  # the legacy format: the `auths` mapping alone

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from provider.config import load_config
+from provider.kube.informer import LEFT_OUT
 from provider.kube.source import KubeSource
 from provider.metrics import Metrics
 from provider.reload import ConfigReloader
@@ -150,3 +151,24 @@ async def test_served_changes_rebuild(source: KubeSource) -> None:
     source.reloader.path.write_text(yaml.safe_dump({**FILE, "cache": {"verdictTTL": 77}}))
     assert await source.reloader.reload() is True and source.reloader.reloads == 5
     assert source.unchanged == 0
+
+
+async def test_a_left_out_secret_is_named_with_its_reason_and_nothing_crashes(source: KubeSource) -> None:
+    """A Secret the informer left out (over the byte bounds) reaches a Verifier naming it as its reason."""
+    assert source.reloader is not None
+    reason = "3000000 bytes, more than the 2097152 bytes held of one object"
+    placeholder = {
+        "metadata": {"name": "trust", "namespace": NAMESPACE, "uid": "uid-trust", "resourceVersion": "9"},
+        LEFT_OUT: reason,
+    }
+    update(source, "secrets", f"{NAMESPACE}/trust", placeholder)
+    await source.refresh()
+    assert source._composition is not None
+    status = source._composition.statuses["uid-v"]
+    assert not status.valid
+    ((path, message),) = status.errors
+    assert path == "spec.files['trust']" and f"Secret {NAMESPACE}/trust is not read: {reason}" in message
+    # The same object held again (a relist found room), same resourceVersion: composed again, valid.
+    update(source, "secrets", f"{NAMESPACE}/trust", secret("trust", {"k": "one"}, 9))
+    await source.refresh()
+    assert source._composition.statuses["uid-v"].valid
