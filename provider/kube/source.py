@@ -67,6 +67,7 @@ MAX_FILE_BYTES = 1024 * 1024  # a Secret's own limit
 MAX_NAMESPACE_BYTES = 32 * 1024 * 1024
 MAX_OBJECT_BYTES = 2 * 1024 * 1024
 NAMESPACE_PAGE = 16
+RESOURCE_STATES = ("ready", "invalid", "unavailable")
 # Resources by collection name: (kind, plural, namespaced).
 KINDS = {
     "clusterimagepolicies": ("ClusterImagePolicy", "clusterimagepolicies", False),
@@ -154,7 +155,10 @@ class KubeSource:
                 page_size=NAMESPACE_PAGE if namespaced else 250,
                 max_bytes=MAX_NAMESPACE_BYTES if namespaced else None,
                 max_object_bytes=MAX_OBJECT_BYTES if namespaced else None,
+                on_error=lambda _e, name=name: self.metrics.kube_watch_errors.labels(name).inc(),  # type: ignore[misc]
+                on_list=lambda reason, name=name: self.metrics.kube_relists.labels(name, reason).inc(),  # type: ignore[misc]
             )
+            self.metrics.kube_watch_errors.labels(name)
             self.informers[name] = informer
             informer.start()
         log.info("watching countersign.dev resources and namespace %s's Secrets/ConfigMaps", self.namespace)
@@ -185,6 +189,12 @@ class KubeSource:
     def _changed(self, name: str, objects: Mapping[str, dict[str, Any]]) -> None:
         """On the loop: an informer's new set of objects; recompose after a quiet `DEBOUNCE`."""
         self.stores[name] = objects
+        informer = self.informers.get(name)
+        if informer is not None and informer.max_bytes is not None:
+            self.metrics.kube_held_bytes.labels(name).set(informer.bytes)
+            self.metrics.kube_objects_left_out.labels(name).set(
+                sum(1 for obj in objects.values() if left_out(obj) is not None)
+            )
         if self._stopped or not self.synced:
             return
         if self._timer is not None:
@@ -222,6 +232,8 @@ class KubeSource:
             else:
                 self._composition, self.serving, self._inputs = same, dict(same.serving), inputs
                 self.unchanged += 1
+                self.metrics.kube_compositions.labels("unchanged").inc()
+                self._count_resources(same)
         await self.write_statuses()
 
     def _still_serving(self, objects: Mapping[str, Mapping[str, dict[str, Any]]]) -> Composition | None:
@@ -270,6 +282,30 @@ class KubeSource:
     async def load(self, old: Generation | None) -> Loaded:
         """Read the file, compose it with the resources, build the engine (dropping the resources an
         engine failure is pinned on). A `ConfigError` in the file itself fails the load."""
+        try:
+            loaded = await self._load(old)
+        except Exception:
+            self.metrics.kube_compositions.labels("failed").inc()
+            raise
+        self.metrics.kube_compositions.labels("rebuilt").inc()
+        if self._composition is not None:
+            self._count_resources(self._composition)
+        return loaded
+
+    def _count_resources(self, composition: Composition) -> None:
+        counts = {(kind, state): 0 for kind, _, _ in KINDS.values() for state in RESOURCE_STATES}
+        for status in composition.statuses.values():
+            if status.valid:
+                state = "ready"
+            elif status.serving_generation is not None:
+                state = "invalid"
+            else:
+                state = "unavailable"
+            counts[(status.kind, state)] = counts.get((status.kind, state), 0) + 1
+        for (kind, state), count in counts.items():
+            self.metrics.kube_resources.labels(kind, state).set(count)
+
+    async def _load(self, old: Generation | None) -> Loaded:
         document, base = await asyncio.to_thread(self._read_file)
         objects = self._snapshot()
         inputs = self._inputs_digest(objects)
@@ -505,6 +541,7 @@ class KubeSource:
                     await self.api.patch_status(path, patch)
                 except KubeApiError as e:
                     if e.status != 404:  # deleted meanwhile
+                        self.metrics.kube_status_write_failures.labels(kind).inc()
                         log.warning("status of %s %s not written: %s", kind, metadata.get("name"), e)
 
 

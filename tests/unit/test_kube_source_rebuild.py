@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from provider.config import load_config
+from provider.kube.api import KubeApiError
 from provider.kube.informer import LEFT_OUT
 from provider.kube.source import KubeSource
 from provider.metrics import Metrics
@@ -172,3 +173,50 @@ async def test_a_left_out_secret_is_named_with_its_reason_and_nothing_crashes(so
     update(source, "secrets", f"{NAMESPACE}/trust", secret("trust", {"k": "one"}, 9))
     await source.refresh()
     assert source._composition.statuses["uid-v"].valid
+
+
+def sample(source: KubeSource, name: str, **labels: str) -> float | None:
+    return source.metrics.registry.get_sample_value(name, labels)
+
+
+async def test_metrics_count_compositions_resource_states_and_status_write_failures(
+    source: KubeSource,
+) -> None:
+    assert sample(source, "countersign_kube_compositions_total", result="rebuilt") == 1
+    assert sample(source, "countersign_kube_resources", kind="Verifier", state="ready") == 1
+    assert sample(source, "countersign_kube_resources", kind="ClusterImagePolicy", state="ready") == 1
+    assert sample(source, "countersign_kube_resources", kind="ImagePolicy", state="ready") == 0
+    update(source, "secrets", f"{NAMESPACE}/unrelated", secret("unrelated", {"x": "b"}, 2))
+    await source.refresh()
+    assert sample(source, "countersign_kube_compositions_total", result="unchanged") == 1
+    # The policy edited to name a verifier that does not exist: refused, generation 1 keeps serving (what
+    # serves is the same: not rebuilt).
+    update(source, "clusterimagepolicies", "app", policy(["keys", "missing"], generation=2))
+    await source.refresh()
+    assert sample(source, "countersign_kube_compositions_total", result="unchanged") == 2
+    assert sample(source, "countersign_kube_resources", kind="ClusterImagePolicy", state="ready") == 0
+    assert sample(source, "countersign_kube_resources", kind="ClusterImagePolicy", state="invalid") == 1
+    # A new policy that was never valid: nothing of it serves.
+    other = policy(["missing"])
+    other["metadata"] |= {"name": "other", "uid": "uid-o"}
+    other["spec"]["scopes"] = ["reg.test/other"]
+    update(source, "clusterimagepolicies", "other", other)
+    await source.refresh()
+    assert sample(source, "countersign_kube_resources", kind="ClusterImagePolicy", state="unavailable") == 1
+
+    # The file broken: the composition fails (the old generation keeps serving).
+    assert source.reloader is not None and source.reloader.path is not None
+    source.reloader.path.write_text("kubernetes: [")
+    assert await source.reloader.reload() is False
+    assert sample(source, "countersign_kube_compositions_total", result="failed") == 1
+
+    class FailingApi:
+        async def patch_status(self, path: str, body: Any) -> dict[str, Any]:
+            raise KubeApiError(500, "etcd is unhappy")
+
+    source.api = FailingApi()  # type: ignore[assignment]
+    await source.write_statuses()
+    assert (
+        sample(source, "countersign_kube_status_write_failures_total", kind="ClusterImagePolicy") or 0
+    ) >= 1
+    assert sample(source, "countersign_kube_status_write_failures_total", kind="Verifier") == 1
