@@ -117,6 +117,7 @@ class KubeSource:
         self._dirty = False
         self._stopped = False
         self._in_use: set[Path] = set()
+        self._pull_secret_problems: dict[str, str] = {}  # kubernetes.pullSecrets name -> problem logged
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -463,37 +464,48 @@ class KubeSource:
         return PullSecrets(self.api)
 
     def _pull_secret_configs(self, objects: Mapping[str, Mapping[str, dict[str, Any]]]) -> list[Path]:
-        """`kubernetes.pullSecrets` as docker config files (the structure `CredentialStore` reads)."""
+        """`kubernetes.pullSecrets` as docker config files (the structure `CredentialStore` reads). A Secret
+        that cannot be used is left out with a warning, logged once per change of its problem (not at every
+        recomposition), and an info line when it is read again."""
         paths = []
         for name in self.settings.pull_secrets:
-            secret = objects.get("secrets", {}).get(f"{self.namespace}/{name}")
-            if secret is None:
-                log.warning("kubernetes.pullSecrets: Secret %s/%s not found", self.namespace, name)
-                continue
-            reason = left_out(secret)
-            if reason is not None:
-                log.warning(
-                    "kubernetes.pullSecrets: Secret %s/%s is not read: %s", self.namespace, name, reason
-                )
-                continue
-            try:
-                entries = _entries(secret, True)
-            except ResourceError as e:
-                log.warning("kubernetes.pullSecrets: Secret %s/%s: %s", self.namespace, name, e)
-                continue
-            if ".dockerconfigjson" in entries:
-                data = entries[".dockerconfigjson"]
-            elif ".dockercfg" in entries:  # the legacy format: the `auths` mapping alone
-                try:
-                    data = json.dumps({"auths": json.loads(entries[".dockercfg"])}).encode()
-                except ValueError:
-                    log.warning("kubernetes.pullSecrets: Secret %s: .dockercfg is not JSON", name)
-                    continue
-            else:
-                log.warning("kubernetes.pullSecrets: Secret %s has no .dockerconfigjson", name)
-                continue
-            paths.append(self._write_files({"config.json": data}) / "config.json")
+            data, problem = self._pull_secret(objects, name)
+            previous = self._pull_secret_problems.get(name)
+            if problem != previous:
+                if problem is not None:
+                    log.warning("kubernetes.pullSecrets: Secret %s/%s %s", self.namespace, name, problem)
+                elif previous is not None:
+                    log.info("kubernetes.pullSecrets: Secret %s/%s is read again", self.namespace, name)
+                self._pull_secret_problems = {
+                    **{k: v for k, v in self._pull_secret_problems.items() if k != name},
+                    **({name: problem} if problem is not None else {}),
+                }
+            if data is not None:
+                paths.append(self._write_files({"config.json": data}) / "config.json")
         return paths
+
+    def _pull_secret(
+        self, objects: Mapping[str, Mapping[str, dict[str, Any]]], name: str
+    ) -> tuple[bytes | None, str | None]:
+        """The docker config of one `kubernetes.pullSecrets` Secret, or None and what is wrong with it."""
+        secret = objects.get("secrets", {}).get(f"{self.namespace}/{name}")
+        if secret is None:
+            return None, "not found"
+        reason = left_out(secret)
+        if reason is not None:
+            return None, f"is not read: {reason}"
+        try:
+            entries = _entries(secret, True)
+        except ResourceError as e:
+            return None, f"key {e.path}: {e.message}"
+        if ".dockerconfigjson" in entries:
+            return entries[".dockerconfigjson"], None
+        if ".dockercfg" in entries:  # the legacy format: the `auths` mapping alone
+            try:
+                return json.dumps({"auths": json.loads(entries[".dockercfg"])}).encode(), None
+            except ValueError:
+                return None, "has a .dockercfg that is not JSON"
+        return None, "has no .dockerconfigjson"
 
     def _collect(self, config: Config, previous: Config | None) -> None:
         """Remove the file directories neither the new nor the retiring generation uses."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,36 @@ async def test_metrics_count_compositions_resource_states_and_status_write_failu
         sample(source, "countersign_kube_status_write_failures_total", kind="ClusterImagePolicy") or 0
     ) >= 1
     assert sample(source, "countersign_kube_status_write_failures_total", kind="Verifier") == 1
+
+
+async def test_a_pull_secret_problem_is_logged_once_per_change_of_state(
+    source: KubeSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "kubernetes.pullSecrets" in r.getMessage()]
+
+    key = f"{NAMESPACE}/operator-creds"
+    with caplog.at_level(logging.INFO, logger="provider.kube.source"):
+        source.stores = {
+            **source.stores,
+            "secrets": {k: v for k, v in source.stores["secrets"].items() if k != key},
+        }
+        await source.refresh()
+        for version in range(2, 5):  # other changes recompose: the missing Secret is not logged again
+            update(
+                source, "secrets", f"{NAMESPACE}/unrelated", secret("unrelated", {"x": str(version)}, version)
+            )
+            await source.refresh()
+        assert lines() == [f"kubernetes.pullSecrets: Secret {key} not found"]
+        update(source, "secrets", key, secret("operator-creds", {"other": "x"}, 5))  # another problem
+        await source.refresh()
+        update(source, "secrets", f"{NAMESPACE}/unrelated", secret("unrelated", {"x": "9"}, 9))
+        await source.refresh()
+        assert lines()[1:] == [f"kubernetes.pullSecrets: Secret {key} has no .dockerconfigjson"]
+        creds = secret("operator-creds", {".dockerconfigjson": docker_config("p3")}, 6)
+        update(source, "secrets", key, creds)
+        await source.refresh()
+        assert lines()[2:] == [f"kubernetes.pullSecrets: Secret {key} is read again"]
+    assert source.reloader is not None and source.reloader.current is not None
+    (docker,) = source.reloader.current.config.docker_configs
+    assert b64("user:p3") in docker.read_text()
