@@ -307,6 +307,10 @@ class KubeSource:
             self.metrics.kube_resources.labels(kind, state).set(count)
 
     async def _load(self, old: Generation | None) -> Loaded:
+        if self.informers and not self.synced:
+            # A file change or SIGHUP before every collection was listed: composing now would serve the
+            # file without the resources (a file policy a resource replaces would be in force).
+            raise ConfigError("kubernetes", "the resources are not listed yet; composed once they are")
         document, base = await asyncio.to_thread(self._read_file)
         objects = self._snapshot()
         inputs = self._inputs_digest(objects)
