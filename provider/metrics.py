@@ -97,6 +97,58 @@ class Metrics:
             registry=self.registry,
         )
 
+        # The Kubernetes source (`kubernetes.enabled`); `resource` is the informer's collection:
+        # clusterimagepolicies, verifiers, imagepolicies, secrets, configmaps.
+        self.kube_watch_errors = Counter(
+            "countersign_kube_watch_errors_total",
+            "Failed lists and watches of the Kubernetes API (backed off and retried), by resource.",
+            ["resource"],
+            registry=self.registry,
+        )
+        self.kube_relists = Counter(
+            "countersign_kube_relists_total",
+            "Complete lists of a resource's collection, by reason: initial, gone (410: the watch's "
+            "resourceVersion expired), resync (kubernetes.resync), error (after too many objects), budget "
+            "(room was made for objects left out).",
+            ["resource", "reason"],
+            registry=self.registry,
+        )
+        self.kube_compositions = Counter(
+            "countersign_kube_compositions_total",
+            "Compositions of the file and the resources, by result: rebuilt (a new engine serves), "
+            "unchanged (what serves was already it: only statuses were brought up to date), failed.",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in ("rebuilt", "unchanged", "failed"):
+            self.kube_compositions.labels(result)
+        self.kube_resources = Gauge(
+            "countersign_kube_resources",
+            "Countersign resources by kind and state: ready (the latest generation serves), invalid "
+            "(refused; an earlier generation serves), unavailable (no generation serves).",
+            ["kind", "state"],
+            registry=self.registry,
+        )
+        self.kube_status_write_failures = Counter(
+            "countersign_kube_status_write_failures_total",
+            "Status patches the API server refused or did not answer, by kind (retried at the next "
+            "composition).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.kube_objects_left_out = Gauge(
+            "countersign_kube_objects_left_out",
+            "Secrets or ConfigMaps of the provider's namespace not held: over the byte bounds.",
+            ["resource"],
+            registry=self.registry,
+        )
+        self.kube_held_bytes = Gauge(
+            "countersign_kube_held_bytes",
+            "Bytes (JSON) of the Secrets or ConfigMaps of the provider's namespace held in memory.",
+            ["resource"],
+            registry=self.registry,
+        )
+
     def observe_registry(self, registry: str, method: str, status: str) -> None:
         # Keys name arbitrary hosts: past MAX_REGISTRY_LABELS distinct ones, label them "other".
         if registry not in self._registries:

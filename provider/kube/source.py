@@ -44,7 +44,7 @@ import yaml
 from provider.config import MAX_CONFIG_BYTES, Config, ConfigError
 from provider.engine import Engine
 from provider.kube.api import KubeApi, KubeApiError, default_namespace, resource_path
-from provider.kube.informer import Informer
+from provider.kube.informer import Informer, left_out
 from provider.kube.pullsecrets import PullSecrets
 from provider.kube.resources import Composition, Resource, ResourceError, attribute, compose
 from provider.kube.status import status_patch
@@ -59,6 +59,15 @@ GROUP, VERSION = "countersign.dev", "v1alpha1"
 DEBOUNCE = 0.3
 MAX_ATTRIBUTION_ROUNDS = 8
 MAX_FILE_BYTES = 1024 * 1024  # a Secret's own limit
+# The Secrets and the ConfigMaps of the provider's namespace are held in memory (their slimmed JSON):
+# each collection up to MAX_NAMESPACE_BYTES, one object up to MAX_OBJECT_BYTES (more than the API server
+# stores with etcd's default 1.5 MiB request limit). Past either, the object is left out (a placeholder
+# says why; a Verifier naming it is Invalid with that reason). A list page of NAMESPACE_PAGE objects fits
+# in `api.MAX_RESPONSE_BYTES` (32 MiB) even when every one is as large as allowed.
+MAX_NAMESPACE_BYTES = 32 * 1024 * 1024
+MAX_OBJECT_BYTES = 2 * 1024 * 1024
+NAMESPACE_PAGE = 16
+RESOURCE_STATES = ("ready", "invalid", "unavailable")
 # Resources by collection name: (kind, plural, namespaced).
 KINDS = {
     "clusterimagepolicies": ("ClusterImagePolicy", "clusterimagepolicies", False),
@@ -108,6 +117,7 @@ class KubeSource:
         self._dirty = False
         self._stopped = False
         self._in_use: set[Path] = set()
+        self._pull_secret_problems: dict[str, str] = {}  # kubernetes.pullSecrets name -> problem logged
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -134,6 +144,7 @@ class KubeSource:
         )
         collections["configmaps"] = (resource_path("", "v1", "configmaps", namespace=self.namespace), {})
         for name, (path, params) in collections.items():
+            namespaced = name in ("secrets", "configmaps")
             informer = Informer(
                 self.api,
                 path,
@@ -142,8 +153,13 @@ class KubeSource:
                 name=name,
                 resync=self.settings.resync,
                 params=params,
-                page_size=50 if name == "secrets" else 250,
+                page_size=NAMESPACE_PAGE if namespaced else 250,
+                max_bytes=MAX_NAMESPACE_BYTES if namespaced else None,
+                max_object_bytes=MAX_OBJECT_BYTES if namespaced else None,
+                on_error=lambda _e, name=name: self.metrics.kube_watch_errors.labels(name).inc(),  # type: ignore[misc]
+                on_list=lambda reason, name=name: self.metrics.kube_relists.labels(name, reason).inc(),  # type: ignore[misc]
             )
+            self.metrics.kube_watch_errors.labels(name)
             self.informers[name] = informer
             informer.start()
         log.info("watching countersign.dev resources and namespace %s's Secrets/ConfigMaps", self.namespace)
@@ -174,6 +190,12 @@ class KubeSource:
     def _changed(self, name: str, objects: Mapping[str, dict[str, Any]]) -> None:
         """On the loop: an informer's new set of objects; recompose after a quiet `DEBOUNCE`."""
         self.stores[name] = objects
+        informer = self.informers.get(name)
+        if informer is not None and informer.max_bytes is not None:
+            self.metrics.kube_held_bytes.labels(name).set(informer.bytes)
+            self.metrics.kube_objects_left_out.labels(name).set(
+                sum(1 for obj in objects.values() if left_out(obj) is not None)
+            )
         if self._stopped or not self.synced:
             return
         if self._timer is not None:
@@ -211,6 +233,8 @@ class KubeSource:
             else:
                 self._composition, self.serving, self._inputs = same, dict(same.serving), inputs
                 self.unchanged += 1
+                self.metrics.kube_compositions.labels("unchanged").inc()
+                self._count_resources(same)
         await self.write_statuses()
 
     def _still_serving(self, objects: Mapping[str, Mapping[str, dict[str, Any]]]) -> Composition | None:
@@ -259,6 +283,34 @@ class KubeSource:
     async def load(self, old: Generation | None) -> Loaded:
         """Read the file, compose it with the resources, build the engine (dropping the resources an
         engine failure is pinned on). A `ConfigError` in the file itself fails the load."""
+        try:
+            loaded = await self._load(old)
+        except Exception:
+            self.metrics.kube_compositions.labels("failed").inc()
+            raise
+        self.metrics.kube_compositions.labels("rebuilt").inc()
+        if self._composition is not None:
+            self._count_resources(self._composition)
+        return loaded
+
+    def _count_resources(self, composition: Composition) -> None:
+        counts = {(kind, state): 0 for kind, _, _ in KINDS.values() for state in RESOURCE_STATES}
+        for status in composition.statuses.values():
+            if status.valid:
+                state = "ready"
+            elif status.serving_generation is not None:
+                state = "invalid"
+            else:
+                state = "unavailable"
+            counts[(status.kind, state)] = counts.get((status.kind, state), 0) + 1
+        for (kind, state), count in counts.items():
+            self.metrics.kube_resources.labels(kind, state).set(count)
+
+    async def _load(self, old: Generation | None) -> Loaded:
+        if self.informers and not self.synced:
+            # A file change or SIGHUP before every collection was listed: composing now would serve the
+            # file without the resources (a file policy a resource replaces would be in force).
+            raise ConfigError("kubernetes", "the resources are not listed yet; composed once they are")
         document, base = await asyncio.to_thread(self._read_file)
         objects = self._snapshot()
         inputs = self._inputs_digest(objects)
@@ -333,7 +385,8 @@ class KubeSource:
         for name in (*KINDS, "secrets", "configmaps"):
             for key, obj in sorted(objects.get(name, {}).items()):
                 metadata = obj.get("metadata") or {}
-                digest.update(f"{name}\0{key}\0{metadata.get('resourceVersion')}\0".encode())
+                held = "left-out" if left_out(obj) is not None else "held"  # a relist may let it in
+                digest.update(f"{name}\0{key}\0{metadata.get('resourceVersion')}\0{held}\0".encode())
         return digest.hexdigest()
 
     # --- files -----------------------------------------------------------------------------------------
@@ -377,6 +430,9 @@ class KubeSource:
         what = "Secret" if store == "secrets" else "ConfigMap"
         if obj is None:
             raise ResourceError(where, f"{what} {self.namespace}/{ref['name']} not found")
+        reason = left_out(obj)
+        if reason is not None:
+            raise ResourceError(where, f"{what} {self.namespace}/{ref['name']} is not read: {reason}")
         entries = _entries(obj, store == "secrets")
         if kind.endswith("KeyRef"):
             key = ref.get("key")
@@ -412,27 +468,48 @@ class KubeSource:
         return PullSecrets(self.api)
 
     def _pull_secret_configs(self, objects: Mapping[str, Mapping[str, dict[str, Any]]]) -> list[Path]:
-        """`kubernetes.pullSecrets` as docker config files (the structure `CredentialStore` reads)."""
+        """`kubernetes.pullSecrets` as docker config files (the structure `CredentialStore` reads). A Secret
+        that cannot be used is left out with a warning, logged once per change of its problem (not at every
+        recomposition), and an info line when it is read again."""
         paths = []
         for name in self.settings.pull_secrets:
-            secret = objects.get("secrets", {}).get(f"{self.namespace}/{name}")
-            if secret is None:
-                log.warning("kubernetes.pullSecrets: Secret %s/%s not found", self.namespace, name)
-                continue
-            entries = _entries(secret, True)
-            if ".dockerconfigjson" in entries:
-                data = entries[".dockerconfigjson"]
-            elif ".dockercfg" in entries:  # the legacy format: the `auths` mapping alone
-                try:
-                    data = json.dumps({"auths": json.loads(entries[".dockercfg"])}).encode()
-                except ValueError:
-                    log.warning("kubernetes.pullSecrets: Secret %s: .dockercfg is not JSON", name)
-                    continue
-            else:
-                log.warning("kubernetes.pullSecrets: Secret %s has no .dockerconfigjson", name)
-                continue
-            paths.append(self._write_files({"config.json": data}) / "config.json")
+            data, problem = self._pull_secret(objects, name)
+            previous = self._pull_secret_problems.get(name)
+            if problem != previous:
+                if problem is not None:
+                    log.warning("kubernetes.pullSecrets: Secret %s/%s %s", self.namespace, name, problem)
+                elif previous is not None:
+                    log.info("kubernetes.pullSecrets: Secret %s/%s is read again", self.namespace, name)
+                self._pull_secret_problems = {
+                    **{k: v for k, v in self._pull_secret_problems.items() if k != name},
+                    **({name: problem} if problem is not None else {}),
+                }
+            if data is not None:
+                paths.append(self._write_files({"config.json": data}) / "config.json")
         return paths
+
+    def _pull_secret(
+        self, objects: Mapping[str, Mapping[str, dict[str, Any]]], name: str
+    ) -> tuple[bytes | None, str | None]:
+        """The docker config of one `kubernetes.pullSecrets` Secret, or None and what is wrong with it."""
+        secret = objects.get("secrets", {}).get(f"{self.namespace}/{name}")
+        if secret is None:
+            return None, "not found"
+        reason = left_out(secret)
+        if reason is not None:
+            return None, f"is not read: {reason}"
+        try:
+            entries = _entries(secret, True)
+        except ResourceError as e:
+            return None, f"key {e.path}: {e.message}"
+        if ".dockerconfigjson" in entries:
+            return entries[".dockerconfigjson"], None
+        if ".dockercfg" in entries:  # the legacy format: the `auths` mapping alone
+            try:
+                return json.dumps({"auths": json.loads(entries[".dockercfg"])}).encode(), None
+            except ValueError:
+                return None, "has a .dockercfg that is not JSON"
+        return None, "has no .dockerconfigjson"
 
     def _collect(self, config: Config, previous: Config | None) -> None:
         """Remove the file directories neither the new nor the retiring generation uses."""
@@ -480,6 +557,7 @@ class KubeSource:
                     await self.api.patch_status(path, patch)
                 except KubeApiError as e:
                     if e.status != 404:  # deleted meanwhile
+                        self.metrics.kube_status_write_failures.labels(kind).inc()
                         log.warning("status of %s %s not written: %s", kind, metadata.get("name"), e)
 
 

@@ -103,8 +103,11 @@ def start_provider(
     *,
     server: Mapping[str, Any] | None = None,
     timeout: float = 30.0,
+    wait_ready: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> ProviderProcess:
-    """Start the provider with ``config`` (``server`` merged with TLS and ports); wait until it is ready."""
+    """Start the provider with ``config`` (``server`` merged with TLS and ports); wait until it is ready
+    (with ``wait_ready``; otherwise until its health port answers). ``env`` adds environment variables."""
     workdir.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
     tls = write_tls_files(ca, workdir / "tls")
@@ -119,9 +122,10 @@ def start_provider(
     }
     config_file = workdir / "countersign.yaml"
     config_file.write_text(yaml.safe_dump(doc))
-    env = {
+    environment = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        **dict(env or {}),
     }
     log_file = workdir / "provider.log"
     process = start_logged(
@@ -137,11 +141,12 @@ def start_provider(
         ],
         log_file,
         cwd=REPO_ROOT,
-        env=env,
+        env=environment,
     )
     ctx = ssl.create_default_context(cafile=str(tls.ca_file))
     provider = ProviderProcess(process, port, health_port, ctx, log_file)
     deadline = time.monotonic() + timeout
+    import urllib.error
     import urllib.request
 
     while True:
@@ -151,6 +156,9 @@ def start_provider(
             with urllib.request.urlopen(f"http://{LOOPBACK}:{health_port}/readyz", timeout=1) as resp:
                 if resp.status == 200:
                     return provider
+        except urllib.error.HTTPError:
+            if not wait_ready:
+                return provider  # the health port answers (503: not ready)
         except OSError:
             pass
         if time.monotonic() > deadline:

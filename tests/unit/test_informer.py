@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import pytest
+
 from provider.kube.api import KubeApiError
-from provider.kube.informer import Backoff, Informer, slim
+from provider.kube.informer import Backoff, Informer, left_out, object_size, slim
 
 
 def _obj(name: str, rv: str, namespace: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -226,3 +229,82 @@ def test_an_object_without_a_name_is_an_error() -> None:
     informer.step()
     assert informer.errors == 1 and not informer.synced
     assert "metadata.name" in str(informer.last_error)
+
+
+def _sized(name: str, rv: str, payload: int) -> dict[str, Any]:
+    return _obj(name, rv, data={"k": "x" * payload})
+
+
+def test_an_object_over_the_per_object_bound_is_left_out_with_its_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = FakeApi()
+    api.lists = [[_page([_sized("a", "1", 100), _sized("big", "2", 5000)], "2")], [_page([], "9")]]
+    api.watches = [
+        [
+            {"type": "MODIFIED", "object": _sized("big", "3", 5000)},  # still too large: a new version
+            {"type": "MODIFIED", "object": _sized("big", "4", 10)},  # now it fits
+            {"type": "MODIFIED", "object": _sized("a", "5", 6000)},  # grew past the bound: its data goes
+        ]
+    ]
+    informer, delivered, _ = _informer(api, max_object_bytes=1000, max_bytes=10_000)
+    with caplog.at_level(logging.WARNING):
+        informer.step()
+    assert informer.synced and set(delivered[-1]) == {"a", "big"}
+    reason = left_out(delivered[-1]["big"])
+    assert reason is not None and "more than the 1000 bytes held of one object" in reason
+    assert "data" not in delivered[-1]["big"] and delivered[-1]["big"]["metadata"]["resourceVersion"] == "2"
+    assert left_out(delivered[-1]["a"]) is None and delivered[-1]["a"]["data"] == {"k": "x" * 100}
+    assert informer.bytes == object_size(delivered[-1]["a"]) and informer.bytes < 1000
+    assert sum("big (resourceVersion 2) left out" in r.getMessage() for r in caplog.records) == 1
+    informer.step()
+    assert left_out(delivered[1]["big"]) is not None  # version 3, left out again
+    assert delivered[2]["big"]["data"] == {"k": "x" * 10}  # version 4 is held
+    assert left_out(delivered[3]["a"]) is not None and "data" not in delivered[3]["a"]
+    assert informer.bytes == object_size(delivered[3]["big"])
+    assert informer.errors == 0  # never an error: the rest of the collection is served
+
+
+def test_the_collection_total_is_bounded_in_key_order_and_a_freed_budget_relists() -> None:
+    api = FakeApi()
+    # Three objects of ~500 bytes, 1200 bytes in all allowed: the third (in list order) is left out.
+    objects = [_sized(n, "1", 400) for n in ("a", "b", "c")]
+    api.lists = [[_page(objects, "1")], [_page([objects[1], objects[2]], "7")]]
+    api.watches = [
+        [
+            {"type": "ADDED", "object": _sized("d", "5", 400)},  # no room either
+            {"type": "DELETED", "object": objects[0]},  # room made: list again
+            {"type": "ADDED", "object": _sized("e", "6", 1)},  # not read: the watch ends for the relist
+        ]
+    ]
+    reasons: list[str] = []
+    informer, delivered, _ = _informer(api, max_bytes=1200, on_list=reasons.append)
+    informer.step()
+    assert [k for k, v in delivered[-1].items() if left_out(v) is None] == ["a", "b"]
+    assert "over the 1200 bytes held of this collection" in (left_out(delivered[-1]["c"]) or "")
+    assert informer.bytes <= 1200
+    informer.step()
+    assert left_out(delivered[1]["d"]) is not None
+    assert set(delivered[2]) == {"b", "c", "d"}
+    assert all("e" not in d for d in delivered)
+    informer.step()  # the relist the delete asked for
+    assert reasons == ["initial", "budget"]
+    assert all(left_out(v) is None for v in delivered[-1].values()) and set(delivered[-1]) == {"b", "c"}
+
+
+def test_list_reasons_and_errors_are_reported() -> None:
+    api = FakeApi()
+    api.lists = [[KubeApiError(0, "refused")], [_page([], "1")], [_page([], "4")], [_page([], "8")]]
+    api.watches = [[{"type": "ERROR", "object": {"code": 410}}], KubeApiError(500, "boom")]
+    reasons: list[str] = []
+    errors: list[KubeApiError] = []
+    informer, _, clock = _informer(api, on_list=reasons.append, on_error=errors.append, resync=60)
+    informer.step()  # the first list fails: an error, no list counted
+    informer.step()
+    informer.step()  # 410
+    informer.step()
+    informer.step()  # the watch fails: an error, resumed (no list)
+    clock.now += 61
+    informer.step()
+    assert reasons == ["initial", "gone", "resync"]
+    assert [e.status for e in errors] == [0, 500]

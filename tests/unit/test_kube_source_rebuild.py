@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import pytest
 import yaml
 
 from provider.config import load_config
+from provider.kube.api import KubeApiError
+from provider.kube.informer import LEFT_OUT
 from provider.kube.source import KubeSource
 from provider.metrics import Metrics
 from provider.reload import ConfigReloader
@@ -150,3 +153,104 @@ async def test_served_changes_rebuild(source: KubeSource) -> None:
     source.reloader.path.write_text(yaml.safe_dump({**FILE, "cache": {"verdictTTL": 77}}))
     assert await source.reloader.reload() is True and source.reloader.reloads == 5
     assert source.unchanged == 0
+
+
+async def test_a_left_out_secret_is_named_with_its_reason_and_nothing_crashes(source: KubeSource) -> None:
+    """A Secret the informer left out (over the byte bounds) reaches a Verifier naming it as its reason."""
+    assert source.reloader is not None
+    reason = "3000000 bytes, more than the 2097152 bytes held of one object"
+    placeholder = {
+        "metadata": {"name": "trust", "namespace": NAMESPACE, "uid": "uid-trust", "resourceVersion": "9"},
+        LEFT_OUT: reason,
+    }
+    update(source, "secrets", f"{NAMESPACE}/trust", placeholder)
+    await source.refresh()
+    assert source._composition is not None
+    status = source._composition.statuses["uid-v"]
+    assert not status.valid
+    ((path, message),) = status.errors
+    assert path == "spec.files['trust']" and f"Secret {NAMESPACE}/trust is not read: {reason}" in message
+    # The same object held again (a relist found room), same resourceVersion: composed again, valid.
+    update(source, "secrets", f"{NAMESPACE}/trust", secret("trust", {"k": "one"}, 9))
+    await source.refresh()
+    assert source._composition.statuses["uid-v"].valid
+
+
+def sample(source: KubeSource, name: str, **labels: str) -> float | None:
+    return source.metrics.registry.get_sample_value(name, labels)
+
+
+async def test_metrics_count_compositions_resource_states_and_status_write_failures(
+    source: KubeSource,
+) -> None:
+    assert sample(source, "countersign_kube_compositions_total", result="rebuilt") == 1
+    assert sample(source, "countersign_kube_resources", kind="Verifier", state="ready") == 1
+    assert sample(source, "countersign_kube_resources", kind="ClusterImagePolicy", state="ready") == 1
+    assert sample(source, "countersign_kube_resources", kind="ImagePolicy", state="ready") == 0
+    update(source, "secrets", f"{NAMESPACE}/unrelated", secret("unrelated", {"x": "b"}, 2))
+    await source.refresh()
+    assert sample(source, "countersign_kube_compositions_total", result="unchanged") == 1
+    # The policy edited to name a verifier that does not exist: refused, generation 1 keeps serving (what
+    # serves is the same: not rebuilt).
+    update(source, "clusterimagepolicies", "app", policy(["keys", "missing"], generation=2))
+    await source.refresh()
+    assert sample(source, "countersign_kube_compositions_total", result="unchanged") == 2
+    assert sample(source, "countersign_kube_resources", kind="ClusterImagePolicy", state="ready") == 0
+    assert sample(source, "countersign_kube_resources", kind="ClusterImagePolicy", state="invalid") == 1
+    # A new policy that was never valid: nothing of it serves.
+    other = policy(["missing"])
+    other["metadata"] |= {"name": "other", "uid": "uid-o"}
+    other["spec"]["scopes"] = ["reg.test/other"]
+    update(source, "clusterimagepolicies", "other", other)
+    await source.refresh()
+    assert sample(source, "countersign_kube_resources", kind="ClusterImagePolicy", state="unavailable") == 1
+
+    # The file broken: the composition fails (the old generation keeps serving).
+    assert source.reloader is not None and source.reloader.path is not None
+    source.reloader.path.write_text("kubernetes: [")
+    assert await source.reloader.reload() is False
+    assert sample(source, "countersign_kube_compositions_total", result="failed") == 1
+
+    class FailingApi:
+        async def patch_status(self, path: str, body: Any) -> dict[str, Any]:
+            raise KubeApiError(500, "etcd is unhappy")
+
+    source.api = FailingApi()  # type: ignore[assignment]
+    await source.write_statuses()
+    assert (
+        sample(source, "countersign_kube_status_write_failures_total", kind="ClusterImagePolicy") or 0
+    ) >= 1
+    assert sample(source, "countersign_kube_status_write_failures_total", kind="Verifier") == 1
+
+
+async def test_a_pull_secret_problem_is_logged_once_per_change_of_state(
+    source: KubeSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "kubernetes.pullSecrets" in r.getMessage()]
+
+    key = f"{NAMESPACE}/operator-creds"
+    with caplog.at_level(logging.INFO, logger="provider.kube.source"):
+        source.stores = {
+            **source.stores,
+            "secrets": {k: v for k, v in source.stores["secrets"].items() if k != key},
+        }
+        await source.refresh()
+        for version in range(2, 5):  # other changes recompose: the missing Secret is not logged again
+            update(
+                source, "secrets", f"{NAMESPACE}/unrelated", secret("unrelated", {"x": str(version)}, version)
+            )
+            await source.refresh()
+        assert lines() == [f"kubernetes.pullSecrets: Secret {key} not found"]
+        update(source, "secrets", key, secret("operator-creds", {"other": "x"}, 5))  # another problem
+        await source.refresh()
+        update(source, "secrets", f"{NAMESPACE}/unrelated", secret("unrelated", {"x": "9"}, 9))
+        await source.refresh()
+        assert lines()[1:] == [f"kubernetes.pullSecrets: Secret {key} has no .dockerconfigjson"]
+        creds = secret("operator-creds", {".dockerconfigjson": docker_config("p3")}, 6)
+        update(source, "secrets", key, creds)
+        await source.refresh()
+        assert lines()[2:] == [f"kubernetes.pullSecrets: Secret {key} is read again"]
+    assert source.reloader is not None and source.reloader.current is not None
+    (docker,) = source.reloader.current.config.docker_configs
+    assert b64("user:p3") in docker.read_text()
