@@ -13,6 +13,7 @@ repository. It sits behind its own Provider and a constraint matching only this 
   listed in the constraint's ``status.violations`` within the rebuild (watch + debounce + a new engine,
   whose caches are empty: no verdict TTL to wait out) plus Gatekeeper's response cache TTL plus one audit
   interval and the run; edited back, it is no longer listed;
+* the key Secret of the required Verifier rotated to another key (no resource changes): likewise;
 * the Verifier the policy requires deleted: the policy has no valid generation left, still claims its
   scopes, and its images are denied ``policy_unavailable`` (never left to a weaker policy): listed too.
 
@@ -213,6 +214,25 @@ def test_a_policy_resource_change_and_a_deleted_verifier_are_reported_by_the_aud
     until(lambda: _serving(cluster, "clusterimagepolicies", POLICY) == 3, since, 30, "the edit back")
     cleared = until(lambda: bed.listed("running") is None, since, BOUND + 30, "the Pod no longer listed")
     _report(f"policy edited back -> no longer listed after {cleared:.1f}s")
+
+    # The trusted Verifier's key Secret rotated to the other key: the Verifier and the policy are unchanged
+    # (same generations), the rebuilt engine reads the new file; the Pod is listed again.
+    rotations = bed.reloads()
+    cluster.apply([_key_secret(TRUSTED, other)])
+    since = time.monotonic()
+    rebuilt = until(lambda: bed.reloads() > rotations, since, 30, "the rebuild after the rotation")
+    elapsed, violation = until_listed(bed, "running", since, BOUND + 30)
+    _report(
+        f"key Secret rotated -> rebuilt after {rebuilt:.1f}s, listed after {elapsed:.1f}s "
+        f"(bound {BOUND:.0f}s)"
+    )
+    assert elapsed <= BOUND
+    assert image.digest in violation["message"] and f"denied by {PROVIDER}" in violation["message"]
+    assert _serving(cluster, "clusterimagepolicies", POLICY) == 3
+    cluster.apply([_key_secret(TRUSTED, trusted_key)])
+    since = time.monotonic()
+    cleared = until(lambda: bed.listed("running") is None, since, BOUND + 30, "the Pod no longer listed")
+    _report(f"key Secret rotated back -> no longer listed after {cleared:.1f}s")
 
     # (b) The Verifier the policy requires is deleted: no valid generation of the policy is left; it still
     # claims its scopes and denies its images `policy_unavailable`, never leaving them to a weaker policy.
