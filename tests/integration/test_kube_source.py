@@ -23,6 +23,7 @@ from tests.support import cosign
 from tests.support.admission import signed_image
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.kube import Cluster
+from tests.support.kube_source import provider_rbac, service_account_kubeconfig
 from tests.support.provider_process import ProviderProcess, start_provider
 from tests.support.registries import Registry
 
@@ -76,53 +77,7 @@ def _crds() -> list[dict[str, Any]]:
 
 def _rbac() -> list[dict[str, Any]]:
     """The chart's rules (templates/rbac.yaml) for the provider's ServiceAccount, and nothing more."""
-    kinds = ["clusterimagepolicies", "imagepolicies", "verifiers"]
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": "countersign", "namespace": NAMESPACE},
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": "countersign"},
-            "rules": [
-                {"apiGroups": ["countersign.dev"], "resources": kinds, "verbs": ["get", "list", "watch"]},
-                {
-                    "apiGroups": ["countersign.dev"],
-                    "resources": [f"{k}/status" for k in kinds],
-                    "verbs": ["patch"],
-                },
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "countersign"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "countersign",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "countersign", "namespace": NAMESPACE}],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": "countersign", "namespace": NAMESPACE},
-            "rules": [
-                {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "list", "watch"]}
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "countersign", "namespace": NAMESPACE},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "countersign"},
-            "subjects": [{"kind": "ServiceAccount", "name": "countersign", "namespace": NAMESPACE}],
-        },
-    ]
+    return provider_rbac(NAMESPACE, "countersign")
 
 
 @pytest.fixture(scope="module")
@@ -142,25 +97,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def _service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    token = cluster.kubectl("create", "token", "countersign", "-n", NAMESPACE, "--duration=1h").check().output
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "e2e",
-                "cluster": {
-                    "server": f"https://127.0.0.1:{cluster.apiserver_port}",
-                    "certificate-authority": str(cluster.pki.cluster_ca_file),
-                },
-            }
-        ],
-        "users": [{"name": "countersign", "user": {"token": token.strip()}}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "countersign"}}],
-        "current-context": "e2e",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return service_account_kubeconfig(cluster, path, NAMESPACE, "countersign")
 
 
 def _key_secret(key: KeyPair) -> dict[str, Any]:
