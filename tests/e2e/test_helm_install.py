@@ -22,6 +22,7 @@ registry is on the host's 127.0.0.1 (the image references name 127.0.0.1:PORT): 
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import subprocess
 import time
@@ -39,6 +40,7 @@ from tests.support.admission import (
     TEMPLATES,
     Images,
     chart_values,
+    outside_session_constraint,
     pod,
     tls_secrets,
 )
@@ -360,6 +362,7 @@ def test_policies_verifiers_and_keys_from_the_kubernetes_api_change_admission_wi
     )  # fmt: skip
     print(f"\nhelm install (kubernetes.enabled): Available after {time.monotonic() - began:.1f}s")
     provider = "countersign-kube-native"
+    outside = contextlib.ExitStack()
     try:
         # Ready means the first composition (file + resources) is served: the API was reached in-cluster.
         running = cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json").check().json()["items"][0]
@@ -405,6 +408,8 @@ def test_policies_verifiers_and_keys_from_the_kubernetes_api_change_admission_wi
             what="the kube-native constraint",
         )
         namespaces = _Namespaces(cluster)
+        # The session's shipped constraint (another provider) stays out of these namespaces.
+        outside.enter_context(outside_session_constraint(cluster, ["kube-native-*"]))
         # The file's default alone: a pinned, unsigned image is admitted (once Gatekeeper enforces).
         cluster.eventually(
             lambda: namespaces.admit(images.unsigned.pinned),
@@ -520,6 +525,7 @@ def test_policies_verifiers_and_keys_from_the_kubernetes_api_change_admission_wi
         assert after["metadata"]["uid"] == pod_uid
         assert after["status"]["containerStatuses"][0]["restartCount"] == 0
     finally:
+        outside.close()
         cluster.kubectl("delete", "countersignverifiedimages", "kube-native", "--ignore-not-found")
         cluster.kubectl("delete", "provider", provider, "--ignore-not-found")
         cluster.kubectl("delete", "clusterimagepolicies,verifiers", "--all")

@@ -28,6 +28,7 @@ Timings of the admission requests are printed (``pytest -s``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import sys
@@ -44,7 +45,7 @@ import yaml
 
 from provider.kube.pullsecrets import NEGATIVE_TTL
 from tests.support import cosign
-from tests.support.admission import TEMPLATES, Provider, deployment, pod
+from tests.support.admission import TEMPLATES, Provider, deployment, outside_session_constraint, pod
 from tests.support.auth_registries import (
     ConfiguredDistribution,
     htpasswd_entry,
@@ -69,7 +70,6 @@ SECRET = "regcred"
 ALICE = ("alice", "alice-secret")
 PROVIDER = CONSTRAINT = "countersign-pull"
 KIND = "countersignverifiedimages"
-SESSION_CONSTRAINT = "countersign-verified-images"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
 
@@ -175,22 +175,6 @@ def _start_provider(directory: Path, ca: trustme.CA, config: dict[str, Any]) -> 
     return Provider(daemon, int(config["server"]["port"]), ca, directory)
 
 
-def _exclude_from_session_constraint(cluster: Cluster, namespaces: list[str]) -> list[str] | None:
-    """Add ``namespaces`` to the shipped constraint's excludedNamespaces when it is installed; the list
-    it had (to restore), or None when it is not installed."""
-    found = cluster.kubectl("get", KIND, SESSION_CONSTRAINT, "-o", "json")
-    if not found.ok:
-        return None
-    excluded = list(found.json()["spec"]["match"].get("excludedNamespaces") or [])
-    _set_excluded(cluster, excluded + [n for n in namespaces if n not in excluded])
-    return excluded
-
-
-def _set_excluded(cluster: Cluster, excluded: list[str]) -> None:
-    patch = json.dumps({"spec": {"match": {"excludedNamespaces": excluded}}})
-    cluster.kubectl("patch", KIND, SESSION_CONSTRAINT, "--type=merge", "-p", patch).check()
-
-
 @pytest.fixture(scope="module")
 def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredDistribution]:
     """distribution requiring Basic auth (htpasswd) for every read; alice pushes."""
@@ -221,7 +205,7 @@ def bed(
     with CosignEnv(tmp_path_factory.mktemp("pull-cosign")) as cosign_env:
         write_docker_config(cosign_env.docker_config / "config.json", {host: ALICE})
         # The trusted key's files live in the session's cosign environment; signing needs only its paths.
-        restore: list[str] | None = None
+        outside = contextlib.ExitStack()
         provider: Provider | None = None
         try:
             cluster.apply([d for d in yaml.safe_load_all(CHART_CRDS.read_text()) if d])
@@ -294,7 +278,7 @@ def bed(
                 lambda result: result.ok,
                 what="applying the workload-credentials constraint",
             )
-            restore = _exclude_from_session_constraint(cluster, [TEAM_A, TEAM_B])
+            outside.enter_context(outside_session_constraint(cluster, [TEAM_A, TEAM_B]))
             never = pod("probe", TEAM_A, f"{host}/team/never-pushed@sha256:" + "0" * 64)
             cluster.eventually(
                 lambda: cluster.kubectl("create", "--dry-run=server", "-f", "-", input=yaml.safe_dump(never)),
@@ -307,8 +291,7 @@ def bed(
             yield the_bed
             provider = the_bed.provider
         finally:
-            if restore is not None:
-                _set_excluded(cluster, restore)
+            outside.close()
             for kind, name in ((KIND, CONSTRAINT), ("providers.externaldata.gatekeeper.sh", PROVIDER)):
                 cluster.kubectl("delete", kind, name, "--ignore-not-found", "--wait=false")
             for namespace in (TEAM_A, TEAM_B, NAMESPACE):

@@ -16,11 +16,14 @@ share.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import itertools
+import json
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -473,3 +476,30 @@ def install(cluster: Cluster, provider: Provider, registry: Registry, images: Im
         what="the mutators in force (a tag pinned to its digest)",
     )
     return Admission(cluster, provider, registry, images)
+
+
+#: The shipped sample constraint that :func:`install` applies (every namespace but the system ones).
+SESSION_CONSTRAINT = ("countersignverifiedimages", "countersign-verified-images")
+
+
+@contextlib.contextmanager
+def outside_session_constraint(cluster: Cluster, namespaces: Sequence[str]) -> Iterator[None]:
+    """Within the block, ``namespaces`` (Gatekeeper patterns: a trailing ``*`` is a prefix) are excluded from
+    the session's shipped constraint when it is installed, so a test's own constraint and provider alone
+    decide there; the constraint's list is restored on exit."""
+    kind, name = SESSION_CONSTRAINT
+    found = cluster.kubectl("get", kind, name, "-o", "json")
+    if not found.ok:
+        yield
+        return
+    before = list(found.json()["spec"]["match"].get("excludedNamespaces") or [])
+
+    def exclude(names: list[str]) -> None:
+        patch = json.dumps({"spec": {"match": {"excludedNamespaces": names}}})
+        cluster.kubectl("patch", kind, name, "--type=merge", "-p", patch).check()
+
+    exclude(before + [n for n in namespaces if n not in before])
+    try:
+        yield
+    finally:
+        exclude(before)
