@@ -11,7 +11,7 @@ later change (debounced), it recomposes:
    directories no generation uses any more are removed;
 3. the operator's registry credentials (`kubernetes.pullSecrets`) are written as a docker config there
    too and put first in `Config.docker_configs`;
-4. the engine is built (`Engine.create`); a failure the crd helper's `attribute` pins on resources drops
+4. the engine is built (`Engine.create`); a failure `attribute` pins on resources drops
    them (they turn Invalid) and the rest is built again; the new generation is swapped in through
    `ConfigReloader`, whose file watch also makes this run again;
 5. each resource's status is patched when it changed (`provider.kube.status`).
