@@ -169,6 +169,10 @@ for whl in "$rootfs"/tmp/wheels/*.whl; do wheels+=("/tmp/wheels/${whl##*/}"); do
 in_root /opt/countersign/bin/python "/tmp/$(basename "$work"/pip-*.whl)/pip" install -q --no-index --no-deps \
   --no-compile --no-cache-dir --disable-pip-version-check --no-warn-script-location "${wheels[@]}"
 rm -rf "$rootfs/tmp/wheels" "$rootfs"/tmp/pip-*.whl "$rootfs"/opt/countersign/bin/[Aa]ctivate*
+# kubernetes.aio, the asynchronous twin of kubernetes.client that the wheel carries too (about 68 MB of
+# source, as much again compiled), is never imported: Countersign uses kubernetes.client and .config only
+# (provider/kube/api.py), and `import kubernetes` does not load it.
+rm -rf "$rootfs"/opt/countersign/lib/python3.11/site-packages/kubernetes/aio
 
 # 4. Prune to what runs Python: no shell, no dpkg/apt, no perl (tools/image/prune.py says what stays).
 log "pruning"
