@@ -5,6 +5,7 @@ and `kubectl get` shows the printer columns."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,28 @@ def test_printer_columns(cluster: Cluster, tmp_path: Path) -> None:
     assert [r.split()[0] for r in rows] == ["strict"]
     # `ip` is the built-in IPAddress's short name, which kubectl resolves first: not usable for ImagePolicy.
     assert "PARENTREF" in cluster.kubectl("get", "ip").check().output
+
+
+def _documented() -> list[dict[str, Any]]:
+    """Every countersign.dev object in the YAML examples of the operator and resource docs."""
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    found: list[dict[str, Any]] = []
+    for page in ("operators.md", "resources.md"):
+        for block in re.findall(r"```yaml\n(.*?)```", (docs / page).read_text(), re.S):
+            for document in yaml.safe_load_all(block):
+                if isinstance(document, dict) and document.get("apiVersion") == API:
+                    found.append(document)
+    return found
+
+
+def test_the_documented_examples_are_accepted(cluster: Cluster) -> None:
+    documented = _documented()
+    kinds = {d["kind"] for d in documented}
+    assert kinds == {"ClusterImagePolicy", "ImagePolicy", "Verifier"}, kinds
+    for document in documented:
+        SPEC_MODELS[document["kind"]].model_validate(document["spec"])
+        namespace = document["metadata"].get("namespace")
+        if namespace is not None and not cluster.kubectl("get", "namespace", namespace).ok:
+            cluster.namespace(namespace)
+        done = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(document))
+        assert done.ok, f"{document['kind']} {document['metadata']['name']}: {done.output}"
