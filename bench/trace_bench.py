@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import provider.trace as trace
 from bench.delay_proxy import DelayProxy
 from bench.tracing import TraceView, report
-from provider import trace
 from provider.config import Config, parse_config
 from provider.engine import Engine
 from provider.outcome import Decided

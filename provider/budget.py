@@ -31,7 +31,7 @@ import heapq
 import itertools
 from collections import deque
 
-from provider import trace
+import provider.trace as trace
 from verifiers.errors import Unavailable
 
 __all__ = ["ACCOUNT", "Account", "MemoryBudget", "Overloaded", "json_parse_cost", "read_cost"]

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
-from provider import trace
+import provider.trace as trace
 
 __all__ = [
     "ENTRY_OVERHEAD",

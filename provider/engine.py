@@ -31,7 +31,7 @@ from contextlib import AbstractContextManager
 from types import MappingProxyType
 from typing import Protocol, TypeVar
 
-from provider import trace
+import provider.trace as trace
 from provider.budget import ACCOUNT, Account, MemoryBudget
 from provider.cache import PackedTTLCache, SingleFlight, TTLCache
 from provider.config import Config, ConfigError, Policy, VerifierConfig

@@ -17,7 +17,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from provider import trace
+import provider.trace as trace
 from provider.cache import ByteLRU, SingleFlight, TTLCache, bytes_cost, slot_cost, ttl_slot_cost
 from provider.metrics import Metrics
 from provider.registry.client import RegistryClient

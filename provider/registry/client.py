@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from provider import trace
+import provider.trace as trace
 from provider.budget import ACCOUNT, json_parse_cost, read_cost
 from provider.registry.auth import CredentialStore
 from provider.registry.content import (
