@@ -6,7 +6,9 @@
 #   make demo    signed and unsigned images in a local registry, Countersign's verdicts and a tag pinned
 #                (builds only olareg, oras, cosign, notation; GATEKEEPER=1: through the real Gatekeeper and
 #                kube-apiserver, printing what kubectl answers, which also builds those)
-#   make bench   run the benchmark and print its table
+#   make bench   run the benchmark and print its table, then a traced cold batch's critical path
+#                (BENCH_ARGS='--trace FILE' also writes its spans as JSON)
+#   make bench-trace   only the traced cold batch (TRACE_ARGS: bench/trace_bench.py's options)
 #   make image   build Countersign's OCI image into $(CACHE)/image/countersign.oci (no Docker daemon, no
 #                registry: Debian packages via mmdebstrap, buildah; root; reproducible; tools/image/build.sh)
 #   make image-lock   re-resolve the image's Debian package versions (tools/image/debian-ARCH.lock)
@@ -30,7 +32,7 @@ export COUNTERSIGN_TOOLS ?= $(CACHE)/tools
 DEPS_STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 PYTEST_ARGS ?=
 
-.PHONY: deps tools system-packages image image-lock sbom sign-image test test-unit test-integration test-adversarial lint demo bench schema clean-cache
+.PHONY: deps tools system-packages image image-lock sbom sign-image test test-unit test-integration test-adversarial lint demo bench bench-trace schema clean-cache
 
 deps: $(DEPS_STAMP)
 
@@ -78,7 +80,13 @@ demo: deps
 	$(PY) -m $(if $(DEMO_GATEKEEPER),examples.demo_gatekeeper,examples.demo)
 
 bench: deps tools
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Only the traced cold batch: TRACE_ARGS='--keys 100 --delay-ms 0 --delay-ms 10 --trace /tmp/batch.json'
+TRACE_ARGS ?= --keys 100
+bench-trace: deps
+	@tools/install.sh olareg cosign2 notation >/dev/null
+	$(PY) -m bench.trace_bench $(TRACE_ARGS)
 
 system-packages:
 	@tools/system-packages.sh >/dev/null

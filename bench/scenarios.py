@@ -87,6 +87,8 @@ class Options:
     push_workers: int
     sign_workers: int
     json_file: Path | None
+    trace_file: Path | None = None
+    trace_keys: int = 100
 
 
 @dataclass(slots=True)
@@ -535,7 +537,19 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--concurrency", type=int, default=8, help="load generator connections")
     parser.add_argument("--push-workers", type=int, default=8, help="threads pushing images with oras")
     parser.add_argument("--sign-workers", type=int, default=5, help="threads signing images with cosign")
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the traced cold batch's spans here (JSON)",
+    )
+    parser.add_argument(
+        "--trace-keys", type=int, default=100, help="images in the traced cold batch (0: leave it out)"
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.trace_keys <= 1000:
+        parser.error("--trace-keys must be between 0 and 1000")
     for name in ("runs_small", "runs_large", "concurrency", "push_workers", "sign_workers"):
         if not 1 <= getattr(args, name) <= 1000:
             parser.error(f"--{name.replace('_', '-')} must be between 1 and 1000")
@@ -550,6 +564,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         push_workers=args.push_workers,
         sign_workers=args.sign_workers,
         json_file=args.json,
+        trace_file=args.trace,
+        trace_keys=args.trace_keys,
     )
 
 
@@ -712,4 +728,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.json_file is not None:
         write_json(options.json_file, report)
         print(f"\nresults written to {options.json_file}")
+    if options.trace_keys:
+        # Where a cold batch's time goes (bench/trace_bench.py): its own registry and signed images.
+        from bench.trace_bench import run as trace_run
+
+        print(
+            "\n"
+            + "\n".join(trace_run(options.trace_keys, 5, [0.0], options.sign_workers, options.trace_file))
+        )
     return 0

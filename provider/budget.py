@@ -31,6 +31,7 @@ import heapq
 import itertools
 from collections import deque
 
+import provider.trace as trace
 from verifiers.errors import Unavailable
 
 __all__ = ["ACCOUNT", "Account", "MemoryBudget", "Overloaded", "json_parse_cost", "read_cost"]
@@ -139,7 +140,8 @@ class MemoryBudget:
             self._waiters.append(entry)
         try:
             async with asyncio.timeout(patience):
-                await future
+                with trace.wait("budget"):
+                    await future
         except BaseException:
             if future.done() and not future.cancelled():
                 self.release(n)  # granted just as the wait ended

@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
+import provider.trace as trace
+
 __all__ = [
     "ENTRY_OVERHEAD",
     "ByteLRU",
@@ -267,6 +269,10 @@ class SingleFlight(Generic[K, V]):
         return task
 
     async def do(self, key: K, factory: Callable[[], Awaitable[V]]) -> V:
+        existing = self._tasks.get(key)
+        if existing is not None:  # another task leads this read: waiting for it is a `flight` wait
+            with trace.wait("flight"):
+                return await asyncio.shield(existing)
         return await asyncio.shield(self.task(key, factory))
 
     def __len__(self) -> int:
@@ -286,8 +292,9 @@ class SingleFlight(Generic[K, V]):
 class KeyedLocks(Generic[K]):
     """One lock per key, kept only while someone holds it or waits for it (keys come from the network)."""
 
-    def __init__(self) -> None:
+    def __init__(self, wait: str = "lock") -> None:
         self._locks: dict[K, tuple[asyncio.Lock, int]] = {}
+        self._wait = wait  # what a traced wait for one of these locks is called (provider/trace.py)
 
     @asynccontextmanager
     async def hold(self, key: K) -> AsyncIterator[None]:
@@ -296,7 +303,7 @@ class KeyedLocks(Generic[K]):
             lock = asyncio.Lock()
         self._locks[key] = (lock, users + 1)
         try:
-            async with lock:
+            async with trace.acquiring(lock, self._wait):
                 yield
         finally:
             lock, users = self._locks[key]

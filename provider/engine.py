@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager
 from types import MappingProxyType
 from typing import Protocol, TypeVar
 
+import provider.trace as trace
 from provider.budget import ACCOUNT, Account, MemoryBudget
 from provider.cache import PackedTTLCache, SingleFlight, TTLCache
 from provider.config import Config, ConfigError, Policy, VerifierConfig
@@ -303,6 +304,10 @@ class Engine:
 
     async def verify(self, raw_keys: Sequence[str], budget: float) -> dict[str, Outcome]:
         """One outcome per distinct key, answered within `budget` seconds (work may go on after it)."""
+        with trace.span("batch", "verify", len(raw_keys)):
+            return await self._verify_batch(raw_keys, budget)
+
+    async def _verify_batch(self, raw_keys: Sequence[str], budget: float) -> dict[str, Outcome]:
         results: dict[str, Outcome] = {}
         tasks: dict[str, asyncio.Task[Outcome]] = {}
         for raw in dict.fromkeys(raw_keys):
@@ -370,6 +375,10 @@ class Engine:
                 self._seniority.put(flight, 0, ttl=0)  # done with it
 
     async def _verify_key(self, key: Key) -> Outcome:
+        with trace.span("image", "verify", key.reference):
+            return await self._verify_image(key)
+
+    async def _verify_image(self, key: Key) -> Outcome:
         ref = key.reference
         # The policy depends only on the name, so an image no policy covers is denied without
         # contacting its registry (keys name arbitrary hosts; nothing is fetched for them).
@@ -409,7 +418,7 @@ class Engine:
             # Nothing is sent to a host the egress policy refuses: the registry client checks the key's
             # registry before every request (then the addresses a name resolves to, every redirect and
             # token realm) and raises EgressRefused, a definite error (`egress_refused`).
-            async with self._slots:
+            async with trace.acquiring(self._slots, "slots"):
                 manifest = await self.registry.resolve(ref)
         except NotFound as e:
             return Decided(denial_value(key, "", "manifest_not_found", str(e)))
@@ -438,7 +447,7 @@ class Engine:
         context = Context(registry=ImageReader(self.registry), deadline=deadline, memo=Memo())
         # Each verifier once, whichever policies name it: the cluster policy's, then the namespace's others.
         names = list(dict.fromkeys((*policy.verifiers, *policies[-1].verifiers)))
-        async with self._slots:
+        async with trace.acquiring(self._slots, "slots"):
             outcomes = await asyncio.gather(*(self._run_named(name, subject, context) for name in names))
         decision = combine_all(policies, outcomes)
         if not isinstance(decision, Decision):
@@ -466,7 +475,8 @@ class Engine:
         """
         name, kind = verifier.name, verifier.type
         try:
-            report: object = await verifier.verify(subject, context)
+            with trace.span("verifier", kind, name):
+                report: object = await verifier.verify(subject, context)
         except Undecided as e:
             return self._outcome(name, kind, None, _plain_undecided(name, e))
         except RegistryError as e:
@@ -529,13 +539,17 @@ class Engine:
         return self.in_flight >= self.config.server.max_in_flight_verifications
 
     async def _pin(self, ref: ImageReference) -> Outcome:
+        with trace.span("image", "pin", ref):
+            return await self._pin_image(ref)
+
+    async def _pin_image(self, ref: ImageReference) -> Outcome:
         # As for verification: an image no policy covers is refused without contacting its registry
         # (Gatekeeper's mutation keys carry no namespace, so any policy's scopes count); a registry the
         # egress policy refuses is refused by the client before anything is sent.
         if not covers(self.config.policies, ref):
             return Invalid(f"cannot pin {ref}: no policy scope matches {ref.name}")
         try:
-            async with self._slots:
+            async with trace.acquiring(self._slots, "slots"):
                 manifest = await self.registry.resolve(ref)
         except NotFound as e:
             return Invalid(f"cannot pin {ref}: {e}")

@@ -17,6 +17,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+import provider.trace as trace
 from provider.cache import ByteLRU, SingleFlight, TTLCache, bytes_cost, slot_cost, ttl_slot_cost
 from provider.metrics import Metrics
 from provider.registry.client import RegistryClient
@@ -138,7 +139,10 @@ class ImageReader(RegistryReader):
             # retrieve a failure even when every waiter has gone (deadline): no "never retrieved" noise
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._referrers[key] = task
-        found = await asyncio.shield(task)
+            found = await asyncio.shield(task)
+        else:  # another verifier of this image lists them: a `flight` wait
+            with trace.wait("flight"):
+                found = await asyncio.shield(task)
         if artifact_type is None:
             return list(found)
         return [d for d in found if d.artifact_type == artifact_type]

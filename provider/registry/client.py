@@ -27,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from multidict import CIMultiDictProxy
 
+import provider.trace as trace
 from provider.budget import ACCOUNT, json_parse_cost, read_cost
 from provider.registry.auth import CredentialStore
 from provider.registry.content import (
@@ -132,6 +133,8 @@ class RegistryClient:
             timeout=aiohttp.ClientTimeout(total=None, connect=self.limits.connect_timeout),
             headers={"User-Agent": user_agent},
             auto_decompress=False,
+            # aiohttp's hooks cost a little on every request: installed only for a traced client.
+            trace_configs=[trace.aiohttp_trace_config()] if trace.active() else None,
         )
 
     def check_settings(self) -> None:
@@ -149,6 +152,10 @@ class RegistryClient:
 
     async def get_manifest(self, ref: ImageReference, reference: str | None = None) -> Manifest:
         """GET a manifest or index by tag or digest; checked against the digest and the size limit."""
+        with trace.span("registry", "manifest", reference or ref.reference):
+            return await self._get_manifest(ref, reference)
+
+    async def _get_manifest(self, ref: ImageReference, reference: str | None) -> Manifest:
         reference = reference or ref.reference
         headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
         path = f"/v2/{ref.repository}/manifests/{reference}"
@@ -171,6 +178,10 @@ class RegistryClient:
         self, ref: ImageReference, descriptor: Descriptor, max_bytes: int | None = None
     ) -> bytes:
         """GET a blob, following redirects; checked against the descriptor's digest and size."""
+        with trace.span("registry", "blob", descriptor.digest):
+            return await self._get_blob(ref, descriptor, max_bytes)
+
+    async def _get_blob(self, ref: ImageReference, descriptor: Descriptor, max_bytes: int | None) -> bytes:
         limit = min(max_bytes or self.limits.max_blob_bytes, self.limits.max_blob_bytes)
         if descriptor.size > limit:
             raise TooLarge(f"blob {descriptor.digest} is {descriptor.size} bytes, over the limit of {limit}")
@@ -196,6 +207,10 @@ class RegistryClient:
 
     async def list_referrers(self, ref: ImageReference, digest: str) -> list[Descriptor]:
         """All manifests whose subject is `digest`: the referrers API, else the `<alg>-<hex>` tag schema."""
+        with trace.span("registry", "referrers", digest):
+            return await self._list_referrers(ref, digest)
+
+    async def _list_referrers(self, ref: ImageReference, digest: str) -> list[Descriptor]:
         path: str | None = f"/v2/{ref.repository}/referrers/{digest}"
         found: list[Descriptor] = []
         pages = 0
@@ -290,15 +305,16 @@ class RegistryClient:
         chunks: list[bytes] = []
         total = 0
         try:
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                total += len(chunk)
-                if total > limit:
-                    raise TooLarge(f"{what} is over the limit of {limit} bytes")
-                if account is not None and total > reserved - read_cost(0):
-                    target = max(total, min(read_cost(total), reserved + account.room))
-                    await account.reserve(target - reserved, what)
-                    reserved = target
-                chunks.append(chunk)
+            with trace.span("read", "body", what):
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    total += len(chunk)
+                    if total > limit:
+                        raise TooLarge(f"{what} is over the limit of {limit} bytes")
+                    if account is not None and total > reserved - read_cost(0):
+                        target = max(total, min(read_cost(total), reserved + account.room))
+                        await account.reserve(target - reserved, what)
+                        reserved = target
+                    chunks.append(chunk)
         except TimeoutError as e:
             raise Unavailable(f"{what}: timed out while reading", "registry_timeout") from e
         except (aiohttp.ClientError, ConnectionError) as e:
@@ -369,7 +385,8 @@ class RegistryClient:
             if resp.status == 401 and not authorized:
                 challenge_header = resp.headers.get("WWW-Authenticate", "")
                 resp.release()
-                await self._auth.challenged(registry, scope, challenge_header, presented=auth)
+                with trace.span("token", "challenge", registry):
+                    await self._auth.challenged(registry, scope, challenge_header, presented=auth)
                 authorized = True
                 attempts -= 1  # the challenge round is not a retry
                 continue
@@ -408,16 +425,20 @@ class RegistryClient:
                     f"{registry}: deadline reached before the request was sent", "deadline_exceeded"
                 )
             try:
-                resp = await self._session.request(
-                    method,
-                    current,
-                    headers=send_headers,
-                    allow_redirects=False,
-                    ssl=self._ssl_context(registry) if origin(current)[1:] == start[1:] else True,
-                    timeout=aiohttp.ClientTimeout(
-                        total=min(remaining, self.limits.request_timeout), connect=self.limits.connect_timeout
-                    ),
-                )
+                with trace.span("http", method, current) as traced:
+                    resp = await self._session.request(
+                        method,
+                        current,
+                        headers=send_headers,
+                        allow_redirects=False,
+                        ssl=self._ssl_context(registry) if origin(current)[1:] == start[1:] else True,
+                        timeout=aiohttp.ClientTimeout(
+                            total=min(remaining, self.limits.request_timeout),
+                            connect=self.limits.connect_timeout,
+                        ),
+                    )
+                    if traced is not None:
+                        traced.status = resp.status
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 raise self._transport_error(registry, method, current, e) from e
             self._note(registry, method, str(resp.status))
@@ -481,23 +502,24 @@ class RegistryClient:
             )
         method = f"TOKEN {request.method}"
         try:
-            async with self._session.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                data=request.data,
-                allow_redirects=False,
-                # The registry's trust (system CAs plus its caFile) also covers its token service,
-                # wherever that lives, as in docker and containerd.
-                ssl=registry_ssl
-                if isinstance(registry_ssl := self._ssl_context(registry), ssl.SSLContext)
-                else True,
-                timeout=aiohttp.ClientTimeout(total=min(remaining, self.limits.request_timeout)),
-            ) as resp:
-                self._note(registry, method, str(resp.status))
-                if resp.status != 200:
-                    return TokenReply(resp.status, None)
-                body = await self._read_limited(resp, self.limits.max_token_bytes, "token response")
+            with trace.span("http", method, request.url):
+                async with self._session.request(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    data=request.data,
+                    allow_redirects=False,
+                    # The registry's trust (system CAs plus its caFile) also covers its token service,
+                    # wherever that lives, as in docker and containerd.
+                    ssl=registry_ssl
+                    if isinstance(registry_ssl := self._ssl_context(registry), ssl.SSLContext)
+                    else True,
+                    timeout=aiohttp.ClientTimeout(total=min(remaining, self.limits.request_timeout)),
+                ) as resp:
+                    self._note(registry, method, str(resp.status))
+                    if resp.status != 200:
+                        return TokenReply(resp.status, None)
+                    body = await self._read_limited(resp, self.limits.max_token_bytes, "token response")
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             raise self._transport_error(registry, method, request.url, e) from e
         return TokenReply(200, body)

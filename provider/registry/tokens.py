@@ -109,7 +109,7 @@ class RegistryAuth:
             size_of=_token_cost,
             slot_of=ttl_slot_cost,
         )
-        self._token_locks: KeyedLocks[tuple[str, ...]] = KeyedLocks()
+        self._token_locks: KeyedLocks[tuple[str, ...]] = KeyedLocks("token")
         self._basic: set[str] = set()  # registries that asked for Basic auth
 
     def _settings_for(self, registry: str) -> RegistrySettings:

@@ -1,0 +1,214 @@
+"""Where a cold batch's time goes: ``python -m bench.trace_bench [--keys N] [--delay-ms D] [--trace FILE]``.
+
+Set-up: olareg on 127.0.0.1; ``--keys`` images (one repository each), each signed by cosign v2 (key, legacy
+``.sig``) and by notation (JWS, a test key); policy ``allOf [cosign, notation]``. With ``--delay-ms D`` the
+engine reaches olareg through bench/delay_proxy.py (D ms each way: +2D ms per round trip).
+
+Measured: ``--runs`` cold batches of every key (a fresh Engine each: empty caches, new connections; one
+unmeasured batch first), untraced: their median wall time and the process CPU time; then one more cold
+batch traced (provider/trace.py), whose critical path, waits by kind and round trips per image are printed
+(bench/tracing.py) and, with ``--trace FILE``, its JSON written. `make bench` runs this at 100 keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import provider.trace as trace
+from bench.delay_proxy import DelayProxy
+from bench.tracing import TraceView, report
+from provider.config import Config, parse_config
+from provider.engine import Engine
+from provider.outcome import Decided
+from tests.support import cosign, notation
+from tests.support.cosign import CosignEnv, KeyPair
+from tests.support.images import push_image
+from tests.support.notation import NotationEnv
+from tests.support.registries import Registry, start_olareg
+from tests.support.tools import ensure_tool
+
+__all__ = ["TraceResult", "main", "sign_both", "trace_scenario"]
+
+_BUDGET = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class TraceResult:
+    keys: int
+    delay_ms: float
+    samples_ms: list[float]
+    cpu_ms: list[float]
+    traced_ms: float
+    lines: list[str]
+    export: dict[str, Any]
+
+
+def sign_both(
+    registry: Registry,
+    cosign_env: CosignEnv,
+    key: KeyPair,
+    notation_env: NotationEnv,
+    count: int,
+    workers: int,
+) -> list[tuple[str, str]]:
+    """``count`` images, each signed by cosign v2 (legacy ``.sig``) and notation (JWS): (repository, tag)."""
+
+    def one(index: int) -> tuple[str, str]:
+        image = push_image(registry, f"bench/both-{index:03d}", "v1", seed=f"countersign-bench-both-{index}")
+        cosign.sign_legacy(cosign_env, key, registry, image, tool="cosign2")
+        notation.sign(notation_env, "bench", registry, image, signature_format="jws")
+        return image.repository, "v1"
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-both") as pool:
+        return list(pool.map(one, range(count)))
+
+
+def both_config(host: str, key: KeyPair, notation_env: NotationEnv) -> Config:
+    return parse_config(
+        {
+            "registries": {host: {"insecure": True}},
+            "verifiers": {
+                "cosign": {"type": "cosign", "options": cosign.key_options(key)},
+                "notation": {
+                    "type": "notation",
+                    "options": {
+                        "trustPolicy": str(notation_env.trust_policy_file),
+                        "trustStore": str(notation_env.trust_store_dir("ca", "bench").parents[2]),
+                    },
+                },
+            },
+            "policies": [{"name": "default", "scopes": ["*"], "allOf": ["cosign", "notation"]}],
+            "cache": {"tagTTL": 3600, "verdictTTL": 3600},
+        }
+    )
+
+
+async def _cold(config: Config, keys: Sequence[str], recorder: trace.Recorder | None) -> tuple[float, float]:
+    """One cold batch through a fresh engine: (wall ms of engine.verify, process CPU ms of it)."""
+    with recorder.activate() if recorder is not None else contextlib.nullcontext():
+        engine = await Engine.create(config)
+        try:
+            gc.collect()
+            cpu, started = time.process_time(), time.perf_counter()
+            results = await engine.verify(keys, _BUDGET)
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        finally:
+            await engine.close()
+    for key in keys:
+        outcome = results.get(key)
+        if not isinstance(outcome, Decided) or outcome.value.get("allowed") is not True:
+            raise RuntimeError(f"{key} was not allowed: {outcome!r}")
+    return wall * 1000, cpu * 1000
+
+
+async def trace_scenario(config: Config, keys: Sequence[str], runs: int, delay_ms: float) -> TraceResult:
+    await _cold(config, keys, None)  # unmeasured: one-off costs (imports, trust material)
+    samples, cpu = [], []
+    for _ in range(runs):
+        wall, used = await _cold(config, keys, None)
+        samples.append(wall)
+        cpu.append(used)
+    recorder = trace.Recorder()
+    traced, _ = await _cold(config, keys, recorder)
+    export = recorder.export()
+    view = TraceView(export)
+    batch = max(view.of_kind("batch"), key=lambda s: s.duration)
+    lines = report(view, batch, statistics.median(samples))
+    return TraceResult(len(keys), delay_ms, samples, cpu, traced, lines, export)
+
+
+@contextlib.contextmanager
+def _maybe_proxy(registry: Registry, delay_ms: float) -> Iterator[str]:
+    if delay_ms <= 0:
+        yield registry.host
+        return
+    with DelayProxy(registry.host, delay_ms) as proxy:
+        yield proxy.host
+
+
+def summary_lines(result: TraceResult) -> list[str]:
+    where = f"through the delay proxy (+{2 * result.delay_ms:g} ms RTT)" if result.delay_ms > 0 else "local"
+    return [
+        f"cold batch of {result.keys} keys (cosign .sig + notation JWS each, allOf), {where}: "
+        f"median {statistics.median(result.samples_ms):.1f} ms over {len(result.samples_ms)} runs "
+        f"(min {min(result.samples_ms):.1f}, max {max(result.samples_ms):.1f}), process CPU median "
+        f"{statistics.median(result.cpu_ms):.1f} ms; traced run {result.traced_ms:.1f} ms",
+        *result.lines,
+    ]
+
+
+def run(keys: int, runs: int, delays: Sequence[float], workers: int, trace_file: Path | None) -> list[str]:
+    for tool in ("olareg", "cosign2", "notation"):
+        ensure_tool(tool)
+    out: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="countersign-trace-") as scratch:
+        workdir = Path(scratch)
+        cosign_env = CosignEnv(workdir / "cosign")
+        notation_env = NotationEnv(workdir / "notation")
+        try:
+            key = cosign.generate_key_pair(cosign_env, "bench")
+            notation.generate_test_key(notation_env, "bench")
+            notation.write_trust_policy(notation_env, notation.trust_policy(["ca:bench"], name="bench"))
+            with start_olareg(workdir / "olareg") as registry:
+                started = time.perf_counter()
+                images = sign_both(registry, cosign_env, key, notation_env, keys, workers)
+                out.append(
+                    f"set-up: {keys} images signed by cosign and notation "
+                    f"in {time.perf_counter() - started:.1f} s"
+                )
+                for delay in delays:
+                    with _maybe_proxy(registry, delay) as host:
+                        refs = [f"{host}/{repository}:{tag}" for repository, tag in images]
+                        config = both_config(host, key, notation_env)
+                        result = asyncio.run(trace_scenario(config, refs, runs, delay))
+                    out += summary_lines(result)
+                    if trace_file is not None:
+                        target = (
+                            trace_file if len(delays) == 1 else trace_file.with_suffix(f".{delay:g}ms.json")
+                        )
+                        target.write_text(json.dumps(result.export) + "\n")
+                        out.append(f"trace written to {target}")
+        finally:
+            cosign_env.close()
+            notation_env.close()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.trace_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keys", type=int, default=100, help="images in the batch")
+    parser.add_argument("--runs", type=int, default=5, help="untraced cold batches measured")
+    parser.add_argument(
+        "--delay-ms",
+        type=float,
+        action="append",
+        default=None,
+        help="one-way delay through the proxy (repeatable; 0: direct; default: 0)",
+    )
+    parser.add_argument("--sign-workers", type=int, default=5)
+    parser.add_argument(
+        "--trace", type=Path, default=None, metavar="FILE", help="write the traced batch's JSON"
+    )
+    args = parser.parse_args(argv)
+    if not 1 <= args.keys <= 1000 or not 1 <= args.runs <= 100:
+        parser.error("--keys must be in [1, 1000] and --runs in [1, 100]")
+    lines = run(args.keys, args.runs, args.delay_ms or [0.0], args.sign_workers, args.trace)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
