@@ -33,6 +33,7 @@ from tests.support.images import PushedImage, push_image
 from tests.support.kube import Cluster
 from tests.support.kube_source import api_server_cluster, eventually
 from tests.support.notation import NotationEnv, SigningChain
+from tests.support.pod import pipe
 from tests.support.private_registry import (
     ALICE,
     dockerconfigjson_secret,
@@ -290,17 +291,6 @@ async def test_notation_trust_from_configmap_directories_and_unused_file_directo
 @contextlib.asynccontextmanager
 async def _tcp_forwarder(port: int, target: int) -> AsyncIterator[None]:
     """127.0.0.1:`port` forwarded to 127.0.0.1:`target` (the API server; TLS passes through)."""
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
     writers: set[asyncio.StreamWriter] = set()
     handlers: set[asyncio.Task[Any]] = set()
 
