@@ -37,7 +37,6 @@ from tests.support.pod import pipe
 from tests.support.private_registry import (
     ALICE,
     dockerconfigjson_secret,
-    htpasswd_distribution,
     signed_private_image,
 )
 from tests.support.provider_process import ProviderProcess, start_provider
@@ -76,15 +75,6 @@ def _allowed(response: dict[str, Any], key: str) -> bool:
 
 
 # --- kubernetes.pullSecrets ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredDistribution]:
-    """distribution requiring Basic auth (htpasswd) for every read; alice pushes."""
-    require_tool("docker-registry")
-    require_tool("oras")
-    with htpasswd_distribution(tmp_path_factory.mktemp("private-registry")) as registry:
-        yield registry
 
 
 @pytest.fixture(scope="module")

@@ -35,11 +35,9 @@ from tests.support.kube_source import api_server_cluster
 from tests.support.private_registry import (
     ALICE,
     dockerconfigjson_secret,
-    htpasswd_distribution,
     signed_private_image,
 )
 from tests.support.provider_process import ProviderProcess, start_provider
-from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -100,15 +98,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     namespaces, rbac = (NAMESPACE, TEAM_A, TEAM_B), _rbac() + _workload_rbac()
     with api_server_cluster(tmp_path_factory.mktemp("kube"), namespaces, rbac) as cluster:
         yield cluster
-
-
-@pytest.fixture(scope="module")
-def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredDistribution]:
-    """distribution requiring Basic auth (htpasswd) for every read; alice pushes."""
-    require_tool("docker-registry")
-    require_tool("oras")
-    with htpasswd_distribution(tmp_path_factory.mktemp("private-registry")) as registry:
-        yield registry
 
 
 @pytest.fixture(scope="module")

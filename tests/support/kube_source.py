@@ -17,7 +17,6 @@ import yaml
 
 from tests.support.kube import Cluster
 from tests.support.provider_process import ProviderProcess
-from tests.support.registries import LOOPBACK
 
 __all__ = [
     "CHART_CRDS",
@@ -111,22 +110,7 @@ def provider_rbac(namespace: str, name: str) -> list[dict[str, Any]]:
 def service_account_kubeconfig(cluster: Cluster, path: Path, namespace: str, name: str) -> Path:
     """A kubeconfig at ``path`` with a one-hour token of the ServiceAccount ``namespace``/``name``."""
     token = cluster.kubectl("create", "token", name, "-n", namespace, "--duration=1h").check().output
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "e2e",
-                "cluster": {
-                    "server": f"https://{LOOPBACK}:{cluster.apiserver_port}",
-                    "certificate-authority": str(cluster.pki.cluster_ca_file),
-                },
-            }
-        ],
-        "users": [{"name": name, "user": {"token": token.strip()}}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
-        "current-context": "e2e",
-    }
+    config = cluster.kubeconfig_document(name, {"token": token.strip()})
     path.write_text(yaml.safe_dump(config))
     return path
 
