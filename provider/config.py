@@ -74,6 +74,7 @@ __all__ = [
     "VerifierConfig",
     "load_config",
     "parse_config",
+    "read_config_yaml",
 ]
 
 API_VERSION = "countersign.dev/v1alpha1"
@@ -759,16 +760,22 @@ def parse_config(data: object, base: Path = Path("."), *, require_policies: bool
     )
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate a YAML configuration file."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise ConfigError("", f"cannot read {path}: {e}") from e
+def read_config_yaml(path: Path) -> Any:
+    """The YAML document of the configuration file at `path` (at most `MAX_CONFIG_BYTES`), not validated.
+    `ConfigError` when it is too large or not YAML; `OSError` when it cannot be read."""
+    raw = path.read_bytes()
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError("", f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
     try:
-        data = yaml.safe_load(raw)
+        return yaml.safe_load(raw)
     except yaml.YAMLError as e:
         raise ConfigError("", f"{path} is not valid YAML: {e}") from e
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a YAML configuration file."""
+    try:
+        data = read_config_yaml(path)
+    except OSError as e:
+        raise ConfigError("", f"cannot read {path}: {e}") from e
     return parse_config(data, base=path.parent)

@@ -39,9 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
-from provider.config import MAX_CONFIG_BYTES, Config, ConfigError
+from provider.config import Config, ConfigError, read_config_yaml
 from provider.engine import Engine
 from provider.kube.api import KubeApi, KubeApiError, default_namespace, resource_path
 from provider.kube.informer import Informer, left_out
@@ -351,13 +349,7 @@ class KubeSource:
         raise ConfigError("", f"resources still fail after {MAX_ATTRIBUTION_ROUNDS} rounds of attribution")
 
     def _read_file(self) -> tuple[Mapping[str, Any], Path]:
-        raw = self.config_path.read_bytes()
-        if len(raw) > MAX_CONFIG_BYTES:
-            raise ConfigError("", f"{self.config_path} is larger than {MAX_CONFIG_BYTES} bytes")
-        try:
-            data = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise ConfigError("", f"{self.config_path} is not valid YAML: {e}") from e
+        data = read_config_yaml(self.config_path)
         if not isinstance(data, dict):
             raise ConfigError("", f"{self.config_path}: expected a mapping")
         return data, self.config_path.parent

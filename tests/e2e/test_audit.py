@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tests.support import cosign
-from tests.support.admission import provider_config, signed_image
+from tests.support.admission import provider_config, server_tls, signed_image, start_provider_daemon
 from tests.support.audit import (
     AuditedNamespace,
     diff,
@@ -37,8 +37,6 @@ from tests.support.audit import (
     per_cycle,
     printed,
     remove_constraint,
-    server_tls,
-    start_provider_daemon,
     until_listed,
     wait,
 )

@@ -30,21 +30,19 @@ from typing import Any
 import pytest
 
 from tests.support import cosign
-from tests.support.admission import signed_image
+from tests.support.admission import server_config, server_tls, signed_image, start_provider_daemon
 from tests.support.audit import (
     AuditedNamespace,
     install_constraint,
     printed,
     remove_constraint,
-    server_tls,
-    start_provider_daemon,
     until,
     until_listed,
 )
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.kube import AuditSettings, Cluster
-from tests.support.kube_source import chart_crds, provider_rbac, service_account_kubeconfig
-from tests.support.registries import LOOPBACK, Registry, free_port
+from tests.support.kube_source import install_chart_crds, provider_rbac, service_account_kubeconfig
+from tests.support.registries import Registry, free_port
 
 AUDIT = AuditSettings(interval=5, response_cache_ttl="1s", violations_limit=50)
 CACHE_TTL = 1.0  # AUDIT.response_cache_ttl
@@ -120,8 +118,7 @@ def bed(
     trusted_key: KeyPair,
 ) -> Iterator[AuditedNamespace]:
     directory = tmp_path_factory.mktemp("audit-resources")
-    cluster.apply(chart_crds())
-    cluster.kubectl("wait", "--for=condition=established", "crd", "--all", "--timeout=60s").check()
+    install_chart_crds(cluster)
     cluster.namespace(HOME, ignored=True)
     cluster.apply(provider_rbac(HOME, HOME))
     cluster.apply([_key_secret(TRUSTED, trusted_key), _verifier(TRUSTED, TRUSTED)])
@@ -131,16 +128,7 @@ def bed(
     port, health_port = free_port(), free_port()
     config = {
         "apiVersion": API,
-        "server": {
-            "address": LOOPBACK,
-            "port": port,
-            "healthPort": health_port,
-            "tls": {
-                "certFile": str(directory / "tls.crt"),
-                "keyFile": str(directory / "tls.key"),
-                "clientCAFile": str(cluster.pki.gatekeeper_cert_dir / "ca.crt"),
-            },
-        },
+        "server": server_config(directory, port, health_port, cluster.pki.gatekeeper_cert_dir / "ca.crt"),
         "registries": {registry.host: {"insecure": True}},
         "cache": {"verdictTTL": "3s", "tagTTL": "3s"},
         "kubernetes": {"enabled": True, "namespace": HOME, "kubeconfig": str(kubeconfig)},

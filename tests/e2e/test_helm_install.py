@@ -36,16 +36,19 @@ import yaml
 
 from tests.e2e.conftest import LoadedImage
 from tests.support.admission import (
+    PODS,
     REPO_ROOT,
-    TEMPLATES,
     Images,
+    apply_constraint,
     chart_values,
+    constraint,
+    install_provider,
     outside_session_constraint,
     pod,
     tls_secrets,
 )
 from tests.support.cosign import CosignEnv, KeyPair
-from tests.support.kube import Cluster, KubectlResult, manifests
+from tests.support.kube import Cluster, KubectlResult
 from tests.support.node import (
     NODE_NAME,
     POD_CIDR,
@@ -92,18 +95,6 @@ def _helm(cluster: Cluster, *args: str, timeout: float = 300) -> subprocess.Comp
     )
     assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}{done.stderr}"
     return done
-
-
-def _constraint(name: str, namespace: str, provider: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
-        "kind": "CountersignVerifiedImages",
-        "metadata": {"name": name},
-        "spec": {
-            "match": {"namespaces": [namespace], "kinds": [{"apiGroups": [""], "kinds": ["Pod"]}]},
-            "parameters": {"provider": provider},
-        },
-    }
 
 
 def _keys_answered(node: Node, pod_ip: str, outcome: str) -> float:
@@ -206,34 +197,12 @@ def test_helm_install_runs_the_provider_and_gatekeeper_reaches_it_through_the_se
         routed_before = _endpoint_connections(rules, pod_ip)
         port = node.service_port(NAMESPACE, RELEASE, "https")
         provider = "countersign-helm"
-        cluster.apply(manifests([TEMPLATES / "verified-images-template.yaml"]))
-        cluster.apply(
-            [
-                {
-                    "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
-                    "kind": "Provider",
-                    "metadata": {"name": provider},
-                    "spec": {
-                        "url": f"https://{LOOPBACK}:{port}/v1/verify",
-                        "timeout": 3,
-                        "caBundle": base64.b64encode(ca.cert_pem.bytes()).decode(),
-                    },
-                }
-            ]
-        )
-        cluster.eventually(
-            lambda: cluster.kubectl("get", "crd", "countersignverifiedimages.constraints.gatekeeper.sh"),
-            lambda result: result.ok,
-            what="the CountersignVerifiedImages CRD",
-        )
+        ca_bundle = base64.b64encode(ca.cert_pem.bytes()).decode()
+        install_provider(cluster, provider, f"https://{LOOPBACK}:{port}/v1/verify", ca_bundle)
         ns = "helm-installed"
         cluster.namespace(ns)
-        constraint = _constraint("helm-installed", ns, provider)
-        cluster.eventually(
-            lambda: cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(constraint)),
-            lambda result: result.ok,
-            what="the helm-installed constraint",
-        )
+        document = constraint("helm-installed", provider, {"namespaces": [ns], "kinds": [PODS]})
+        apply_constraint(cluster, document, "the helm-installed constraint")
         # Denied: an unsigned image, by this constraint, with the provider's reason.
         unsigned = images.unsigned
         denied = cluster.eventually(
@@ -370,43 +339,10 @@ def test_policies_verifiers_and_keys_from_the_kubernetes_api_change_admission_wi
         assert running["spec"]["automountServiceAccountToken"] is False
         node.pod_egress(NAMESPACE, pod_name, [registry.port])
         port = node.service_port(NAMESPACE, RELEASE, "https")
-        cluster.apply(manifests([TEMPLATES / "verified-images-template.yaml"]))
-        cluster.apply(
-            [
-                {
-                    "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
-                    "kind": "Provider",
-                    "metadata": {"name": provider},
-                    "spec": {
-                        "url": f"https://{LOOPBACK}:{port}/v1/verify",
-                        "timeout": 3,
-                        "caBundle": base64.b64encode(ca.cert_pem.bytes()).decode(),
-                    },
-                }
-            ]
-        )
-        cluster.eventually(
-            lambda: cluster.kubectl("get", "crd", "countersignverifiedimages.constraints.gatekeeper.sh"),
-            lambda result: result.ok,
-            what="the CountersignVerifiedImages CRD",
-        )
-        constraint = {
-            "apiVersion": "constraints.gatekeeper.sh/v1beta1",
-            "kind": "CountersignVerifiedImages",
-            "metadata": {"name": "kube-native"},
-            "spec": {
-                "match": {
-                    "namespaceSelector": {"matchLabels": {SELECTOR_LABEL: "on"}},
-                    "kinds": [{"apiGroups": [""], "kinds": ["Pod"]}],
-                },
-                "parameters": {"provider": provider},
-            },
-        }
-        cluster.eventually(
-            lambda: cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(constraint)),
-            lambda result: result.ok,
-            what="the kube-native constraint",
-        )
+        ca_bundle = base64.b64encode(ca.cert_pem.bytes()).decode()
+        install_provider(cluster, provider, f"https://{LOOPBACK}:{port}/v1/verify", ca_bundle)
+        match = {"namespaceSelector": {"matchLabels": {SELECTOR_LABEL: "on"}}, "kinds": [PODS]}
+        apply_constraint(cluster, constraint("kube-native", provider, match), "the kube-native constraint")
         namespaces = _Namespaces(cluster)
         # The session's shipped constraint (another provider) stays out of these namespaces.
         outside.enter_context(outside_session_constraint(cluster, ["kube-native-*"]))

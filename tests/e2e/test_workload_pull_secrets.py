@@ -27,13 +27,9 @@ Timings of the admission requests are printed (``pytest -s``).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
-import json
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,29 +41,34 @@ import yaml
 
 from provider.kube.pullsecrets import NEGATIVE_TTL
 from tests.support import cosign
-from tests.support.admission import TEMPLATES, Provider, deployment, outside_session_constraint, pod
-from tests.support.auth_registries import (
-    ConfiguredDistribution,
-    htpasswd_entry,
-    start_configured_distribution,
-    write_docker_config,
+from tests.support.admission import (
+    PODS,
+    Provider,
+    apply_constraint,
+    constraint,
+    deployment,
+    install_provider,
+    outside_session_constraint,
+    pod,
+    server_config,
+    server_tls,
+    start_provider_daemon,
 )
+from tests.support.auth_registries import ConfiguredDistribution, write_docker_config
 from tests.support.cosign import CosignEnv, KeyPair
-from tests.support.daemons import Daemon
 from tests.support.images import PushedImage, push_image
-from tests.support.kube import Cluster, KubectlResult, manifests
+from tests.support.kube import Cluster, KubectlResult
+from tests.support.kube_source import install_chart_crds, service_account_kubeconfig
 from tests.support.podspec import helm_template
-from tests.support.registries import LOOPBACK, free_port
+from tests.support.private_registry import ALICE, dockerconfigjson_secret, htpasswd_distribution
+from tests.support.registries import free_port
 from tests.support.tools import require_tool
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART_CRDS = REPO_ROOT / "charts" / "countersign" / "crds" / "countersign.dev.yaml"
 RELEASE = NAMESPACE = "cs-pull"  # the provider's release and namespace
 ACCOUNT = f"{RELEASE}-countersign"  # the chart's ServiceAccount name for that release
 WORKLOAD_RBAC = f"{RELEASE}-countersign-workload-pull-secrets"
 TEAM_A, TEAM_B = "team-a", "team-b"
 SECRET = "regcred"
-ALICE = ("alice", "alice-secret")
 PROVIDER = CONSTRAINT = "countersign-pull"
 KIND = "countersignverifiedimages"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
@@ -83,15 +84,7 @@ def _rbac(namespaces: list[str]) -> list[dict[str, Any]]:
 
 
 def _pull_secret(namespace: str, host: str, credentials: tuple[str, str]) -> dict[str, Any]:
-    auth = base64.b64encode(":".join(credentials).encode()).decode()
-    config = json.dumps({"auths": {host: {"auth": auth}}})
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": SECRET, "namespace": namespace},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()},
-    }
+    return dockerconfigjson_secret(SECRET, namespace, host, credentials)
 
 
 def _with_pull_secret(document: dict[str, Any]) -> dict[str, Any]:
@@ -100,28 +93,6 @@ def _with_pull_secret(document: dict[str, Any]) -> dict[str, Any]:
     spec = document["spec"]["template"]["spec"] if document["kind"] == "Deployment" else document["spec"]
     spec["imagePullSecrets"] = [{"name": SECRET}]
     return document
-
-
-def _token_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    token = cluster.kubectl("create", "token", ACCOUNT, "-n", NAMESPACE, "--duration=1h").check().output
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "e2e",
-                "cluster": {
-                    "server": f"https://{LOOPBACK}:{cluster.apiserver_port}",
-                    "certificate-authority": str(cluster.pki.cluster_ca_file),
-                },
-            }
-        ],
-        "users": [{"name": ACCOUNT, "user": {"token": token.strip()}}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": ACCOUNT}}],
-        "current-context": "e2e",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @dataclass
@@ -154,38 +125,17 @@ class PullBed:
 
 
 def _start_provider(directory: Path, ca: trustme.CA, config: dict[str, Any]) -> Provider:
-    config_file = directory / "countersign.yaml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    health_port = config["server"]["healthPort"]
-
-    def ready() -> bool:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://{LOOPBACK}:{health_port}/readyz", timeout=2) as response:
-            return int(response.status) == 200
-
-    daemon = Daemon(
-        "countersign-pull",
-        [sys.executable, "-m", "provider.cli", "serve", "--config", str(config_file)],
-        log_file=directory / "countersign.log",
-        ready=ready,
-        cwd=REPO_ROOT,
-        ready_timeout=60,
-    )
-    daemon.start()
-    return Provider(daemon, int(config["server"]["port"]), ca, directory)
+    provider, _ = start_provider_daemon("countersign-pull", directory, ca, config, ready_timeout=60)
+    return provider
 
 
 @pytest.fixture(scope="module")
 def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredDistribution]:
     """distribution requiring Basic auth (htpasswd) for every read; alice pushes."""
     require_tool("docker-registry")
-    workdir = tmp_path_factory.mktemp("pull-registry")
-    htpasswd = workdir / "htpasswd"
-    htpasswd.write_text(htpasswd_entry(*ALICE) + "\n")
-    registry = start_configured_distribution(
-        workdir, auth={"htpasswd": {"realm": "countersign-e2e", "path": str(htpasswd)}}, credentials=ALICE
-    )
-    with registry:
+    with htpasswd_distribution(
+        tmp_path_factory.mktemp("pull-registry"), ALICE, "countersign-e2e"
+    ) as registry:
         yield registry
 
 
@@ -197,10 +147,7 @@ def bed(
     trusted_key: KeyPair,
 ) -> Iterator[PullBed]:
     directory = tmp_path_factory.mktemp("pull-countersign")
-    ca = trustme.CA()
-    leaf = ca.issue_cert(LOOPBACK)
-    leaf.private_key_pem.write_to_path(str(directory / "tls.key"))
-    (directory / "tls.crt").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    ca = server_tls(directory)
     host = private_registry.host
     with CosignEnv(tmp_path_factory.mktemp("pull-cosign")) as cosign_env:
         write_docker_config(cosign_env.docker_config / "config.json", {host: ALICE})
@@ -208,76 +155,35 @@ def bed(
         outside = contextlib.ExitStack()
         provider: Provider | None = None
         try:
-            cluster.apply([d for d in yaml.safe_load_all(CHART_CRDS.read_text()) if d])
-            cluster.kubectl("wait", "--for=condition=established", "crd", "--all", "--timeout=60s").check()
+            install_chart_crds(cluster)
             for namespace in (NAMESPACE, TEAM_A, TEAM_B):
                 cluster.namespace(namespace)
             cluster.apply(_rbac([]))
             cluster.apply([_pull_secret(TEAM_A, host, ALICE)])
+            kubeconfig = service_account_kubeconfig(cluster, directory / "kubeconfig", NAMESPACE, ACCOUNT)
             config: dict[str, Any] = {
                 "apiVersion": "countersign.dev/v1alpha1",
-                "server": {
-                    "address": LOOPBACK,
-                    "port": free_port(),
-                    "healthPort": free_port(),
-                    "tls": {
-                        "certFile": str(directory / "tls.crt"),
-                        "keyFile": str(directory / "tls.key"),
-                        "clientCAFile": str(cluster.pki.gatekeeper_cert_dir / "ca.crt"),
-                    },
-                },
+                "server": server_config(
+                    directory, free_port(), free_port(), cluster.pki.gatekeeper_cert_dir / "ca.crt"
+                ),
                 "registries": {host: {"insecure": True}},  # no credentials of Countersign's own
                 "verifiers": {"cosign": {"type": "cosign", "options": cosign.key_options(trusted_key)}},
                 "policies": [{"name": "signed", "scopes": ["*"], "allOf": ["cosign"]}],
                 "kubernetes": {
                     "enabled": True,
                     "namespace": NAMESPACE,
-                    "kubeconfig": str(_token_kubeconfig(cluster, directory / "kubeconfig")),
+                    "kubeconfig": str(kubeconfig),
                     "workloadPullSecrets": True,
                 },
             }
             provider = _start_provider(directory, ca, config)
-            cluster.apply(manifests([TEMPLATES / "verified-images-template.yaml"]))
-            cluster.apply(
-                [
-                    {
-                        "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
-                        "kind": "Provider",
-                        "metadata": {"name": PROVIDER},
-                        "spec": {
-                            "url": provider.url("/v1/verify"),
-                            "timeout": 3,
-                            "caBundle": provider.ca_bundle,
-                        },
-                    }
-                ]
-            )
-            cluster.eventually(
-                lambda: cluster.kubectl("get", "crd", f"{KIND}.constraints.gatekeeper.sh"),
-                lambda result: result.ok,
-                what="the CountersignVerifiedImages CRD",
-            )
-            constraint = {
-                "apiVersion": "constraints.gatekeeper.sh/v1beta1",
-                "kind": "CountersignVerifiedImages",
-                "metadata": {"name": CONSTRAINT},
-                "spec": {
-                    "enforcementAction": "deny",
-                    "match": {
-                        "kinds": [
-                            {"apiGroups": [""], "kinds": ["Pod"]},
-                            {"apiGroups": ["apps"], "kinds": ["Deployment"]},
-                        ],
-                        "namespaces": [TEAM_A, TEAM_B],
-                    },
-                    "parameters": {"provider": PROVIDER, "workloadCredentials": True},
-                },
+            install_provider(cluster, PROVIDER, provider.url("/v1/verify"), provider.ca_bundle)
+            match = {
+                "kinds": [PODS, {"apiGroups": ["apps"], "kinds": ["Deployment"]}],
+                "namespaces": [TEAM_A, TEAM_B],
             }
-            cluster.eventually(
-                lambda: cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(constraint)),
-                lambda result: result.ok,
-                what="applying the workload-credentials constraint",
-            )
+            document = constraint(CONSTRAINT, PROVIDER, match, deny=True, workloadCredentials=True)
+            apply_constraint(cluster, document, "applying the workload-credentials constraint")
             outside.enter_context(outside_session_constraint(cluster, [TEAM_A, TEAM_B]))
             never = pod("probe", TEAM_A, f"{host}/team/never-pushed@sha256:" + "0" * 64)
             cluster.eventually(

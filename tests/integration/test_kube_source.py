@@ -8,71 +8,30 @@ ServiceAccount bound only to the chart's RBAC rules, its policies and verifiers 
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
 from tests.support import cosign
 from tests.support.admission import signed_image
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.kube import Cluster
-from tests.support.kube_source import provider_rbac, service_account_kubeconfig
+from tests.support.kube_source import (
+    api_server_cluster,
+    eventually,
+    provider_rbac,
+    service_account_kubeconfig,
+)
 from tests.support.provider_process import ProviderProcess, start_provider
 from tests.support.registries import Registry
 
 pytestmark = pytest.mark.integration
 
 NAMESPACE = "countersign"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART_CRDS = REPO_ROOT / "charts" / "countersign" / "crds" / "countersign.dev.yaml"
-
-
-def _minimal_crd(kind: str, plural: str, scope: str) -> dict[str, Any]:
-    """Until the chart ships its generated CRDs: the same names, spec unchecked, a status subresource."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.countersign.dev"},
-        "spec": {
-            "group": "countersign.dev",
-            "scope": scope,
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "versions": [
-                {
-                    "name": "v1alpha1",
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
-
-
-def _crds() -> list[dict[str, Any]]:
-    if CHART_CRDS.is_file():
-        return [d for d in yaml.safe_load_all(CHART_CRDS.read_text()) if d]
-    return [
-        _minimal_crd("ClusterImagePolicy", "clusterimagepolicies", "Cluster"),
-        _minimal_crd("ImagePolicy", "imagepolicies", "Namespaced"),
-        _minimal_crd("Verifier", "verifiers", "Cluster"),
-    ]
 
 
 def _rbac() -> list[dict[str, Any]]:
@@ -83,17 +42,8 @@ def _rbac() -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """etcd and kube-apiserver only (no Gatekeeper: nothing here goes through admission)."""
-    cluster = Cluster(tmp_path_factory.mktemp("kube"))
-    try:
-        cluster.etcd.start()
-        cluster.apiserver.start()
-        cluster.apply(_crds())
-        cluster.kubectl("wait", "--for=condition=established", "crd", "--all", "--timeout=60s").check()
-        cluster.namespace(NAMESPACE)
-        cluster.apply(_rbac())
+    with api_server_cluster(tmp_path_factory.mktemp("kube"), [NAMESPACE], _rbac()) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def _service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
@@ -140,19 +90,6 @@ async def _verdict(provider: ProviderProcess, key: str) -> dict[str, Any]:
     return value
 
 
-async def _eventually(
-    check: Callable[[], Any], what: str, provider: ProviderProcess, within: float = 15.0
-) -> float:
-    began = time.monotonic()
-    last: Any = None
-    while time.monotonic() - began < within:
-        last = await check()
-        if last is True:
-            return time.monotonic() - began
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{what} not within {within:g}s (last: {last!r})\n{provider.log_tail()}")
-
-
 async def test_resources_drive_verification_status_and_secret_rotation(
     cluster: Cluster, olareg_registry: Registry, cosign_env: CosignEnv, trusted_key: KeyPair, tmp_path: Path
 ) -> None:
@@ -181,7 +118,7 @@ async def test_resources_drive_verification_status_and_secret_rotation(
             value = await _verdict(provider, key)
             return value["allowed"] is True or value
 
-        took = await _eventually(allowed, "the ClusterImagePolicy applied", provider)
+        took = await eventually(allowed, "the ClusterImagePolicy applied", provider)
         assert took < 10.0
 
         def status(kind: str, name: str) -> dict[str, Any]:
@@ -193,7 +130,7 @@ async def test_resources_drive_verification_status_and_secret_rotation(
             conditions = {c["type"]: c for c in s.get("conditions", [])}
             return conditions.get("Ready", {}).get("status") == "True" or s
 
-        await _eventually(ready, "status Ready on the ClusterImagePolicy", provider)
+        await eventually(ready, "status Ready on the ClusterImagePolicy", provider)
         serving = status("clusterimagepolicies", "signed")
         assert serving["summary"] == "all of [cosign]"
         assert serving["servingGeneration"] == serving["observedGeneration"] == 1
@@ -206,7 +143,7 @@ async def test_resources_drive_verification_status_and_secret_rotation(
             conditions = {c["type"]: c for c in s.get("conditions", [])}
             return conditions.get("Invalid", {}).get("status") == "True" or s
 
-        await _eventually(invalid, "status Invalid on the ClusterImagePolicy", provider)
+        await eventually(invalid, "status Invalid on the ClusterImagePolicy", provider)
         refused = status("clusterimagepolicies", "signed")
         conditions = {c["type"]: c for c in refused["conditions"]}
         assert "spec.allOf[1]" in conditions["Invalid"]["message"], refused
@@ -223,7 +160,7 @@ async def test_resources_drive_verification_status_and_secret_rotation(
             value = await _verdict(provider, key)
             return value["allowed"] is False or value
 
-        await _eventually(denied, "the rotated key applied", provider)
+        await eventually(denied, "the rotated key applied", provider)
         assert provider.process.poll() is None and provider.process.pid == pid
     finally:
         provider.stop()

@@ -13,7 +13,6 @@ serve` (a process) with a token of a ServiceAccount bound only to the chart's RB
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import signal
@@ -26,48 +25,34 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.integration.test_kube_source import (
-    NAMESPACE,
-    _crds,
-    _eventually,
-    _rbac,
-    _service_account_kubeconfig,
-)
+from tests.integration.test_kube_source import NAMESPACE, _rbac, _service_account_kubeconfig
 from tests.support import cosign, notation
-from tests.support.auth_registries import (
-    ConfiguredDistribution,
-    htpasswd_entry,
-    start_configured_distribution,
-    write_docker_config,
-)
-from tests.support.cosign import CosignEnv, KeyPair
+from tests.support.auth_registries import ConfiguredDistribution
+from tests.support.cosign import KeyPair
 from tests.support.images import PushedImage, push_image
 from tests.support.kube import Cluster
+from tests.support.kube_source import api_server_cluster, eventually
 from tests.support.notation import NotationEnv, SigningChain
+from tests.support.pod import pipe
+from tests.support.private_registry import (
+    ALICE,
+    dockerconfigjson_secret,
+    signed_private_image,
+)
 from tests.support.provider_process import ProviderProcess, start_provider
 from tests.support.registries import LOOPBACK, Registry, free_port
 from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.integration
 
-ALICE = ("alice", "alice-secret")
 OPERATOR_SECRET = "operator-regcred"
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """etcd and kube-apiserver only (no Gatekeeper: nothing here goes through admission)."""
-    cluster = Cluster(tmp_path_factory.mktemp("kube"))
-    try:
-        cluster.etcd.start()
-        cluster.apiserver.start()
-        cluster.apply(_crds())
-        cluster.kubectl("wait", "--for=condition=established", "crd", "--all", "--timeout=60s").check()
-        cluster.namespace(NAMESPACE)
-        cluster.apply(_rbac())
+    with api_server_cluster(tmp_path_factory.mktemp("kube"), [NAMESPACE], _rbac()) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 async def _post(provider: ProviderProcess, keys: list[str]) -> dict[str, Any]:
@@ -93,42 +78,21 @@ def _allowed(response: dict[str, Any], key: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredDistribution]:
-    """distribution requiring Basic auth (htpasswd) for every read; alice pushes."""
-    require_tool("docker-registry")
-    require_tool("oras")
-    workdir = tmp_path_factory.mktemp("private-registry")
-    htpasswd = workdir / "htpasswd"
-    htpasswd.write_text(htpasswd_entry(*ALICE) + "\n")
-    registry = start_configured_distribution(
-        workdir, auth={"htpasswd": {"realm": "countersign-test", "path": str(htpasswd)}}, credentials=ALICE
-    )
-    with registry:
-        yield registry
-
-
-@pytest.fixture(scope="module")
 def private_image(
     private_registry: ConfiguredDistribution, trusted_key: KeyPair, tmp_path_factory: pytest.TempPathFactory
 ) -> PushedImage:
     """An image in the private registry, signed by the real cosign (which logs in as alice)."""
-    with CosignEnv(tmp_path_factory.mktemp("cosign-private")) as env:
-        write_docker_config(env.docker_config / "config.json", {private_registry.host: ALICE})
-        image = push_image(private_registry, "operator/app", "v1", seed="kube-operator-pull-secrets")
-        cosign.sign_bundle(env, trusted_key, private_registry, image)
-    return image
+    return signed_private_image(
+        private_registry,
+        trusted_key,
+        tmp_path_factory.mktemp("cosign-private"),
+        "operator/app",
+        seed="kube-operator-pull-secrets",
+    )
 
 
 def _docker_secret(host: str, credentials: tuple[str, str]) -> dict[str, Any]:
-    auth = base64.b64encode(":".join(credentials).encode()).decode()
-    config = json.dumps({"auths": {host: {"auth": auth}}})
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": OPERATOR_SECRET, "namespace": NAMESPACE},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()},
-    }
+    return dockerconfigjson_secret(OPERATOR_SECRET, NAMESPACE, host, credentials)
 
 
 async def test_operator_pull_secret_opens_the_registry_and_its_rotation_applies_without_restart(
@@ -142,18 +106,11 @@ async def test_operator_pull_secret_opens_the_registry_and_its_rotation_applies_
     key = f"{host}/{private_image.repository}@{private_image.digest}"
     cluster.apply([_docker_secret(host, ALICE)])
     kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
-    key_file = tmp_path / "cosign.pub"
-    key_file.write_bytes(trusted_key.public_pem)
     provider = start_provider(
         {
             "apiVersion": "countersign.dev/v1alpha1",
             "registries": {host: {"insecure": True}},  # no credentials in the file
-            "verifiers": {
-                "signed": {
-                    "type": "cosign",
-                    "options": {"keys": [{"name": "team", "path": str(key_file)}], "transparencyLog": "skip"},
-                }
-            },
+            "verifiers": {"signed": {"type": "cosign", "options": cosign.key_options(trusted_key)}},
             "policies": [{"name": "private", "scopes": [f"{host}/*"], "allOf": ["signed"]}],
             "kubernetes": {
                 "enabled": True,
@@ -178,7 +135,7 @@ async def test_operator_pull_secret_opens_the_registry_and_its_rotation_applies_
             error = response.get("systemError", "")
             return (_value(response, key) is None and "[registry_auth_failed]" in error) or response
 
-        took = await _eventually(refused, "the rotated pull secret applied", provider)
+        took = await eventually(refused, "the rotated pull secret applied", provider)
         assert took < 10.0
         assert provider.process.poll() is None and provider.process.pid == pid
 
@@ -189,7 +146,7 @@ async def test_operator_pull_secret_opens_the_registry_and_its_rotation_applies_
             response = await _post(provider, [key])
             return _allowed(response, key) or response
 
-        await _eventually(allowed, "the pull secret rotated back", provider)
+        await eventually(allowed, "the pull secret rotated back", provider)
     finally:
         provider.stop()
         cluster.kubectl("delete", "secret", OPERATOR_SECRET, "-n", NAMESPACE, "--ignore-not-found").check()
@@ -275,7 +232,7 @@ async def test_notation_trust_from_configmap_directories_and_unused_file_directo
             response = await _post(provider, [key])
             return _allowed(response, key) or response
 
-        await _eventually(allowed, "the notation Verifier from ConfigMaps", provider)
+        await eventually(allowed, "the notation Verifier from ConfigMaps", provider)
         first = _file_dirs(runtime)
         assert len(first) == 1, first  # the Verifier's directory (no pull secrets here)
         (directory,) = runtime.glob(f"countersign-*/files/{next(iter(first))}")
@@ -290,7 +247,7 @@ async def test_notation_trust_from_configmap_directories_and_unused_file_directo
             value = _value(await _post(provider, [key]), key)
             return (value is not None and value["allowed"] is False) or value
 
-        await _eventually(denied, "the rotated trust store applied", provider)
+        await eventually(denied, "the rotated trust store applied", provider)
         # The serving and the retiring generation's directories (a request may still run on the latter).
         second = _file_dirs(runtime)
         assert first < second and len(second) == 2, (first, second)
@@ -298,7 +255,7 @@ async def test_notation_trust_from_configmap_directories_and_unused_file_directo
         # Rotated back: allowed again, and the first directory is in service again; the stranger's is
         # kept as the retiring one. One more change then removes it: nothing serves from it.
         cluster.apply([_config_map("notation-ca", {"root.pem": chain.root_pem.decode()})])
-        await _eventually(allowed, "the trust store rotated back", provider)
+        await eventually(allowed, "the trust store rotated back", provider)
         assert _file_dirs(runtime) == second
         cluster.apply(
             [_config_map("notation-policy", {"trustpolicy.json": json.dumps(trust_policy, indent=1)})]
@@ -308,7 +265,7 @@ async def test_notation_trust_from_configmap_directories_and_unused_file_directo
             dirs = _file_dirs(runtime)
             return (len(dirs) == 2 and first <= dirs and not (second - first) & dirs) or dirs
 
-        await _eventually(collected, "the unused file directory removed", provider)
+        await eventually(collected, "the unused file directory removed", provider)
         assert _allowed(await _post(provider, [key]), key)
     finally:
         provider.stop()
@@ -324,17 +281,6 @@ async def test_notation_trust_from_configmap_directories_and_unused_file_directo
 @contextlib.asynccontextmanager
 async def _tcp_forwarder(port: int, target: int) -> AsyncIterator[None]:
     """127.0.0.1:`port` forwarded to 127.0.0.1:`target` (the API server; TLS passes through)."""
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
     writers: set[asyncio.StreamWriter] = set()
     handlers: set[asyncio.Task[Any]] = set()
 
@@ -419,7 +365,7 @@ async def test_not_ready_while_the_api_server_is_unreachable_at_start(
                 return status == 200 or status
 
             # Each informer retries with full-jitter backoff (at most 30 s; about 8 s after ~4 s down).
-            took = await _eventually(ready, "ready once the API server is reachable", provider, within=40.0)
+            took = await eventually(ready, "ready once the API server is reachable", provider, within=40.0)
             async with aiohttp.ClientSession() as session:
                 initial = await provider.metric(
                     session, "countersign_kube_relists_total", {"reason": "initial", "resource": "verifiers"}

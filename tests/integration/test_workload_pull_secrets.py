@@ -17,7 +17,6 @@ no credentials for the registry. Namespace ``team-a`` holds a ``kubernetes.io/do
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,24 +25,23 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.test_kube_source import NAMESPACE, _crds, _rbac, _service_account_kubeconfig
+from tests.integration.test_kube_source import NAMESPACE, _rbac, _service_account_kubeconfig
 from tests.support import cosign
-from tests.support.auth_registries import (
-    ConfiguredDistribution,
-    htpasswd_entry,
-    start_configured_distribution,
-    write_docker_config,
-)
-from tests.support.cosign import CosignEnv, KeyPair
-from tests.support.images import PushedImage, push_image
+from tests.support.auth_registries import ConfiguredDistribution
+from tests.support.cosign import KeyPair
+from tests.support.images import PushedImage
 from tests.support.kube import Cluster
+from tests.support.kube_source import api_server_cluster
+from tests.support.private_registry import (
+    ALICE,
+    dockerconfigjson_secret,
+    signed_private_image,
+)
 from tests.support.provider_process import ProviderProcess, start_provider
-from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.integration
 
 TEAM_A, TEAM_B = "team-a", "team-b"
-ALICE = ("alice", "alice-secret")
 SECRET = "regcred"
 
 
@@ -70,15 +68,7 @@ def _workload_rbac() -> list[dict[str, Any]]:
 def _pull_secret(
     namespace: str, host: str, credentials: tuple[str, str], *, name: str = SECRET
 ) -> dict[str, Any]:
-    auth = base64.b64encode(":".join(credentials).encode()).decode()
-    config = json.dumps({"auths": {host: {"auth": auth}}})
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()},
-    }
+    return dockerconfigjson_secret(name, namespace, host, credentials)
 
 
 def _service_account(namespace: str, name: str, secrets: list[str]) -> dict[str, Any]:
@@ -105,33 +95,9 @@ def v1_key(image: str, namespace: str, *, secrets: list[str], service_account: s
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """etcd and kube-apiserver only; the provider's ServiceAccount bound to the chart's RBAC."""
-    cluster = Cluster(tmp_path_factory.mktemp("kube"))
-    try:
-        cluster.etcd.start()
-        cluster.apiserver.start()
-        cluster.apply(_crds())
-        cluster.kubectl("wait", "--for=condition=established", "crd", "--all", "--timeout=60s").check()
-        for namespace in (NAMESPACE, TEAM_A, TEAM_B):
-            cluster.namespace(namespace)
-        cluster.apply(_rbac() + _workload_rbac())
+    namespaces, rbac = (NAMESPACE, TEAM_A, TEAM_B), _rbac() + _workload_rbac()
+    with api_server_cluster(tmp_path_factory.mktemp("kube"), namespaces, rbac) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture(scope="module")
-def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredDistribution]:
-    """distribution requiring Basic auth (htpasswd) for every read; alice pushes."""
-    require_tool("docker-registry")
-    require_tool("oras")
-    workdir = tmp_path_factory.mktemp("private-registry")
-    htpasswd = workdir / "htpasswd"
-    htpasswd.write_text(htpasswd_entry(*ALICE) + "\n")
-    registry = start_configured_distribution(
-        workdir, auth={"htpasswd": {"realm": "countersign-test", "path": str(htpasswd)}}, credentials=ALICE
-    )
-    with registry:
-        yield registry
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +105,13 @@ def private_image(
     private_registry: ConfiguredDistribution, trusted_key: KeyPair, tmp_path_factory: pytest.TempPathFactory
 ) -> PushedImage:
     """An image in the private registry, signed by the real cosign (which logs in as alice)."""
-    with CosignEnv(tmp_path_factory.mktemp("cosign-private")) as env:
-        write_docker_config(env.docker_config / "config.json", {private_registry.host: ALICE})
-        image = push_image(private_registry, "team/app", "v1", seed="workload-pull-secrets")
-        cosign.sign_bundle(env, trusted_key, private_registry, image)
-    return image
+    return signed_private_image(
+        private_registry,
+        trusted_key,
+        tmp_path_factory.mktemp("cosign-private"),
+        "team/app",
+        seed="workload-pull-secrets",
+    )
 
 
 async def _post(provider: ProviderProcess, keys: list[str]) -> dict[str, Any]:
@@ -195,18 +163,11 @@ async def test_a_private_image_verifies_with_its_namespaces_pull_secret_only(
         ]
     )
     kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
-    key_file = tmp_path / "cosign.pub"
-    key_file.write_bytes(trusted_key.public_pem)
     provider = start_provider(
         {
             "apiVersion": "countersign.dev/v1alpha1",
             "registries": {host: {"insecure": True}},  # no credentials of Countersign's own
-            "verifiers": {
-                "signed": {
-                    "type": "cosign",
-                    "options": {"keys": [{"name": "team", "path": str(key_file)}], "transparencyLog": "skip"},
-                }
-            },
+            "verifiers": {"signed": {"type": "cosign", "options": cosign.key_options(trusted_key)}},
             "policies": [{"name": "signed", "scopes": ["*"], "allOf": ["signed"]}],
             "kubernetes": {
                 "enabled": True,

@@ -43,19 +43,26 @@ from tests.support.processes import StartStop
 from tests.support.registries import LOOPBACK, Registry, free_port
 
 __all__ = [
+    "PODS",
     "Admission",
     "Images",
     "Provider",
+    "apply_constraint",
     "chart_values",
+    "constraint",
     "deployment",
     "gatekeeper_objects",
     "install",
+    "install_provider",
     "pod",
     "provider_config",
     "push_images",
+    "server_config",
+    "server_tls",
     "signed_image",
     "start_countersign",
     "start_countersign_pod",
+    "start_provider_daemon",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -143,16 +150,7 @@ def provider_config(
 ) -> dict[str, Any]:
     return {
         "apiVersion": "countersign.dev/v1alpha1",
-        "server": {
-            "address": LOOPBACK,
-            "port": port,
-            "healthPort": health_port,
-            "tls": {
-                "certFile": str(provider_dir / "tls.crt"),
-                "keyFile": str(provider_dir / "tls.key"),
-                "clientCAFile": str(client_ca),
-            },
-        },
+        "server": server_config(provider_dir, port, health_port, client_ca),
         "registries": {registry.host: {"insecure": True}},
         "verifiers": {
             "cosign": {"type": "cosign", "options": cosign.key_options(trusted_key)},
@@ -182,16 +180,46 @@ def start_countersign(
 ) -> Provider:
     """``countersign serve`` with its own serving CA and Gatekeeper's CA as the client CA, started."""
     directory.mkdir(parents=True, exist_ok=True)
-    ca = trustme.CA()
-    leaf = ca.issue_cert(LOOPBACK, "countersign.countersign.svc")
-    leaf.private_key_pem.write_to_path(str(directory / "tls.key"))
-    (directory / "tls.crt").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    ca = server_tls(directory, "countersign.countersign.svc")
     port, health_port = free_port(), free_port()
     # Mutual TLS: only clients with a certificate from Gatekeeper's CA (its webhook certificate) are served.
     client_ca = cluster.pki.gatekeeper_cert_dir / "ca.crt"
     config = provider_config(directory, port, health_port, client_ca, registry, trusted_key, notation_env)
+    provider, _ = start_provider_daemon("countersign", directory, ca, config)
+    return provider
+
+
+def server_config(directory: Path, port: int, health_port: int, client_ca: Path) -> dict[str, Any]:
+    """The ``server`` section of a Countersign serving mutual TLS on 127.0.0.1:``port`` with
+    ``directory``/tls.crt and tls.key (:func:`server_tls`), clients' certificates from ``client_ca``."""
+    return {
+        "address": LOOPBACK,
+        "port": port,
+        "healthPort": health_port,
+        "tls": {
+            "certFile": str(directory / "tls.crt"),
+            "keyFile": str(directory / "tls.key"),
+            "clientCAFile": str(client_ca),
+        },
+    }
+
+
+def server_tls(directory: Path, *names: str) -> trustme.CA:
+    """A CA and its leaf for 127.0.0.1 (and ``names``), written as ``directory``/tls.crt and tls.key."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert(LOOPBACK, *names)
+    leaf.private_key_pem.write_to_path(str(directory / "tls.key"))
+    (directory / "tls.crt").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    return ca
+
+
+def start_provider_daemon(
+    name: str, directory: Path, ca: trustme.CA, config: dict[str, Any], ready_timeout: float = 30
+) -> tuple[Provider, Path]:
+    """``countersign serve --config`` (this work tree) with ``config`` written to ``directory``; ready."""
     config_file = directory / "countersign.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    health_port = config["server"]["healthPort"]
 
     def ready() -> bool:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -199,15 +227,15 @@ def start_countersign(
             return int(response.status) == 200
 
     daemon = Daemon(
-        "countersign",
+        name,
         [sys.executable, "-m", "provider.cli", "serve", "--config", str(config_file)],
         log_file=directory / "countersign.log",
         ready=ready,
         cwd=REPO_ROOT,
-        ready_timeout=30,
+        ready_timeout=ready_timeout,
     )
     daemon.start()
-    return Provider(daemon, port, ca, directory)
+    return Provider(daemon, int(config["server"]["port"]), ca, directory), config_file
 
 
 #: Where the chart mounts trustMaterial (templates/_helpers.tpl, "countersign.paths").
@@ -419,6 +447,56 @@ def deployment(name: str, namespace: str, *images: str) -> dict[str, Any]:
             "template": {"metadata": {"labels": {"app": name}}, "spec": copy.deepcopy(template["spec"])},
         },
     }
+
+
+#: What the constraints of these tests match: Pods.
+PODS = {"apiGroups": [""], "kinds": ["Pod"]}
+
+
+def install_provider(cluster: Cluster, name: str, url: str, ca_bundle: str) -> None:
+    """The shipped ConstraintTemplate and a Provider ``name`` at ``url`` (trusting ``ca_bundle``, base64);
+    returns once Gatekeeper serves the constraint kind the template defines."""
+    cluster.apply(manifests([TEMPLATES / "verified-images-template.yaml"]))
+    cluster.apply(
+        [
+            {
+                "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
+                "kind": "Provider",
+                "metadata": {"name": name},
+                "spec": {"url": url, "timeout": 3, "caBundle": ca_bundle},
+            }
+        ]
+    )
+    cluster.eventually(
+        lambda: cluster.kubectl("get", "crd", "countersignverifiedimages.constraints.gatekeeper.sh"),
+        lambda result: result.ok,
+        what="the CountersignVerifiedImages CRD",
+    )
+
+
+def constraint(
+    name: str, provider: str, match: dict[str, Any], *, deny: bool = False, **parameters: Any
+) -> dict[str, Any]:
+    """A CountersignVerifiedImages constraint asking ``provider`` about what ``match`` matches, with
+    ``enforcementAction: deny`` spelled out when ``deny``, and further ``parameters``."""
+    spec: dict[str, Any] = {"enforcementAction": "deny"} if deny else {}
+    spec |= {"match": match, "parameters": {"provider": provider, **parameters}}
+    return {
+        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+        "kind": "CountersignVerifiedImages",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def apply_constraint(cluster: Cluster, document: dict[str, Any], what: str) -> None:
+    """``document`` applied, retried until Gatekeeper has the constraint kind's schema (``what`` names it
+    in a failure)."""
+    cluster.eventually(
+        lambda: cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(document)),
+        lambda result: result.ok,
+        what=what,
+    )
 
 
 _namespaces = itertools.count()

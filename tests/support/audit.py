@@ -1,7 +1,7 @@
 """Gatekeeper's audit against a Countersign of its own: the pieces tests/e2e/test_audit*.py share.
 
-A module starts ``countersign serve`` (:func:`start_provider_daemon`), gives it its own ``Provider`` and a
-constraint matching one namespace only (:func:`install_constraint`), starts the audit
+A module starts ``countersign serve`` (:func:`tests.support.admission.start_provider_daemon`), gives it its
+own ``Provider`` and a constraint matching one namespace only (:func:`install_constraint`), starts the audit
 (``Cluster.start_audit``) and then watches the constraint's ``status`` through :class:`AuditedNamespace`:
 which Pods are listed, when the next audit runs, and the provider's ``/metrics`` (the audit's traffic
 alone, since nothing else in the session asks that provider anything).
@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import json
 import ssl
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import trustme
 import yaml
 
-from tests.support.admission import TEMPLATES, Provider, pod
-from tests.support.daemons import Daemon
+from tests.support.admission import PODS, Provider, apply_constraint, constraint, install_provider, pod
 from tests.support.images import PushedImage
-from tests.support.kube import Cluster, manifests
+from tests.support.kube import Cluster
 from tests.support.registries import LOOPBACK
 
 __all__ = [
@@ -36,14 +32,11 @@ __all__ = [
     "per_cycle",
     "printed",
     "remove_constraint",
-    "server_tls",
-    "start_provider_daemon",
     "until",
     "until_listed",
     "wait",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The constraint kind of gatekeeper-templates/verified-images-template.yaml (plural, for kubectl).
 KIND = "countersignverifiedimages"
 
@@ -152,82 +145,27 @@ class AuditedNamespace:
         return value
 
 
-def server_tls(directory: Path) -> trustme.CA:
-    """A CA and its leaf for 127.0.0.1, written as ``directory``/tls.crt and tls.key."""
-    ca = trustme.CA()
-    leaf = ca.issue_cert(LOOPBACK)
-    leaf.private_key_pem.write_to_path(str(directory / "tls.key"))
-    (directory / "tls.crt").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
-    return ca
-
-
-def start_provider_daemon(
-    name: str, directory: Path, ca: trustme.CA, config: dict[str, Any]
-) -> tuple[Provider, Path]:
-    """``countersign serve --config`` (this work tree) with ``config`` written to ``directory``; ready."""
-    config_file = directory / "countersign.yaml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    health_port = config["server"]["healthPort"]
-
-    def ready() -> bool:
-        with _opener().open(f"http://{LOOPBACK}:{health_port}/readyz", timeout=2) as response:
-            return int(response.status) == 200
-
-    daemon = Daemon(
-        name,
-        [sys.executable, "-m", "provider.cli", "serve", "--config", str(config_file)],
-        log_file=directory / "countersign.log",
-        ready=ready,
-        cwd=REPO_ROOT,
-        ready_timeout=30,
-    )
-    daemon.start()
-    return Provider(daemon, int(config["server"]["port"]), ca, directory), config_file
-
-
 def install_constraint(
-    cluster: Cluster, provider: Provider, provider_name: str, constraint: str, namespace: str, probe: str
+    cluster: Cluster, provider: Provider, provider_name: str, constraint_name: str, namespace: str, probe: str
 ) -> None:
     """The template, a Provider ``provider_name`` for ``provider``, the namespace and a deny constraint
     matching its Pods only (namespaced keys); returns once a Pod with the image ``probe`` (one the provider
     denies) is refused by it."""
-    cluster.apply(manifests([TEMPLATES / "verified-images-template.yaml"]))
-    cluster.apply(
-        [
-            {
-                "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
-                "kind": "Provider",
-                "metadata": {"name": provider_name},
-                "spec": {"url": provider.url("/v1/verify"), "timeout": 3, "caBundle": provider.ca_bundle},
-            }
-        ]
-    )
+    install_provider(cluster, provider_name, provider.url("/v1/verify"), provider.ca_bundle)
     cluster.namespace(namespace)
-    cluster.eventually(
-        lambda: cluster.kubectl("get", "crd", f"{KIND}.constraints.gatekeeper.sh"),
-        lambda result: result.ok,
-        what="the CountersignVerifiedImages CRD",
+    document = constraint(
+        constraint_name,
+        provider_name,
+        {"kinds": [PODS], "namespaces": [namespace]},
+        deny=True,
+        namespacedKeys=True,
     )
-    document = {
-        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
-        "kind": "CountersignVerifiedImages",
-        "metadata": {"name": constraint},
-        "spec": {
-            "enforcementAction": "deny",
-            "match": {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}], "namespaces": [namespace]},
-            "parameters": {"provider": provider_name, "namespacedKeys": True},
-        },
-    }
-    cluster.eventually(
-        lambda: cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(document)),
-        lambda result: result.ok,
-        what=f"applying the constraint {constraint}",
-    )
+    apply_constraint(cluster, document, f"applying the constraint {constraint_name}")
     unsigned = pod("probe", namespace, probe)
     cluster.eventually(
         lambda: cluster.kubectl("create", "--dry-run=server", "-f", "-", input=yaml.safe_dump(unsigned)),
         lambda result: not result.ok and provider_name in result.stderr,
-        what=f"the constraint {constraint} in force",
+        what=f"the constraint {constraint_name} in force",
     )
 
 

@@ -361,9 +361,10 @@ class Cluster:
 
     # --- components --------------------------------------------------------------------------------------
 
-    def _write_kubeconfig(self) -> None:
-        pki = self.pki.directory
-        config = {
+    def kubeconfig_document(self, user: str, credentials: dict[str, str]) -> dict[str, Any]:
+        """A kubeconfig for this API server (its CA trusted) as ``user`` with ``credentials`` (a token, or a
+        client certificate and key)."""
+        return {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
@@ -375,18 +376,15 @@ class Cluster:
                     },
                 }
             ],
-            "users": [
-                {
-                    "name": "admin",
-                    "user": {
-                        "client-certificate": str(pki / "admin.crt"),
-                        "client-key": str(pki / "admin.key"),
-                    },
-                }
-            ],
-            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
+            "users": [{"name": user, "user": credentials}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user}}],
             "current-context": "e2e",
         }
+
+    def _write_kubeconfig(self) -> None:
+        pki = self.pki.directory
+        credentials = {"client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}
+        config = self.kubeconfig_document("admin", credentials)
         self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
 
     def _etcd(self) -> Daemon:

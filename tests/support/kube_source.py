@@ -1,17 +1,32 @@
 """What `countersign serve` with ``kubernetes.enabled`` needs from a test cluster: the chart's CRDs, its
 RBAC (templates/rbac.yaml) for a ServiceAccount, and a kubeconfig holding that ServiceAccount's token, so
-the provider runs with exactly the chart's permissions (out of the cluster)."""
+the provider runs with exactly the chart's permissions (out of the cluster); an etcd + kube-apiserver
+cluster set up with them (:func:`api_server_cluster`), and waiting for a provider process to see a change
+(:func:`eventually`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.support.kube import Cluster
+from tests.support.provider_process import ProviderProcess
 
-__all__ = ["CHART_CRDS", "chart_crds", "provider_rbac", "service_account_kubeconfig"]
+__all__ = [
+    "CHART_CRDS",
+    "api_server_cluster",
+    "chart_crds",
+    "eventually",
+    "install_chart_crds",
+    "provider_rbac",
+    "service_account_kubeconfig",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_CRDS = REPO_ROOT / "charts" / "countersign" / "crds" / "countersign.dev.yaml"
@@ -21,6 +36,31 @@ KINDS = ["clusterimagepolicies", "imagepolicies", "verifiers"]
 def chart_crds() -> list[dict[str, Any]]:
     """The CustomResourceDefinitions the chart installs (charts/countersign/crds/)."""
     return [d for d in yaml.safe_load_all(CHART_CRDS.read_text()) if d]
+
+
+def install_chart_crds(cluster: Cluster) -> None:
+    """The chart's CRDs applied, returning once the API server serves them (Established)."""
+    cluster.apply(chart_crds())
+    cluster.kubectl("wait", "--for=condition=established", "crd", "--all", "--timeout=60s").check()
+
+
+@contextlib.contextmanager
+def api_server_cluster(
+    directory: Path, namespaces: Iterable[str], rbac: list[dict[str, Any]]
+) -> Iterator[Cluster]:
+    """etcd and kube-apiserver only (no Gatekeeper: nothing goes through admission), with the chart's
+    CRDs, ``namespaces`` and the ``rbac`` objects; stopped at exit."""
+    cluster = Cluster(directory)
+    try:
+        cluster.etcd.start()
+        cluster.apiserver.start()
+        install_chart_crds(cluster)
+        for namespace in namespaces:
+            cluster.namespace(namespace)
+        cluster.apply(rbac)
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def provider_rbac(namespace: str, name: str) -> list[dict[str, Any]]:
@@ -70,21 +110,21 @@ def provider_rbac(namespace: str, name: str) -> list[dict[str, Any]]:
 def service_account_kubeconfig(cluster: Cluster, path: Path, namespace: str, name: str) -> Path:
     """A kubeconfig at ``path`` with a one-hour token of the ServiceAccount ``namespace``/``name``."""
     token = cluster.kubectl("create", "token", name, "-n", namespace, "--duration=1h").check().output
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "e2e",
-                "cluster": {
-                    "server": f"https://127.0.0.1:{cluster.apiserver_port}",
-                    "certificate-authority": str(cluster.pki.cluster_ca_file),
-                },
-            }
-        ],
-        "users": [{"name": name, "user": {"token": token.strip()}}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
-        "current-context": "e2e",
-    }
+    config = cluster.kubeconfig_document(name, {"token": token.strip()})
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], what: str, provider: ProviderProcess, within: float = 15.0
+) -> float:
+    """Seconds until ``check()`` returns True (asked every 0.2 s); after ``within`` seconds an
+    AssertionError naming ``what``, the last answer and the provider's log."""
+    began = time.monotonic()
+    last: Any = None
+    while time.monotonic() - began < within:
+        last = await check()
+        if last is True:
+            return time.monotonic() - began
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{what} not within {within:g}s (last: {last!r})\n{provider.log_tail()}")

@@ -65,7 +65,7 @@ import yaml
 
 from tests.support.daemons import Daemon
 from tests.support.kube import Cluster, _get
-from tests.support.pod import PodNetwork, _enter_netns, _pipe
+from tests.support.pod import PodNetwork, _enter_netns, pipe
 from tests.support.registries import LOOPBACK, free_port
 from tests.support.tools import find_tool, in_ci, tools_bin
 
@@ -156,7 +156,7 @@ class NodeNetwork(PodNetwork):
                 writer.close()
                 return
             up_reader, up_writer = await asyncio.open_connection(sock=sock)
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
         self._services[host_port] = self._run(
             lambda: asyncio.start_server(handle, LOOPBACK, host_port, reuse_address=True)

@@ -38,7 +38,7 @@ from tests.support.podspec import FilesVolume, HttpProbe, MemoryVolume, PodPlan
 from tests.support.processes import StartStop
 from tests.support.registries import LOOPBACK
 
-__all__ = ["Pod", "PodNetwork", "PodNotReady"]
+__all__ = ["Pod", "PodNetwork", "PodNotReady", "pipe"]
 
 _CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
@@ -60,7 +60,8 @@ def _enter_netns(path: str) -> None:
         os.close(fd)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy ``reader`` to ``writer`` until the end or a connection error; ``writer`` closed after."""
     try:
         while data := await reader.read(65536):
             writer.write(data)
@@ -131,7 +132,7 @@ class PodNetwork:
             writer.close()
             return
         up_reader, up_writer = await asyncio.open_connection(sock=sock)
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     def egress(
         self,
