@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import trustme
+
 import provider.trace as trace
 from bench.delay_proxy import DelayProxy
 from bench.tracing import TraceView, report
@@ -37,7 +39,7 @@ from tests.support import cosign, notation
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.images import push_image
 from tests.support.notation import NotationEnv
-from tests.support.registries import Registry, start_olareg
+from tests.support.registries import Registry, start_olareg, write_tls_files
 from tests.support.tools import ensure_tool
 
 __all__ = ["TraceResult", "main", "sign_both", "trace_scenario"]
@@ -76,10 +78,23 @@ def sign_both(
         return list(pool.map(one, range(count)))
 
 
-def both_config(host: str, key: KeyPair, notation_env: NotationEnv) -> Config:
+def both_config(
+    host: str,
+    key: KeyPair,
+    notation_env: NotationEnv,
+    connections: int | None = None,
+    ca_file: Path | None = None,
+) -> Config:
+    """The bench's configuration: plain HTTP to ``host``, or HTTPS trusting ``ca_file``."""
+    limits = (
+        {}
+        if connections is None
+        else {"maxConnections": connections, "maxConnectionsPerRegistry": connections}
+    )
     return parse_config(
         {
-            "registries": {host: {"insecure": True}},
+            "limits": limits,
+            "registries": {host: {"insecure": True} if ca_file is None else {"caFile": str(ca_file)}},
             "verifiers": {
                 "cosign": {"type": "cosign", "options": cosign.key_options(key)},
                 "notation": {
@@ -139,8 +154,9 @@ def _maybe_proxy(registry: Registry, delay_ms: float) -> Iterator[str]:
         yield proxy.host
 
 
-def summary_lines(result: TraceResult) -> list[str]:
+def summary_lines(result: TraceResult, tls: bool = False) -> list[str]:
     where = f"through the delay proxy (+{2 * result.delay_ms:g} ms RTT)" if result.delay_ms > 0 else "local"
+    where += ", HTTPS (TLS 1.3)" if tls else ", plain HTTP"
     return [
         f"cold batch of {result.keys} keys (cosign .sig + notation JWS each, allOf), {where}: "
         f"median {statistics.median(result.samples_ms):.1f} ms over {len(result.samples_ms)} runs "
@@ -150,7 +166,15 @@ def summary_lines(result: TraceResult) -> list[str]:
     ]
 
 
-def run(keys: int, runs: int, delays: Sequence[float], workers: int, trace_file: Path | None) -> list[str]:
+def run(
+    keys: int,
+    runs: int,
+    delays: Sequence[float],
+    workers: int,
+    trace_file: Path | None,
+    connections: int | None = None,
+    tls: bool = False,
+) -> list[str]:
     for tool in ("olareg", "cosign2", "notation"):
         ensure_tool(tool)
     out: list[str] = []
@@ -162,6 +186,21 @@ def run(keys: int, runs: int, delays: Sequence[float], workers: int, trace_file:
             key = cosign.generate_key_pair(cosign_env, "bench")
             notation.generate_test_key(notation_env, "bench")
             notation.write_trust_policy(notation_env, notation.trust_policy(["ca:bench"], name="bench"))
+
+            def measure(registry: Registry, images: Sequence[tuple[str, str]]) -> None:
+                for delay in delays:
+                    with _maybe_proxy(registry, delay) as host:
+                        refs = [f"{host}/{repository}:{tag}" for repository, tag in images]
+                        config = both_config(host, key, notation_env, connections, registry.ca_file)
+                        result = asyncio.run(trace_scenario(config, refs, runs, delay))
+                    out.extend(summary_lines(result, registry.tls))
+                    if trace_file is not None:
+                        target = (
+                            trace_file if len(delays) == 1 else trace_file.with_suffix(f".{delay:g}ms.json")
+                        )
+                        target.write_text(json.dumps(result.export) + "\n")
+                        out.append(f"trace written to {target}")
+
             with start_olareg(workdir / "olareg") as registry:
                 started = time.perf_counter()
                 images = sign_both(registry, cosign_env, key, notation_env, keys, workers)
@@ -169,18 +208,12 @@ def run(keys: int, runs: int, delays: Sequence[float], workers: int, trace_file:
                     f"set-up: {keys} images signed by cosign and notation "
                     f"in {time.perf_counter() - started:.1f} s"
                 )
-                for delay in delays:
-                    with _maybe_proxy(registry, delay) as host:
-                        refs = [f"{host}/{repository}:{tag}" for repository, tag in images]
-                        config = both_config(host, key, notation_env)
-                        result = asyncio.run(trace_scenario(config, refs, runs, delay))
-                    out += summary_lines(result)
-                    if trace_file is not None:
-                        target = (
-                            trace_file if len(delays) == 1 else trace_file.with_suffix(f".{delay:g}ms.json")
-                        )
-                        target.write_text(json.dumps(result.export) + "\n")
-                        out.append(f"trace written to {target}")
+                if not tls:
+                    measure(registry, images)
+            if tls:  # notation signs only over plain HTTP: the same storage, served again over HTTPS
+                files = write_tls_files(trustme.CA(), workdir / "tls")
+                with start_olareg(workdir / "olareg", files) as registry:
+                    measure(registry, images)
         finally:
             cosign_env.close()
             notation_env.close()
@@ -202,10 +235,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--trace", type=Path, default=None, metavar="FILE", help="write the traced batch's JSON"
     )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="limits.maxConnections and maxConnectionsPerRegistry (default: the configuration's defaults)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="the registry over HTTPS (TLS 1.3, a test CA) instead of plain HTTP",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.keys <= 1000 or not 1 <= args.runs <= 100:
         parser.error("--keys must be in [1, 1000] and --runs in [1, 100]")
-    lines = run(args.keys, args.runs, args.delay_ms or [0.0], args.sign_workers, args.trace)
+    lines = run(
+        args.keys,
+        args.runs,
+        args.delay_ms or [0.0],
+        args.sign_workers,
+        args.trace,
+        args.connections,
+        args.tls,
+    )
     print("\n".join(lines))
     return 0
 
