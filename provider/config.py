@@ -329,8 +329,10 @@ class LimitsSection(_Model):
     max_blob_bytes: Annotated[int, IntRange(1024, 1 << 30)] = _LIMITS.max_blob_bytes
     max_referrers: Annotated[int, IntRange(1, 100_000)] = _LIMITS.max_referrers
     max_referrer_pages: Annotated[int, IntRange(1, 1000)] = _LIMITS.max_referrer_pages
-    max_connections: Annotated[int, IntRange(1, 4096)] = _LIMITS.max_connections
-    max_connections_per_registry: Annotated[int, IntRange(1, 4096)] = _LIMITS.max_connections_per_registry
+    # At least 16 per registry: up to MAX_WAITING_READS (8) reads may wait for memory holding theirs
+    # (provider/budget.py), and the oldest holder must still find one to finish with.
+    max_connections: Annotated[int, IntRange(16, 4096)] = _LIMITS.max_connections
+    max_connections_per_registry: Annotated[int, IntRange(16, 4096)] = _LIMITS.max_connections_per_registry
     idle_connection_timeout: Annotated[Seconds, Duration(1, 600)] = _LIMITS.idle_connection_timeout
 
     @model_validator(mode="after")

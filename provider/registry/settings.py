@@ -37,8 +37,8 @@ class Limits:
     # Connections to registries: open at once in all (what their buffers may take is in docs/operators.md
     # "Memory sizing"), open at once to one host (a registry, or a host it redirects to), and how long an
     # idle one is kept for the next request.
-    max_connections: int = 256
-    max_connections_per_registry: int = 256
+    max_connections: int = 128
+    max_connections_per_registry: int = 64
     idle_connection_timeout: float = 60.0
 
 

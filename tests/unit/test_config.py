@@ -987,7 +987,7 @@ def test_memory_bounds_have_defaults_and_are_read() -> None:
 
 def test_registry_connection_limits_have_defaults_and_are_read() -> None:
     limits = parse_config(minimal()).limits
-    assert (limits.max_connections, limits.max_connections_per_registry) == (256, 256)
+    assert (limits.max_connections, limits.max_connections_per_registry) == (128, 64)
     assert limits.idle_connection_timeout == 60.0
     doc = minimal()
     doc["limits"] = {"maxConnections": 100, "maxConnectionsPerRegistry": 40, "idleConnectionTimeout": "2m"}
@@ -999,18 +999,18 @@ def test_registry_connection_limits_have_defaults_and_are_read() -> None:
 @pytest.mark.parametrize(
     ("limits", "field", "fragment"),
     [
-        ({"maxConnections": 0}, "maxConnections", "between 1 and 4096"),
-        ({"maxConnections": 5000}, "maxConnections", "between 1 and 4096"),
-        ({"maxConnectionsPerRegistry": 0}, "maxConnectionsPerRegistry", "between 1 and 4096"),
+        ({"maxConnections": 0}, "maxConnections", "between 16 and 4096"),
+        ({"maxConnections": 5000}, "maxConnections", "between 16 and 4096"),
+        ({"maxConnectionsPerRegistry": 8}, "maxConnectionsPerRegistry", "between 16 and 4096"),
         (
             {"maxConnections": 64, "maxConnectionsPerRegistry": 65},
             "maxConnectionsPerRegistry",
             "must not exceed maxConnections (64), got 65",
         ),
         (
-            {"maxConnectionsPerRegistry": 300},
+            {"maxConnectionsPerRegistry": 200},
             "maxConnectionsPerRegistry",
-            "must not exceed maxConnections (256)",
+            "must not exceed maxConnections (128)",
         ),
         ({"idleConnectionTimeout": "11m"}, "idleConnectionTimeout", "between"),
         ({"idleConnectionTimeout": 0.5}, "idleConnectionTimeout", "between"),
