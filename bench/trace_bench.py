@@ -33,8 +33,10 @@ import provider.trace as trace
 from bench.delay_proxy import DelayProxy
 from bench.tracing import TraceView, report
 from provider.config import Config, parse_config
-from provider.engine import Engine
+from provider.engine import Engine, build_verifiers
 from provider.outcome import Decided
+from provider.registry.cached import CachedRegistry
+from provider.registry.client import RegistryClient
 from tests.support import cosign, notation
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.images import push_image
@@ -111,10 +113,36 @@ def both_config(
     )
 
 
-async def _cold(config: Config, keys: Sequence[str], recorder: trace.Recorder | None) -> tuple[float, float]:
-    """One cold batch through a fresh engine: (wall ms of engine.verify, process CPU ms of it)."""
+class _KeptClient(RegistryClient):
+    """A registry client that outlives the engines built on it (``--kept-connections``): what a running
+    server's engine has after earlier batches, open connections (within ``limits.idleConnectionTimeout``)."""
+
+    async def close(self) -> None:
+        pass
+
+    async def close_for_real(self) -> None:
+        await super().close()
+
+
+async def _engine(config: Config, kept: _KeptClient | None) -> Engine:
+    if kept is None:
+        return await Engine.create(config)
+    registry = CachedRegistry(
+        kept,
+        content_bytes=config.cache.content_bytes,
+        tag_ttl=config.cache.tag_ttl,
+        tag_bytes=config.cache.tag_bytes,
+    )
+    return Engine(config, registry, build_verifiers(config))
+
+
+async def _cold(
+    config: Config, keys: Sequence[str], recorder: trace.Recorder | None, kept: _KeptClient | None = None
+) -> tuple[float, float]:
+    """One cold batch through a fresh engine (empty caches; with ``kept``, on its open connections): (wall ms
+    of engine.verify, process CPU ms of it)."""
     with recorder.activate() if recorder is not None else contextlib.nullcontext():
-        engine = await Engine.create(config)
+        engine = await _engine(config, kept)
         try:
             gc.collect()
             cpu, started = time.process_time(), time.perf_counter()
@@ -129,15 +157,27 @@ async def _cold(config: Config, keys: Sequence[str], recorder: trace.Recorder | 
     return wall * 1000, cpu * 1000
 
 
-async def trace_scenario(config: Config, keys: Sequence[str], runs: int, delay_ms: float) -> TraceResult:
-    await _cold(config, keys, None)  # unmeasured: one-off costs (imports, trust material)
-    samples, cpu = [], []
-    for _ in range(runs):
-        wall, used = await _cold(config, keys, None)
-        samples.append(wall)
-        cpu.append(used)
-    recorder = trace.Recorder()
-    traced, _ = await _cold(config, keys, recorder)
+async def trace_scenario(
+    config: Config, keys: Sequence[str], runs: int, delay_ms: float, kept_connections: bool = False
+) -> TraceResult:
+    kept = (
+        _KeptClient(settings=config.registries, limits=config.limits, egress=config.egress)
+        if kept_connections
+        else None
+    )
+    try:
+        # unmeasured: one-off costs (imports, trust material); with `kept`, it opens the connections
+        await _cold(config, keys, None, kept)
+        samples, cpu = [], []
+        for _ in range(runs):
+            wall, used = await _cold(config, keys, None, kept)
+            samples.append(wall)
+            cpu.append(used)
+        recorder = trace.Recorder()
+        traced, _ = await _cold(config, keys, recorder, kept)
+    finally:
+        if kept is not None:
+            await kept.close_for_real()
     export = recorder.export()
     view = TraceView(export)
     batch = max(view.of_kind("batch"), key=lambda s: s.duration)
@@ -154,9 +194,10 @@ def _maybe_proxy(registry: Registry, delay_ms: float) -> Iterator[str]:
         yield proxy.host
 
 
-def summary_lines(result: TraceResult, tls: bool = False) -> list[str]:
+def summary_lines(result: TraceResult, tls: bool = False, kept: bool = False) -> list[str]:
     where = f"through the delay proxy (+{2 * result.delay_ms:g} ms RTT)" if result.delay_ms > 0 else "local"
     where += ", HTTPS (TLS 1.3)" if tls else ", plain HTTP"
+    where += ", connections kept from the previous batch" if kept else ", new connections"
     return [
         f"cold batch of {result.keys} keys (cosign .sig + notation JWS each, allOf), {where}: "
         f"median {statistics.median(result.samples_ms):.1f} ms over {len(result.samples_ms)} runs "
@@ -174,6 +215,7 @@ def run(
     trace_file: Path | None,
     connections: int | None = None,
     tls: bool = False,
+    kept_connections: bool = False,
 ) -> list[str]:
     for tool in ("olareg", "cosign2", "notation"):
         ensure_tool(tool)
@@ -192,8 +234,8 @@ def run(
                     with _maybe_proxy(registry, delay) as host:
                         refs = [f"{host}/{repository}:{tag}" for repository, tag in images]
                         config = both_config(host, key, notation_env, connections, registry.ca_file)
-                        result = asyncio.run(trace_scenario(config, refs, runs, delay))
-                    out.extend(summary_lines(result, registry.tls))
+                        result = asyncio.run(trace_scenario(config, refs, runs, delay, kept_connections))
+                    out.extend(summary_lines(result, registry.tls, kept_connections))
                     if trace_file is not None:
                         target = (
                             trace_file if len(delays) == 1 else trace_file.with_suffix(f".{delay:g}ms.json")
@@ -247,6 +289,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="the registry over HTTPS (TLS 1.3, a test CA) instead of plain HTTP",
     )
+    parser.add_argument(
+        "--kept-connections",
+        action="store_true",
+        help="every batch's fresh engine uses one registry client: connections kept from the previous batch "
+        "(a running server's case); its trace then has no pool or connect waits (aiohttp's hooks are "
+        "installed only in a client created while tracing)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.keys <= 1000 or not 1 <= args.runs <= 100:
         parser.error("--keys must be in [1, 1000] and --runs in [1, 100]")
@@ -258,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.trace,
         args.connections,
         args.tls,
+        args.kept_connections,
     )
     print("\n".join(lines))
     return 0
