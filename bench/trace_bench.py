@@ -27,17 +27,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import trustme
+
 import provider.trace as trace
 from bench.delay_proxy import DelayProxy
 from bench.tracing import TraceView, report
 from provider.config import Config, parse_config
-from provider.engine import Engine
+from provider.engine import Engine, build_verifiers
 from provider.outcome import Decided
+from provider.registry.cached import CachedRegistry
+from provider.registry.client import RegistryClient
 from tests.support import cosign, notation
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.images import push_image
 from tests.support.notation import NotationEnv
-from tests.support.registries import Registry, start_olareg
+from tests.support.registries import Registry, start_olareg, write_tls_files
 from tests.support.tools import ensure_tool
 
 __all__ = ["TraceResult", "main", "sign_both", "trace_scenario"]
@@ -76,10 +80,23 @@ def sign_both(
         return list(pool.map(one, range(count)))
 
 
-def both_config(host: str, key: KeyPair, notation_env: NotationEnv) -> Config:
+def both_config(
+    host: str,
+    key: KeyPair,
+    notation_env: NotationEnv,
+    connections: int | None = None,
+    ca_file: Path | None = None,
+) -> Config:
+    """The bench's configuration: plain HTTP to ``host``, or HTTPS trusting ``ca_file``."""
+    limits = (
+        {}
+        if connections is None
+        else {"maxConnections": connections, "maxConnectionsPerRegistry": connections}
+    )
     return parse_config(
         {
-            "registries": {host: {"insecure": True}},
+            "limits": limits,
+            "registries": {host: {"insecure": True} if ca_file is None else {"caFile": str(ca_file)}},
             "verifiers": {
                 "cosign": {"type": "cosign", "options": cosign.key_options(key)},
                 "notation": {
@@ -96,10 +113,36 @@ def both_config(host: str, key: KeyPair, notation_env: NotationEnv) -> Config:
     )
 
 
-async def _cold(config: Config, keys: Sequence[str], recorder: trace.Recorder | None) -> tuple[float, float]:
-    """One cold batch through a fresh engine: (wall ms of engine.verify, process CPU ms of it)."""
+class _KeptClient(RegistryClient):
+    """A registry client that outlives the engines built on it (``--kept-connections``): what a running
+    server's engine has after earlier batches, open connections (within ``limits.idleConnectionTimeout``)."""
+
+    async def close(self) -> None:
+        pass
+
+    async def close_for_real(self) -> None:
+        await super().close()
+
+
+async def _engine(config: Config, kept: _KeptClient | None) -> Engine:
+    if kept is None:
+        return await Engine.create(config)
+    registry = CachedRegistry(
+        kept,
+        content_bytes=config.cache.content_bytes,
+        tag_ttl=config.cache.tag_ttl,
+        tag_bytes=config.cache.tag_bytes,
+    )
+    return Engine(config, registry, build_verifiers(config))
+
+
+async def _cold(
+    config: Config, keys: Sequence[str], recorder: trace.Recorder | None, kept: _KeptClient | None = None
+) -> tuple[float, float]:
+    """One cold batch through a fresh engine (empty caches; with ``kept``, on its open connections): (wall ms
+    of engine.verify, process CPU ms of it)."""
     with recorder.activate() if recorder is not None else contextlib.nullcontext():
-        engine = await Engine.create(config)
+        engine = await _engine(config, kept)
         try:
             gc.collect()
             cpu, started = time.process_time(), time.perf_counter()
@@ -114,15 +157,28 @@ async def _cold(config: Config, keys: Sequence[str], recorder: trace.Recorder | 
     return wall * 1000, cpu * 1000
 
 
-async def trace_scenario(config: Config, keys: Sequence[str], runs: int, delay_ms: float) -> TraceResult:
-    await _cold(config, keys, None)  # unmeasured: one-off costs (imports, trust material)
-    samples, cpu = [], []
-    for _ in range(runs):
-        wall, used = await _cold(config, keys, None)
-        samples.append(wall)
-        cpu.append(used)
-    recorder = trace.Recorder()
-    traced, _ = await _cold(config, keys, recorder)
+async def trace_scenario(
+    config: Config, keys: Sequence[str], runs: int, delay_ms: float, kept_connections: bool = False
+) -> TraceResult:
+    kept = None
+    if kept_connections:
+        # created while a recorder is active, so that aiohttp's hooks (pool, connect waits) are installed;
+        # untraced batches then run them too, recording nothing (a few µs per request)
+        with trace.Recorder().activate():
+            kept = _KeptClient(settings=config.registries, limits=config.limits, egress=config.egress)
+    try:
+        # unmeasured: one-off costs (imports, trust material); with `kept`, it opens the connections
+        await _cold(config, keys, None, kept)
+        samples, cpu = [], []
+        for _ in range(runs):
+            wall, used = await _cold(config, keys, None, kept)
+            samples.append(wall)
+            cpu.append(used)
+        recorder = trace.Recorder()
+        traced, _ = await _cold(config, keys, recorder, kept)
+    finally:
+        if kept is not None:
+            await kept.close_for_real()
     export = recorder.export()
     view = TraceView(export)
     batch = max(view.of_kind("batch"), key=lambda s: s.duration)
@@ -139,8 +195,10 @@ def _maybe_proxy(registry: Registry, delay_ms: float) -> Iterator[str]:
         yield proxy.host
 
 
-def summary_lines(result: TraceResult) -> list[str]:
+def summary_lines(result: TraceResult, tls: bool = False, kept: bool = False) -> list[str]:
     where = f"through the delay proxy (+{2 * result.delay_ms:g} ms RTT)" if result.delay_ms > 0 else "local"
+    where += ", HTTPS (TLS 1.3)" if tls else ", plain HTTP"
+    where += ", connections kept from the previous batch" if kept else ", new connections"
     return [
         f"cold batch of {result.keys} keys (cosign .sig + notation JWS each, allOf), {where}: "
         f"median {statistics.median(result.samples_ms):.1f} ms over {len(result.samples_ms)} runs "
@@ -150,7 +208,16 @@ def summary_lines(result: TraceResult) -> list[str]:
     ]
 
 
-def run(keys: int, runs: int, delays: Sequence[float], workers: int, trace_file: Path | None) -> list[str]:
+def run(
+    keys: int,
+    runs: int,
+    delays: Sequence[float],
+    workers: int,
+    trace_file: Path | None,
+    connections: int | None = None,
+    tls: bool = False,
+    kept_connections: bool = False,
+) -> list[str]:
     for tool in ("olareg", "cosign2", "notation"):
         ensure_tool(tool)
     out: list[str] = []
@@ -162,6 +229,21 @@ def run(keys: int, runs: int, delays: Sequence[float], workers: int, trace_file:
             key = cosign.generate_key_pair(cosign_env, "bench")
             notation.generate_test_key(notation_env, "bench")
             notation.write_trust_policy(notation_env, notation.trust_policy(["ca:bench"], name="bench"))
+
+            def measure(registry: Registry, images: Sequence[tuple[str, str]]) -> None:
+                for delay in delays:
+                    with _maybe_proxy(registry, delay) as host:
+                        refs = [f"{host}/{repository}:{tag}" for repository, tag in images]
+                        config = both_config(host, key, notation_env, connections, registry.ca_file)
+                        result = asyncio.run(trace_scenario(config, refs, runs, delay, kept_connections))
+                    out.extend(summary_lines(result, registry.tls, kept_connections))
+                    if trace_file is not None:
+                        target = (
+                            trace_file if len(delays) == 1 else trace_file.with_suffix(f".{delay:g}ms.json")
+                        )
+                        target.write_text(json.dumps(result.export) + "\n")
+                        out.append(f"trace written to {target}")
+
             with start_olareg(workdir / "olareg") as registry:
                 started = time.perf_counter()
                 images = sign_both(registry, cosign_env, key, notation_env, keys, workers)
@@ -169,18 +251,12 @@ def run(keys: int, runs: int, delays: Sequence[float], workers: int, trace_file:
                     f"set-up: {keys} images signed by cosign and notation "
                     f"in {time.perf_counter() - started:.1f} s"
                 )
-                for delay in delays:
-                    with _maybe_proxy(registry, delay) as host:
-                        refs = [f"{host}/{repository}:{tag}" for repository, tag in images]
-                        config = both_config(host, key, notation_env)
-                        result = asyncio.run(trace_scenario(config, refs, runs, delay))
-                    out += summary_lines(result)
-                    if trace_file is not None:
-                        target = (
-                            trace_file if len(delays) == 1 else trace_file.with_suffix(f".{delay:g}ms.json")
-                        )
-                        target.write_text(json.dumps(result.export) + "\n")
-                        out.append(f"trace written to {target}")
+                if not tls:
+                    measure(registry, images)
+            if tls:  # notation signs only over plain HTTP: the same storage, served again over HTTPS
+                files = write_tls_files(trustme.CA(), workdir / "tls")
+                with start_olareg(workdir / "olareg", files) as registry:
+                    measure(registry, images)
         finally:
             cosign_env.close()
             notation_env.close()
@@ -202,10 +278,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--trace", type=Path, default=None, metavar="FILE", help="write the traced batch's JSON"
     )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="limits.maxConnections and maxConnectionsPerRegistry (default: the configuration's defaults)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="the registry over HTTPS (TLS 1.3, a test CA) instead of plain HTTP",
+    )
+    parser.add_argument(
+        "--kept-connections",
+        action="store_true",
+        help="every batch's fresh engine uses one registry client: connections kept from the previous batch "
+        "(a running server's case)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.keys <= 1000 or not 1 <= args.runs <= 100:
         parser.error("--keys must be in [1, 1000] and --runs in [1, 100]")
-    lines = run(args.keys, args.runs, args.delay_ms or [0.0], args.sign_workers, args.trace)
+    lines = run(
+        args.keys,
+        args.runs,
+        args.delay_ms or [0.0],
+        args.sign_workers,
+        args.trace,
+        args.connections,
+        args.tls,
+        args.kept_connections,
+    )
     print("\n".join(lines))
     return 0
 

@@ -19,8 +19,9 @@ what it read, or parse it itself (an SBOM in a worker thread).
 - A verification may hold at most `server.limits.verificationBytes`: past that it is undecided at once.
 
 So at any time the registry responses being read or used, and the transient cost of parsing them, are at
-most `inFlightBytes` (plus, for each open registry connection, what aiohttp buffers before the body is read:
-at most 200 connections of about 128 KiB). Cached content is bounded separately by the caches.
+most `inFlightBytes` (plus, for each open registry connection, its buffers: what aiohttp buffers before the
+body is read, about 128 KiB, and over TLS asyncio's 256 KiB read buffer and OpenSSL's state; at most
+`limits.maxConnections` connections). Cached content is bounded separately by the caches.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def json_parse_cost(data: bytes) -> int:
 # 5-8, SBOMs ~7 times their size); the exact figure replaces it once the body is read.
 _TYPICAL_FACTOR = 8
 # Reads that may wait for room at once (besides the oldest holder's): each holds a registry connection
-# while it waits, and the client has 32 per registry host.
+# while it waits, and the client has at least 16 per registry host (`limits.maxConnectionsPerRegistry`).
 MAX_WAITING_READS = 8
 
 

@@ -330,6 +330,19 @@ class LimitsSection(_Model):
     max_blob_bytes: Annotated[int, IntRange(1024, 1 << 30)] = _LIMITS.max_blob_bytes
     max_referrers: Annotated[int, IntRange(1, 100_000)] = _LIMITS.max_referrers
     max_referrer_pages: Annotated[int, IntRange(1, 1000)] = _LIMITS.max_referrer_pages
+    # At least 16 per registry: up to MAX_WAITING_READS (8) reads may wait for memory holding theirs
+    # (provider/budget.py), and the oldest holder must still find one to finish with.
+    max_connections: Annotated[int, IntRange(16, 4096)] = _LIMITS.max_connections
+    max_connections_per_registry: Annotated[int, IntRange(16, 4096)] = _LIMITS.max_connections_per_registry
+    idle_connection_timeout: Annotated[Seconds, Duration(1, 600)] = _LIMITS.idle_connection_timeout
+
+    @model_validator(mode="after")
+    def _per_registry_within_total(self) -> Self:
+        if self.max_connections_per_registry > self.max_connections:
+            total, per_registry = self.max_connections, self.max_connections_per_registry
+            message = f"must not exceed maxConnections ({total}), got {per_registry}"
+            check("LimitsSection", [("maxConnectionsPerRegistry", message)])
+        return self
 
 
 class RegistrySection(_Model):
@@ -699,6 +712,9 @@ def parse_config(data: object, base: Path = Path("."), *, require_policies: bool
         max_blob_bytes=lim.max_blob_bytes,
         max_referrers=lim.max_referrers,
         max_referrer_pages=lim.max_referrer_pages,
+        max_connections=lim.max_connections,
+        max_connections_per_registry=lim.max_connections_per_registry,
+        idle_connection_timeout=lim.idle_connection_timeout,
     )
     registries: dict[str, RegistrySettings] = {}
     for host, r in doc.registries.items():

@@ -34,6 +34,12 @@ class Limits:
     max_token_bytes: int = 256 * 1024
     connect_timeout: float = 5.0
     request_timeout: float = 30.0  # upper bound for one HTTP exchange when no deadline is set
+    # Connections to registries: open at once in all (what their buffers may take is in docs/operators.md
+    # "Memory sizing"), open at once to one host (a registry, or a host it redirects to), and how long an
+    # idle one is kept for the next request.
+    max_connections: int = 128
+    max_connections_per_registry: int = 64
+    idle_connection_timeout: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

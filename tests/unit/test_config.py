@@ -985,6 +985,46 @@ def test_memory_bounds_have_defaults_and_are_read() -> None:
     assert (config.cache.verdict_bytes, config.cache.tag_bytes) == (1 << 20, 0)
 
 
+def test_registry_connection_limits_have_defaults_and_are_read() -> None:
+    limits = parse_config(minimal()).limits
+    assert (limits.max_connections, limits.max_connections_per_registry) == (128, 64)
+    assert limits.idle_connection_timeout == 60.0
+    doc = minimal()
+    doc["limits"] = {"maxConnections": 100, "maxConnectionsPerRegistry": 40, "idleConnectionTimeout": "2m"}
+    limits = parse_config(doc).limits
+    assert (limits.max_connections, limits.max_connections_per_registry) == (100, 40)
+    assert limits.idle_connection_timeout == 120.0
+
+
+@pytest.mark.parametrize(
+    ("limits", "field", "fragment"),
+    [
+        ({"maxConnections": 0}, "maxConnections", "between 16 and 4096"),
+        ({"maxConnections": 5000}, "maxConnections", "between 16 and 4096"),
+        ({"maxConnectionsPerRegistry": 8}, "maxConnectionsPerRegistry", "between 16 and 4096"),
+        (
+            {"maxConnections": 64, "maxConnectionsPerRegistry": 65},
+            "maxConnectionsPerRegistry",
+            "must not exceed maxConnections (64), got 65",
+        ),
+        (
+            {"maxConnectionsPerRegistry": 200},
+            "maxConnectionsPerRegistry",
+            "must not exceed maxConnections (128)",
+        ),
+        ({"idleConnectionTimeout": "11m"}, "idleConnectionTimeout", "between"),
+        ({"idleConnectionTimeout": 0.5}, "idleConnectionTimeout", "between"),
+    ],
+)
+def test_registry_connection_limits_are_bounded(limits: dict[str, object], field: str, fragment: str) -> None:
+    doc = minimal()
+    doc["limits"] = limits
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    assert info.value.path == f"limits.{field}"
+    assert fragment in info.value.message
+
+
 @pytest.mark.parametrize(
     ("section", "field", "value", "fragment"),
     [
@@ -1070,7 +1110,8 @@ def test_unknown_fields_name_the_known_ones() -> None:
     assert info.value.errors == [
         (
             "limits.maxBlob",
-            "unknown field (known: maxBlobBytes, maxManifestBytes, maxReferrerPages, maxReferrers)",
+            "unknown field (known: idleConnectionTimeout, maxBlobBytes, maxConnections, "
+            "maxConnectionsPerRegistry, maxManifestBytes, maxReferrerPages, maxReferrers)",
         )
     ]
 

@@ -17,6 +17,9 @@ from __future__ import annotations
 import hashlib
 from typing import Literal
 
+# `ec.ECDSA(...)` imports cryptography's OpenSSL backend on its first call: about 20 ms on the event loop
+# in the first verification of a fresh process. Imported here, it is paid when the verifiers are built.
+import cryptography.hazmat.backends.openssl.backend  # noqa: F401
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa

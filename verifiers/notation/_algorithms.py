@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# `ec.ECDSA(...)` imports cryptography's OpenSSL backend on its first call: about 20 ms on the event loop
+# in the first verification of a fresh process. Imported here, it is paid when the verifiers are built.
+import cryptography.hazmat.backends.openssl.backend  # noqa: F401
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
