@@ -758,7 +758,7 @@ def test_memory_sizes_are_derived_from_the_memory_limit(
     docs = render(helm, {"resources": {"limits": {"memory": limit}}})
     config = rendered_config(docs)
     cache, limits = config["cache"], config["server"]["limits"]
-    free = total - 200 * MiB  # memory.reserved
+    free = total - 231 * MiB  # memory.reserved
     assert limits["inFlightBytes"] == int(free * 0.40)
     assert limits["verificationBytes"] == min(limits["inFlightBytes"], 128 * MiB)
     assert cache["contentBytes"] == int(free * 0.25)
@@ -767,7 +767,7 @@ def test_memory_sizes_are_derived_from_the_memory_limit(
     assert cache["maxVerdicts"] == cache["verdictBytes"] // 512
     # Everything the process may hold fits the limit, with the reserve for the process itself.
     bounded = limits["inFlightBytes"] + cache["contentBytes"] + cache["verdictBytes"] + cache["tagBytes"]
-    assert bounded + 200 * MiB <= total
+    assert bounded + 231 * MiB <= total
     # And Countersign accepts what was derived.
     text = one(docs, "ConfigMap", f"{RELEASE}-config")["data"]["config.yaml"]
     done = validate_config(text, tmp_path)
@@ -776,12 +776,12 @@ def test_memory_sizes_are_derived_from_the_memory_limit(
 
 def test_the_default_limit_gives_the_documented_sizes(helm: Path) -> None:
     config = rendered_config(render(helm))
-    assert config["server"]["limits"] == {"inFlightBytes": 130862284, "verificationBytes": 130862284}
+    assert config["server"]["limits"] == {"inFlightBytes": 117859942, "verificationBytes": 117859942}
     assert config["cache"] == {
-        "contentBytes": 81788928,  # 78 MiB
-        "verdictBytes": 81788928,
-        "tagBytes": 16357785,
-        "maxVerdicts": 159744,
+        "contentBytes": 73662464,  # 70.25 MiB
+        "verdictBytes": 73662464,
+        "tagBytes": 14732492,
+        "maxVerdicts": 143872,
     }
 
 
@@ -793,7 +793,7 @@ def test_sizes_set_in_config_are_kept(helm: Path) -> None:
     config = rendered_config(render(helm, {"config": own, "resources": {"limits": {"memory": "2Gi"}}}))
     assert config["cache"]["contentBytes"] == 1 << 20
     assert config["cache"]["maxVerdicts"] == 5
-    assert config["cache"]["verdictBytes"] == int((2048 - 200) * MiB * 0.25)
+    assert config["cache"]["verdictBytes"] == int((2048 - 231) * MiB * 0.25)
     assert config["server"]["limits"]["inFlightBytes"] == 32 * MiB
     assert config["server"]["limits"]["verificationBytes"] == 32 * MiB  # never more than in flight
 
