@@ -7,6 +7,8 @@
 #                (builds only olareg, oras, cosign, notation; GATEKEEPER=1: through the real Gatekeeper and
 #                kube-apiserver, printing what kubectl answers, which also builds those)
 #   make bench   run the benchmark and print its table
+#   make bench-peers   Countersign and Ratify v1.4.6 side by side (builds Ratify the first time, ~5 minutes;
+#                not part of `make tools` nor `make test`); prints the table of docs/performance.md
 #   make image   build Countersign's OCI image into $(CACHE)/image/countersign.oci (no Docker daemon, no
 #                registry: Debian packages via mmdebstrap, buildah; root; reproducible; tools/image/build.sh)
 #   make image-lock   re-resolve the image's Debian package versions (tools/image/debian-ARCH.lock)
@@ -30,7 +32,7 @@ export COUNTERSIGN_TOOLS ?= $(CACHE)/tools
 DEPS_STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 PYTEST_ARGS ?=
 
-.PHONY: deps tools system-packages image image-lock sbom sign-image test test-unit test-integration test-adversarial lint demo bench schema clean-cache
+.PHONY: deps tools system-packages image image-lock sbom sign-image test test-unit test-integration test-adversarial lint demo bench bench-peers schema clean-cache
 
 deps: $(DEPS_STAMP)
 
@@ -79,6 +81,12 @@ demo: deps
 
 bench: deps tools
 	$(PY) -m bench.run
+
+# Only the tools it runs; Ratify is built here, never by `make tools`. BENCH_PEERS_ARGS: see --help.
+BENCH_PEERS_ARGS ?=
+bench-peers: deps
+	@tools/install.sh olareg cosign cosign2 notation ratify >/dev/null
+	$(PY) -m bench.peers $(BENCH_PEERS_ARGS)
 
 system-packages:
 	@tools/system-packages.sh >/dev/null

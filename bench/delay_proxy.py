@@ -1,0 +1,121 @@
+"""A TCP proxy on 127.0.0.1 that delays every byte by a fixed time in each direction (``make bench-peers``).
+
+``python -m bench.delay_proxy --target HOST:PORT --delay-ms 10`` listens on a free loopback port, prints
+``listening 127.0.0.1:PORT`` on stdout once it accepts connections, and forwards each connection to the
+target. What is read from one side is written to the other ``delay`` seconds after it was read, in order,
+so a request/response exchange takes ``2 * delay`` longer (10 ms a direction: +20 ms round-trip time),
+while the bytes of one direction keep flowing (it adds latency, not a bandwidth limit). Connecting to the
+target also goes through the delay: the proxy waits ``delay`` before it connects, and the client's first
+bytes wait until the connection is up, as a TCP handshake across that distance would.
+
+It runs as its own process so that its CPU time is neither the benchmark's nor a provider's. It stops on
+SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = ["main", "serve"]
+
+_CHUNK = 65536
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Copy ``reader`` to ``writer``, each chunk written ``delay`` seconds after it was read."""
+    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def read() -> None:
+        try:
+            while True:
+                data = await reader.read(_CHUNK)
+                queue.put_nowait((time.monotonic() + delay, data))
+                if not data:
+                    return
+        except (ConnectionError, OSError):
+            queue.put_nowait((time.monotonic() + delay, b""))
+
+    async def write() -> None:
+        while True:
+            due, data = await queue.get()
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if not data:
+                with contextlib.suppress(ConnectionError, OSError):
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                return
+            writer.write(data)
+            await writer.drain()
+
+    reading = asyncio.create_task(read())
+    try:
+        await write()
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+
+
+async def _connection(
+    client_reader: asyncio.StreamReader,
+    client_writer: asyncio.StreamWriter,
+    host: str,
+    port: int,
+    delay: float,
+) -> None:
+    try:
+        await asyncio.sleep(delay)  # the handshake's way there; its way back is the first reply's delay
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, port)
+    except OSError:
+        client_writer.close()
+        return
+    try:
+        await asyncio.gather(
+            _pump(client_reader, upstream_writer, delay),
+            _pump(upstream_reader, client_writer, delay),
+            return_exceptions=True,
+        )
+    finally:
+        for writer in (client_writer, upstream_writer):
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+
+async def serve(target: str, delay: float, listen_port: int = 0) -> None:
+    host, _, port_text = target.rpartition(":")
+    port = int(port_text)
+    server = await asyncio.start_server(
+        lambda r, w: _connection(r, w, host, port, delay), "127.0.0.1", listen_port
+    )
+    address = server.sockets[0].getsockname()
+    print(f"listening {address[0]}:{address[1]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.delay_proxy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", required=True, help="HOST:PORT to forward to (loopback)")
+    parser.add_argument("--delay-ms", type=float, default=10.0, help="delay per direction, milliseconds")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    args = parser.parse_args(argv)
+    if not 0 <= args.delay_ms <= 10_000:
+        parser.error("--delay-ms must be between 0 and 10000")
+    asyncio.run(serve(args.target, args.delay_ms / 1000, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
