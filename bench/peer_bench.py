@@ -60,7 +60,7 @@ from bench.stats import nearest_rank
 from tests.support.processes import start_logged, terminate
 from tests.support.provider_process import start_provider
 from tests.support.registries import LOOPBACK, Registry, free_port, start_olareg, write_tls_files
-from tests.support.tools import ToolNotFoundError, ensure_tool
+from tests.support.tools import ToolNotFoundError, ensure_tool, tools_bin
 
 __all__ = ["main"]
 
@@ -155,6 +155,14 @@ def start_countersign(bed: TestBed, hosts: Sequence[str], workdir: Path) -> Runn
     )
 
 
+def ratify_binary() -> Path:
+    """The pinned Ratify in the tools cache (never one on PATH: the version is part of the comparison)."""
+    path = tools_bin() / "ratify"
+    if not os.access(path, os.X_OK):
+        raise ToolNotFoundError("ratify")
+    return path
+
+
 def start_ratify(bed: TestBed, workdir: Path) -> Running:
     """``ratify serve`` with a fresh HOME, certificate directory and on-disk oras cache; ready once an
     empty ProviderRequest is answered with HTTP 200 over TLS."""
@@ -179,7 +187,7 @@ def start_ratify(bed: TestBed, workdir: Path) -> Running:
         "RATIFY_LOG_LEVEL": "error",
     }
     command = [
-        str(ensure_tool("ratify")),
+        str(ratify_binary()),
         "serve",
         "--config",
         str(config_file),
@@ -658,10 +666,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     options = parse_args(argv)
     try:
-        for tool in ("olareg", "cosign", "cosign2", "notation", "ratify"):
+        for tool in ("olareg", "cosign", "cosign2", "notation"):
             ensure_tool(tool)
+        ratify_binary()
     except ToolNotFoundError as error:
         print(f"bench-peers: {error}", file=sys.stderr)
+        print(
+            "bench-peers: `make bench-peers` builds every tool it needs (Ratify: tools/install.sh ratify)",
+            file=sys.stderr,
+        )
         return 2
     results = Results()
     stop = threading.Event()
