@@ -18,7 +18,7 @@ Scenarios:
    1.3 connections posting the same 10-key request back to back for ``--duration`` s (bench/load.py, its
    own process); keys answered per second of the server's CPU, and the p99 latency.
 4. memory: the same process is then sent 10,000 distinct keys (100 images x 100 tags), 100 per request,
-   4 requests at a time, every one allowed; the wall time that took, its VmRSS after, and VmHWM (peak)
+   2 requests at a time, every one allowed; the wall time that took, its VmRSS after, and VmHWM (peak)
    over its whole life.
 5. agreement: good, unsigned, other keys, only one signature (each kind), missing image: both must give
    the same allow/deny (a mismatch is printed loudly and fails the run).
@@ -28,7 +28,7 @@ unless ``--cache-enabled`` (on), its TTL is 10 s (``--cache-ttl 1h``, as Counter
 the oras store's referrer cache TTL is 10 s (``ttl: 3600``); its on-disk oras cache survives restarts
 (a fresh ``localCachePath`` per process). Its log level is error (``RATIFY_LOG_LEVEL``): at warning it
 logs "Digest should be used instead of tagged reference" for every tag key of every request, cache hits
-included; Countersign's at warning logs nothing on this path. Both verify deadlines are 10 s.
+included; Countersign's at warning logs nothing on this path. Both verify deadlines are 29 s.
 """
 
 from __future__ import annotations
@@ -388,7 +388,7 @@ def long_lived(name: str, bed: TestBed, options: Options, workdir: Path, results
             raise PeersError(f"{name} negotiated {load.tls_version}, not TLS 1.3")
         tagged = bed.tagged_keys()
         started = time.perf_counter()
-        asyncio.run(fill_memory(server, tagged, 100, 4))
+        asyncio.run(fill_memory(server, tagged, 100, 2))
         memory = server.memory_mib()
         results.memory[name] = {
             "rss_mib": memory["VmRSS"],
@@ -502,7 +502,7 @@ def table(results: Results, options: Options) -> list[str]:
     n_keys = int(mem[COUNTERSIGN]["keys"])
     rows.append(
         (
-            f"{n_keys:,} distinct keys (new tags of cached images), 100 a request, 4 at a time: wall",
+            f"{n_keys:,} distinct keys (new tags of cached images), 100 a request, 2 at a time: wall",
             mem[COUNTERSIGN]["seconds"],
             mem[RATIFY]["seconds"],
             "s1",
@@ -722,7 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "a fresh on-disk oras cache (localCachePath) per process (the default ~/.ratify/local_oras_cache "
         "survives restarts), RATIFY_LOG_LEVEL=error (at warning it logs a line for "
         "every tag key of every request; Countersign --log-level warning logs nothing here); both verify "
-        "deadlines 10 s. Cold times include the client's TLS handshake on a new connection."
+        "deadlines 29 s. Cold times include the client's TLS handshake on a new connection."
     )
     if options.json_file is not None:
         document = {
