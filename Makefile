@@ -9,6 +9,8 @@
 #   make bench   run the benchmark and print its table, then a traced cold batch's critical path
 #                (BENCH_ARGS='--trace FILE' also writes its spans as JSON)
 #   make bench-trace   only the traced cold batch (TRACE_ARGS: bench/trace_bench.py's options)
+#   make bench-peers   Countersign and Ratify v1.4.6 side by side (builds Ratify the first time, ~5 minutes;
+#                not part of `make tools` nor `make test`); prints the table of docs/performance.md
 #   make image   build Countersign's OCI image into $(CACHE)/image/countersign.oci (no Docker daemon, no
 #                registry: Debian packages via mmdebstrap, buildah; root; reproducible; tools/image/build.sh)
 #   make image-lock   re-resolve the image's Debian package versions (tools/image/debian-ARCH.lock)
@@ -32,7 +34,7 @@ export COUNTERSIGN_TOOLS ?= $(CACHE)/tools
 DEPS_STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$(shell echo '$(CURDIR)' | sha256sum | cut -c1-8)
 PYTEST_ARGS ?=
 
-.PHONY: deps tools system-packages image image-lock sbom sign-image test test-unit test-integration test-adversarial lint demo bench bench-trace schema clean-cache
+.PHONY: deps tools system-packages image image-lock sbom sign-image test test-unit test-integration test-adversarial lint demo bench bench-trace bench-peers schema clean-cache
 
 deps: $(DEPS_STAMP)
 
@@ -87,6 +89,12 @@ TRACE_ARGS ?= --keys 100
 bench-trace: deps
 	@tools/install.sh olareg cosign2 notation >/dev/null
 	$(PY) -m bench.trace_bench $(TRACE_ARGS)
+
+# Only the tools it runs; Ratify is built here, never by `make tools`. BENCH_PEERS_ARGS: see --help.
+BENCH_PEERS_ARGS ?=
+bench-peers: deps
+	@tools/install.sh olareg cosign cosign2 notation ratify >/dev/null
+	$(PY) -m bench.peers $(BENCH_PEERS_ARGS)
 
 system-packages:
 	@tools/system-packages.sh >/dev/null

@@ -38,6 +38,10 @@ class LoadSpec:
     concurrency: int
     warmup: float  # seconds, not measured
     duration: float  # seconds, measured
+    verdict_field: str = "allowed"  # the item value's field that must be true (Ratify: "isSuccess")
+    # A peer provider's answer (Ratify): items in any order (it answers in completion order), and an empty
+    # systemError may be left out (Gatekeeper's own type has omitempty). Countersign's must be exact.
+    peer: bool = False
 
 
 @dataclass(slots=True)
@@ -53,24 +57,33 @@ class LoadResult:
     wall_seconds: float = 0.0  # the run's wall time (warm-up included)
 
 
-def check_provider_response(status: int, payload: bytes, keys: tuple[str, ...]) -> str | None:
-    """``None`` when every key came back allowed, else what is wrong (for the failure report)."""
+def check_provider_response(
+    status: int,
+    payload: bytes,
+    keys: tuple[str, ...],
+    verdict_field: str = "allowed",
+    peer: bool = False,
+) -> str | None:
+    """``None`` when every key came back allowed (``verdict_field`` true), else what is wrong (for the
+    failure report). With ``peer``, the items may come in any order (each key once) and an empty
+    ``systemError`` may be left out."""
     if status != 200:
         return f"HTTP {status}: {payload[:300]!r}"
     try:
         reply = json.loads(payload)
         response = reply["response"]
         items = response["items"]
-        system_error = response["systemError"]
+        system_error = response.get("systemError", "") if peer else response["systemError"]
     except (ValueError, KeyError, TypeError) as error:
         return f"malformed ProviderResponse ({error}): {payload[:300]!r}"
     if system_error:
         return f"systemError: {system_error}"
-    if [item.get("key") for item in items] != list(keys):
-        return f"items do not match the keys: {[item.get('key') for item in items]}"
+    answered = [item.get("key") for item in items]
+    if (sorted(map(str, answered)) != sorted(keys)) if peer else (answered != list(keys)):
+        return f"items do not match the keys: {answered}"
     for item in items:
         value = item.get("value")
-        if not isinstance(value, dict) or value.get("allowed") is not True:
+        if not isinstance(value, dict) or value.get(verdict_field) is not True:
             return f"{item.get('key')}: not allowed: {json.dumps(item)[:500]}"
     return None
 
@@ -114,7 +127,9 @@ class _Run:
                     payload = await resp.read()
                     status = resp.status
                 done = time.perf_counter()
-                problem = check_provider_response(status, payload, self.spec.keys)
+                problem = check_provider_response(
+                    status, payload, self.spec.keys, self.spec.verdict_field, self.spec.peer
+                )
                 if problem is not None:
                     if len(self.result.failures) < _MAX_FAILURES:
                         self.result.failures.append(problem)

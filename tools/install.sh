@@ -4,7 +4,8 @@
 #
 #   tools/install.sh            install everything that is missing (a cached run takes about a second)
 #   tools/install.sh NAME...    only these (olareg cosign cosign2 notation oras tsa opa helm skopeo
-#                               syft gatekeeper kube node debian)
+#                               syft gatekeeper kube node debian; and ratify, which only an explicit
+#                               request builds: `make bench-peers` compares Countersign with it)
 #
 # Every version is pinned in tools/versions.env. A tool is rebuilt only when its pinned version changes.
 set -euo pipefail
@@ -23,6 +24,11 @@ SYFT_MODULE=github.com/anchore/syft
 SYFT_PKG=./cmd/syft
 SYFT_VERSION=v1.57.2
 SYFT_LDFLAGS="-X main.version=${SYFT_VERSION#v}"   # as its release builds say it (SPDX creator: syft-1.57.2)
+# Ratify, the peer external-data provider `make bench-peers` measures Countersign against (bench/peers.py).
+# Not part of the default set below (nor of `make test`): only `tools/install.sh ratify` builds it (~5 minutes).
+RATIFY_MODULE=github.com/ratify-project/ratify
+RATIFY_PKG=./cmd/ratify
+RATIFY_VERSION=v1.4.6
 
 cache=${COUNTERSIGN_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/countersign/tools}
 bin="$cache/bin"
@@ -232,6 +238,7 @@ install_one() {
     opa)      go_tool opa OPA ;;
     helm)     go_tool helm HELM ;;
     syft)     go_tool syft SYFT ;;
+    ratify)   go_tool ratify RATIFY ;;
     skopeo)   go_tool skopeo SKOPEO ;;
     gatekeeper) gatekeeper ;;
     kube)     kube ;;

@@ -1,0 +1,715 @@
+"""``make bench-peers``: Countersign and Ratify v1.4.6 side by side (bench/peers.py is the entry point).
+
+The test bed is bench/peer_setup.py: 100 tiny images in one olareg on 127.0.0.1, each signed by cosign v2
+(key, legacy ``.sig``) and notation (JWS, test certificate); both providers require both signatures. Each
+provider runs as its own process serving TLS 1.3 on 127.0.0.1 (Countersign: ``python -m provider.cli
+serve``; Ratify: ``ratify serve --cert-dir DIR --cache-enabled``), is sent Gatekeeper's ProviderRequest
+(``/v1/verify``; ``/ratify/gatekeeper/v1/verify``) with plain image references as keys, and the two
+alternate (which one goes first flips every run).
+
+Scenarios:
+
+1. cold 1/10/50/100 keys: a fresh process per sample (empty caches; for Ratify also an empty on-disk oras
+   cache); one request on a new TLS connection, timed from the POST to the parsed answer (handshake
+   included); median of ``--runs`` (``--runs-large`` for 50 and 100). The server's CPU time for the
+   100-key request is read from /proc (utime + stime of all its threads, 10 ms ticks).
+2. the same 100-key batch with the registry behind bench/delay_proxy.py (+10 ms each way: +20 ms RTT).
+3. warm: one process per provider, its cache filled with one request, then ``--clients`` keep-alive TLS
+   1.3 connections posting the same 10-key request back to back for ``--duration`` s (bench/load.py, its
+   own process); keys answered per second of the server's CPU, and the p99 latency.
+4. memory: the same process is then sent 10,000 distinct keys (100 images x 100 tags), 100 per request,
+   2 requests at a time, every one allowed; the wall time that took, its VmRSS after, and VmHWM (peak)
+   over its whole life.
+5. agreement: good, unsigned, other keys, only one signature (each kind), missing image: both must give
+   the same allow/deny (a mismatch is printed loudly and fails the run).
+
+Ratify's defaults that would distort the comparison, set as an operator would: its verdict cache is off
+unless ``--cache-enabled`` (on), its TTL is 10 s (``--cache-ttl 1h``, as Countersign's ``verdictTTL``);
+the oras store's referrer cache TTL is 10 s (``ttl: 3600``); its on-disk oras cache survives restarts
+(a fresh ``localCachePath`` per process). Its log level is error (``RATIFY_LOG_LEVEL``): at warning it
+logs "Digest should be used instead of tagged reference" for every tag key of every request, cache hits
+included; Countersign's at warning logs nothing on this path. Both verify deadlines are 29 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import aiohttp
+import trustme
+
+from bench.delay_proxy import DelayProxy
+from bench.load import LoadResult, LoadSpec, check_provider_response
+from bench.peer_setup import TestBed, countersign_config, countersign_server, make_test_bed, ratify_config
+from bench.stats import nearest_rank
+from tests.support.processes import start_logged, terminate
+from tests.support.provider_process import start_provider
+from tests.support.registries import LOOPBACK, Registry, free_port, start_olareg, write_tls_files
+from tests.support.tools import ToolNotFoundError, ensure_tool, tools_bin
+
+__all__ = ["main"]
+
+log = logging.getLogger("bench.peers")
+
+_REQUEST_TIMEOUT = 60.0
+_START_TIMEOUT = 60.0
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+COUNTERSIGN, RATIFY = "Countersign", "Ratify"
+PEERS = (COUNTERSIGN, RATIFY)
+
+
+class PeersError(RuntimeError):
+    """A measurement would be meaningless (a process failed, a key was not allowed)."""
+
+
+# --- the two servers ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Running:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str  # the verify endpoint
+    ca_pem: str
+    log_file: Path
+    verdict_field: str
+    stop: Callable[[], None]
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of every thread (and reaped children) so far, from /proc/PID/stat."""
+        with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        # fields[0] is the state (field 3); utime, stime, cutime, cstime are fields 14 to 17.
+        return sum(int(value) for value in fields[11:15]) / _CLK_TCK
+
+    def memory_mib(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    name, _, rest = line.partition(":")
+                    out[name] = int(rest.split()[0]) / 1024
+        return out
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def client_ssl(ca_pem: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(cadata=ca_pem)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    return context
+
+
+def request_body(keys: Sequence[str]) -> bytes:
+    return json.dumps(
+        {
+            "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
+            "kind": "ProviderRequest",
+            "request": {"keys": list(keys)},
+        }
+    ).encode()
+
+
+async def post(session: aiohttp.ClientSession, server: Running, keys: Sequence[str]) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"}
+    async with session.post(server.url, data=request_body(keys), headers=headers) as resp:
+        return resp.status, await resp.read()
+
+
+def new_session(server: Running, connections: int = 1) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=connections, ssl=client_ssl(server.ca_pem))
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=_REQUEST_TIMEOUT))
+
+
+def start_countersign(bed: TestBed, hosts: Sequence[str], workdir: Path) -> Running:
+    provider = start_provider(
+        countersign_config(bed, hosts), workdir, server=countersign_server(), timeout=_START_TIMEOUT
+    )
+    return Running(
+        COUNTERSIGN,
+        provider.process,
+        f"{provider.url}/v1/verify",
+        (workdir / "tls" / "ca.pem").read_text(),
+        provider.log_file,
+        "allowed",
+        provider.stop,
+    )
+
+
+def ratify_binary() -> Path:
+    """The pinned Ratify in the tools cache (never one on PATH: the version is part of the comparison)."""
+    path = tools_bin() / "ratify"
+    if not os.access(path, os.X_OK):
+        raise ToolNotFoundError("ratify")
+    return path
+
+
+def start_ratify(bed: TestBed, workdir: Path) -> Running:
+    """``ratify serve`` with a fresh HOME, certificate directory and on-disk oras cache; ready once an
+    empty ProviderRequest is answered with HTTP 200 over TLS."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    home = workdir / "home"
+    # notation's default trust store directory: without it, every notation verification logs that it is
+    # missing (verificationCerts below is where the certificate is).
+    (home / ".ratify" / "ratify-certs" / "notation" / "truststore").mkdir(parents=True, exist_ok=True)
+    tls = write_tls_files(trustme.CA(), workdir / "tls")
+    cert_dir = workdir / "certs"
+    cert_dir.mkdir(exist_ok=True)
+    (cert_dir / "tls.crt").write_bytes(tls.cert_file.read_bytes())
+    (cert_dir / "tls.key").write_bytes(tls.key_file.read_bytes())
+    config_file = workdir / "config.json"
+    config_file.write_text(json.dumps(ratify_config(bed, workdir / "oras-cache"), indent=2))
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        # error, not warning: at warning Ratify logs "Digest should be used instead of tagged reference"
+        # for every tag key of every request, cache hits included (about a third of its warm CPU time).
+        "RATIFY_LOG_LEVEL": "error",
+    }
+    command = [
+        str(ratify_binary()),
+        "serve",
+        "--config",
+        str(config_file),
+        "--http",
+        f"{LOOPBACK}:{port}",
+        "--cert-dir",
+        str(cert_dir),
+        "--cache-enabled",
+        "--cache-ttl",
+        "1h",
+    ]
+    log_file = workdir / "ratify.log"
+    process = start_logged(command, log_file, cwd=workdir, env=env)
+    running = Running(
+        RATIFY,
+        process,
+        f"https://{LOOPBACK}:{port}/ratify/gatekeeper/v1/verify",
+        tls.ca_file.read_text(),
+        log_file,
+        "isSuccess",
+        lambda: terminate(process, 10.0),
+    )
+    context = client_ssl(running.ca_pem)
+    import http.client
+
+    deadline = time.monotonic() + _START_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            raise PeersError(f"ratify exited with {process.returncode}:\n{running.log_tail()}")
+        try:
+            connection = http.client.HTTPSConnection(LOOPBACK, port, context=context, timeout=2)
+            try:
+                connection.request("POST", "/ratify/gatekeeper/v1/verify", request_body([]))
+                if connection.getresponse().status == 200:
+                    return running
+            finally:
+                connection.close()
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            running.stop()
+            raise PeersError(f"ratify was not ready within {_START_TIMEOUT:g}s:\n{running.log_tail()}")
+        time.sleep(0.05)
+
+
+# --- answers ---------------------------------------------------------------------------------------------
+
+
+def verdicts(server: Running, status: int, payload: bytes, keys: Sequence[str]) -> dict[str, str]:
+    """Each key's outcome: ``allow``, ``deny`` (decided, not allowed) or ``error: ...`` (an item error, an
+    undecided key, a system error)."""
+    if status != 200:
+        return {key: f"error: HTTP {status}" for key in keys}
+    response = json.loads(payload)["response"]
+    system_error = response.get("systemError") or ""
+    out = {key: f"error: not answered ({system_error[:120]})" for key in keys}
+    for item in response.get("items") or []:
+        key = item.get("key")
+        value = item.get("value")
+        if item.get("error"):
+            out[key] = f"error: {str(item['error'])[:160]}"
+        elif isinstance(value, dict):
+            out[key] = "allow" if value.get(server.verdict_field) is True else "deny"
+        else:
+            out[key] = f"error: value {json.dumps(value)[:120]}"
+    return out
+
+
+def require_allowed(server: Running, status: int, payload: bytes, keys: Sequence[str]) -> None:
+    problem = check_provider_response(status, payload, tuple(keys), server.verdict_field, peer=True)
+    if problem is not None:
+        raise PeersError(f"{server.name}: {problem}\n{server.log_tail()}")
+
+
+# --- scenarios -------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Results:
+    cold: dict[str, dict[int, list[float]]] = field(default_factory=dict)  # peer -> keys -> seconds
+    cold_cpu: dict[str, list[float]] = field(default_factory=dict)  # peer -> CPU s of the 100-key batch
+    delayed: dict[str, list[float]] = field(default_factory=dict)
+    warm: dict[str, dict[str, float]] = field(default_factory=dict)
+    memory: dict[str, dict[str, float]] = field(default_factory=dict)
+    agreement: list[dict[str, str]] = field(default_factory=list)
+    load: list[tuple[float, float]] = field(default_factory=list)  # (time, 1-minute load average)
+
+
+def start(name: str, bed: TestBed, hosts: Sequence[str], workdir: Path) -> Running:
+    if name == COUNTERSIGN:
+        return start_countersign(bed, hosts, workdir)
+    return start_ratify(bed, workdir)
+
+
+async def timed_batch(server: Running, keys: Sequence[str]) -> tuple[float, float]:
+    """One request on a new connection: (wall seconds, server CPU seconds); every key must be allowed."""
+    async with new_session(server) as session:
+        cpu = server.cpu_seconds()
+        started = time.perf_counter()
+        status, payload = await post(session, server, keys)
+        elapsed = time.perf_counter() - started
+        cpu = server.cpu_seconds() - cpu
+    require_allowed(server, status, payload, keys)
+    return elapsed, cpu
+
+
+def cold_samples(
+    bed: TestBed,
+    keys: Sequence[str],
+    hosts: Sequence[str],
+    runs: int,
+    workdir: Path,
+    label: str,
+) -> dict[str, list[tuple[float, float]]]:
+    """``runs`` fresh processes per provider, alternating, one batch of ``keys`` each."""
+    out: dict[str, list[tuple[float, float]]] = {name: [] for name in PEERS}
+    for run in range(runs):
+        order = PEERS if run % 2 == 0 else PEERS[::-1]
+        for name in order:
+            server = start(name, bed, hosts, workdir / f"{label}-{name}-{run}")
+            try:
+                out[name].append(asyncio.run(timed_batch(server, keys)))
+            finally:
+                server.stop()
+    for name in PEERS:
+        median_ms = statistics.median(s for s, _ in out[name]) * 1000
+        log.warning("%s %s: median %.1f ms over %d runs", label, name, median_ms, runs)
+    return out
+
+
+def run_load_process(spec: LoadSpec) -> LoadResult:
+    from bench.scenarios import run_load_process as run
+
+    return asyncio.run(run(spec))
+
+
+async def fill_memory(server: Running, keys: Sequence[str], batch: int, parallel: int) -> None:
+    """Send ``keys`` ``batch`` at a time, ``parallel`` requests at once; every key must be allowed."""
+    chunks = [keys[i : i + batch] for i in range(0, len(keys), batch)]
+    queue = list(reversed(chunks))
+    async with new_session(server, parallel) as session:
+
+        async def worker() -> None:
+            while queue:
+                chunk = queue.pop()
+                status, payload = await post(session, server, chunk)
+                require_allowed(server, status, payload, chunk)
+
+        await asyncio.gather(*(worker() for _ in range(parallel)))
+
+
+async def agreement(server: Running, bed: TestBed) -> dict[str, str]:
+    keys = [case.key for case in bed.agreement]
+    async with new_session(server) as session:
+        status, payload = await post(session, server, keys)
+    return verdicts(server, status, payload, keys)
+
+
+def long_lived(name: str, bed: TestBed, options: Options, workdir: Path, results: Results) -> None:
+    """Agreement, then warm throughput, then 10,000 distinct keys, in one process."""
+    server = start(name, bed, [bed.registry.host], workdir / f"long-{name}")
+    try:
+        outcome = asyncio.run(agreement(server, bed))
+        for case in bed.agreement:
+            row = next((r for r in results.agreement if r["case"] == case.name), None)
+            if row is None:
+                row = {"case": case.name, "expected": "allow" if case.allowed else "deny"}
+                results.agreement.append(row)
+            row[name] = outcome[case.key]
+        keys = tuple(bed.keys()[: options.warm_keys])
+        asyncio.run(timed_batch(server, keys))  # fills the cache: the measured requests are warm
+        spec = LoadSpec(
+            url=server.url,
+            ca_pem=server.ca_pem,
+            keys=keys,
+            concurrency=options.clients,
+            warmup=options.warmup,
+            duration=options.duration,
+            verdict_field=server.verdict_field,
+            peer=True,
+        )
+        cpu = server.cpu_seconds()
+        load = run_load_process(spec)
+        cpu = server.cpu_seconds() - cpu
+        if load.failures:
+            raise PeersError(f"{name} warm: " + "\n  ".join(load.failures))
+        requests = load.warmup_requests + len(load.latencies)
+        results.warm[name] = {
+            "keys_per_cpu_second": requests * len(keys) / cpu if cpu > 0 else float("inf"),
+            "keys_per_second": len(load.latencies) * len(keys) / load.measured_seconds,
+            "p99_s": nearest_rank(load.latencies, 99),
+            "median_s": statistics.median(load.latencies),
+            "requests": float(requests),
+            "server_cpu_s": cpu,
+            "tls": 1.3 if load.tls_version == "TLSv1.3" else 0.0,
+        }
+        if load.tls_version != "TLSv1.3":
+            raise PeersError(f"{name} negotiated {load.tls_version}, not TLS 1.3")
+        tagged = bed.tagged_keys()
+        started = time.perf_counter()
+        asyncio.run(fill_memory(server, tagged, 100, 2))
+        memory = server.memory_mib()
+        results.memory[name] = {
+            "rss_mib": memory["VmRSS"],
+            "peak_rss_mib": memory["VmHWM"],
+            "keys": float(len(tagged)),
+            "seconds": time.perf_counter() - started,
+        }
+        log.warning("%s: warm %s, memory %s", name, results.warm[name], results.memory[name])
+    finally:
+        server.stop()
+
+
+def sample_load(results: Results, stop: threading.Event) -> None:
+    while True:
+        results.load.append((time.time(), os.getloadavg()[0]))
+        if stop.wait(5.0):
+            return
+
+
+# --- output ----------------------------------------------------------------------------------------------
+
+
+def _ratio(countersign: float, ratify: float) -> str:
+    return f"{ratify / countersign:.2f}" if countersign > 0 else "-"
+
+
+def table(results: Results, options: Options) -> list[str]:
+    rows: list[tuple[str, float, float, str]] = []  # scenario, countersign, ratify, unit
+    # The fastest sample of the cold rows, shown next to the median: on a machine shared with other work
+    # the median moves with the load, the minimum much less.
+    fastest: dict[str, tuple[float, float]] = {}
+    for size in options.sizes:
+        runs = options.runs if size <= 10 else options.runs_large
+        med = {n: statistics.median(results.cold[n][size]) * 1000 for n in PEERS}
+        fastest[f"cold{size}"] = (min(results.cold[COUNTERSIGN][size]), min(results.cold[RATIFY][size]))
+        rows.append(
+            (
+                f"cold, fresh process, {size} key{'s' if size > 1 else ''} (median of {runs})",
+                med[COUNTERSIGN],
+                med[RATIFY],
+                "ms",
+            )
+        )
+    med = {n: statistics.median(results.delayed[n]) * 1000 for n in PEERS}
+    fastest["delayed"] = (min(results.delayed[COUNTERSIGN]), min(results.delayed[RATIFY]))
+    rows.append(
+        (
+            f"cold {options.sizes[-1]} keys, registry +{2 * options.delay_ms:g} ms RTT (delay proxy, "
+            f"median of {options.runs_large})",
+            med[COUNTERSIGN],
+            med[RATIFY],
+            "ms",
+        )
+    )
+    cpu = {n: statistics.median(results.cold_cpu[n]) for n in PEERS}
+    rows.append(
+        (
+            f"server CPU for the cold {options.sizes[-1]}-key batch (median)",
+            cpu[COUNTERSIGN],
+            cpu[RATIFY],
+            "s",
+        )
+    )
+    warm = results.warm
+    rows.append(
+        (
+            f"warm {options.warm_keys}-key batches, {options.clients} clients: keys per server CPU-second",
+            warm[COUNTERSIGN]["keys_per_cpu_second"],
+            warm[RATIFY]["keys_per_cpu_second"],
+            "",
+        )
+    )
+    rows.append(
+        (
+            "warm: keys per second (wall)",
+            warm[COUNTERSIGN]["keys_per_second"],
+            warm[RATIFY]["keys_per_second"],
+            "",
+        )
+    )
+    rows.append(("warm p99", warm[COUNTERSIGN]["p99_s"] * 1000, warm[RATIFY]["p99_s"] * 1000, "ms"))
+    mem = results.memory
+    n_keys = int(mem[COUNTERSIGN]["keys"])
+    rows.append(
+        (
+            f"{n_keys:,} distinct keys (new tags of cached images), 100 a request, 2 at a time: wall",
+            mem[COUNTERSIGN]["seconds"],
+            mem[RATIFY]["seconds"],
+            "s1",
+        )
+    )
+    rows.append(
+        (
+            f"RSS after {n_keys:,} more distinct keys",
+            mem[COUNTERSIGN]["rss_mib"],
+            mem[RATIFY]["rss_mib"],
+            "MiB",
+        )
+    )
+    rows.append(
+        (
+            "peak RSS (VmHWM) after all of the above",
+            mem[COUNTERSIGN]["peak_rss_mib"],
+            mem[RATIFY]["peak_rss_mib"],
+            "MiB",
+        )
+    )
+
+    def fmt(value: float, unit: str) -> str:
+        if unit == "ms":
+            return f"{value:.1f} ms"
+        if unit == "s":
+            return f"{value:.3f} s"
+        if unit == "s1":
+            return f"{value:.1f} s"
+        if unit == "MiB":
+            return f"{value:.0f} MiB"
+        return f"{value:,.0f}"
+
+    lines = ["| scenario | Countersign | Ratify | Ratify / Countersign |", "|---|---|---|---|"]
+    keys = [f"cold{size}" for size in options.sizes] + ["delayed"]
+    for index, (scenario, c, r, unit) in enumerate(rows):
+        cells = [fmt(c, unit), fmt(r, unit), _ratio(c, r)]
+        if index < len(keys):
+            cmin, rmin = fastest[keys[index]]
+            cells = [f"{cells[0]} (min {cmin * 1000:.1f})", f"{cells[1]} (min {rmin * 1000:.1f})"]
+            cells.append(f"{_ratio(c, r)} (min {_ratio(cmin, rmin)})")
+        lines.append(f"| {scenario} | {' | '.join(cells)} |")
+    return lines
+
+
+def agreement_lines(results: Results) -> tuple[list[str], bool]:
+    lines = ["| agreement image | expected | Countersign | Ratify |", "|---|---|---|---|"]
+    agreed = True
+    for row in results.agreement:
+        c, r = row.get(COUNTERSIGN, "?"), row.get(RATIFY, "?")
+
+        def verdict(outcome: str) -> str:
+            return "allow" if outcome == "allow" else "deny"
+
+        mark = ""
+        if verdict(c) != verdict(r) or verdict(c) != row["expected"]:
+            agreed = False
+            mark = " **MISMATCH**"
+        lines.append(f"| {row['case']}{mark} | {row['expected']} | {c} | {r} |")
+    return lines, agreed
+
+
+# --- main ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    images: int
+    runs: int
+    runs_large: int
+    clients: int
+    warm_keys: int
+    duration: float
+    warmup: float
+    delay_ms: float
+    extra_tags: int
+    sign_workers: int
+    json_file: Path | None
+    sizes: tuple[int, ...] = (1, 10, 50, 100)
+    keep: Path | None = None
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=100, help="signed images (the largest cold batch)")
+    parser.add_argument("--runs", type=int, default=10, help="fresh processes per provider, 1 and 10 keys")
+    parser.add_argument("--runs-large", type=int, default=5, help="the same for 50 and 100 keys and +RTT")
+    parser.add_argument("--clients", type=int, default=4, help="warm: keep-alive connections")
+    parser.add_argument("--warm-keys", type=int, default=10, help="warm: keys per request")
+    parser.add_argument("--duration", type=float, default=10.0, help="warm: measured seconds")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm: unmeasured seconds before")
+    parser.add_argument("--delay-ms", type=float, default=10.0, help="delay proxy: ms each way")
+    parser.add_argument(
+        "--extra-tags", type=int, default=100, help="memory: tags per image (keys = x images)"
+    )
+    parser.add_argument("--sign-workers", type=int, default=4, help="threads signing with the CLIs")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write results here")
+    parser.add_argument(
+        "--keep", type=Path, default=None, metavar="DIR", help="work in DIR (created) and keep the logs"
+    )
+    args = parser.parse_args(argv)
+    if not 10 <= args.images <= 1000 or args.images % 10:
+        parser.error("--images must be a multiple of 10 between 10 and 1000")
+    for name in ("runs", "runs_large", "clients", "warm_keys", "extra_tags", "sign_workers"):
+        if not 1 <= getattr(args, name) <= 1000:
+            parser.error(f"--{name.replace('_', '-')} must be between 1 and 1000")
+    sizes = tuple(s for s in (1, 10, args.images // 2, args.images) if s <= args.images)
+    return Options(
+        images=args.images,
+        runs=args.runs,
+        runs_large=args.runs_large,
+        clients=args.clients,
+        warm_keys=min(args.warm_keys, args.images),
+        duration=args.duration,
+        warmup=args.warmup,
+        delay_ms=args.delay_ms,
+        extra_tags=args.extra_tags,
+        sign_workers=args.sign_workers,
+        json_file=args.json,
+        sizes=tuple(sorted(set(sizes))),
+        keep=args.keep,
+    )
+
+
+def run(options: Options, workdir: Path, results: Results) -> TestBed:
+    registry: Registry
+    with start_olareg(workdir / "olareg") as registry:
+        bed = make_test_bed(
+            registry, workdir / "signing", options.images, options.extra_tags, options.sign_workers
+        )
+        try:
+            log.warning("test bed ready in %.1f s", bed.sign_seconds)
+            for name in PEERS:
+                long_lived(name, bed, options, workdir, results)
+            hosts = [registry.host]
+            for size in options.sizes:
+                runs = options.runs if size <= 10 else options.runs_large
+                samples = cold_samples(bed, bed.keys()[:size], hosts, runs, workdir, f"cold{size}")
+                for name in PEERS:
+                    results.cold.setdefault(name, {})[size] = [s for s, _ in samples[name]]
+                    if size == options.sizes[-1]:
+                        results.cold_cpu[name] = [c for _, c in samples[name]]
+            with DelayProxy(registry.host, options.delay_ms, workdir / "delay-proxy.log") as proxy:
+                keys = bed.keys(proxy.host)[: options.sizes[-1]]
+                samples = cold_samples(
+                    bed, keys, [registry.host, proxy.host], options.runs_large, workdir, "delayed"
+                )
+                for name in PEERS:
+                    results.delayed[name] = [s for s, _ in samples[name]]
+        finally:
+            bed.close()
+    return bed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    options = parse_args(argv)
+    try:
+        for tool in ("olareg", "cosign", "cosign2", "notation"):
+            ensure_tool(tool)
+        ratify_binary()
+    except ToolNotFoundError as error:
+        print(f"bench-peers: {error}", file=sys.stderr)
+        print(
+            "bench-peers: `make bench-peers` builds every tool it needs (Ratify: tools/install.sh ratify)",
+            file=sys.stderr,
+        )
+        return 2
+    results = Results()
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample_load, args=(results, stop), daemon=True)
+    load_start = os.getloadavg()
+    started = time.perf_counter()
+    sampler.start()
+    try:
+        if options.keep is not None:
+            options.keep.mkdir(parents=True, exist_ok=True)
+            bed = run(options, options.keep, results)
+        else:
+            with tempfile.TemporaryDirectory(prefix="countersign-peers-") as scratch:
+                bed = run(options, Path(scratch), results)
+    except PeersError as error:
+        print(f"bench-peers: FAILED: {error}", file=sys.stderr)
+        return 1
+    finally:
+        stop.set()
+        sampler.join()
+    wall = time.perf_counter() - started
+    load_end = os.getloadavg()
+    during = [value for _, value in results.load]
+    lines = table(results, options)
+    agree, agreed = agreement_lines(results)
+    cpus = len(os.sched_getaffinity(0))
+    print(
+        f"Countersign vs Ratify v1.4.6: {options.images} images (cosign v2 legacy .sig + notation JWS, both "
+        f"required), olareg on {LOOPBACK}, both providers over TLS 1.3; Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs ({cpus} usable), {platform.platform()}"
+    )
+    print()
+    print("\n".join(lines))
+    print()
+    print("\n".join(agree))
+    print()
+    print(
+        f"load average (1 min): {load_start[0]:.2f} at start, {statistics.mean(during):.2f} mean and "
+        f"{max(during):.2f} max during the run (sampled every 5 s), {load_end[0]:.2f} at end; "
+        f"{cpus} usable cores. Wall time {wall:.0f} s (signing {bed.sign_seconds:.0f} s)."
+    )
+    print(
+        "Ratify set as an operator would for a fair run: --cache-enabled (off by default), --cache-ttl 1h "
+        "(default 10 s; Countersign verdictTTL 1h), oras store cacheEnabled with ttl 3600 (default 10 s), "
+        "a fresh on-disk oras cache (localCachePath) per process (the default ~/.ratify/local_oras_cache "
+        "survives restarts), RATIFY_LOG_LEVEL=error (at warning it logs a line for "
+        "every tag key of every request; Countersign --log-level warning logs nothing here); both verify "
+        "deadlines 29 s. Cold times include the client's TLS handshake on a new connection."
+    )
+    if options.json_file is not None:
+        document = {
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+            "cold_s": results.cold,
+            "cold_cpu_s": results.cold_cpu,
+            "delayed_s": results.delayed,
+            "warm": results.warm,
+            "memory": results.memory,
+            "agreement": results.agreement,
+            "load_average": {"start": load_start, "end": load_end, "samples": results.load},
+            "table": lines,
+        }
+        options.json_file.write_text(json.dumps(document, indent=2) + "\n")
+    if not agreed:
+        print("\n" + "!" * 78, file=sys.stderr)
+        print("bench-peers: VERDICT MISMATCH on the agreement images (see the table above)", file=sys.stderr)
+        print("!" * 78, file=sys.stderr)
+        return 3
+    return 0

@@ -1,0 +1,269 @@
+"""The test bed of ``make bench-peers`` (bench/peers.py): signed images, and both providers' configurations.
+
+One olareg (plain HTTP, 127.0.0.1) holds ``count`` tiny images ``peers/app-NNN:v1``, each signed twice: by
+the real cosign v2 (``cosign2 sign --key``, the legacy ``sha256-<hex>.sig`` tag) and by the real notation
+CLI (JWS, a ``notation cert generate-test`` certificate, OCI 1.1 referrer). Each image is also tagged
+``t00`` ... so that the memory scenario has distinct keys (``peers/app-NNN:tMM``; the signatures are on the
+digest, so every tag of an image verifies). The agreement images: good (both signatures), unsigned, signed
+with other keys (another cosign key, another notation certificate), only a cosign signature, only a
+notation signature, and a tag that does not exist.
+
+Both providers need both signatures: Countersign ``allOf: [cosign, notation]``; Ratify's ``configPolicy``
+with an entry for each artifact type (each needs one passing signature, so an image with one of the two is
+denied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.support import cosign, notation
+from tests.support.cosign import CosignEnv, KeyPair
+from tests.support.images import PushedImage, push_image
+from tests.support.notation import NotationEnv, SigningKey
+from tests.support.registries import Registry
+
+__all__ = [
+    "COSIGN_ARTIFACT_TYPE",
+    "NOTATION_ARTIFACT_TYPE",
+    "AgreementCase",
+    "TestBed",
+    "countersign_config",
+    "countersign_server",
+    "make_test_bed",
+    "ratify_config",
+]
+
+COSIGN_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
+NOTATION_ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
+_NOTATION_KEY = "peers"
+_OTHER_NOTATION_KEY = "other"
+#: How long both providers wait for a request's verifications (both defaults are below 3 s; raised alike
+#: so that a loaded machine measures slowness instead of failing a run).
+VERIFY_DEADLINE_S = 29
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementCase:
+    name: str
+    key: str
+    allowed: bool  # the verdict both must give
+
+
+@dataclass(slots=True)
+class TestBed:
+    registry: Registry
+    images: list[PushedImage]
+    extra_tags: int
+    cosign_env: CosignEnv
+    cosign_key: KeyPair
+    notation_env: NotationEnv
+    notation_key: SigningKey
+    other_notation_env: NotationEnv
+    agreement: list[AgreementCase]
+    sign_seconds: float = 0.0
+
+    def keys(self, host: str | None = None) -> list[str]:
+        """``HOST/peers/app-NNN:v1`` for every signed image (``host``: e.g. the delay proxy's)."""
+        return [f"{host or self.registry.host}/{image.repository}:v1" for image in self.images]
+
+    def tagged_keys(self) -> list[str]:
+        """The distinct keys of the memory scenario: every image under every extra tag."""
+        return [
+            f"{self.registry.host}/{image.repository}:t{tag:02d}"
+            for tag in range(self.extra_tags)
+            for image in self.images
+        ]
+
+    def close(self) -> None:
+        for env in (self.cosign_env, self.notation_env, self.other_notation_env):
+            env.close()
+
+
+def _sign_both(bed: TestBed, image: PushedImage) -> None:
+    cosign.sign_legacy(bed.cosign_env, bed.cosign_key, bed.registry, image, tool="cosign2")
+    notation.sign(bed.notation_env, _NOTATION_KEY, bed.registry, image, signature_format="jws")
+
+
+async def _tag_all(registry: Registry, images: Sequence[PushedImage], tags: int) -> None:
+    """PUT every image's manifest under ``t00`` ... ``t{tags-1}`` (16 at a time)."""
+    limit = asyncio.Semaphore(16)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def put(image: PushedImage, tag: str) -> None:
+            async with limit:
+                url = f"{registry.url}/v2/{image.repository}/manifests/{tag}"
+                headers = {"Content-Type": image.media_type}
+                async with session.put(url, data=image.manifest, headers=headers) as resp:
+                    if resp.status != 201:
+                        raise RuntimeError(f"PUT {url}: HTTP {resp.status}: {(await resp.read())[:200]!r}")
+
+        await asyncio.gather(*(put(image, f"t{t:02d}") for image in images for t in range(tags)))
+
+
+def make_test_bed(registry: Registry, workdir: Path, count: int, extra_tags: int, workers: int) -> TestBed:
+    """Push and sign everything (close the result). Signing runs the real CLIs, ``workers`` at a time."""
+    import time
+
+    started = time.perf_counter()
+    cosign_env = CosignEnv(workdir / "cosign")
+    notation_env = NotationEnv(workdir / "notation")
+    other_env = NotationEnv(workdir / "notation-other")
+    try:
+        key = cosign.generate_key_pair(cosign_env, "peers")
+        other_key = cosign.generate_key_pair(cosign_env, "other")
+        signing_key = notation.generate_test_key(notation_env, _NOTATION_KEY)
+        # Countersign reads notation's own trust policy: strict, ca:peers, every repository.
+        notation.write_trust_policy(
+            notation_env, notation.trust_policy([f"ca:{_NOTATION_KEY}"], name="peers")
+        )
+        notation.generate_test_key(other_env, _OTHER_NOTATION_KEY)
+        bed = TestBed(registry, [], extra_tags, cosign_env, key, notation_env, signing_key, other_env, [])
+
+        def one(index: int) -> PushedImage:
+            image = push_image(registry, f"peers/app-{index:03d}", "v1", seed=f"countersign-peers-{index}")
+            _sign_both(bed, image)
+            return image
+
+        def case(name: str) -> PushedImage:
+            return push_image(registry, f"peers/agree-{name}", "v1", seed=f"countersign-peers-agree-{name}")
+
+        def agreement() -> list[AgreementCase]:
+            good, unsigned, other, only_cosign, only_notation = (
+                case(n) for n in ("good", "unsigned", "other-keys", "only-cosign", "only-notation")
+            )
+            _sign_both(bed, good)
+            cosign.sign_legacy(cosign_env, other_key, registry, other, tool="cosign2")
+            notation.sign(other_env, _OTHER_NOTATION_KEY, registry, other, signature_format="jws")
+            cosign.sign_legacy(cosign_env, key, registry, only_cosign, tool="cosign2")
+            notation.sign(notation_env, _NOTATION_KEY, registry, only_notation, signature_format="jws")
+            cases = [
+                AgreementCase("good (both signatures)", good.reference, True),
+                AgreementCase("unsigned", unsigned.reference, False),
+                AgreementCase("other keys (both signatures)", other.reference, False),
+                AgreementCase("only a cosign signature", only_cosign.reference, False),
+                AgreementCase("only a notation signature", only_notation.reference, False),
+                AgreementCase("missing image", f"{registry.host}/peers/agree-missing:v1", False),
+            ]
+            return cases
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="peers-sign") as pool:
+            agreed = pool.submit(agreement)
+            bed.images = list(pool.map(one, range(count)))
+            bed.agreement = agreed.result()
+        asyncio.run(_tag_all(registry, bed.images, extra_tags))
+        bed.sign_seconds = time.perf_counter() - started
+        return bed
+    except BaseException:
+        for env in (cosign_env, notation_env, other_env):
+            env.close()
+        raise
+
+
+def countersign_config(bed: TestBed, hosts: Sequence[str]) -> dict[str, Any]:
+    """Countersign: cosign (the key, no transparency log) and notation (strict, the test certificate's CA
+    store) both required; tags and verdicts cached for an hour (the verify deadline: countersign_server)."""
+    return {
+        "registries": {host: {"insecure": True} for host in hosts},
+        "verifiers": {
+            "cosign": {"type": "cosign", "options": cosign.key_options(bed.cosign_key)},
+            "notation": {
+                "type": "notation",
+                "options": {
+                    "trustPolicy": str(bed.notation_env.trust_policy_file),
+                    "trustStore": str(bed.notation_env.trust_store_dir("ca", _NOTATION_KEY).parents[2]),
+                },
+            },
+        },
+        "policies": [{"name": "default", "scopes": ["*"], "allOf": ["cosign", "notation"]}],
+        "cache": {"tagTTL": 3600, "verdictTTL": 3600},
+    }
+
+
+def countersign_server() -> dict[str, Any]:
+    """The verify deadline raised to 29 s, its maximum (default 2.5 s)."""
+    return {"deadlines": {"verify": f"{VERIFY_DEADLINE_S}s"}}
+
+
+def ratify_config(bed: TestBed, oras_cache: Path) -> dict[str, Any]:
+    """Ratify v1.4.6's config.json for the same policy.
+
+    - store ``oras``: plain HTTP, ``cosignEnabled`` (finds the legacy ``.sig`` tag), its in-memory cache of
+      referrer listings on with a one-hour TTL (default 10 s), and its on-disk blob/manifest cache in
+      ``oras_cache``, a fresh directory per process (by default ``~/.ratify/local_oras_cache``, which
+      survives restarts and would make a "fresh process" warm);
+    - verifier ``cosign``: a trust policy with the public key file, scope ``*``, ``tLogVerify: false``;
+    - verifier ``notation``: the test certificate as the trust store ``ca:certs`` and a strict trust policy;
+    - policy ``configPolicy``: an entry ``any`` for each signature type, so each needs one passing signature;
+    - executor: the verify timeout raised to 29 s (default 2.9 s), as for Countersign.
+    """
+    return {
+        "executor": {"verificationRequestTimeout": VERIFY_DEADLINE_S * 1000},
+        "store": {
+            "version": "1.0.0",
+            "plugins": [
+                {
+                    "name": "oras",
+                    "useHttp": True,
+                    "cosignEnabled": True,
+                    "localCachePath": str(oras_cache),
+                    "cacheEnabled": True,
+                    "ttl": 3600,
+                }
+            ],
+        },
+        "policy": {
+            "version": "1.0.0",
+            "plugin": {
+                "name": "configPolicy",
+                "artifactVerificationPolicies": {NOTATION_ARTIFACT_TYPE: "any", COSIGN_ARTIFACT_TYPE: "any"},
+            },
+        },
+        "verifier": {
+            "version": "1.0.0",
+            "plugins": [
+                {
+                    "name": "cosign",
+                    "artifactTypes": COSIGN_ARTIFACT_TYPE,
+                    "trustPolicies": [
+                        {
+                            "name": "default",
+                            "version": "1.0.0",
+                            "scopes": ["*"],
+                            "keys": [{"file": str(bed.cosign_key.public_path)}],
+                            "tLogVerify": False,
+                        }
+                    ],
+                },
+                {
+                    "name": "notation",
+                    "artifactTypes": NOTATION_ARTIFACT_TYPE,
+                    "verificationCerts": [str(bed.notation_key.cert_path)],
+                    "trustPolicyDoc": {
+                        "version": "1.0",
+                        "trustPolicies": [
+                            {
+                                "name": "default",
+                                "registryScopes": ["*"],
+                                "signatureVerification": {"level": "strict"},
+                                "trustStores": ["ca:certs"],
+                                "trustedIdentities": ["*"],
+                            }
+                        ],
+                    },
+                },
+            ],
+        },
+    }
+
+
+def dump(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2)
