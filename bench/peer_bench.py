@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import platform
-import signal
 import ssl
 import statistics
 import subprocess
