@@ -1,0 +1,131 @@
+"""Where a cold batch's CPU goes: ``python -m bench.cpu_profile [--keys N] [--runs R] [--out FILE]``.
+
+The set-up of bench/trace_bench.py (olareg on 127.0.0.1; ``--keys`` images each signed by cosign v2, key,
+legacy ``.sig``, and by notation, JWS; policy ``allOf [cosign, notation]``); one unmeasured cold batch,
+then ``--runs`` cold batches (a fresh Engine each) under cProfile. Printed: the process CPU per image, and
+the top functions by own time and by cumulative time, in microseconds per image. ``--out`` keeps the
+pstats file (``python -m pstats FILE``). The profiler's clock is the thread's CPU time (other processes'
+load does not count). cProfile roughly doubles the CPU of what it profiles; read the
+shares, not the absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import os
+import pstats
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.trace_bench import both_config, sign_both
+from provider.config import Config
+from provider.engine import Engine
+from provider.outcome import Decided
+from tests.support import cosign, notation
+from tests.support.cosign import CosignEnv
+from tests.support.notation import NotationEnv
+from tests.support.registries import start_olareg
+from tests.support.tools import ensure_tool
+
+__all__ = ["main"]
+
+
+async def _batches(
+    config: Config, keys: Sequence[str], runs: int, profiler: cProfile.Profile | None
+) -> tuple[float, float]:
+    """`runs` cold batches (fresh engines): the process's user and system CPU seconds in `verify`."""
+    user = system = 0.0
+    for _ in range(runs):
+        engine = await Engine.create(config)
+        try:
+            gc.collect()
+            before = os.times()
+            if profiler is not None:
+                profiler.enable()
+            results = await engine.verify(keys, 60.0)
+            if profiler is not None:
+                profiler.disable()
+            after = os.times()
+            user += after.user - before.user
+            system += after.system - before.system
+        finally:
+            await engine.close()
+        for key in keys:
+            outcome = results.get(key)
+            if not isinstance(outcome, Decided) or outcome.value.get("allowed") is not True:
+                raise RuntimeError(f"{key} was not allowed: {outcome!r}")
+    return user, system
+
+
+def _us(cpu: tuple[float, float], images: int) -> str:
+    user, system = cpu
+    per = 1e6 / images
+    return f"{(user + system) * per:.0f} us (user {user * per:.0f}, system {system * per:.0f})"
+
+
+def _table(stats: pstats.Stats, order: str, per: int, top: int) -> list[str]:
+    out = io.StringIO()
+    stats.stream = out  # type: ignore[attr-defined]
+    stats.sort_stats(order).print_stats(top)
+    lines = [f"top {top} by {order} (times are totals over {per} images; divide for per image):"]
+    lines += [line for line in out.getvalue().splitlines() if line.strip()][-(top + 1) :]
+    return lines
+
+
+def run(keys: int, runs: int, top: int, out_file: Path | None) -> list[str]:
+    for tool in ("olareg", "cosign2", "notation"):
+        ensure_tool(tool)
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="countersign-cpu-") as scratch:
+        workdir = Path(scratch)
+        cosign_env = CosignEnv(workdir / "cosign")
+        notation_env = NotationEnv(workdir / "notation")
+        try:
+            key = cosign.generate_key_pair(cosign_env, "bench")
+            notation.generate_test_key(notation_env, "bench")
+            notation.write_trust_policy(notation_env, notation.trust_policy(["ca:bench"], name="bench"))
+            with start_olareg(workdir / "olareg") as registry:
+                images = sign_both(registry, cosign_env, key, notation_env, keys, 5)
+                refs = [f"{registry.host}/{repository}:{tag}" for repository, tag in images]
+                config = both_config(registry.host, key, notation_env)
+                asyncio.run(_batches(config, refs, 1, None))  # one-off costs
+                plain = asyncio.run(_batches(config, refs, runs, None))
+                profiler = cProfile.Profile(time.thread_time)  # CPU time: the machine may be shared
+                profiled = asyncio.run(_batches(config, refs, runs, profiler))
+        finally:
+            cosign_env.close()
+            notation_env.close()
+    images_done = keys * runs
+    lines.append(
+        f"{runs} cold batches of {keys} keys: process CPU per image unprofiled {_us(plain, images_done)}, "
+        f"under cProfile {_us(profiled, images_done)}"
+    )
+    stats = pstats.Stats(profiler)
+    if out_file is not None:
+        stats.dump_stats(str(out_file))
+        lines.append(f"pstats written to {out_file}")
+    lines += _table(stats, "tottime", images_done, top)
+    lines += _table(stats, "cumulative", images_done, top)
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cpu_profile", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keys", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE")
+    args = parser.parse_args(argv)
+    print("\n".join(run(args.keys, args.runs, args.top, args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
