@@ -65,6 +65,7 @@ from verifiers.base import (
     check_report,
     option_paths_relative_to,
 )
+from verifiers.cpu import CpuPool
 from verifiers.errors import IntegrityError, InvalidContent, NotFound, RegistryError, TooLarge
 from verifiers.plugins import PluginError, create_verifier
 from verifiers.reference import ImageReference, Key, ReferenceError, parse_key, parse_reference
@@ -240,6 +241,9 @@ class Engine:
         # Bounds: verifications running at once, and verifications in flight (running, queued or
         # finishing in the background). Past the second bound new keys are undecided at once.
         self._slots = asyncio.Semaphore(config.server.max_concurrent_verifications)
+        # Verifiers' CPU-heavy work (`Context.run_cpu`): one thread per CPU this process may use, a bounded
+        # queue; signature verification in OpenSSL releases the GIL, so a second core does it.
+        self.cpu = CpuPool()
         for pool in ("in_flight", "verdict", "content", "tag"):
             self.metrics.memory.labels(pool).set_function(functools.partial(self._memory_of, pool))
 
@@ -295,6 +299,7 @@ class Engine:
                     await verifier.aclose()
                 except Exception:
                     log.exception("closing verifier %s failed", verifier.name)
+        self.cpu.close()
         await self.registry.close()
         await self.registry.client.close()
         if self.workload is not None:
@@ -444,7 +449,7 @@ class Engine:
         )
         deadline = DEADLINE.get() or asyncio.get_running_loop().time() + self.config.server.background_timeout
         # One Context, and so one memo, per image verification: never shared across images or requests.
-        context = Context(registry=ImageReader(self.registry), deadline=deadline, memo=Memo())
+        context = Context(registry=ImageReader(self.registry), deadline=deadline, memo=Memo(), cpu=self.cpu)
         # Each verifier once, whichever policies name it: the cluster policy's, then the namespace's others.
         names = list(dict.fromkeys((*policy.verifiers, *policies[-1].verifiers)))
         async with trace.acquiring(self._slots, "slots"):
