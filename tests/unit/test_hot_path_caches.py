@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from provider.metrics import MAX_REGISTRY_LABELS, Metrics
 from provider.registry import egress
 from provider.registry.egress import EgressPolicy, EgressRefused
 from provider.registry.settings import origin
@@ -90,3 +91,27 @@ def test_the_registry_check_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) ->
         policy.check_registry(f"r{i}.example.com")
         assert len(policy._registry_checks) <= 8
     assert policy == EgressPolicy() and hash(policy) == hash(EgressPolicy())  # the cache is not identity
+
+
+def _sample(metrics: Metrics, name: str, labels: dict[str, str]) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_remembered_metric_children_count_as_the_labelled_counters_do() -> None:
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.observe_registry("reg.example.com", "GET", "200")
+    metrics.observe_registry("reg.example.com", "GET", "404")
+    for hit in (True, True, False):
+        metrics.cache_lookup("manifest", hit)
+    requests = "countersign_registry_requests_total"
+    assert _sample(metrics, requests, {"registry": "reg.example.com", "method": "GET", "status": "200"}) == 3
+    assert _sample(metrics, requests, {"registry": "reg.example.com", "method": "GET", "status": "404"}) == 1
+    assert _sample(metrics, "countersign_cache_requests_total", {"cache": "manifest", "result": "hit"}) == 2
+    assert _sample(metrics, "countersign_cache_requests_total", {"cache": "manifest", "result": "miss"}) == 1
+    # Past the cap, registries are counted as "other", remembered children or not.
+    for i in range(MAX_REGISTRY_LABELS + 5):
+        metrics.observe_registry(f"r{i}.example.com", "GET", "200")
+    other = {"registry": "other", "method": "GET", "status": "200"}
+    assert _sample(metrics, requests, other) == 6  # reg.example.com took one of the labels
+    assert len(metrics._request_counters) == MAX_REGISTRY_LABELS + 2
