@@ -2,8 +2,9 @@
 
 The set-up of bench/trace_bench.py (olareg on 127.0.0.1; ``--keys`` images each signed by cosign v2, key,
 legacy ``.sig``, and by notation, JWS; policy ``allOf [cosign, notation]``); one unmeasured cold batch,
-then ``--runs`` cold batches (a fresh Engine each) under cProfile. Printed: the process CPU per image, and
-the top functions by own time and by cumulative time, in microseconds per image. ``--out`` keeps the
+then ``--runs`` cold batches (a fresh Engine each) unprofiled and ``--runs`` under cProfile. Printed: the
+CPU per image (process user and system, and the event loop thread's own), and the top functions by own time
+and by cumulative time (totals over the profiled images). ``--out`` keeps the
 pstats file (``python -m pstats FILE``). The profiler's clock is the thread's CPU time (other processes'
 load does not count). cProfile roughly doubles the CPU of what it profiles; read the
 shares, not the absolute figures.
@@ -18,10 +19,12 @@ import gc
 import io
 import os
 import pstats
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.trace_bench import both_config, sign_both
@@ -37,37 +40,56 @@ from tests.support.tools import ensure_tool
 __all__ = ["main"]
 
 
+@dataclass(frozen=True, slots=True)
+class BatchCpu:
+    """One cold batch's CPU seconds in `verify`: the process's user and system time, and the event loop
+    thread's own (the thread every registry read and, without the pool, every verification runs on)."""
+
+    user: float
+    system: float
+    loop: float
+
+
 async def _batches(
     config: Config, keys: Sequence[str], runs: int, profiler: cProfile.Profile | None
-) -> tuple[float, float]:
-    """`runs` cold batches (fresh engines): the process's user and system CPU seconds in `verify`."""
-    user = system = 0.0
+) -> list[BatchCpu]:
+    """`runs` cold batches (fresh engines), each's CPU."""
+    samples: list[BatchCpu] = []
     for _ in range(runs):
         engine = await Engine.create(config)
         try:
             gc.collect()
-            before = os.times()
+            before, loop = os.times(), time.thread_time()
             if profiler is not None:
                 profiler.enable()
             results = await engine.verify(keys, 60.0)
             if profiler is not None:
                 profiler.disable()
-            after = os.times()
-            user += after.user - before.user
-            system += after.system - before.system
+            after, loop = os.times(), time.thread_time() - loop
+            samples.append(BatchCpu(after.user - before.user, after.system - before.system, loop))
         finally:
             await engine.close()
         for key in keys:
             outcome = results.get(key)
             if not isinstance(outcome, Decided) or outcome.value.get("allowed") is not True:
                 raise RuntimeError(f"{key} was not allowed: {outcome!r}")
-    return user, system
+    return samples
 
 
-def _us(cpu: tuple[float, float], images: int) -> str:
-    user, system = cpu
-    per = 1e6 / images
-    return f"{(user + system) * per:.0f} us (user {user * per:.0f}, system {system * per:.0f})"
+def _us(samples: list[BatchCpu], keys: int) -> str:
+    """Medians over batches, per image."""
+    per = 1e6 / keys
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) * per
+
+    process = [s.user + s.system for s in samples]
+    spread = f"{min(process) * per:.0f}..{max(process) * per:.0f}"
+    return (
+        f"process {median(process):.0f} us (user {median([s.user for s in samples]):.0f}, system "
+        f"{median([s.system for s in samples]):.0f}; batches {spread}), "
+        f"event-loop thread {median([s.loop for s in samples]):.0f} us"
+    )
 
 
 def _table(stats: pstats.Stats, order: str, per: int, top: int) -> list[str]:
@@ -98,19 +120,20 @@ def run(keys: int, runs: int, top: int, out_file: Path | None) -> list[str]:
                 asyncio.run(_batches(config, refs, 1, None))  # one-off costs
                 plain = asyncio.run(_batches(config, refs, runs, None))
                 profiler = cProfile.Profile(time.thread_time)  # CPU time: the machine may be shared
-                profiled = asyncio.run(_batches(config, refs, runs, profiler))
+                profiled = asyncio.run(_batches(config, refs, runs, profiler)) if top > 0 else []
         finally:
             cosign_env.close()
             notation_env.close()
-    images_done = keys * runs
-    lines.append(
-        f"{runs} cold batches of {keys} keys: process CPU per image unprofiled {_us(plain, images_done)}, "
-        f"under cProfile {_us(profiled, images_done)}"
-    )
+    lines.append(f"{runs} cold batches of {keys} keys, CPU per image (median over batches):")
+    lines.append(f"  unprofiled: {_us(plain, keys)}")
+    if not profiled:
+        return lines
+    lines.append(f"  under cProfile: {_us(profiled, keys)}")
     stats = pstats.Stats(profiler)
     if out_file is not None:
         stats.dump_stats(str(out_file))
         lines.append(f"pstats written to {out_file}")
+    images_done = keys * runs
     lines += _table(stats, "tottime", images_done, top)
     lines += _table(stats, "cumulative", images_done, top)
     return lines
@@ -120,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cpu_profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--top", type=int, default=40, help="functions listed; 0: no profile, only the CPU")
     parser.add_argument("--out", type=Path, default=None, metavar="FILE")
     args = parser.parse_args(argv)
     print("\n".join(run(args.keys, args.runs, args.top, args.out)))
