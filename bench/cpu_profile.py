@@ -51,12 +51,12 @@ class BatchCpu:
 
 
 async def _batches(
-    config: Config, keys: Sequence[str], runs: int, profiler: cProfile.Profile | None
+    config: Config, keys: Sequence[str], runs: int, profiler: cProfile.Profile | None, workers: int
 ) -> list[BatchCpu]:
-    """`runs` cold batches (fresh engines), each's CPU."""
+    """`runs` cold batches (fresh engines, `workers` CPU pool threads), each's CPU."""
     samples: list[BatchCpu] = []
     for _ in range(runs):
-        engine = await Engine.create(config)
+        engine = await Engine.create(config, cpu_workers=workers)
         try:
             gc.collect()
             before, loop = os.times(), time.thread_time()
@@ -101,7 +101,7 @@ def _table(stats: pstats.Stats, order: str, per: int, top: int) -> list[str]:
     return lines
 
 
-def run(keys: int, runs: int, top: int, out_file: Path | None) -> list[str]:
+def run(keys: int, runs: int, top: int, out_file: Path | None, workers: int = 0) -> list[str]:
     for tool in ("olareg", "cosign2", "notation"):
         ensure_tool(tool)
     lines: list[str] = []
@@ -117,14 +117,15 @@ def run(keys: int, runs: int, top: int, out_file: Path | None) -> list[str]:
                 images = sign_both(registry, cosign_env, key, notation_env, keys, 5)
                 refs = [f"{registry.host}/{repository}:{tag}" for repository, tag in images]
                 config = both_config(registry.host, key, notation_env)
-                asyncio.run(_batches(config, refs, 1, None))  # one-off costs
-                plain = asyncio.run(_batches(config, refs, runs, None))
+                asyncio.run(_batches(config, refs, 1, None, workers))  # one-off costs
+                plain = asyncio.run(_batches(config, refs, runs, None, workers))
                 profiler = cProfile.Profile(time.thread_time)  # CPU time: the machine may be shared
-                profiled = asyncio.run(_batches(config, refs, runs, profiler)) if top > 0 else []
+                profiled = asyncio.run(_batches(config, refs, runs, profiler, workers)) if top > 0 else []
         finally:
             cosign_env.close()
             notation_env.close()
-    lines.append(f"{runs} cold batches of {keys} keys, CPU per image (median over batches):")
+    pool = f"a CPU pool of {workers} threads" if workers > 0 else "verifier work inline"
+    lines.append(f"{runs} cold batches of {keys} keys ({pool}), CPU per image (median over batches):")
     lines.append(f"  unprofiled: {_us(plain, keys)}")
     if not profiled:
         return lines
@@ -145,8 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--top", type=int, default=40, help="functions listed; 0: no profile, only the CPU")
     parser.add_argument("--out", type=Path, default=None, metavar="FILE")
+    parser.add_argument(
+        "--cpu-workers", type=int, default=0, help="threads of the engine's CPU pool (0: inline, the default)"
+    )
     args = parser.parse_args(argv)
-    print("\n".join(run(args.keys, args.runs, args.top, args.out)))
+    print("\n".join(run(args.keys, args.runs, args.top, args.out, args.cpu_workers)))
     return 0
 
 

@@ -205,21 +205,28 @@ class _Threaded:
         return Report.ok("ok", "ran", loop=threading.get_ident(), worker=worker)
 
 
-def test_the_engine_gives_verifiers_its_pool_and_closes_it() -> None:
-    async def main() -> tuple[object, CpuPool]:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_engine_runs_verifiers_cpu_work_inline_or_on_its_own_pool(workers: int) -> None:
+    async def main() -> tuple[object, Engine]:
         policy = Policy("p", ("*",), None, "allOf", ("threaded",), 1)
         config = Config(policies=(policy,), fingerprint="t")
-        engine = Engine(config, _ClosableRegistry(), {"threaded": _Threaded()})  # type: ignore[arg-type]
+        verifiers = {"threaded": _Threaded()}
+        engine = Engine(config, _ClosableRegistry(), verifiers, cpu_workers=workers)  # type: ignore[arg-type]
         try:
             results = await engine.verify(["reg.test/app:1"], 5.0)
         finally:
             await engine.close()
-        return results["reg.test/app:1"], engine.cpu
+        return results["reg.test/app:1"], engine
 
-    outcome, pool = asyncio.run(main())
+    outcome, engine = asyncio.run(main())
     assert isinstance(outcome, Decided), outcome
     details = outcome.value["verifiers"][0]["details"]
     assert outcome.value["allowed"] is True
+    if workers == 0:
+        assert engine.cpu is INLINE
+        assert details["worker"] == details["loop"]
+        return
+    assert isinstance(engine.cpu, CpuPool) and engine.cpu.workers == workers
     assert details["worker"] != details["loop"]
-    with pytest.raises(RuntimeError, match="closed"):
-        asyncio.run(_context(pool).run_cpu(int, "1"))
+    with pytest.raises(RuntimeError, match="closed"):  # closed with the engine
+        asyncio.run(_context(engine.cpu).run_cpu(int, "1"))
