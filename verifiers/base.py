@@ -409,7 +409,8 @@ class Memo:
 class Context:
     """Per-image-verification context: registry access, the time budget left (`deadline`, in loop time),
     a `memo` for work the verifiers of this one image share (a fresh `Memo` unless one is given) and `cpu`,
-    where `run_cpu` runs CPU-heavy work (the engine's bounded worker pool; by default the calling thread)."""
+    where `run_cpu` runs CPU-heavy work (the calling thread by default; the engine's bounded worker pool
+    when it has one)."""
 
     registry: RegistryReader
     deadline: float
@@ -417,7 +418,8 @@ class Context:
     cpu: CpuRunner = field(default=INLINE)
 
     async def run_cpu(self, fn: Callable[..., _T], /, *args: object) -> _T:
-        """`fn(*args)` on the engine's CPU worker pool, off the event loop thread; its result or exception.
+        """`fn(*args)` where the engine runs CPU-heavy work (inline, or its worker pool); its result or
+        exception.
 
         For synchronous work that does no I/O and takes more than about 0.1 ms: a signature's verification,
         a certificate chain's, parsing a large document. `fn` and its arguments must be safe to use from

@@ -4,17 +4,18 @@ Two runners:
 
 - `INLINE` runs `fn(*args)` on the calling thread, at once: the `Context` default, so a verifier built and
   called directly (a unit test, a script) needs no pool;
-- `CpuPool(workers, queue)`: a bounded pool of threads, owned by Countersign's engine (one per engine,
-  `workers` = the CPUs the process may use). At most `workers` calls run at once and at most `queue` more
-  wait in it; a caller beyond that waits (asynchronously, its event loop free) for room. `fn` runs in a
-  copy of the caller's context variables; its exception is raised to the caller.
+- `CpuPool(workers, queue)`: a bounded pool of threads, owned by Countersign's engine when it is built
+  with `cpu_workers` > 0 (by default the engine runs verifiers' work inline: measured, see
+  docs/performance.md). At most `workers` calls run at once and at most `queue` more wait in it; a caller
+  beyond that waits (asynchronously, its event loop free) for room. `fn` runs in a copy of the caller's
+  context variables; its exception is raised to the caller.
 
 Threads give a second core to work that releases the GIL: OpenSSL through `cryptography` (ECDSA, RSA
 signature verification, measured with cryptography 50), `hashlib` over more than 2 KiB. Python code and
 `json.loads` hold it: in a worker they only take turns with the event loop (a long `json.loads` still
-stalls it). Measured on the 2-core test machine: one hop to the pool and back costs about 30 to 60 us of
-CPU, so hand it whole units of work (a signature's verification, an envelope's parse, verification and
-evaluation), not single calls of a few microseconds.
+stalls it). Measured on the 2-core test machine: one hop to the pool and back costs about 20 to 35 us of
+event-loop CPU and 30 to 55 us of process CPU, so hand it whole units of work (a signature's
+verification, an envelope's parse, verification and evaluation), not single calls of a few microseconds.
 
 Cancellation: a caller cancelled while its call waits in the queue removes it; a call already running
 finishes in its thread (a thread cannot be interrupted) and its result is dropped; its place is freed
