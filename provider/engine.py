@@ -65,6 +65,7 @@ from verifiers.base import (
     check_report,
     option_paths_relative_to,
 )
+from verifiers.cpu import INLINE, CpuPool, CpuRunner
 from verifiers.errors import IntegrityError, InvalidContent, NotFound, RegistryError, TooLarge
 from verifiers.plugins import PluginError, create_verifier
 from verifiers.reference import ImageReference, Key, ReferenceError, parse_key, parse_reference
@@ -218,6 +219,7 @@ class Engine:
         metrics: Metrics | None = None,
         memory: MemoryBudget | None = None,
         workload: WorkloadSource | None = None,
+        cpu_workers: int = 0,
     ) -> None:
         self.config = config
         # v1 keys' own pull secrets; None: every key is verified with the operator's credentials only.
@@ -240,6 +242,11 @@ class Engine:
         # Bounds: verifications running at once, and verifications in flight (running, queued or
         # finishing in the background). Past the second bound new keys are undecided at once.
         self._slots = asyncio.Semaphore(config.server.max_concurrent_verifications)
+        # Where verifiers' CPU-heavy work (`Context.run_cpu`) runs: with `cpu_workers` N > 0 a bounded pool
+        # of N threads (queue 4N) this engine owns; with 0 (the default) the event loop thread itself.
+        # Measured (docs/performance.md, "CPU per cold image"): handing the built-in verifiers' work
+        # (mostly Python, which holds the GIL) to threads made cold batches slower and costlier here.
+        self.cpu: CpuRunner = CpuPool(cpu_workers) if cpu_workers > 0 else INLINE
         for pool in ("in_flight", "verdict", "content", "tag"):
             self.metrics.memory.labels(pool).set_function(functools.partial(self._memory_of, pool))
 
@@ -250,10 +257,12 @@ class Engine:
         metrics: Metrics | None = None,
         memory: MemoryBudget | None = None,
         workload: WorkloadSource | None = None,
+        cpu_workers: int = 0,
     ) -> Engine:
         """Build the engine and its registry client (inside the running event loop); `memory`: the process's
         budget for registry responses when one exists already (a reload), else a new one; `workload`: where
-        v1 keys' pull secrets come from (`kubernetes.workloadPullSecrets`), else None."""
+        v1 keys' pull secrets come from (`kubernetes.workloadPullSecrets`), else None; `cpu_workers`: threads
+        of the engine's pool for `Context.run_cpu` (0: run inline on the event loop thread)."""
         metrics = metrics or Metrics()
         verifiers = build_verifiers(config)
         credentials = CredentialStore(docker_configs=config.docker_configs)  # ValueError when unreadable
@@ -276,7 +285,7 @@ class Engine:
             tag_bytes=config.cache.tag_bytes,
             metrics=metrics,
         )
-        return cls(config, registry, verifiers, metrics, memory, workload)
+        return cls(config, registry, verifiers, metrics, memory, workload, cpu_workers)
 
     def _memory_of(self, pool: str) -> float:
         return float(self.memory_use[pool])
@@ -295,6 +304,8 @@ class Engine:
                     await verifier.aclose()
                 except Exception:
                     log.exception("closing verifier %s failed", verifier.name)
+        if isinstance(self.cpu, CpuPool):
+            self.cpu.close()
         await self.registry.close()
         await self.registry.client.close()
         if self.workload is not None:
@@ -444,7 +455,7 @@ class Engine:
         )
         deadline = DEADLINE.get() or asyncio.get_running_loop().time() + self.config.server.background_timeout
         # One Context, and so one memo, per image verification: never shared across images or requests.
-        context = Context(registry=ImageReader(self.registry), deadline=deadline, memo=Memo())
+        context = Context(registry=ImageReader(self.registry), deadline=deadline, memo=Memo(), cpu=self.cpu)
         # Each verifier once, whichever policies name it: the cluster policy's, then the namespace's others.
         names = list(dict.fromkeys((*policy.verifiers, *policies[-1].verifiers)))
         async with trace.acquiring(self._slots, "slots"):

@@ -15,6 +15,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._registries: set[str] = set()
+        # The labelled children of the two counters counted on every registry request and cache lookup.
+        self._request_counters: dict[tuple[str, str, str], Counter] = {}
+        self._cache_counters: dict[tuple[str, bool], Counter] = {}
         self.request_latency = Histogram(
             "countersign_request_duration_seconds",
             "Time to answer a Gatekeeper request, by endpoint.",
@@ -156,10 +159,18 @@ class Metrics:
                 registry = "other"
             else:
                 self._registries.add(registry)
-        self.registry_requests.labels(registry, method, status).inc()
+        counter = self._request_counters.get((registry, method, status))
+        if counter is None:  # as many as registry_requests has label sets: bounded by the cap above
+            counter = self._request_counters[(registry, method, status)] = self.registry_requests.labels(
+                registry, method, status
+            )
+        counter.inc()
 
     def cache_lookup(self, cache: str, hit: bool) -> None:
-        self.cache.labels(cache, "hit" if hit else "miss").inc()
+        counter = self._cache_counters.get((cache, hit))
+        if counter is None:
+            counter = self._cache_counters[(cache, hit)] = self.cache.labels(cache, "hit" if hit else "miss")
+        counter.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
+from verifiers.cpu import INLINE, CpuRunner
 from verifiers.errors import OptionsError, Undecided
 from verifiers.reference import ImageReference
 
@@ -406,12 +407,27 @@ class Memo:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Per-image-verification context: registry access, the time budget left (`deadline`, in loop time)
-    and a `memo` for work the verifiers of this one image share (a fresh `Memo` unless one is given)."""
+    """Per-image-verification context: registry access, the time budget left (`deadline`, in loop time),
+    a `memo` for work the verifiers of this one image share (a fresh `Memo` unless one is given) and `cpu`,
+    where `run_cpu` runs CPU-heavy work (the calling thread by default; the engine's bounded worker pool
+    when it has one)."""
 
     registry: RegistryReader
     deadline: float
     memo: Memo = field(default_factory=Memo)
+    cpu: CpuRunner = field(default=INLINE)
+
+    async def run_cpu(self, fn: Callable[..., _T], /, *args: object) -> _T:
+        """`fn(*args)` where the engine runs CPU-heavy work (inline, or its worker pool); its result or
+        exception.
+
+        For synchronous work that does no I/O and takes more than about 0.1 ms: a signature's verification,
+        a certificate chain's, parsing a large document. `fn` and its arguments must be safe to use from
+        another thread (no event-loop objects, nothing another task mutates meanwhile). Waits (without
+        blocking the event loop) while the pool is full; a cancelled caller's queued call is dropped, a
+        running one finishes in its thread. See `verifiers.cpu` and docs/plugins.md.
+        """
+        return await self.cpu.run(fn, *args)
 
 
 class Verifier(Protocol):

@@ -68,6 +68,9 @@ BUILTIN_REFUSED: tuple[tuple[IPNetwork, str], ...] = tuple(
 _HOST_PATTERN_RE = re.compile(r"(\[[0-9A-Fa-f:.*?]+\]|[A-Za-z0-9.\-*?]+)(:(\d{1,5}|\*))?")
 
 
+_MAX_REGISTRY_CHECKS = 1024
+
+
 class EgressRefused(RegistryError):
     """The egress policy refuses this host or address; nothing was sent to it."""
 
@@ -139,9 +142,16 @@ class EgressPolicy:
     deny_addresses: tuple[IPNetwork, ...] = ()
     trusted: frozenset[tuple[str, int]] = frozenset()
     _patterns: tuple[_HostPattern, ...] = field(init=False, repr=False, compare=False)
+    # check_registry's outcome by (registry, insecure): None (allowed) or the refusal's message. The client
+    # asks before every request; the answer depends only on this (immutable) policy. Bounded: keys name
+    # arbitrary registries.
+    _registry_checks: dict[tuple[str, bool], str | None] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_patterns", tuple(parse_host_pattern(h) for h in self.hosts))
+        object.__setattr__(self, "_registry_checks", {})
 
     @classmethod
     def permissive(cls) -> EgressPolicy:
@@ -169,9 +179,23 @@ class EgressPolicy:
         Only what is known without contacting anything: the host globs and, for an address literal, the
         address rules. A name is checked again on the addresses it resolves to, when connecting.
         """
-        host, port = _split_host_port(registry)
-        port = port if port is not None else (80 if insecure else 443)
-        self._check(host, port, f"registry {registry}")
+        checks = self._registry_checks
+        key = (registry, insecure)
+        if key in checks:
+            refusal = checks[key]
+        else:
+            host, port = _split_host_port(registry)
+            port = port if port is not None else (80 if insecure else 443)
+            try:
+                self._check(host, port, f"registry {registry}")
+                refusal = None
+            except EgressRefused as e:
+                refusal = str(e)
+            if len(checks) >= _MAX_REGISTRY_CHECKS:
+                checks.clear()
+            checks[key] = refusal
+        if refusal is not None:
+            raise EgressRefused(refusal)
 
     def check_url(self, url: str, what: str) -> None:
         """A redirect target or token realm, before anything is sent to it."""

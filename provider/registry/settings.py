@@ -8,6 +8,7 @@ in which a URL is logged. Pure: the transport (client.py) and the token flow (to
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -59,6 +60,26 @@ def base_url(registry: str, settings: RegistrySettings) -> str:
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, lower-case host, port) of `url`; ValueError for an invalid port.
+
+    The registry client asks for it several times per request, so a plain `http(s)://netloc` prefix is
+    parsed once and remembered (a bounded cache); anything else (other schemes, white space or control
+    characters in the scheme or netloc, which `urlsplit` strips or rejects) is parsed each time."""
+    if url.startswith(("https://", "http://")):
+        start = url.index("//") + 2
+        end = len(url)
+        for delimiter in "/?#":
+            found = url.find(delimiter, start)
+            if found != -1 and found < end:
+                end = found
+        prefix = url[:end]
+        if prefix.isprintable() and " " not in prefix:
+            return _origin(prefix)
+    return _origin.__wrapped__(url)
+
+
+@functools.lru_cache(maxsize=256)
+def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
     return parts.scheme, (parts.hostname or "").lower(), port

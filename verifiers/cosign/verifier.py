@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Self
@@ -255,6 +255,10 @@ def _identities(options: CosignOptions) -> tuple[Identity, ...]:
     )
 
 
+def _verify_all(candidates: Sequence[Candidate], digest: str, policy: TrustPolicy) -> list[CandidateResult]:
+    return [core.verify_candidate(candidate, digest, policy) for candidate in candidates]
+
+
 class CosignVerifier:
     type: ClassVar[str] = "cosign"
 
@@ -309,8 +313,13 @@ class CosignVerifier:
         signatures: list[CandidateResult] = []
         attestations: list[VerifiedAttestation] = []
         rejected: list[CandidateResult] = []
-        for candidate in found.candidates:
-            result = core.verify_candidate(candidate, subject.digest, policy)
+        # Every candidate's signature, chain and log checks: one hop to the engine's CPU pool (no I/O).
+        results = (
+            await context.run_cpu(_verify_all, found.candidates, subject.digest, policy)
+            if found.candidates
+            else []
+        )
+        for candidate, result in zip(found.candidates, results, strict=True):
             if candidate.format in ATTESTATION_FORMATS:
                 if not result.passed:
                     rejected.append(result)

@@ -35,6 +35,7 @@ verifier's HTTP session for OCSP/CRL is created on first use and reused; `aclose
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +47,13 @@ from pydantic import Field, WithJsonSchema, model_validator
 from verifiers import oci
 from verifiers.base import Context, Descriptor, OptionsError, Report, Subject, Undecided, resolve_option_path
 from verifiers.errors import RegistryError
-from verifiers.notation.envelope import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, EnvelopeError, parse_and_verify
+from verifiers.notation.envelope import (
+    COSE_MEDIA_TYPE,
+    JWS_MEDIA_TYPE,
+    EnvelopeError,
+    VerifiedEnvelope,
+    parse_and_verify,
+)
 from verifiers.notation.reasons import Reason
 from verifiers.notation.revocation import ChainStatus, RevocationChecker
 from verifiers.notation.trust import (
@@ -128,6 +135,23 @@ _PRECEDENCE = (
     Reason.INTEGRITY,
     Reason.NO_SIGNATURE,
 )
+
+
+def _verify_envelope(
+    data: bytes,
+    media_type: str,
+    subject: Subject,
+    policy: TrustPolicy,
+    stores: TrustStores,
+    now: datetime,
+) -> tuple[VerifiedEnvelope, Evaluation] | EnvelopeError:
+    """`parse_and_verify` then `evaluate` (no revocation status yet); an envelope that does not verify is
+    returned as its `EnvelopeError` (what `evaluate` raises propagates)."""
+    try:
+        envelope = parse_and_verify(data, media_type)
+    except EnvelopeError as exc:
+        return exc
+    return envelope, evaluate(envelope, subject.digest, subject.size, subject.media_type, policy, stores, now)
 
 
 def _rfc3339(moment: datetime | None) -> str | None:
@@ -320,15 +344,19 @@ class NotationVerifier:
             return self._failure(descriptor.digest, None, Reason.INTEGRITY, message), None
         try:
             envelope_bytes = await context.registry.blob(subject.reference, layer, MAX_ENVELOPE_BYTES)
-            envelope = parse_and_verify(envelope_bytes, layer.media_type)
         except Undecided:
             raise
-        except (RegistryError, EnvelopeError) as exc:
+        except RegistryError as exc:
             return self._failure(descriptor.digest, fmt, Reason.INTEGRITY, str(exc)), None
         now = datetime.now(UTC)
-        result = evaluate(
-            envelope, subject.digest, subject.size, subject.media_type, policy, self.stores, now
+        # The envelope's parse, signature and chain checks and the policy's evaluation: one hop to the
+        # engine's CPU pool (no I/O in any of it).
+        checked = await context.run_cpu(
+            _verify_envelope, envelope_bytes, layer.media_type, subject, policy, self.stores, now
         )
+        if isinstance(checked, EnvelopeError):
+            return self._failure(descriptor.digest, fmt, Reason.INTEGRITY, str(checked)), None
+        envelope, result = checked
         if result.needs_revocation or result.needs_timestamp_revocation:
             # The signing chain and the TSA chain concurrently, on one checker (one cache) and one deadline.
             signing, stamping = await asyncio.gather(
@@ -339,16 +367,19 @@ class NotationVerifier:
                     result.needs_timestamp_revocation, result.timestamp_chain, now, context.deadline
                 ),
             )
-            result = evaluate(
-                envelope,
-                subject.digest,
-                subject.size,
-                subject.media_type,
-                policy,
-                self.stores,
-                now,
-                revocation=signing,
-                timestamp_revocation=stamping,
+            result = await context.run_cpu(
+                functools.partial(
+                    evaluate,
+                    envelope,
+                    subject.digest,
+                    subject.size,
+                    subject.media_type,
+                    policy,
+                    self.stores,
+                    now,
+                    revocation=signing,
+                    timestamp_revocation=stamping,
+                )
             )
         return self._entry(descriptor.digest, fmt, envelope.signer, result), result.undecided
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from verifiers import oci
 from verifiers.base import Context, Descriptor, RegistryReader, Subject
+from verifiers.cpu import INLINE, CpuRunner
 from verifiers.reference import parse_reference
 
 __all__ = [
@@ -157,8 +158,11 @@ def make_subject(
     )
 
 
-def make_context(registry: RegistryReader, *, deadline_in: float = 30.0) -> Context:
+def make_context(registry: RegistryReader, *, deadline_in: float = 30.0, cpu: CpuRunner = INLINE) -> Context:
     """A `Context` whose deadline is `deadline_in` seconds from now (negative: already past).
+
+    `cpu` runs the verifier's `context.run_cpu` work: by default on the calling thread; pass a
+    `verifiers.cpu.CpuPool` (and close it) to run it on worker threads as Countersign does.
 
     For an `InMemoryRegistry` the context reads through `registry.reader(deadline)`, which keeps the
     deadline the way Countersign's registry client does: a read started after it raises `Unavailable`
@@ -172,4 +176,4 @@ def make_context(registry: RegistryReader, *, deadline_in: float = 30.0) -> Cont
         now = time.monotonic()
     deadline = now + deadline_in
     reader = registry.reader(deadline) if isinstance(registry, InMemoryRegistry) else registry
-    return Context(registry=reader, deadline=deadline)
+    return Context(registry=reader, deadline=deadline, cpu=cpu)
