@@ -173,7 +173,7 @@ being silently overridden.
 {{- if hasKey $kube "workloadPullSecrets" }}
 {{- fail "config.kubernetes.workloadPullSecrets is set by the chart from kubernetes.workloadPullSecrets.enabled (which also grants the RBAC it needs); leave it out of config" }}
 {{- end }}
-{{- if (.Values.kubernetes.workloadPullSecrets | default dict).enabled }}
+{{- if .Values.kubernetes.workloadPullSecrets.enabled }}
 {{- $_ := set $kube "workloadPullSecrets" true }}
 {{- end }}
 {{- $_ := set $config "kubernetes" $kube }}
@@ -194,7 +194,7 @@ stay in every configuration that names its own verifiers.
 
 {{/* Checks across several values, included by the Deployment so that every render runs them. */}}
 {{- define "countersign.validate" -}}
-{{- if and (not .Values.kubernetes.enabled) (.Values.kubernetes.workloadPullSecrets | default dict).enabled }}
+{{- if and (not .Values.kubernetes.enabled) .Values.kubernetes.workloadPullSecrets.enabled }}
 {{- fail "kubernetes.workloadPullSecrets.enabled needs kubernetes.enabled: Countersign reads the workloads' pull secrets through the Kubernetes API" }}
 {{- end }}
 {{- if eq (int .Values.server.port) (int .Values.server.healthPort) }}
