@@ -7,6 +7,8 @@
 * ``registry_factory``: fresh registries owned by one test, e.g. to stop, restart or freeze them.
 * ``cosign_env`` / ``trusted_key``: an offline cosign home and a cosign key pair named ``trusted`` in it, one
   per session (the adversarial and end-to-end beds sign with them).
+* ``private_registry``: distribution requiring Basic auth for every read (alice), one per module (the pull
+  secrets tests).
 
 A missing tool skips the tests that need it, or fails them under ``CI=true`` (see tests/support/tools.py).
 """
@@ -24,7 +26,9 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from tests.support import cosign
+from tests.support.auth_registries import ConfiguredDistribution
 from tests.support.cosign import CosignEnv, KeyPair
+from tests.support.private_registry import htpasswd_distribution
 from tests.support.registries import (
     Registry,
     RegistryFactory,
@@ -175,3 +179,14 @@ def trusted_key(cosign_env: CosignEnv) -> KeyPair:
     """A key pair named ``trusted`` made by the real cosign CLI."""
     require_tool("cosign")
     return cosign.generate_key_pair(cosign_env, "trusted")
+
+
+@pytest.fixture(scope="module")
+def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredDistribution]:
+    """distribution requiring Basic auth (htpasswd) for every read; alice pushes (one per module: the pull
+    secrets tests of tests/integration/test_kube_source_files.py, test_workload_pull_secrets.py and
+    tests/e2e/test_workload_pull_secrets.py)."""
+    require_tool("docker-registry")
+    require_tool("oras")
+    with htpasswd_distribution(tmp_path_factory.mktemp("private-registry")) as registry:
+        yield registry

@@ -22,7 +22,6 @@ The measured delays are printed (``pytest -s``).
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -41,7 +40,15 @@ from tests.support.audit import (
 )
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.kube import AuditSettings, Cluster
-from tests.support.kube_source import install_chart_crds, provider_rbac, service_account_kubeconfig
+from tests.support.kube_source import (
+    conditions,
+    cosign_key_secret,
+    cosign_verifier,
+    install_chart_crds,
+    provider_rbac,
+    resource_status,
+    service_account_kubeconfig,
+)
 from tests.support.registries import Registry, free_port
 
 AUDIT = AuditSettings(interval=5, response_cache_ttl="1s", violations_limit=50)
@@ -63,25 +70,7 @@ _report = printed("audit-resources")
 
 
 def _key_secret(name: str, key: KeyPair) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": HOME},
-        "data": {"cosign.pub": base64.b64encode(key.public_pem).decode()},
-    }
-
-
-def _verifier(name: str, secret: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "Verifier",
-        "metadata": {"name": name},
-        "spec": {
-            "type": "cosign",
-            "options": {"keys": [{"name": "team", "path": "keys/cosign.pub"}], "transparencyLog": "skip"},
-            "files": {"keys/cosign.pub": {"secretKeyRef": {"name": secret, "key": "cosign.pub"}}},
-        },
-    }
+    return cosign_key_secret(name, HOME, key)
 
 
 def _policy(registry: Registry, verifiers: list[str]) -> dict[str, Any]:
@@ -93,20 +82,11 @@ def _policy(registry: Registry, verifiers: list[str]) -> dict[str, Any]:
     }
 
 
-def _status(cluster: Cluster, kind: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = cluster.get(kind, name).get("status") or {}
-    return found
-
-
-def _conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in status.get("conditions", [])}
-
-
 def _serving(cluster: Cluster, kind: str, name: str) -> int | None:
     """The generation in service when it is the latest (Ready), else None."""
-    status = _status(cluster, kind, name)
+    status = resource_status(cluster, kind, name)
     generation = int(cluster.get(kind, name)["metadata"]["generation"])
-    ready = _conditions(status).get("Ready", {}).get("status") == "True"
+    ready = conditions(status).get("Ready", {}).get("status") == "True"
     return generation if ready and status.get("servingGeneration") == generation else None
 
 
@@ -121,7 +101,7 @@ def bed(
     install_chart_crds(cluster)
     cluster.namespace(HOME, ignored=True)
     cluster.apply(provider_rbac(HOME, HOME))
-    cluster.apply([_key_secret(TRUSTED, trusted_key), _verifier(TRUSTED, TRUSTED)])
+    cluster.apply([_key_secret(TRUSTED, trusted_key), cosign_verifier(TRUSTED, TRUSTED)])
     cluster.apply([_policy(registry, [TRUSTED])])
     kubeconfig = service_account_kubeconfig(cluster, directory / "kubeconfig", HOME, HOME)
     ca = server_tls(directory)
@@ -172,7 +152,7 @@ def test_a_policy_resource_change_and_a_deleted_verifier_are_reported_by_the_aud
 
     # Another Verifier, trusting another key, in service before the policy names it.
     other = cosign.generate_key_pair(cosign_env, f"audit-res-other-{free_port()}")
-    cluster.apply([_key_secret(OTHER, other), _verifier(OTHER, OTHER)])
+    cluster.apply([_key_secret(OTHER, other), cosign_verifier(OTHER, OTHER)])
     began = time.monotonic()
     until(lambda: _serving(cluster, "verifiers.countersign.dev", OTHER) == 1, began, 30, "the other Verifier")
 
@@ -228,10 +208,8 @@ def test_a_policy_resource_change_and_a_deleted_verifier_are_reported_by_the_aud
     since = time.monotonic()
 
     def invalid() -> bool:
-        return (
-            _conditions(_status(cluster, "clusterimagepolicies", POLICY)).get("Invalid", {}).get("status")
-            == "True"
-        )
+        status = resource_status(cluster, "clusterimagepolicies", POLICY)
+        return conditions(status).get("Invalid", {}).get("status") == "True"
 
     refused = until(invalid, since, 30, "status Invalid on the policy")
     elapsed, violation = until_listed(bed, "running", since, BOUND + 30)
@@ -241,7 +219,7 @@ def test_a_policy_resource_change_and_a_deleted_verifier_are_reported_by_the_aud
     )
     assert elapsed <= BOUND
     assert image.digest in violation["message"] and f"denied by {PROVIDER}" in violation["message"]
-    message = _conditions(_status(cluster, "clusterimagepolicies", POLICY))["Invalid"]["message"]
+    message = conditions(resource_status(cluster, "clusterimagepolicies", POLICY))["Invalid"]["message"]
     assert "spec.allOf[0]" in message and TRUSTED in message and "policy_unavailable" in message, message
     unavailable = bed.verdict(image.pinned)
     assert unavailable["allowed"] is False and unavailable["reason"] == "policy_unavailable", unavailable

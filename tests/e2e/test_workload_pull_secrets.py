@@ -60,9 +60,8 @@ from tests.support.images import PushedImage, push_image
 from tests.support.kube import Cluster, KubectlResult
 from tests.support.kube_source import install_chart_crds, service_account_kubeconfig
 from tests.support.podspec import helm_template
-from tests.support.private_registry import ALICE, dockerconfigjson_secret, htpasswd_distribution
+from tests.support.private_registry import ALICE, dockerconfigjson_secret
 from tests.support.registries import free_port
-from tests.support.tools import require_tool
 
 RELEASE = NAMESPACE = "cs-pull"  # the provider's release and namespace
 ACCOUNT = f"{RELEASE}-countersign"  # the chart's ServiceAccount name for that release
@@ -127,16 +126,6 @@ class PullBed:
 def _start_provider(directory: Path, ca: trustme.CA, config: dict[str, Any]) -> Provider:
     provider, _ = start_provider_daemon("countersign-pull", directory, ca, config, ready_timeout=60)
     return provider
-
-
-@pytest.fixture(scope="module")
-def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredDistribution]:
-    """distribution requiring Basic auth (htpasswd) for every read; alice pushes."""
-    require_tool("docker-registry")
-    with htpasswd_distribution(
-        tmp_path_factory.mktemp("pull-registry"), ALICE, "countersign-e2e"
-    ) as registry:
-        yield registry
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from provider.config import Config
 from provider.engine import Engine
-from tests.support.auth_registries import ConfiguredDistribution
-from tests.support.private_registry import htpasswd_distribution
-from tests.support.tools import require_tool
 
 EngineFactory = Callable[[Config], Awaitable[Engine]]
 
@@ -28,13 +25,3 @@ async def engines() -> AsyncIterator[EngineFactory]:
     yield factory
     for engine in made:
         await engine.close()
-
-
-@pytest.fixture(scope="module")
-def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredDistribution]:
-    """distribution requiring Basic auth (htpasswd) for every read; alice pushes (one per module: the pull
-    secrets tests of tests/integration/test_kube_source_files.py and test_workload_pull_secrets.py)."""
-    require_tool("docker-registry")
-    require_tool("oras")
-    with htpasswd_distribution(tmp_path_factory.mktemp("private-registry")) as registry:
-        yield registry

@@ -8,8 +8,7 @@ ServiceAccount bound only to the chart's RBAC rules, its policies and verifiers 
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,12 @@ from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.kube import Cluster
 from tests.support.kube_source import (
     api_server_cluster,
+    conditions,
+    cosign_key_secret,
+    cosign_verifier,
     eventually,
     provider_rbac,
+    resource_status,
     service_account_kubeconfig,
 )
 from tests.support.provider_process import ProviderProcess, start_provider
@@ -51,25 +54,11 @@ def _service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
 
 
 def _key_secret(key: KeyPair) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "cosign-key", "namespace": NAMESPACE},
-        "data": {"cosign.pub": base64.b64encode(key.public_pem).decode()},
-    }
+    return cosign_key_secret("cosign-key", NAMESPACE, key)
 
 
 def _verifier() -> dict[str, Any]:
-    return {
-        "apiVersion": "countersign.dev/v1alpha1",
-        "kind": "Verifier",
-        "metadata": {"name": "cosign"},
-        "spec": {
-            "type": "cosign",
-            "options": {"keys": [{"name": "team", "path": "keys/cosign.pub"}], "transparencyLog": "skip"},
-            "files": {"keys/cosign.pub": {"secretKeyRef": {"name": "cosign-key", "key": "cosign.pub"}}},
-        },
-    }
+    return cosign_verifier("cosign", "cosign-key")
 
 
 def _policy(verifiers: list[str]) -> dict[str, Any]:
@@ -121,34 +110,30 @@ async def test_resources_drive_verification_status_and_secret_rotation(
         took = await eventually(allowed, "the ClusterImagePolicy applied", provider)
         assert took < 10.0
 
-        def status(kind: str, name: str) -> dict[str, Any]:
-            found: dict[str, Any] = cluster.get(kind, name).get("status") or {}
-            return found
+        def status() -> dict[str, Any]:
+            return resource_status(cluster, "clusterimagepolicies", "signed")
 
-        async def ready() -> Any:
-            s = status("clusterimagepolicies", "signed")
-            conditions = {c["type"]: c for c in s.get("conditions", [])}
-            return conditions.get("Ready", {}).get("status") == "True" or s
+        def condition_true(kind: str) -> Callable[[], Awaitable[Any]]:
+            async def check() -> Any:
+                s = status()
+                return conditions(s).get(kind, {}).get("status") == "True" or s
 
-        await eventually(ready, "status Ready on the ClusterImagePolicy", provider)
-        serving = status("clusterimagepolicies", "signed")
+            return check
+
+        await eventually(condition_true("Ready"), "status Ready on the ClusterImagePolicy", provider)
+        serving = status()
         assert serving["summary"] == "all of [cosign]"
         assert serving["servingGeneration"] == serving["observedGeneration"] == 1
 
         # An invalid edit: status Invalid at the field path; generation 1 keeps serving.
         cluster.apply([_policy(["cosign", "nonexistent"])])
 
-        async def invalid() -> Any:
-            s = status("clusterimagepolicies", "signed")
-            conditions = {c["type"]: c for c in s.get("conditions", [])}
-            return conditions.get("Invalid", {}).get("status") == "True" or s
-
-        await eventually(invalid, "status Invalid on the ClusterImagePolicy", provider)
-        refused = status("clusterimagepolicies", "signed")
-        conditions = {c["type"]: c for c in refused["conditions"]}
-        assert "spec.allOf[1]" in conditions["Invalid"]["message"], refused
-        assert "nonexistent" in conditions["Invalid"]["message"]
-        assert conditions["Ready"]["status"] == "False"
+        await eventually(condition_true("Invalid"), "status Invalid on the ClusterImagePolicy", provider)
+        refused = status()
+        by_type = {c["type"]: c for c in refused["conditions"]}
+        assert "spec.allOf[1]" in by_type["Invalid"]["message"], refused
+        assert "nonexistent" in by_type["Invalid"]["message"]
+        assert by_type["Ready"]["status"] == "False"
         assert refused["observedGeneration"] == 2 and refused["servingGeneration"] == 1
         assert (await _verdict(provider, key))["allowed"] is True  # the previous spec still serves
 

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from provider.registry.client import RegistryClient
 from provider.registry.settings import Limits, RegistrySettings
-from tests.support.registries import LOOPBACK
+from tests.support.http_servers import served
 from verifiers.errors import NotFound
 from verifiers.reference import parse_reference
 
@@ -52,17 +52,12 @@ async def held_registry() -> AsyncIterator[HeldRegistry]:
     registry = HeldRegistry()
     app = web.Application()
     app.router.add_get("/v2/{name:.+}/manifests/{reference}", registry.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, LOOPBACK, 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    registry.host = f"{LOOPBACK}:{port}"
-    try:
-        yield registry
-    finally:
-        registry.release.set()
-        await runner.cleanup()
+    async with served(app) as host:
+        registry.host = host
+        try:
+            yield registry
+        finally:
+            registry.release.set()
 
 
 async def _batch(client: RegistryClient, registry: HeldRegistry, count: int) -> None:

@@ -5,6 +5,8 @@
   (an outage). The token issuer and the "CDN" that serves redirected blobs run this way.
 * :class:`ServedInBackground` is the base of the test doubles that own one ``BackgroundServer`` (the token
   issuer, the hostile registry...): their address, ``start``/``stop`` and use as a context manager.
+* :func:`served` serves an aiohttp application in the test's own event loop for the length of an
+  ``async with`` block (a fixture's or one test's in-process double).
 * :class:`Front` is a recording reverse proxy that runs in the test's own event loop, in front of a real
   registry: every request is forwarded unless the test's ``intercept`` answers it instead (a 429, a 503, a
   tampered body, a paginated referrers list...). ``Front.requests`` lists what it received.
@@ -17,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -36,6 +39,7 @@ __all__ = [
     "SeenRequest",
     "ServedInBackground",
     "UpstreamResponse",
+    "served",
 ]
 
 _HOP_BY_HOP = frozenset(
@@ -207,6 +211,19 @@ class ServedInBackground(StartStop):
 
     def stop(self) -> None:
         self._server.stop()
+
+
+@asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 (a port the OS picks) in the running event loop; yields ``host:port``.
+    Cleaned up (its connections closed) at the end of the block."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, LOOPBACK, 0).start()
+        yield f"{LOOPBACK}:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 @dataclass(frozen=True)

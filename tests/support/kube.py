@@ -277,45 +277,22 @@ class Cluster:
         health = free_port()
         directory = self.directory / f"audit-{free_port()}"
         (directory / "api-cache").mkdir(parents=True)
-        command = [
-            str(ensure_tool("gatekeeper-manager")),
-            "--operation=audit",
-            f"--audit-interval={settings.interval}",
-            f"--external-data-provider-response-cache-ttl={settings.response_cache_ttl}",
-            f"--constraint-violations-limit={settings.violations_limit}",
-            f"--audit-from-cache={str(settings.from_cache).lower()}",
-            f"--audit-match-kind-only={str(settings.match_kind_only).lower()}",
-            # Listing from the API server spills pages to this directory (default /tmp/audit).
-            f"--api-cache-dir={directory / 'api-cache'}",
-            f"--port={free_port()}",
-            f"--host={LOOPBACK}",
-            f"--cert-dir={self.pki.gatekeeper_cert_dir}",
-            "--disable-cert-rotation",
-            f"--health-addr={LOOPBACK}:{health}",
-            "--metrics-addr=0",
-            "--metrics-backend=opentelemetry",
-            f"--otlp-endpoint={LOOPBACK}:{free_port()}",
-            "--otlp-metric-interval=10m",
-            "--log-level=INFO",
-            f"--kubeconfig={self.kubeconfig}",
-        ]
-        env = {
-            "POD_NAMESPACE": GATEKEEPER_NAMESPACE,
-            "POD_NAME": AUDIT_POD,
-            "KUBECONFIG": str(self.kubeconfig),
-        }
-
-        def ready() -> bool:
-            status, _ = _get(f"http://{LOOPBACK}:{health}/readyz")
-            return status == 200
-
-        audit = Daemon(
+        audit = self._manager(
             "gatekeeper-audit",
-            command,
-            log_file=directory / "audit.log",
-            ready=ready,
-            env=env,
-            ready_timeout=120,
+            AUDIT_POD,
+            health,
+            directory / "audit.log",
+            [
+                "--operation=audit",
+                f"--audit-interval={settings.interval}",
+                f"--external-data-provider-response-cache-ttl={settings.response_cache_ttl}",
+                f"--constraint-violations-limit={settings.violations_limit}",
+                f"--audit-from-cache={str(settings.from_cache).lower()}",
+                f"--audit-match-kind-only={str(settings.match_kind_only).lower()}",
+                # Listing from the API server spills pages to this directory (default /tmp/audit).
+                f"--api-cache-dir={directory / 'api-cache'}",
+            ],
+            port=free_port(),
         )
         self.audit = audit
         self._timed("gatekeeper-audit", audit.start)
@@ -447,47 +424,57 @@ class Cluster:
         )
 
     def _gatekeeper(self) -> Daemon:
+        return self._manager(
+            "gatekeeper",
+            GATEKEEPER_POD,
+            self.gatekeeper_health_port,
+            self.directory / "gatekeeper.log",
+            [
+                # generate creates the constraint CRDs of the templates.
+                "--operation=generate",
+                "--operation=webhook",
+                "--operation=mutation-webhook",
+                "--operation=status",
+                "--operation=mutation-status",
+                "--log-denies",
+            ],
+            port=self.webhook_port,
+        )
+
+    def _manager(
+        self, name: str, pod_name: str, health_port: int, log_file: Path, flags: list[str], *, port: int
+    ) -> Daemon:
+        """A ``gatekeeper-manager`` process ``name`` running as the stored Pod ``pod_name`` with ``flags``
+        (its operations): the webhook certificate of this module's PKI on ``port``, ready when
+        ``/readyz`` on ``health_port`` answers 200."""
         command = [
             str(ensure_tool("gatekeeper-manager")),
-            f"--port={self.webhook_port}",
+            *flags,
+            f"--port={port}",
             f"--host={LOOPBACK}",
             f"--cert-dir={self.pki.gatekeeper_cert_dir}",
             "--disable-cert-rotation",
-            f"--health-addr={LOOPBACK}:{self.gatekeeper_health_port}",
+            f"--health-addr={LOOPBACK}:{health_port}",
             "--metrics-addr=0",
             # Gatekeeper's Prometheus exporter binds every interface; OTLP pushes go to a loopback port on
             # which nothing listens (connection refused, logged), so nothing leaves the machine.
             "--metrics-backend=opentelemetry",
             f"--otlp-endpoint={LOOPBACK}:{free_port()}",
             "--otlp-metric-interval=10m",
-            # generate creates the constraint CRDs of the templates.
-            "--operation=generate",
-            "--operation=webhook",
-            "--operation=mutation-webhook",
-            "--operation=status",
-            "--operation=mutation-status",
-            "--log-denies",
             "--log-level=INFO",
             f"--kubeconfig={self.kubeconfig}",
         ]
         env = {
             "POD_NAMESPACE": GATEKEEPER_NAMESPACE,
-            "POD_NAME": GATEKEEPER_POD,
+            "POD_NAME": pod_name,
             "KUBECONFIG": str(self.kubeconfig),
         }
 
         def ready() -> bool:
-            status, _ = _get(f"http://{LOOPBACK}:{self.gatekeeper_health_port}/readyz")
+            status, _ = _get(f"http://{LOOPBACK}:{health_port}/readyz")
             return status == 200
 
-        return Daemon(
-            "gatekeeper",
-            command,
-            log_file=self.directory / "gatekeeper.log",
-            ready=ready,
-            env=env,
-            ready_timeout=120,
-        )
+        return Daemon(name, command, log_file=log_file, ready=ready, env=env, ready_timeout=120)
 
     def _install_crds(self) -> None:
         crds = gatekeeper_crds()

@@ -1,12 +1,15 @@
 """What `countersign serve` with ``kubernetes.enabled`` needs from a test cluster: the chart's CRDs, its
 RBAC (templates/rbac.yaml) for a ServiceAccount, and a kubeconfig holding that ServiceAccount's token, so
 the provider runs with exactly the chart's permissions (out of the cluster); an etcd + kube-apiserver
-cluster set up with them (:func:`api_server_cluster`), and waiting for a provider process to see a change
-(:func:`eventually`)."""
+cluster set up with them (:func:`api_server_cluster`), waiting for a provider process to see a change
+(:func:`eventually`), a cosign key Secret and the Verifier that reads it (:func:`cosign_key_secret`,
+:func:`cosign_verifier`), and a resource's status and its conditions by type (:func:`resource_status`,
+:func:`conditions`)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -15,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from tests.support.cosign import KeyPair
 from tests.support.kube import Cluster
 from tests.support.provider_process import ProviderProcess
 
@@ -22,9 +26,13 @@ __all__ = [
     "CHART_CRDS",
     "api_server_cluster",
     "chart_crds",
+    "conditions",
+    "cosign_key_secret",
+    "cosign_verifier",
     "eventually",
     "install_chart_crds",
     "provider_rbac",
+    "resource_status",
     "service_account_kubeconfig",
 ]
 
@@ -128,3 +136,39 @@ async def eventually(
             return time.monotonic() - began
         await asyncio.sleep(0.2)
     raise AssertionError(f"{what} not within {within:g}s (last: {last!r})\n{provider.log_tail()}")
+
+
+def cosign_key_secret(name: str, namespace: str, key: KeyPair) -> dict[str, Any]:
+    """A Secret ``namespace``/``name`` holding ``key``'s public key as ``cosign.pub``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {"cosign.pub": base64.b64encode(key.public_pem).decode()},
+    }
+
+
+def cosign_verifier(name: str, secret: str) -> dict[str, Any]:
+    """A cosign Verifier ``name`` (no transparency log) whose one key is ``cosign.pub`` of the Secret
+    ``secret`` (:func:`cosign_key_secret`) in the provider's namespace."""
+    return {
+        "apiVersion": "countersign.dev/v1alpha1",
+        "kind": "Verifier",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "cosign",
+            "options": {"keys": [{"name": "team", "path": "keys/cosign.pub"}], "transparencyLog": "skip"},
+            "files": {"keys/cosign.pub": {"secretKeyRef": {"name": secret, "key": "cosign.pub"}}},
+        },
+    }
+
+
+def resource_status(cluster: Cluster, kind: str, name: str) -> dict[str, Any]:
+    """The ``status`` of the resource ``kind``/``name`` (empty while nothing wrote one)."""
+    found: dict[str, Any] = cluster.get(kind, name).get("status") or {}
+    return found
+
+
+def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A status's conditions by their type."""
+    return {c["type"]: c for c in status.get("conditions", [])}

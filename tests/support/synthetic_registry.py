@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.support.registries import LOOPBACK
+from tests.support.http_servers import served
 
 __all__ = ["OCI_MANIFEST", "SyntheticRegistry", "fat_manifest", "provider_config", "small_manifest"]
 
@@ -133,13 +133,8 @@ class SyntheticRegistry:
     @asynccontextmanager
     async def served(self) -> AsyncIterator[str]:
         """Serve on 127.0.0.1 (a port the OS picks) in the running loop; yields ``host:port``."""
-        runner = web.AppRunner(self.app(), access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, LOOPBACK, 0).start()
-            yield f"{LOOPBACK}:{runner.addresses[0][1]}"
-        finally:
-            await runner.cleanup()
+        async with served(self.app()) as host:
+            yield host
 
     async def _base(self, request: web.Request) -> web.Response:
         return web.json_response({})

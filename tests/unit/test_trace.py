@@ -15,6 +15,7 @@ import provider.trace as trace
 from bench.tracing import TraceView
 from provider.budget import MemoryBudget
 from provider.cache import KeyedLocks, SingleFlight
+from tests.support.http_servers import served
 
 
 def _by(export: dict[str, Any], kind: str, name: str | None = None) -> list[dict[str, Any]]:
@@ -103,13 +104,8 @@ async def test_aiohttp_pool_and_connect_waits() -> None:
 
     app = web.Application()
     app.router.add_get("/", slow)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     recorder = trace.Recorder()
-    try:
+    async with served(app) as host:
         with recorder.activate():
             connector = aiohttp.TCPConnector(limit=1)
             async with aiohttp.ClientSession(
@@ -118,12 +114,10 @@ async def test_aiohttp_pool_and_connect_waits() -> None:
 
                 async def get(n: int) -> None:
                     with trace.span("http", "GET", n):
-                        async with session.get(f"http://127.0.0.1:{port}/") as resp:
+                        async with session.get(f"http://{host}/") as resp:
                             assert await resp.text() == "ok"
 
                 await asyncio.gather(get(1), get(2))
-    finally:
-        await runner.cleanup()
     export = recorder.export()
     https = {s["detail"]: s["id"] for s in _by(export, "http")}
     pool = _by(export, "wait", "pool")

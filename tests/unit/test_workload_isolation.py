@@ -26,6 +26,7 @@ from provider.registry.cached import CachedRegistry
 from provider.registry.client import RegistryClient
 from provider.registry.settings import RegistrySettings
 from provider.registry.workload import WORKLOAD, WorkloadCredentials
+from tests.support.http_servers import served
 from verifiers.base import Context, Report, Subject
 from verifiers.errors import AuthenticationFailed
 from verifiers.reference import Key, parse_key, parse_reference
@@ -94,15 +95,10 @@ class AuthRegistry:
 
 @pytest.fixture
 async def registry() -> AsyncIterator[AuthRegistry]:
-    served = AuthRegistry()
-    runner = web.AppRunner(served.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    served.host = f"127.0.0.1:{port}"
-    yield served
-    await runner.cleanup()
+    registry = AuthRegistry()
+    async with served(registry.app()) as host:
+        registry.host = host
+        yield registry
 
 
 @pytest.fixture
