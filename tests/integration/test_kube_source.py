@@ -20,6 +20,7 @@ from tests.support.admission import signed_image
 from tests.support.cosign import CosignEnv, KeyPair
 from tests.support.kube import Cluster
 from tests.support.kube_source import (
+    PROVIDER_NAMESPACE,
     api_server_cluster,
     conditions,
     cosign_key_secret,
@@ -34,23 +35,14 @@ from tests.support.registries import Registry
 
 pytestmark = pytest.mark.integration
 
-NAMESPACE = "countersign"
-
-
-def _rbac() -> list[dict[str, Any]]:
-    """The chart's rules (templates/rbac.yaml) for the provider's ServiceAccount, and nothing more."""
-    return provider_rbac(NAMESPACE, "countersign")
+NAMESPACE = PROVIDER_NAMESPACE
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """etcd and kube-apiserver only (no Gatekeeper: nothing here goes through admission)."""
-    with api_server_cluster(tmp_path_factory.mktemp("kube"), [NAMESPACE], _rbac()) as cluster:
+    with api_server_cluster(tmp_path_factory.mktemp("kube"), [NAMESPACE], provider_rbac()) as cluster:
         yield cluster
-
-
-def _service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    return service_account_kubeconfig(cluster, path, NAMESPACE, "countersign")
 
 
 def _key_secret(key: KeyPair) -> dict[str, Any]:
@@ -86,7 +78,7 @@ async def test_resources_drive_verification_status_and_secret_rotation(
     key = f"{olareg_registry.host}/kube/signed@{image.digest}"
     other = cosign.generate_key_pair(cosign_env, "rotated")
     cluster.apply([_key_secret(trusted_key)])
-    kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
+    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
     provider = start_provider(
         {
             "apiVersion": "countersign.dev/v1alpha1",

@@ -25,13 +25,18 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.integration.test_kube_source import NAMESPACE, _rbac, _service_account_kubeconfig
 from tests.support import cosign, notation
 from tests.support.auth_registries import ConfiguredDistribution
 from tests.support.cosign import KeyPair
 from tests.support.images import PushedImage, push_image
 from tests.support.kube import Cluster
-from tests.support.kube_source import api_server_cluster, eventually
+from tests.support.kube_source import (
+    PROVIDER_NAMESPACE,
+    api_server_cluster,
+    eventually,
+    provider_rbac,
+    service_account_kubeconfig,
+)
 from tests.support.notation import NotationEnv, SigningChain
 from tests.support.pod import pipe
 from tests.support.private_registry import (
@@ -47,11 +52,13 @@ pytestmark = pytest.mark.integration
 
 OPERATOR_SECRET = "operator-regcred"
 
+NAMESPACE = PROVIDER_NAMESPACE
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """etcd and kube-apiserver only (no Gatekeeper: nothing here goes through admission)."""
-    with api_server_cluster(tmp_path_factory.mktemp("kube"), [NAMESPACE], _rbac()) as cluster:
+    with api_server_cluster(tmp_path_factory.mktemp("kube"), [NAMESPACE], provider_rbac()) as cluster:
         yield cluster
 
 
@@ -105,7 +112,7 @@ async def test_operator_pull_secret_opens_the_registry_and_its_rotation_applies_
     host = private_registry.host
     key = f"{host}/{private_image.repository}@{private_image.digest}"
     cluster.apply([_docker_secret(host, ALICE)])
-    kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
+    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
     provider = start_provider(
         {
             "apiVersion": "countersign.dev/v1alpha1",
@@ -213,7 +220,7 @@ async def test_notation_trust_from_configmap_directories_and_unused_file_directo
             _config_map("notation-ca", {"root.pem": chain.root_pem.decode()}),
         ]
     )
-    kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
+    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
     runtime = tmp_path / "run"
     runtime.mkdir()
     provider = start_provider(
@@ -326,7 +333,7 @@ async def test_not_ready_while_the_api_server_is_unreachable_at_start(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     port = free_port()  # nothing listens there yet
-    kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
+    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
     document = yaml.safe_load(kubeconfig.read_text())
     document["clusters"][0]["cluster"]["server"] = f"https://{LOOPBACK}:{port}"
     kubeconfig.write_text(yaml.safe_dump(document))

@@ -25,13 +25,17 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.test_kube_source import NAMESPACE, _rbac, _service_account_kubeconfig
 from tests.support import cosign
 from tests.support.auth_registries import ConfiguredDistribution
 from tests.support.cosign import KeyPair
 from tests.support.images import PushedImage
 from tests.support.kube import Cluster
-from tests.support.kube_source import api_server_cluster
+from tests.support.kube_source import (
+    PROVIDER_NAMESPACE,
+    api_server_cluster,
+    provider_rbac,
+    service_account_kubeconfig,
+)
 from tests.support.private_registry import (
     ALICE,
     dockerconfigjson_secret,
@@ -44,8 +48,10 @@ pytestmark = pytest.mark.integration
 TEAM_A, TEAM_B = "team-a", "team-b"
 SECRET = "regcred"
 
+NAMESPACE = PROVIDER_NAMESPACE
 
-def _workload_rbac() -> list[dict[str, Any]]:
+
+def _workloadprovider_rbac() -> list[dict[str, Any]]:
     """charts/countersign/templates/rbac-workload.yaml with `namespaces: []`: get, cluster-wide."""
     name = "countersign-workload-pull-secrets"
     return [
@@ -95,7 +101,7 @@ def v1_key(image: str, namespace: str, *, secrets: list[str], service_account: s
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """etcd and kube-apiserver only; the provider's ServiceAccount bound to the chart's RBAC."""
-    namespaces, rbac = (NAMESPACE, TEAM_A, TEAM_B), _rbac() + _workload_rbac()
+    namespaces, rbac = (NAMESPACE, TEAM_A, TEAM_B), provider_rbac() + _workloadprovider_rbac()
     with api_server_cluster(tmp_path_factory.mktemp("kube"), namespaces, rbac) as cluster:
         yield cluster
 
@@ -162,7 +168,7 @@ async def test_a_private_image_verifies_with_its_namespaces_pull_secret_only(
             _service_account(TEAM_B, "builder", [SECRET]),
         ]
     )
-    kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
+    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "kubeconfig")
     provider = start_provider(
         {
             "apiVersion": "countersign.dev/v1alpha1",

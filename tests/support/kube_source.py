@@ -71,7 +71,11 @@ def api_server_cluster(
         cluster.stop()
 
 
-def provider_rbac(namespace: str, name: str) -> list[dict[str, Any]]:
+#: The provider's namespace and ServiceAccount in the kube integration tests (the chart's defaults).
+PROVIDER_NAMESPACE = PROVIDER_ACCOUNT = "countersign"
+
+
+def provider_rbac(namespace: str = PROVIDER_NAMESPACE, name: str = PROVIDER_ACCOUNT) -> list[dict[str, Any]]:
     """The chart's rules (templates/rbac.yaml) for a ServiceAccount ``name`` in ``namespace`` (the
     provider's), and nothing more; every object is called ``name``."""
     subject = {"kind": "ServiceAccount", "name": name, "namespace": namespace}
@@ -115,7 +119,9 @@ def provider_rbac(namespace: str, name: str) -> list[dict[str, Any]]:
     ]
 
 
-def service_account_kubeconfig(cluster: Cluster, path: Path, namespace: str, name: str) -> Path:
+def service_account_kubeconfig(
+    cluster: Cluster, path: Path, namespace: str = PROVIDER_NAMESPACE, name: str = PROVIDER_ACCOUNT
+) -> Path:
     """A kubeconfig at ``path`` with a one-hour token of the ServiceAccount ``namespace``/``name``."""
     token = cluster.kubectl("create", "token", name, "-n", namespace, "--duration=1h").check().output
     config = cluster.kubeconfig_document(name, {"token": token.strip()})
