@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import platform
-import ssl
 import statistics
 import subprocess
 import sys
@@ -54,7 +53,7 @@ import aiohttp
 import trustme
 
 from bench.delay_proxy import DelayProxy
-from bench.load import LoadResult, LoadSpec, check_provider_response
+from bench.load import LoadResult, LoadSpec, check_provider_response, provider_request, tls13_client_context
 from bench.peer_setup import TestBed, countersign_config, countersign_server, make_test_bed, ratify_config
 from bench.stats import nearest_rank
 from tests.support.processes import start_logged, terminate
@@ -113,30 +112,14 @@ class Running:
             return ""
 
 
-def client_ssl(ca_pem: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(cadata=ca_pem)
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    return context
-
-
-def request_body(keys: Sequence[str]) -> bytes:
-    return json.dumps(
-        {
-            "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
-            "kind": "ProviderRequest",
-            "request": {"keys": list(keys)},
-        }
-    ).encode()
-
-
 async def post(session: aiohttp.ClientSession, server: Running, keys: Sequence[str]) -> tuple[int, bytes]:
     headers = {"Content-Type": "application/json"}
-    async with session.post(server.url, data=request_body(keys), headers=headers) as resp:
+    async with session.post(server.url, data=provider_request(keys), headers=headers) as resp:
         return resp.status, await resp.read()
 
 
 def new_session(server: Running, connections: int = 1) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=connections, ssl=client_ssl(server.ca_pem))
+    connector = aiohttp.TCPConnector(limit=connections, ssl=tls13_client_context(server.ca_pem))
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=_REQUEST_TIMEOUT))
 
 
@@ -210,7 +193,7 @@ def start_ratify(bed: TestBed, workdir: Path) -> Running:
         "isSuccess",
         lambda: terminate(process, 10.0),
     )
-    context = client_ssl(running.ca_pem)
+    context = tls13_client_context(running.ca_pem)
     import http.client
 
     deadline = time.monotonic() + _START_TIMEOUT
@@ -220,7 +203,7 @@ def start_ratify(bed: TestBed, workdir: Path) -> Running:
         try:
             connection = http.client.HTTPSConnection(LOOPBACK, port, context=context, timeout=2)
             try:
-                connection.request("POST", "/ratify/gatekeeper/v1/verify", request_body([]))
+                connection.request("POST", "/ratify/gatekeeper/v1/verify", provider_request([]))
                 if connection.getresponse().status == 200:
                     return running
             finally:
