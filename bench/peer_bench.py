@@ -57,7 +57,7 @@ from bench.load import LoadResult, LoadSpec, check_provider_response, provider_r
 from bench.peer_setup import TestBed, countersign_config, countersign_server, make_test_bed, ratify_config
 from bench.stats import nearest_rank
 from tests.support.processes import start_logged, terminate
-from tests.support.provider_process import start_provider
+from tests.support.provider_process import read_memory_kib, start_provider
 from tests.support.registries import LOOPBACK, Registry, free_port, start_olareg, write_tls_files
 from tests.support.tools import ToolNotFoundError, ensure_tool, tools_bin
 
@@ -97,13 +97,9 @@ class Running:
         return sum(int(value) for value in fields[11:15]) / _CLK_TCK
 
     def memory_mib(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(("VmRSS:", "VmHWM:")):
-                    name, _, rest = line.partition(":")
-                    out[name] = int(rest.split()[0]) / 1024
-        return out
+        """``VmRSS`` and ``VmHWM`` (peak), in MiB."""
+        kib = read_memory_kib(self.process.pid)
+        return {name: kib[name] / 1024 for name in ("VmRSS", "VmHWM")}
 
     def log_tail(self, lines: int = 30) -> str:
         try:
