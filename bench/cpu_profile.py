@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.scenarios import require_allowed
 from bench.trace_bench import both_config, sign_both
 from provider.config import Config
 from provider.engine import Engine
-from provider.outcome import Decided
 from tests.support.dual_signing import DualSigner
 from tests.support.registries import start_olareg
 from tests.support.tools import ensure_tool
@@ -67,10 +67,7 @@ async def _batches(
             samples.append(BatchCpu(after.user - before.user, after.system - before.system, loop))
         finally:
             await engine.close()
-        for key in keys:
-            outcome = results.get(key)
-            if not isinstance(outcome, Decided) or outcome.value.get("allowed") is not True:
-                raise RuntimeError(f"{key} was not allowed: {outcome!r}")
+        require_allowed(keys, results)
     return samples
 
 

@@ -31,10 +31,10 @@ import trustme
 
 import provider.trace as trace
 from bench.delay_proxy import DelayProxy
+from bench.scenarios import require_allowed
 from bench.tracing import TraceView, report
 from provider.config import Config, parse_config
 from provider.engine import Engine, build_verifiers
-from provider.outcome import Decided
 from provider.registry.cached import CachedRegistry
 from provider.registry.client import RegistryClient
 from tests.support.dual_signing import DualSigner, require_both
@@ -130,10 +130,7 @@ async def _cold(
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         finally:
             await engine.close()
-    for key in keys:
-        outcome = results.get(key)
-        if not isinstance(outcome, Decided) or outcome.value.get("allowed") is not True:
-            raise RuntimeError(f"{key} was not allowed: {outcome!r}")
+    require_allowed(keys, results)
     return wall * 1000, cpu * 1000
 
 
