@@ -16,7 +16,6 @@ denied).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -241,7 +240,3 @@ def ratify_config(bed: TestBed, oras_cache: Path) -> dict[str, Any]:
             ],
         },
     }
-
-
-def dump(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2)
