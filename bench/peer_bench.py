@@ -400,7 +400,7 @@ def table(results: Results, options: Options) -> list[str]:
     # the median moves with the load, the minimum much less.
     fastest: dict[str, tuple[float, float]] = {}
     for size in options.sizes:
-        runs = options.runs if size <= 10 else options.runs_large
+        runs = options.runs_for(size)
         med = {n: statistics.median(results.cold[n][size]) * 1000 for n in PEERS}
         fastest[f"cold{size}"] = (min(results.cold[COUNTERSIGN][size]), min(results.cold[RATIFY][size]))
         rows.append(
@@ -431,50 +431,33 @@ def table(results: Results, options: Options) -> list[str]:
             "s",
         )
     )
-    warm = results.warm
-    rows.append(
-        (
-            f"warm {options.warm_keys}-key batches, {options.clients} clients: keys per server CPU-second",
-            warm[COUNTERSIGN]["keys_per_cpu_second"],
-            warm[RATIFY]["keys_per_cpu_second"],
-            "",
-        )
-    )
-    rows.append(
-        (
-            "warm: keys per second (wall)",
-            warm[COUNTERSIGN]["keys_per_second"],
-            warm[RATIFY]["keys_per_second"],
-            "",
-        )
-    )
-    rows.append(("warm p99", warm[COUNTERSIGN]["p99_s"] * 1000, warm[RATIFY]["p99_s"] * 1000, "ms"))
-    mem = results.memory
+
+    def both(
+        scenario: str, of: dict[str, dict[str, float]], name: str, unit: str, scale: float = 1.0
+    ) -> tuple[str, float, float, str]:
+        """A row of the two providers' ``of[peer][name]`` (times ``scale``)."""
+        return scenario, of[COUNTERSIGN][name] * scale, of[RATIFY][name] * scale, unit
+
+    warm, mem = results.warm, results.memory
     n_keys = int(mem[COUNTERSIGN]["keys"])
-    rows.append(
-        (
+    rows += [
+        both(
+            f"warm {options.warm_keys}-key batches, {options.clients} clients: keys per server CPU-second",
+            warm,
+            "keys_per_cpu_second",
+            "",
+        ),
+        both("warm: keys per second (wall)", warm, "keys_per_second", ""),
+        both("warm p99", warm, "p99_s", "ms", 1000),
+        both(
             f"{n_keys:,} distinct keys (new tags of cached images), 100 a request, 2 at a time: wall",
-            mem[COUNTERSIGN]["seconds"],
-            mem[RATIFY]["seconds"],
+            mem,
+            "seconds",
             "s1",
-        )
-    )
-    rows.append(
-        (
-            f"RSS after {n_keys:,} more distinct keys",
-            mem[COUNTERSIGN]["rss_mib"],
-            mem[RATIFY]["rss_mib"],
-            "MiB",
-        )
-    )
-    rows.append(
-        (
-            "peak RSS (VmHWM) after all of the above",
-            mem[COUNTERSIGN]["peak_rss_mib"],
-            mem[RATIFY]["peak_rss_mib"],
-            "MiB",
-        )
-    )
+        ),
+        both(f"RSS after {n_keys:,} more distinct keys", mem, "rss_mib", "MiB"),
+        both("peak RSS (VmHWM) after all of the above", mem, "peak_rss_mib", "MiB"),
+    ]
 
     def fmt(value: float, unit: str) -> str:
         if unit == "ms":
@@ -535,6 +518,10 @@ class Options:
     sizes: tuple[int, ...] = (1, 10, 50, 100)
     keep: Path | None = None
 
+    def runs_for(self, size: int) -> int:
+        """Fresh processes per provider for a cold batch of ``size`` keys."""
+        return self.runs if size <= 10 else self.runs_large
+
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n\n")[0])
@@ -590,7 +577,7 @@ def run(options: Options, workdir: Path, results: Results) -> TestBed:
                 long_lived(name, bed, options, workdir, results)
             hosts = [registry.host]
             for size in options.sizes:
-                runs = options.runs if size <= 10 else options.runs_large
+                runs = options.runs_for(size)
                 samples = cold_samples(bed, bed.keys()[:size], hosts, runs, workdir, f"cold{size}")
                 for name in PEERS:
                     results.cold.setdefault(name, {})[size] = [s for s, _ in samples[name]]
