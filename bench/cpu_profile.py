@@ -27,13 +27,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.scenarios import require_allowed
 from bench.trace_bench import both_config, sign_both
 from provider.config import Config
 from provider.engine import Engine
-from provider.outcome import Decided
-from tests.support import cosign, notation
-from tests.support.cosign import CosignEnv
-from tests.support.notation import NotationEnv
+from tests.support.dual_signing import DualSigner
 from tests.support.registries import start_olareg
 from tests.support.tools import ensure_tool
 
@@ -69,10 +67,7 @@ async def _batches(
             samples.append(BatchCpu(after.user - before.user, after.system - before.system, loop))
         finally:
             await engine.close()
-        for key in keys:
-            outcome = results.get(key)
-            if not isinstance(outcome, Decided) or outcome.value.get("allowed") is not True:
-                raise RuntimeError(f"{key} was not allowed: {outcome!r}")
+        require_allowed(keys, results)
     return samples
 
 
@@ -105,25 +100,18 @@ def run(keys: int, runs: int, top: int, out_file: Path | None, workers: int = 0)
     for tool in ("olareg", "cosign2", "notation"):
         ensure_tool(tool)
     lines: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="countersign-cpu-") as scratch:
-        workdir = Path(scratch)
-        cosign_env = CosignEnv(workdir / "cosign")
-        notation_env = NotationEnv(workdir / "notation")
-        try:
-            key = cosign.generate_key_pair(cosign_env, "bench")
-            notation.generate_test_key(notation_env, "bench")
-            notation.write_trust_policy(notation_env, notation.trust_policy(["ca:bench"], name="bench"))
-            with start_olareg(workdir / "olareg") as registry:
-                images = sign_both(registry, cosign_env, key, notation_env, keys, 5)
-                refs = [f"{registry.host}/{repository}:{tag}" for repository, tag in images]
-                config = both_config(registry.host, key, notation_env)
-                asyncio.run(_batches(config, refs, 1, None, workers))  # one-off costs
-                plain = asyncio.run(_batches(config, refs, runs, None, workers))
-                profiler = cProfile.Profile(time.thread_time)  # CPU time: the machine may be shared
-                profiled = asyncio.run(_batches(config, refs, runs, profiler, workers)) if top > 0 else []
-        finally:
-            cosign_env.close()
-            notation_env.close()
+    with (
+        tempfile.TemporaryDirectory(prefix="countersign-cpu-") as scratch,
+        DualSigner.create(Path(scratch), "bench") as signer,
+        start_olareg(Path(scratch) / "olareg") as registry,
+    ):
+        images = sign_both(registry, signer, keys, 5)
+        refs = [f"{registry.host}/{repository}:{tag}" for repository, tag in images]
+        config = both_config(registry.host, signer)
+        asyncio.run(_batches(config, refs, 1, None, workers))  # one-off costs
+        plain = asyncio.run(_batches(config, refs, runs, None, workers))
+        profiler = cProfile.Profile(time.thread_time)  # CPU time: the machine may be shared
+        profiled = asyncio.run(_batches(config, refs, runs, profiler, workers)) if top > 0 else []
     pool = f"a CPU pool of {workers} threads" if workers > 0 else "verifier work inline"
     lines.append(f"{runs} cold batches of {keys} keys ({pool}), CPU per image (median over batches):")
     lines.append(f"  unprofiled: {_us(plain, keys)}")

@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 provider = start_provider(config, directory / f"{name}-{run}")
                 try:
                     time.sleep(SETTLE)
-                    rss[name].append(provider.memory_kib()["VmRSS"] / 1024)
+                    rss[name].append(provider.rss_mib())
                 finally:
                     provider.stop()
         print(f"{'configuration':<20} {'VmRSS once ready (MiB), median':>32} {'runs':>6}")

@@ -16,6 +16,7 @@ import resource
 import ssl
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import SimpleNamespace
@@ -24,7 +25,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-__all__ = ["LoadResult", "LoadSpec", "check_provider_response", "run_load"]
+__all__ = [
+    "LoadResult",
+    "LoadSpec",
+    "check_provider_response",
+    "provider_request",
+    "run_load",
+    "tls13_client_context",
+]
 
 _REQUEST_TIMEOUT = 10.0
 _MAX_FAILURES = 5
@@ -55,6 +63,24 @@ class LoadResult:
     peak_rss_kib: int = 0
     cpu_seconds: float = 0.0  # this process's CPU time during the run (warm-up included)
     wall_seconds: float = 0.0  # the run's wall time (warm-up included)
+
+
+def provider_request(keys: Sequence[str]) -> bytes:
+    """Gatekeeper's ProviderRequest for ``keys``, as JSON."""
+    return json.dumps(
+        {
+            "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
+            "kind": "ProviderRequest",
+            "request": {"keys": list(keys)},
+        }
+    ).encode()
+
+
+def tls13_client_context(ca_pem: str) -> ssl.SSLContext:
+    """A client context trusting ``ca_pem`` that refuses anything older than TLS 1.3."""
+    context = ssl.create_default_context(cadata=ca_pem)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    return context
 
 
 def check_provider_response(
@@ -92,15 +118,8 @@ class _Run:
     def __init__(self, spec: LoadSpec) -> None:
         self.spec = spec
         self.result = LoadResult()
-        self.body = json.dumps(
-            {
-                "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
-                "kind": "ProviderRequest",
-                "request": {"keys": list(spec.keys)},
-            }
-        ).encode()
-        self.ssl = ssl.create_default_context(cadata=spec.ca_pem)
-        self.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
+        self.body = provider_request(spec.keys)
+        self.ssl = tls13_client_context(spec.ca_pem)
         self.warm_end = 0.0
         self.end = 0.0
         self.last_done = 0.0

@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import platform
-import ssl
 import statistics
 import subprocess
 import sys
@@ -54,11 +53,11 @@ import aiohttp
 import trustme
 
 from bench.delay_proxy import DelayProxy
-from bench.load import LoadResult, LoadSpec, check_provider_response
+from bench.load import LoadResult, LoadSpec, check_provider_response, provider_request, tls13_client_context
 from bench.peer_setup import TestBed, countersign_config, countersign_server, make_test_bed, ratify_config
 from bench.stats import nearest_rank
 from tests.support.processes import start_logged, terminate
-from tests.support.provider_process import start_provider
+from tests.support.provider_process import read_memory_kib, start_provider
 from tests.support.registries import LOOPBACK, Registry, free_port, start_olareg, write_tls_files
 from tests.support.tools import ToolNotFoundError, ensure_tool, tools_bin
 
@@ -98,13 +97,9 @@ class Running:
         return sum(int(value) for value in fields[11:15]) / _CLK_TCK
 
     def memory_mib(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(("VmRSS:", "VmHWM:")):
-                    name, _, rest = line.partition(":")
-                    out[name] = int(rest.split()[0]) / 1024
-        return out
+        """``VmRSS`` and ``VmHWM`` (peak), in MiB."""
+        kib = read_memory_kib(self.process.pid)
+        return {name: kib[name] / 1024 for name in ("VmRSS", "VmHWM")}
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -113,30 +108,14 @@ class Running:
             return ""
 
 
-def client_ssl(ca_pem: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(cadata=ca_pem)
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    return context
-
-
-def request_body(keys: Sequence[str]) -> bytes:
-    return json.dumps(
-        {
-            "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
-            "kind": "ProviderRequest",
-            "request": {"keys": list(keys)},
-        }
-    ).encode()
-
-
 async def post(session: aiohttp.ClientSession, server: Running, keys: Sequence[str]) -> tuple[int, bytes]:
     headers = {"Content-Type": "application/json"}
-    async with session.post(server.url, data=request_body(keys), headers=headers) as resp:
+    async with session.post(server.url, data=provider_request(keys), headers=headers) as resp:
         return resp.status, await resp.read()
 
 
 def new_session(server: Running, connections: int = 1) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=connections, ssl=client_ssl(server.ca_pem))
+    connector = aiohttp.TCPConnector(limit=connections, ssl=tls13_client_context(server.ca_pem))
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=_REQUEST_TIMEOUT))
 
 
@@ -210,7 +189,7 @@ def start_ratify(bed: TestBed, workdir: Path) -> Running:
         "isSuccess",
         lambda: terminate(process, 10.0),
     )
-    context = client_ssl(running.ca_pem)
+    context = tls13_client_context(running.ca_pem)
     import http.client
 
     deadline = time.monotonic() + _START_TIMEOUT
@@ -220,7 +199,7 @@ def start_ratify(bed: TestBed, workdir: Path) -> Running:
         try:
             connection = http.client.HTTPSConnection(LOOPBACK, port, context=context, timeout=2)
             try:
-                connection.request("POST", "/ratify/gatekeeper/v1/verify", request_body([]))
+                connection.request("POST", "/ratify/gatekeeper/v1/verify", provider_request([]))
                 if connection.getresponse().status == 200:
                     return running
             finally:
@@ -421,7 +400,7 @@ def table(results: Results, options: Options) -> list[str]:
     # the median moves with the load, the minimum much less.
     fastest: dict[str, tuple[float, float]] = {}
     for size in options.sizes:
-        runs = options.runs if size <= 10 else options.runs_large
+        runs = options.runs_for(size)
         med = {n: statistics.median(results.cold[n][size]) * 1000 for n in PEERS}
         fastest[f"cold{size}"] = (min(results.cold[COUNTERSIGN][size]), min(results.cold[RATIFY][size]))
         rows.append(
@@ -452,50 +431,33 @@ def table(results: Results, options: Options) -> list[str]:
             "s",
         )
     )
-    warm = results.warm
-    rows.append(
-        (
-            f"warm {options.warm_keys}-key batches, {options.clients} clients: keys per server CPU-second",
-            warm[COUNTERSIGN]["keys_per_cpu_second"],
-            warm[RATIFY]["keys_per_cpu_second"],
-            "",
-        )
-    )
-    rows.append(
-        (
-            "warm: keys per second (wall)",
-            warm[COUNTERSIGN]["keys_per_second"],
-            warm[RATIFY]["keys_per_second"],
-            "",
-        )
-    )
-    rows.append(("warm p99", warm[COUNTERSIGN]["p99_s"] * 1000, warm[RATIFY]["p99_s"] * 1000, "ms"))
-    mem = results.memory
+
+    def both(
+        scenario: str, of: dict[str, dict[str, float]], name: str, unit: str, scale: float = 1.0
+    ) -> tuple[str, float, float, str]:
+        """A row of the two providers' ``of[peer][name]`` (times ``scale``)."""
+        return scenario, of[COUNTERSIGN][name] * scale, of[RATIFY][name] * scale, unit
+
+    warm, mem = results.warm, results.memory
     n_keys = int(mem[COUNTERSIGN]["keys"])
-    rows.append(
-        (
+    rows += [
+        both(
+            f"warm {options.warm_keys}-key batches, {options.clients} clients: keys per server CPU-second",
+            warm,
+            "keys_per_cpu_second",
+            "",
+        ),
+        both("warm: keys per second (wall)", warm, "keys_per_second", ""),
+        both("warm p99", warm, "p99_s", "ms", 1000),
+        both(
             f"{n_keys:,} distinct keys (new tags of cached images), 100 a request, 2 at a time: wall",
-            mem[COUNTERSIGN]["seconds"],
-            mem[RATIFY]["seconds"],
+            mem,
+            "seconds",
             "s1",
-        )
-    )
-    rows.append(
-        (
-            f"RSS after {n_keys:,} more distinct keys",
-            mem[COUNTERSIGN]["rss_mib"],
-            mem[RATIFY]["rss_mib"],
-            "MiB",
-        )
-    )
-    rows.append(
-        (
-            "peak RSS (VmHWM) after all of the above",
-            mem[COUNTERSIGN]["peak_rss_mib"],
-            mem[RATIFY]["peak_rss_mib"],
-            "MiB",
-        )
-    )
+        ),
+        both(f"RSS after {n_keys:,} more distinct keys", mem, "rss_mib", "MiB"),
+        both("peak RSS (VmHWM) after all of the above", mem, "peak_rss_mib", "MiB"),
+    ]
 
     def fmt(value: float, unit: str) -> str:
         if unit == "ms":
@@ -556,6 +518,10 @@ class Options:
     sizes: tuple[int, ...] = (1, 10, 50, 100)
     keep: Path | None = None
 
+    def runs_for(self, size: int) -> int:
+        """Fresh processes per provider for a cold batch of ``size`` keys."""
+        return self.runs if size <= 10 else self.runs_large
+
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n\n")[0])
@@ -611,7 +577,7 @@ def run(options: Options, workdir: Path, results: Results) -> TestBed:
                 long_lived(name, bed, options, workdir, results)
             hosts = [registry.host]
             for size in options.sizes:
-                runs = options.runs if size <= 10 else options.runs_large
+                runs = options.runs_for(size)
                 samples = cold_samples(bed, bed.keys()[:size], hosts, runs, workdir, f"cold{size}")
                 for name in PEERS:
                     results.cold.setdefault(name, {})[size] = [s for s, _ in samples[name]]

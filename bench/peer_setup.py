@@ -16,7 +16,6 @@ denied).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,9 +25,9 @@ from typing import Any
 import aiohttp
 
 from tests.support import cosign, notation
-from tests.support.cosign import CosignEnv, KeyPair
+from tests.support.dual_signing import DualSigner, require_both
 from tests.support.images import PushedImage, push_image
-from tests.support.notation import NotationEnv, SigningKey
+from tests.support.notation import NotationEnv
 from tests.support.registries import Registry
 
 __all__ = [
@@ -44,8 +43,8 @@ __all__ = [
 
 COSIGN_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 NOTATION_ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
-_NOTATION_KEY = "peers"
-_OTHER_NOTATION_KEY = "other"
+_SIGNER = "peers"
+_OTHER_SIGNER = "other"
 #: How long both providers wait for a request's verifications (both defaults are below 3 s; raised alike
 #: so that a loaded machine measures slowness instead of failing a run).
 VERIFY_DEADLINE_S = 29
@@ -63,10 +62,7 @@ class TestBed:
     registry: Registry
     images: list[PushedImage]
     extra_tags: int
-    cosign_env: CosignEnv
-    cosign_key: KeyPair
-    notation_env: NotationEnv
-    notation_key: SigningKey
+    signer: DualSigner
     other_notation_env: NotationEnv
     agreement: list[AgreementCase]
     sign_seconds: float = 0.0
@@ -84,13 +80,8 @@ class TestBed:
         ]
 
     def close(self) -> None:
-        for env in (self.cosign_env, self.notation_env, self.other_notation_env):
-            env.close()
-
-
-def _sign_both(bed: TestBed, image: PushedImage) -> None:
-    cosign.sign_legacy(bed.cosign_env, bed.cosign_key, bed.registry, image, tool="cosign2")
-    notation.sign(bed.notation_env, _NOTATION_KEY, bed.registry, image, signature_format="jws")
+        self.signer.close()
+        self.other_notation_env.close()
 
 
 async def _tag_all(registry: Registry, images: Sequence[PushedImage], tags: int) -> None:
@@ -114,23 +105,18 @@ def make_test_bed(registry: Registry, workdir: Path, count: int, extra_tags: int
     import time
 
     started = time.perf_counter()
-    cosign_env = CosignEnv(workdir / "cosign")
-    notation_env = NotationEnv(workdir / "notation")
+    # Countersign reads notation's own trust policy: strict, ca:peers, every repository.
+    signer = DualSigner.create(workdir, _SIGNER)
+    cosign_env = signer.cosign_env
     other_env = NotationEnv(workdir / "notation-other")
     try:
-        key = cosign.generate_key_pair(cosign_env, "peers")
         other_key = cosign.generate_key_pair(cosign_env, "other")
-        signing_key = notation.generate_test_key(notation_env, _NOTATION_KEY)
-        # Countersign reads notation's own trust policy: strict, ca:peers, every repository.
-        notation.write_trust_policy(
-            notation_env, notation.trust_policy([f"ca:{_NOTATION_KEY}"], name="peers")
-        )
-        notation.generate_test_key(other_env, _OTHER_NOTATION_KEY)
-        bed = TestBed(registry, [], extra_tags, cosign_env, key, notation_env, signing_key, other_env, [])
+        notation.generate_test_key(other_env, _OTHER_SIGNER)
+        bed = TestBed(registry, [], extra_tags, signer, other_env, [])
 
         def one(index: int) -> PushedImage:
             image = push_image(registry, f"peers/app-{index:03d}", "v1", seed=f"countersign-peers-{index}")
-            _sign_both(bed, image)
+            signer.sign(registry, image)
             return image
 
         def case(name: str) -> PushedImage:
@@ -140,11 +126,11 @@ def make_test_bed(registry: Registry, workdir: Path, count: int, extra_tags: int
             good, unsigned, other, only_cosign, only_notation = (
                 case(n) for n in ("good", "unsigned", "other-keys", "only-cosign", "only-notation")
             )
-            _sign_both(bed, good)
+            signer.sign(registry, good)
             cosign.sign_legacy(cosign_env, other_key, registry, other, tool="cosign2")
-            notation.sign(other_env, _OTHER_NOTATION_KEY, registry, other, signature_format="jws")
-            cosign.sign_legacy(cosign_env, key, registry, only_cosign, tool="cosign2")
-            notation.sign(notation_env, _NOTATION_KEY, registry, only_notation, signature_format="jws")
+            notation.sign(other_env, _OTHER_SIGNER, registry, other, signature_format="jws")
+            cosign.sign_legacy(cosign_env, signer.cosign_key, registry, only_cosign, tool="cosign2")
+            notation.sign(signer.notation_env, _SIGNER, registry, only_notation, signature_format="jws")
             cases = [
                 AgreementCase("good (both signatures)", good.reference, True),
                 AgreementCase("unsigned", unsigned.reference, False),
@@ -163,8 +149,8 @@ def make_test_bed(registry: Registry, workdir: Path, count: int, extra_tags: int
         bed.sign_seconds = time.perf_counter() - started
         return bed
     except BaseException:
-        for env in (cosign_env, notation_env, other_env):
-            env.close()
+        signer.close()
+        other_env.close()
         raise
 
 
@@ -173,17 +159,8 @@ def countersign_config(bed: TestBed, hosts: Sequence[str]) -> dict[str, Any]:
     store) both required; tags and verdicts cached for an hour (the verify deadline: countersign_server)."""
     return {
         "registries": {host: {"insecure": True} for host in hosts},
-        "verifiers": {
-            "cosign": {"type": "cosign", "options": cosign.key_options(bed.cosign_key)},
-            "notation": {
-                "type": "notation",
-                "options": {
-                    "trustPolicy": str(bed.notation_env.trust_policy_file),
-                    "trustStore": str(bed.notation_env.trust_store_dir("ca", _NOTATION_KEY).parents[2]),
-                },
-            },
-        },
-        "policies": [{"name": "default", "scopes": ["*"], "allOf": ["cosign", "notation"]}],
+        "verifiers": bed.signer.verifiers(),
+        "policies": require_both(),
         "cache": {"tagTTL": 3600, "verdictTTL": 3600},
     }
 
@@ -238,7 +215,7 @@ def ratify_config(bed: TestBed, oras_cache: Path) -> dict[str, Any]:
                             "name": "default",
                             "version": "1.0.0",
                             "scopes": ["*"],
-                            "keys": [{"file": str(bed.cosign_key.public_path)}],
+                            "keys": [{"file": str(bed.signer.cosign_key.public_path)}],
                             "tLogVerify": False,
                         }
                     ],
@@ -246,7 +223,7 @@ def ratify_config(bed: TestBed, oras_cache: Path) -> dict[str, Any]:
                 {
                     "name": "notation",
                     "artifactTypes": NOTATION_ARTIFACT_TYPE,
-                    "verificationCerts": [str(bed.notation_key.cert_path)],
+                    "verificationCerts": [str(bed.signer.notation_key.cert_path)],
                     "trustPolicyDoc": {
                         "version": "1.0",
                         "trustPolicies": [
@@ -263,7 +240,3 @@ def ratify_config(bed: TestBed, oras_cache: Path) -> dict[str, Any]:
             ],
         },
     }
-
-
-def dump(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2)

@@ -31,16 +31,14 @@ import trustme
 
 import provider.trace as trace
 from bench.delay_proxy import DelayProxy
+from bench.scenarios import require_allowed
 from bench.tracing import TraceView, report
 from provider.config import Config, parse_config
 from provider.engine import Engine, build_verifiers
-from provider.outcome import Decided
 from provider.registry.cached import CachedRegistry
 from provider.registry.client import RegistryClient
-from tests.support import cosign, notation
-from tests.support.cosign import CosignEnv, KeyPair
+from tests.support.dual_signing import DualSigner, require_both
 from tests.support.images import push_image
-from tests.support.notation import NotationEnv
 from tests.support.registries import Registry, start_olareg, write_tls_files
 from tests.support.tools import ensure_tool
 
@@ -60,20 +58,12 @@ class TraceResult:
     export: dict[str, Any]
 
 
-def sign_both(
-    registry: Registry,
-    cosign_env: CosignEnv,
-    key: KeyPair,
-    notation_env: NotationEnv,
-    count: int,
-    workers: int,
-) -> list[tuple[str, str]]:
+def sign_both(registry: Registry, signer: DualSigner, count: int, workers: int) -> list[tuple[str, str]]:
     """``count`` images, each signed by cosign v2 (legacy ``.sig``) and notation (JWS): (repository, tag)."""
 
     def one(index: int) -> tuple[str, str]:
         image = push_image(registry, f"bench/both-{index:03d}", "v1", seed=f"countersign-bench-both-{index}")
-        cosign.sign_legacy(cosign_env, key, registry, image, tool="cosign2")
-        notation.sign(notation_env, "bench", registry, image, signature_format="jws")
+        signer.sign(registry, image)
         return image.repository, "v1"
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-both") as pool:
@@ -82,8 +72,7 @@ def sign_both(
 
 def both_config(
     host: str,
-    key: KeyPair,
-    notation_env: NotationEnv,
+    signer: DualSigner,
     connections: int | None = None,
     ca_file: Path | None = None,
 ) -> Config:
@@ -97,17 +86,8 @@ def both_config(
         {
             "limits": limits,
             "registries": {host: {"insecure": True} if ca_file is None else {"caFile": str(ca_file)}},
-            "verifiers": {
-                "cosign": {"type": "cosign", "options": cosign.key_options(key)},
-                "notation": {
-                    "type": "notation",
-                    "options": {
-                        "trustPolicy": str(notation_env.trust_policy_file),
-                        "trustStore": str(notation_env.trust_store_dir("ca", "bench").parents[2]),
-                    },
-                },
-            },
-            "policies": [{"name": "default", "scopes": ["*"], "allOf": ["cosign", "notation"]}],
+            "verifiers": signer.verifiers(),
+            "policies": require_both(),
             "cache": {"tagTTL": 3600, "verdictTTL": 3600},
         }
     )
@@ -150,10 +130,7 @@ async def _cold(
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         finally:
             await engine.close()
-    for key in keys:
-        outcome = results.get(key)
-        if not isinstance(outcome, Decided) or outcome.value.get("allowed") is not True:
-            raise RuntimeError(f"{key} was not allowed: {outcome!r}")
+    require_allowed(keys, results)
     return wall * 1000, cpu * 1000
 
 
@@ -221,45 +198,37 @@ def run(
     for tool in ("olareg", "cosign2", "notation"):
         ensure_tool(tool)
     out: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="countersign-trace-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="countersign-trace-") as scratch,
+        DualSigner.create(Path(scratch), "bench") as signer,
+    ):
         workdir = Path(scratch)
-        cosign_env = CosignEnv(workdir / "cosign")
-        notation_env = NotationEnv(workdir / "notation")
-        try:
-            key = cosign.generate_key_pair(cosign_env, "bench")
-            notation.generate_test_key(notation_env, "bench")
-            notation.write_trust_policy(notation_env, notation.trust_policy(["ca:bench"], name="bench"))
 
-            def measure(registry: Registry, images: Sequence[tuple[str, str]]) -> None:
-                for delay in delays:
-                    with _maybe_proxy(registry, delay) as host:
-                        refs = [f"{host}/{repository}:{tag}" for repository, tag in images]
-                        config = both_config(host, key, notation_env, connections, registry.ca_file)
-                        result = asyncio.run(trace_scenario(config, refs, runs, delay, kept_connections))
-                    out.extend(summary_lines(result, registry.tls, kept_connections))
-                    if trace_file is not None:
-                        target = (
-                            trace_file if len(delays) == 1 else trace_file.with_suffix(f".{delay:g}ms.json")
-                        )
-                        target.write_text(json.dumps(result.export) + "\n")
-                        out.append(f"trace written to {target}")
+        def measure(registry: Registry, images: Sequence[tuple[str, str]]) -> None:
+            for delay in delays:
+                with _maybe_proxy(registry, delay) as host:
+                    refs = [f"{host}/{repository}:{tag}" for repository, tag in images]
+                    config = both_config(host, signer, connections, registry.ca_file)
+                    result = asyncio.run(trace_scenario(config, refs, runs, delay, kept_connections))
+                out.extend(summary_lines(result, registry.tls, kept_connections))
+                if trace_file is not None:
+                    target = trace_file if len(delays) == 1 else trace_file.with_suffix(f".{delay:g}ms.json")
+                    target.write_text(json.dumps(result.export) + "\n")
+                    out.append(f"trace written to {target}")
 
-            with start_olareg(workdir / "olareg") as registry:
-                started = time.perf_counter()
-                images = sign_both(registry, cosign_env, key, notation_env, keys, workers)
-                out.append(
-                    f"set-up: {keys} images signed by cosign and notation "
-                    f"in {time.perf_counter() - started:.1f} s"
-                )
-                if not tls:
-                    measure(registry, images)
-            if tls:  # notation signs only over plain HTTP: the same storage, served again over HTTPS
-                files = write_tls_files(trustme.CA(), workdir / "tls")
-                with start_olareg(workdir / "olareg", files) as registry:
-                    measure(registry, images)
-        finally:
-            cosign_env.close()
-            notation_env.close()
+        with start_olareg(workdir / "olareg") as registry:
+            started = time.perf_counter()
+            images = sign_both(registry, signer, keys, workers)
+            out.append(
+                f"set-up: {keys} images signed by cosign and notation "
+                f"in {time.perf_counter() - started:.1f} s"
+            )
+            if not tls:
+                measure(registry, images)
+        if tls:  # notation signs only over plain HTTP: the same storage, served again over HTTPS
+            files = write_tls_files(trustme.CA(), workdir / "tls")
+            with start_olareg(workdir / "olareg", files) as registry:
+                measure(registry, images)
     return out
 
 

@@ -14,10 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import cosign, notation
-from tests.support.cosign import CosignEnv
+from tests.support.dual_signing import DualSigner, require_both
 from tests.support.images import push_image
-from tests.support.notation import NotationEnv
 from tests.support.registries import start_olareg
 from tests.support.tools import ensure_tool
 
@@ -42,44 +40,29 @@ asyncio.run(main())
 def test_the_first_verification_of_a_fresh_process_imports_nothing(tmp_path: Path) -> None:
     for tool in ("olareg", "cosign2", "notation"):
         ensure_tool(tool)
-    cosign_env, notation_env = CosignEnv(tmp_path / "cosign"), NotationEnv(tmp_path / "notation")
-    try:
-        key = cosign.generate_key_pair(cosign_env, "first")
-        notation.generate_test_key(notation_env, "first")
-        notation.write_trust_policy(notation_env, notation.trust_policy(["ca:first"], name="first"))
-        with start_olareg(tmp_path / "olareg") as registry:
-            image = push_image(registry, "first/app", "v1", seed="countersign-first-request")
-            cosign.sign_legacy(cosign_env, key, registry, image, tool="cosign2")
-            notation.sign(notation_env, "first", registry, image, signature_format="jws")
-            config = {
-                "registries": {registry.host: {"insecure": True}, "tls.example": {"minTLS": "1.3"}},
-                "verifiers": {
-                    "cosign": {"type": "cosign", "options": cosign.key_options(key)},
-                    "notation": {
-                        "type": "notation",
-                        "options": {
-                            "trustPolicy": str(notation_env.trust_policy_file),
-                            "trustStore": str(notation_env.trust_store_dir("ca", "first").parents[2]),
-                        },
-                    },
-                },
-                "policies": [{"name": "default", "scopes": ["*"], "allOf": ["cosign", "notation"]}],
-            }
-            config_file = tmp_path / "config.json"
-            config_file.write_text(json.dumps(config))
-            key_ref = f"{registry.host}/{image.repository}:v1"
-            env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-            child = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(config_file), key_ref],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                env=env,
-                check=False,
-            )
-    finally:
-        cosign_env.close()
-        notation_env.close()
+    with (
+        DualSigner.create(tmp_path, "first") as signer,
+        start_olareg(tmp_path / "olareg") as registry,
+    ):
+        image = push_image(registry, "first/app", "v1", seed="countersign-first-request")
+        signer.sign(registry, image)
+        config = {
+            "registries": {registry.host: {"insecure": True}, "tls.example": {"minTLS": "1.3"}},
+            "verifiers": signer.verifiers(),
+            "policies": require_both(),
+        }
+        config_file = tmp_path / "config.json"
+        config_file.write_text(json.dumps(config))
+        key_ref = f"{registry.host}/{image.repository}:v1"
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        child = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(config_file), key_ref],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
     assert child.returncode == 0, child.stderr[-2000:]
     report = json.loads(child.stdout.strip().splitlines()[-1])
     assert report["value"]["allowed"] is True, report
