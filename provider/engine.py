@@ -34,7 +34,7 @@ from typing import Protocol, TypeVar
 import provider.trace as trace
 from provider.budget import ACCOUNT, Account, MemoryBudget
 from provider.cache import PackedTTLCache, SingleFlight, TTLCache
-from provider.config import Config, ConfigError, Policy, VerifierConfig
+from provider.config import Config, ConfigError, VerifierConfig
 from provider.metrics import Metrics
 from provider.outcome import Decided, Invalid, Outcome, UndecidedKey, encode_value
 from provider.policy import covers, policy_for
@@ -99,23 +99,15 @@ def unpack_verdict(packed: bytes) -> bytes:
     return decompressor.decompress(packed) + decompressor.flush()
 
 
-def _verdict_key(
-    fingerprint: str,
-    namespace: str,
-    reference: str,
-    digest: str,
-    policies: Sequence[Policy] = (),
-    identity: str = "",
-) -> bytes:
+def _verdict_key(fingerprint: str, namespace: str, reference: str, digest: str, identity: str = "") -> bytes:
     """The verdict cache's key: a 128-bit BLAKE2b of its parts (16 bytes, not several strings per entry).
 
-    `policies`: the policies the verdict was decided under (cluster-wide, then the namespace's). The
-    configuration's fingerprint covers them already; naming them too means a verdict is never served
-    under policies other than its own, even from a configuration whose fingerprint missed a change.
-    `identity`: the workload credentials' (provider/registry/workload.py) when the verification had some.
+    The policies a verdict was decided under are not named: they are a function of the configuration
+    (its `fingerprint`, and the cache belongs to one engine, whose configuration never changes), the
+    `namespace` and the `reference`. `identity`: the workload credentials' (provider/registry/workload.py)
+    when the verification had some.
     """
-    applied = [[p.name, p.mode, p.threshold, list(p.verifiers), list(p.scopes)] for p in policies]
-    fields: list[object] = [fingerprint, namespace, reference, digest, applied]
+    fields = [fingerprint, namespace, reference, digest]
     if identity:
         fields.append(identity)
     return hashlib.blake2b(json.dumps(fields).encode(), digest_size=16).digest()
@@ -437,9 +429,8 @@ class Engine:
             return UndecidedKey(e.reason, e.message + notes)
         except RegistryError as e:
             return Decided(denial_value(key, "", _definite_reason(e), str(e)))
-        policies = (policy,) if namespace_policy is None else (policy, namespace_policy)
         cache_key = _verdict_key(
-            self.config.fingerprint, key.namespace or "", str(ref), manifest.digest, policies, identity
+            self.config.fingerprint, key.namespace or "", str(ref), manifest.digest, identity
         )
         cached = self._verdicts.get(cache_key)
         self.metrics.cache_lookup("verdict", cached is not None)
@@ -457,6 +448,7 @@ class Engine:
         # One Context, and so one memo, per image verification: never shared across images or requests.
         context = Context(registry=ImageReader(self.registry), deadline=deadline, memo=Memo(), cpu=self.cpu)
         # Each verifier once, whichever policies name it: the cluster policy's, then the namespace's others.
+        policies = (policy,) if namespace_policy is None else (policy, namespace_policy)
         names = list(dict.fromkeys((*policy.verifiers, *policies[-1].verifiers)))
         async with trace.acquiring(self._slots, "slots"):
             outcomes = await asyncio.gather(*(self._run_named(name, subject, context) for name in names))
