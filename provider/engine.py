@@ -320,7 +320,7 @@ class Engine:
                 results[raw] = Invalid(str(e))
                 continue
             flight: tuple[object, ...] = (key.namespace or "", str(key.reference))
-            if self._uses_workload(key):  # what decides its credentials (their identity is not known yet)
+            if self._workload_of(key) is not None:  # what decides its credentials (not known yet)
                 flight += (key.service_account, key.pull_secrets)
             if flight not in self._verifications and self._overloaded():
                 results[raw] = OVERLOADED
@@ -331,8 +331,9 @@ class Engine:
         await self._wait(tasks, budget, results)
         return results
 
-    def _uses_workload(self, key: Key) -> bool:
-        return self.workload is not None and key.version >= 1
+    def _workload_of(self, key: Key) -> WorkloadSource | None:
+        """Where `key`'s own pull secrets come from: only v1 keys name them, and only when enabled."""
+        return self.workload if key.version >= 1 else None
 
     async def _wait(
         self, tasks: Mapping[str, asyncio.Task[Outcome]], budget: float, results: dict[str, Outcome]
@@ -408,9 +409,10 @@ class Engine:
                 return Decided(denial_value(key, "", "policy_unavailable", message, policy.name, ns_name))
         identity = ""
         notes = ""
-        if self.workload is not None and self._uses_workload(key):
+        workload = self._workload_of(key)
+        if workload is not None:
             try:
-                credentials = await self.workload.credentials(key)
+                credentials = await workload.credentials(key)
             except Undecided as e:
                 return UndecidedKey(e.reason, safe_text(f"workload pull secrets: {e.message}"))
             WORKLOAD.set(credentials)  # this verification's task (and the tasks it starts) only
