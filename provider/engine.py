@@ -34,7 +34,7 @@ from typing import Protocol, TypeVar
 import provider.trace as trace
 from provider.budget import ACCOUNT, Account, MemoryBudget
 from provider.cache import PackedTTLCache, SingleFlight, TTLCache
-from provider.config import Config, ConfigError, Policy, VerifierConfig
+from provider.config import Config, ConfigError, VerifierConfig
 from provider.metrics import Metrics
 from provider.outcome import Decided, Invalid, Outcome, UndecidedKey, encode_value
 from provider.policy import covers, policy_for
@@ -99,23 +99,15 @@ def unpack_verdict(packed: bytes) -> bytes:
     return decompressor.decompress(packed) + decompressor.flush()
 
 
-def _verdict_key(
-    fingerprint: str,
-    namespace: str,
-    reference: str,
-    digest: str,
-    policies: Sequence[Policy] = (),
-    identity: str = "",
-) -> bytes:
+def _verdict_key(fingerprint: str, namespace: str, reference: str, digest: str, identity: str = "") -> bytes:
     """The verdict cache's key: a 128-bit BLAKE2b of its parts (16 bytes, not several strings per entry).
 
-    `policies`: the policies the verdict was decided under (cluster-wide, then the namespace's). The
-    configuration's fingerprint covers them already; naming them too means a verdict is never served
-    under policies other than its own, even from a configuration whose fingerprint missed a change.
-    `identity`: the workload credentials' (provider/registry/workload.py) when the verification had some.
+    The policies a verdict was decided under are not named: they are a function of the configuration
+    (its `fingerprint`, and the cache belongs to one engine, whose configuration never changes), the
+    `namespace` and the `reference`. `identity`: the workload credentials' (provider/registry/workload.py)
+    when the verification had some.
     """
-    applied = [[p.name, p.mode, p.threshold, list(p.verifiers), list(p.scopes)] for p in policies]
-    fields: list[object] = [fingerprint, namespace, reference, digest, applied]
+    fields = [fingerprint, namespace, reference, digest]
     if identity:
         fields.append(identity)
     return hashlib.blake2b(json.dumps(fields).encode(), digest_size=16).digest()
@@ -328,7 +320,7 @@ class Engine:
                 results[raw] = Invalid(str(e))
                 continue
             flight: tuple[object, ...] = (key.namespace or "", str(key.reference))
-            if self._uses_workload(key):  # what decides its credentials (their identity is not known yet)
+            if self._workload_of(key) is not None:  # what decides its credentials (not known yet)
                 flight += (key.service_account, key.pull_secrets)
             if flight not in self._verifications and self._overloaded():
                 results[raw] = OVERLOADED
@@ -339,8 +331,9 @@ class Engine:
         await self._wait(tasks, budget, results)
         return results
 
-    def _uses_workload(self, key: Key) -> bool:
-        return self.workload is not None and key.version >= 1
+    def _workload_of(self, key: Key) -> WorkloadSource | None:
+        """Where `key`'s own pull secrets come from: only v1 keys name them, and only when enabled."""
+        return self.workload if key.version >= 1 else None
 
     async def _wait(
         self, tasks: Mapping[str, asyncio.Task[Outcome]], budget: float, results: dict[str, Outcome]
@@ -416,9 +409,10 @@ class Engine:
                 return Decided(denial_value(key, "", "policy_unavailable", message, policy.name, ns_name))
         identity = ""
         notes = ""
-        if self.workload is not None and self._uses_workload(key):
+        workload = self._workload_of(key)
+        if workload is not None:
             try:
-                credentials = await self.workload.credentials(key)
+                credentials = await workload.credentials(key)
             except Undecided as e:
                 return UndecidedKey(e.reason, safe_text(f"workload pull secrets: {e.message}"))
             WORKLOAD.set(credentials)  # this verification's task (and the tasks it starts) only
@@ -437,9 +431,8 @@ class Engine:
             return UndecidedKey(e.reason, e.message + notes)
         except RegistryError as e:
             return Decided(denial_value(key, "", _definite_reason(e), str(e)))
-        policies = (policy,) if namespace_policy is None else (policy, namespace_policy)
         cache_key = _verdict_key(
-            self.config.fingerprint, key.namespace or "", str(ref), manifest.digest, policies, identity
+            self.config.fingerprint, key.namespace or "", str(ref), manifest.digest, identity
         )
         cached = self._verdicts.get(cache_key)
         self.metrics.cache_lookup("verdict", cached is not None)
@@ -457,6 +450,7 @@ class Engine:
         # One Context, and so one memo, per image verification: never shared across images or requests.
         context = Context(registry=ImageReader(self.registry), deadline=deadline, memo=Memo(), cpu=self.cpu)
         # Each verifier once, whichever policies name it: the cluster policy's, then the namespace's others.
+        policies = (policy,) if namespace_policy is None else (policy, namespace_policy)
         names = list(dict.fromkeys((*policy.verifiers, *policies[-1].verifiers)))
         async with trace.acquiring(self._slots, "slots"):
             outcomes = await asyncio.gather(*(self._run_named(name, subject, context) for name in names))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -11,13 +13,25 @@ MAX_REGISTRY_LABELS = 64
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 10.0)
 
 
+_Labels = TypeVar("_Labels", bound=tuple[str, ...])
+
+
+def _child(children: dict[_Labels, Counter], metric: Counter, labels: _Labels) -> Counter:
+    """`metric.labels(*labels)`, remembered in `children`: prometheus_client's own lookup takes a lock and
+    checks the labels on every call."""
+    child = children.get(labels)
+    if child is None:
+        child = children[labels] = metric.labels(*labels)
+    return child
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._registries: set[str] = set()
         # The labelled children of the two counters counted on every registry request and cache lookup.
         self._request_counters: dict[tuple[str, str, str], Counter] = {}
-        self._cache_counters: dict[tuple[str, bool], Counter] = {}
+        self._cache_counters: dict[tuple[str, str], Counter] = {}
         self.request_latency = Histogram(
             "countersign_request_duration_seconds",
             "Time to answer a Gatekeeper request, by endpoint.",
@@ -159,18 +173,11 @@ class Metrics:
                 registry = "other"
             else:
                 self._registries.add(registry)
-        counter = self._request_counters.get((registry, method, status))
-        if counter is None:  # as many as registry_requests has label sets: bounded by the cap above
-            counter = self._request_counters[(registry, method, status)] = self.registry_requests.labels(
-                registry, method, status
-            )
-        counter.inc()
+        # as many children as registry_requests has label sets: bounded by the cap above
+        _child(self._request_counters, self.registry_requests, (registry, method, status)).inc()
 
     def cache_lookup(self, cache: str, hit: bool) -> None:
-        counter = self._cache_counters.get((cache, hit))
-        if counter is None:
-            counter = self._cache_counters[(cache, hit)] = self.cache.labels(cache, "hit" if hit else "miss")
-        counter.inc()
+        _child(self._cache_counters, self.cache, (cache, "hit" if hit else "miss")).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -20,6 +20,7 @@ whose name is what was waited for (see `WAIT_KINDS`).
 from __future__ import annotations
 
 import contextvars
+import functools
 import time
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
@@ -176,6 +177,17 @@ def active() -> bool:
 def span(kind: str, name: str, detail: object = None) -> Any:
     """`with span(kind, name, detail) as s:` records a span, the parent of what runs inside it; `s` is the
     `Span` (set `s.status`), or None when no recorder is active. Pass `detail` unformatted."""
+    return _open(kind, name, detail, True)
+
+
+def wait(name: str, detail: object = None) -> Any:
+    """`with wait(name):` around an await that only waits (`name` one of `WAIT_KINDS`)."""
+    return _open("wait", name, detail, False)
+
+
+def _open(kind: str, name: str, detail: object, current: bool) -> Any:
+    """A child of the current span (the current one inside it when `current`); the shared no-op when no
+    recorder is active or it is full."""
     parent = _CURRENT.get()
     if parent is None:
         return _NOOP
@@ -183,19 +195,7 @@ def span(kind: str, name: str, detail: object = None) -> Any:
     child = Span(recorder, parent.id, kind, name, detail, _clock())
     if not recorder._add(child):
         return _NOOP
-    return _Open(child, True)
-
-
-def wait(name: str, detail: object = None) -> Any:
-    """`with wait(name):` around an await that only waits (`name` one of `WAIT_KINDS`)."""
-    parent = _CURRENT.get()
-    if parent is None:
-        return _NOOP
-    recorder = parent.recorder
-    child = Span(recorder, parent.id, "wait", name, detail, _clock())
-    if not recorder._add(child):
-        return _NOOP
-    return _Open(child, False)
+    return _Open(child, current)
 
 
 class _TimedAcquire:
@@ -226,11 +226,12 @@ def acquiring(lock: Any, name: str) -> Any:
 # --- aiohttp's connection pool ---------------------------------------------------------------------------
 
 
-async def _mark(name: str, ctx: SimpleNamespace) -> None:
+# aiohttp calls a hook as `hook(session, trace_config_ctx, params)`; `name` is bound with functools.partial.
+async def _mark(name: str, _session: object, ctx: SimpleNamespace, _params: object) -> None:
     setattr(ctx, name, _clock())
 
 
-async def _waited(name: str, ctx: SimpleNamespace) -> None:
+async def _waited(name: str, _session: object, ctx: SimpleNamespace, _params: object) -> None:
     parent = _CURRENT.get()
     started = getattr(ctx, name, None)
     if parent is not None and started is not None:
@@ -246,28 +247,11 @@ def aiohttp_trace_config() -> Any:
 
     config = aiohttp.TraceConfig()
 
-    async def queued_start(_s: object, ctx: SimpleNamespace, _p: object) -> None:
-        await _mark("pool", ctx)
-
-    async def queued_end(_s: object, ctx: SimpleNamespace, _p: object) -> None:
-        await _waited("pool", ctx)
-
-    async def create_start(_s: object, ctx: SimpleNamespace, _p: object) -> None:
-        await _mark("connect", ctx)
-
-    async def create_end(_s: object, ctx: SimpleNamespace, _p: object) -> None:
-        await _waited("connect", ctx)
-
-    async def dns_start(_s: object, ctx: SimpleNamespace, _p: object) -> None:
-        await _mark("dns", ctx)
-
-    async def dns_end(_s: object, ctx: SimpleNamespace, _p: object) -> None:
-        await _waited("dns", ctx)
-
-    config.on_connection_queued_start.append(queued_start)
-    config.on_connection_queued_end.append(queued_end)
-    config.on_connection_create_start.append(create_start)
-    config.on_connection_create_end.append(create_end)
-    config.on_dns_resolvehost_start.append(dns_start)
-    config.on_dns_resolvehost_end.append(dns_end)
+    for name, started, ended in (
+        ("pool", config.on_connection_queued_start, config.on_connection_queued_end),
+        ("connect", config.on_connection_create_start, config.on_connection_create_end),
+        ("dns", config.on_dns_resolvehost_start, config.on_dns_resolvehost_end),
+    ):
+        started.append(functools.partial(_mark, name))
+        ended.append(functools.partial(_waited, name))
     return config

@@ -419,13 +419,13 @@ class RegistryClient:
         self, method: str, registry: str, url: str, headers: Mapping[str, str], auth: str | None
     ) -> aiohttp.ClientResponse:
         start = origin(url)
-        current = url
+        current, here = url, start  # the URL of this hop and its origin (parsed once per hop)
         # The registry a key names: its globs and, for an address literal, its address. Every later hop
         # is a URL the registry chose, checked the same way before anything is sent to it.
         self.egress.check_registry(registry, self._settings_for(registry).insecure)
         for _ in range(self.limits.max_redirects + 1):
             send_headers = dict(headers)
-            if auth is not None and origin(current) == start:
+            if auth is not None and here == start:
                 send_headers["Authorization"] = auth
             remaining = self._remaining()
             if remaining <= 0:
@@ -439,7 +439,7 @@ class RegistryClient:
                         current,
                         headers=send_headers,
                         allow_redirects=False,
-                        ssl=self._ssl_context(registry) if origin(current)[1:] == start[1:] else True,
+                        ssl=self._ssl_context(registry) if here[1:] == start[1:] else True,
                         timeout=aiohttp.ClientTimeout(
                             total=min(remaining, self.limits.request_timeout),
                             connect=self.limits.connect_timeout,
@@ -461,8 +461,8 @@ class RegistryClient:
                 raise InvalidContent(f"{registry}: redirect to an unsupported URL scheme: {nxt[:100]}")
             if urlsplit(current).scheme == "https" and urlsplit(nxt).scheme != "https":
                 raise IntegrityError(f"{registry}: refusing a redirect from https to {urlsplit(nxt).scheme}")
-            self.egress.check_url(nxt, f"{registry}: redirect")
-            current = nxt
+            self.egress.check_url(nxt, f"{registry}: redirect")  # a URL it cannot parse was refused here
+            current, here = nxt, origin(nxt)
         raise InvalidContent(f"{registry}: more than {self.limits.max_redirects} redirects")
 
     def _transport_error(self, registry: str, method: str, url: str, error: BaseException) -> RegistryError:

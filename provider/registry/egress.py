@@ -21,6 +21,7 @@ A refusal is `EgressRefused`, a definite registry error: the image is denied wit
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 import socket
@@ -143,15 +144,16 @@ class EgressPolicy:
     trusted: frozenset[tuple[str, int]] = frozenset()
     _patterns: tuple[_HostPattern, ...] = field(init=False, repr=False, compare=False)
     # check_registry's outcome by (registry, insecure): None (allowed) or the refusal's message. The client
-    # asks before every request; the answer depends only on this (immutable) policy. Bounded: keys name
-    # arbitrary registries.
-    _registry_checks: dict[tuple[str, bool], str | None] = field(
+    # asks before every request; the answer depends only on this (immutable) policy. An LRU bounded at
+    # _MAX_REGISTRY_CHECKS: keys name arbitrary registries.
+    _registry_refusal: functools._lru_cache_wrapper[str | None] = field(
         init=False, repr=False, compare=False, hash=False
     )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_patterns", tuple(parse_host_pattern(h) for h in self.hosts))
-        object.__setattr__(self, "_registry_checks", {})
+        refusal = functools.lru_cache(maxsize=_MAX_REGISTRY_CHECKS)(self._refusal_of_registry)
+        object.__setattr__(self, "_registry_refusal", refusal)
 
     @classmethod
     def permissive(cls) -> EgressPolicy:
@@ -179,23 +181,17 @@ class EgressPolicy:
         Only what is known without contacting anything: the host globs and, for an address literal, the
         address rules. A name is checked again on the addresses it resolves to, when connecting.
         """
-        checks = self._registry_checks
-        key = (registry, insecure)
-        if key in checks:
-            refusal = checks[key]
-        else:
-            host, port = _split_host_port(registry)
-            port = port if port is not None else (80 if insecure else 443)
-            try:
-                self._check(host, port, f"registry {registry}")
-                refusal = None
-            except EgressRefused as e:
-                refusal = str(e)
-            if len(checks) >= _MAX_REGISTRY_CHECKS:
-                checks.clear()
-            checks[key] = refusal
+        refusal = self._registry_refusal(registry, insecure)
         if refusal is not None:
             raise EgressRefused(refusal)
+
+    def _refusal_of_registry(self, registry: str, insecure: bool) -> str | None:
+        host, port = _split_host_port(registry)
+        try:
+            self._check(host, port if port is not None else (80 if insecure else 443), f"registry {registry}")
+        except EgressRefused as e:
+            return str(e)
+        return None
 
     def check_url(self, url: str, what: str) -> None:
         """A redirect target or token realm, before anything is sent to it."""

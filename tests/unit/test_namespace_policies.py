@@ -214,20 +214,20 @@ async def test_a_namespace_policy_naming_an_unconfigured_verifier_fails_closed()
     assert "ghost" in outcome.message
 
 
-def test_the_verdict_key_separates_namespaces_and_applied_policies() -> None:
+def test_the_verdict_key_separates_namespaces_configurations_and_identities() -> None:
+    """The applied policies are not in the key: they follow from the configuration (the fingerprint; the
+    cache is one engine's, whose configuration never changes), the namespace and the reference. That a
+    verdict is kept per namespace, and never served under another namespace's policies, is checked through
+    the engine above (test_image_policies_of_one_namespace_do_not_apply_in_another_nor_without_one) and
+    that composed policies change the fingerprint below."""
     digest = "sha256:" + "ab" * 32
-    cluster = make_policy("cluster", "allOf", ["a"])
-    team = make_policy("team", "allOf", ["b"])
-    stricter = make_policy("team", "allOf", ["b", "c"])
     keys = {
-        _verdict_key("f", ns, "reg.test/app:1", digest, policies)
+        _verdict_key(fingerprint, ns, "reg.test/app:1", digest, identity)
+        for fingerprint in ("f", "g")
         for ns in ("", "prod", "dev")
-        for policies in ((cluster,), (cluster, team), (cluster, stricter))
+        for identity in ("", "id-1", "id-2")
     }
-    assert len(keys) == 9
-    assert _verdict_key("f", "prod", "r", digest, (cluster,)) != _verdict_key(
-        "g", "prod", "r", digest, (cluster,)
-    )
+    assert len(keys) == 18
 
 
 # --- the combination, exhaustively -----------------------------------------------------------------------
