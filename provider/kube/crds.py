@@ -32,6 +32,7 @@ from provider.kube.resources import (
     GROUP,
     IMAGE_POLICY,
     MAX_FILES,
+    PLURALS,
     VERIFIER,
     VERSION,
     ClusterImagePolicySpec,
@@ -187,13 +188,13 @@ def _status_schema() -> dict[str, Any]:
 
 def _crd(
     kind: str,
-    plural: str,
     scope: str,
     spec: dict[str, Any],
     columns: list[dict[str, Any]],
     short_names: list[str],
     description: str,
 ) -> dict[str, Any]:
+    plural = PLURALS[kind]
     names: dict[str, Any] = {
         "kind": kind,
         "listKind": f"{kind}List",
@@ -252,7 +253,6 @@ def crds() -> list[dict[str, Any]]:
     return [
         _crd(
             CLUSTER_IMAGE_POLICY,
-            "clusterimagepolicies",
             "Cluster",
             _policy_schema(ClusterImagePolicySpec),
             copy.deepcopy(policy_columns),
@@ -262,7 +262,6 @@ def crds() -> list[dict[str, Any]]:
         ),
         _crd(
             IMAGE_POLICY,
-            "imagepolicies",
             "Namespaced",
             _policy_schema(ImagePolicySpec),
             copy.deepcopy(policy_columns),
@@ -272,7 +271,6 @@ def crds() -> list[dict[str, Any]]:
         ),
         _crd(
             VERIFIER,
-            "verifiers",
             "Cluster",
             _verifier_schema(),
             verifier_columns,
