@@ -255,7 +255,9 @@ class KubeSource:
             first, docker = self._compose(document, base, objects, {})
             if (first.config.fingerprint, docker) != self._served_key:
                 return None
-            final, _ = self._compose(document, base, objects, self._refused)
+            # Without refusals the second composition is the first (compose is pure; the files are
+            # content-addressed): not done again.
+            final = self._compose(document, base, objects, self._refused)[0] if self._refused else first
         except (ConfigError, OSError, ResourceError):
             return None  # the load says what is wrong
         if final.config.fingerprint != self._composition.config.fingerprint:
