@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from provider.config import _NAME_RE, _SCOPE_RE
 from provider.kube.resources import (
     CLUSTER_IMAGE_POLICY,
     FILE_PATH_RE,
@@ -49,8 +50,8 @@ MAX_SCOPES = 64
 MAX_VERIFIERS = 32
 MAX_STRING = 512
 # provider.config's rules for scopes and verifier names, as the API server's regular expressions.
-SCOPE_PATTERN = r"^[A-Za-z0-9.\-_/:\[\]*?]+$"
-VERIFIER_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$"
+SCOPE_PATTERN = f"^{_SCOPE_RE.pattern}$"
+VERIFIER_NAME_PATTERN = f"^{_NAME_RE.pattern}$"
 
 _READY = '.status.conditions[?(@.type=="Ready")].status'
 
