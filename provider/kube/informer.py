@@ -44,15 +44,14 @@ LEFT_OUT = "countersign.dev/leftOut"  # a placeholder's field (no API object has
 
 
 class SyncApi(Protocol):
-    """What an informer needs of `KubeApi` (blocking calls, from its thread)."""
+    """What an informer needs of `KubeApi` (blocking calls, from its thread): GET requests (list pages)
+    and watches."""
 
     def request(
         self,
         method: str,
         path: str,
         params: Mapping[str, str] | None = None,
-        body: object = None,
-        content_type: str | None = None,
     ) -> dict[str, Any]: ...
 
     def watch(
