@@ -322,7 +322,7 @@ class KubeSource:
             raise ConfigError("kubernetes", "the resources are not listed yet; composed once they are")
         document, base = await asyncio.to_thread(self._read_file)
         objects = self._snapshot()
-        inputs = self._inputs_digest(objects)
+        inputs = await asyncio.to_thread(self._inputs_digest, objects)  # as in refresh: off the loop
         refused: dict[tuple[str, int], tuple[str, str]] = {}
         served_key: tuple[str, tuple[Path, ...]] | None = None
         for _ in range(MAX_ATTRIBUTION_ROUNDS):
