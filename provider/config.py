@@ -60,6 +60,7 @@ from verifiers.options import (
     check,
     field_errors,
 )
+from verifiers.reference import is_object_name
 
 __all__ = [
     "API_VERSION",
@@ -216,9 +217,6 @@ class Config:
 
 _NAME_RE = re.compile(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?")
 _DNS_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-_DNS_SUBDOMAIN_RE = re.compile(
-    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
-)
 _HOST_RE = re.compile(r"[A-Za-z0-9.\-\[\]:]+")
 _SCOPE_RE = re.compile(r"[A-Za-z0-9.\-_/:\[\]*?]+")
 _SERVER, _CACHE, _LIMITS = ServerConfig(), CacheConfig(), Limits()
@@ -425,9 +423,16 @@ def _namespace_name(value: str) -> str:
     return value
 
 
+def _secret_name(value: str) -> str:
+    if not is_object_name(value):
+        message = "Secret names are DNS subdomains (lowercase letters, digits, '-', '.')"
+        raise PydanticCustomError("countersign", "{message}", {"message": message})
+    return value
+
+
 SecretName = Annotated[
     str,
-    _matching(_DNS_SUBDOMAIN_RE, "Secret names are DNS subdomains (lowercase letters, digits, '-', '.')"),
+    AfterValidator(_secret_name),
     WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 253}),
 ]
 

@@ -110,14 +110,11 @@ class ConfigReloader:
         """Build the first engine (inside the running loop) and, with a file, start watching it."""
         if self.path is not None:
             self._digest = await asyncio.to_thread(file_digest, self.path, *self._initial.credential_files)
-        if self.deferred:  # the owner's first reload builds it
-            if self.path is not None:
-                self._spawn(self._watch())
-            return
-        engine = self._engine or await Engine.create(self._initial, self.metrics)
-        self.current = Generation(self._initial, engine, owned=self._engine is None)
-        self.metrics.config_last_reload_successful.set(1)
-        self.metrics.config_last_reload_success.set_to_current_time()
+        if not self.deferred:  # deferred: the owner's first reload builds it
+            engine = self._engine or await Engine.create(self._initial, self.metrics)
+            self.current = Generation(self._initial, engine, owned=self._engine is None)
+            self.metrics.config_last_reload_successful.set(1)
+            self.metrics.config_last_reload_success.set_to_current_time()
         if self.path is not None:
             self._spawn(self._watch())
 

@@ -200,27 +200,24 @@ def build_app(
     # Bodies are streamed and checked against the active `maxBodyBytes` by the handlers, not by this.
     app = web.Application(client_max_size=config.server.max_body_bytes + 1, middlewares=[track_phases])
     app[METRICS] = metrics or (engine.metrics if engine is not None else Metrics())
+    source = None
     if config.kubernetes.enabled and config_path is not None and engine is None:
         from provider.kube.source import KubeSource  # imports the kubernetes client: only when used
 
         source = KubeSource(config, config_path, app[METRICS], kubeconfig=kubeconfig)
         app[RELOADER] = ConfigReloader(config, app[METRICS], path=config_path, loader=source.load)
-
-        async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
-            await app[RELOADER].start()
-            try:
-                await source.start(app[RELOADER])
-                yield
-            finally:
-                await source.stop()
-                await app[RELOADER].stop()
-
     else:
         app[RELOADER] = ConfigReloader(config, app[METRICS], path=config_path, engine=engine)
 
-        async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
-            await app[RELOADER].start()
+    async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+        await app[RELOADER].start()
+        try:
+            if source is not None:
+                await source.start(app[RELOADER])
             yield
+        finally:
+            if source is not None:
+                await source.stop()
             await app[RELOADER].stop()
 
     app.cleanup_ctx.append(engine_ctx)

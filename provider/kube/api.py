@@ -5,13 +5,13 @@ requests through `ApiClient.param_serialize` / `call_api`, reading the body itse
 layer never preloads it): no model deserialization, every response bounded in bytes and in time, TLS
 always verified (a kubeconfig that disables verification, or a plain-HTTP server, is refused).
 
-The client is synchronous: `get`, `list` and `patch_status` run in a thread (`asyncio.to_thread`); `watch`
-is a plain iterator for the informer threads (`provider.kube.informer`). The `kubernetes` package is
-imported when a `KubeApi` is made, not before (it costs ~13 MiB).
+The client is synchronous: `get` and `patch_status` run in a thread (`asyncio.to_thread`); `request` (a
+list page) and `watch` (a plain iterator) are called from the informer threads (`provider.kube.informer`).
+The `kubernetes` package is imported when a `KubeApi` is made, not before (it costs ~13 MiB).
 
     api = await KubeApi.connect(kubeconfig=None)        # in-cluster
     obj = await api.get("/api/v1/namespaces/ns/secrets/x")            # None when it does not exist
-    page = await api.list("/apis/countersign.dev/v1alpha1/verifiers", {"limit": "500"})
+    page = api.request("GET", "/apis/countersign.dev/v1alpha1/verifiers", {"limit": "500"})  # a thread
     for event in api.watch(path, page["metadata"]["resourceVersion"], 300): ...
     await api.patch_status(path + "/name", {"status": {...}})
 """
@@ -155,10 +155,6 @@ class KubeApi:
             if e.status == 404:
                 return None
             raise
-
-    async def list(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """One page of the collection at `path` (`limit`, `continue`, `labelSelector`... in `params`)."""
-        return await asyncio.to_thread(self.request, "GET", path, params)
 
     async def patch_status(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch `body` (`{"status": {...}}`) onto the status subresource of the object at `path`."""

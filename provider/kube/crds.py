@@ -26,12 +26,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from provider.config import _NAME_RE, _SCOPE_RE
 from provider.kube.resources import (
     CLUSTER_IMAGE_POLICY,
     FILE_PATH_RE,
     GROUP,
     IMAGE_POLICY,
     MAX_FILES,
+    PLURALS,
     VERIFIER,
     VERSION,
     ClusterImagePolicySpec,
@@ -48,8 +50,8 @@ MAX_SCOPES = 64
 MAX_VERIFIERS = 32
 MAX_STRING = 512
 # provider.config's rules for scopes and verifier names, as the API server's regular expressions.
-SCOPE_PATTERN = r"^[A-Za-z0-9.\-_/:\[\]*?]+$"
-VERIFIER_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$"
+SCOPE_PATTERN = f"^{_SCOPE_RE.pattern}$"
+VERIFIER_NAME_PATTERN = f"^{_NAME_RE.pattern}$"
 
 _READY = '.status.conditions[?(@.type=="Ready")].status'
 
@@ -187,13 +189,13 @@ def _status_schema() -> dict[str, Any]:
 
 def _crd(
     kind: str,
-    plural: str,
     scope: str,
     spec: dict[str, Any],
     columns: list[dict[str, Any]],
     short_names: list[str],
     description: str,
 ) -> dict[str, Any]:
+    plural = PLURALS[kind]
     names: dict[str, Any] = {
         "kind": kind,
         "listKind": f"{kind}List",
@@ -252,7 +254,6 @@ def crds() -> list[dict[str, Any]]:
     return [
         _crd(
             CLUSTER_IMAGE_POLICY,
-            "clusterimagepolicies",
             "Cluster",
             _policy_schema(ClusterImagePolicySpec),
             copy.deepcopy(policy_columns),
@@ -262,7 +263,6 @@ def crds() -> list[dict[str, Any]]:
         ),
         _crd(
             IMAGE_POLICY,
-            "imagepolicies",
             "Namespaced",
             _policy_schema(ImagePolicySpec),
             copy.deepcopy(policy_columns),
@@ -272,7 +272,6 @@ def crds() -> list[dict[str, Any]]:
         ),
         _crd(
             VERIFIER,
-            "verifiers",
             "Cluster",
             _verifier_schema(),
             verifier_columns,

@@ -44,15 +44,14 @@ LEFT_OUT = "countersign.dev/leftOut"  # a placeholder's field (no API object has
 
 
 class SyncApi(Protocol):
-    """What an informer needs of `KubeApi` (blocking calls, from its thread)."""
+    """What an informer needs of `KubeApi` (blocking calls, from its thread): GET requests (list pages)
+    and watches."""
 
     def request(
         self,
         method: str,
         path: str,
         params: Mapping[str, str] | None = None,
-        body: object = None,
-        content_type: str | None = None,
     ) -> dict[str, Any]: ...
 
     def watch(
@@ -95,12 +94,17 @@ def object_key(obj: Mapping[str, Any]) -> str:
 _METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp")
 
 
+def _identity(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata Countersign keeps of an object: who it is and which version."""
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    return {k: metadata[k] for k in _METADATA if k in metadata}
+
+
 def slim(obj: dict[str, Any]) -> dict[str, Any]:
     """What Countersign reads of an object: its identity, `spec`, `status`, and a Secret's or ConfigMap's
     `type`, `data` and `binaryData` (managedFields, annotations and labels are dropped: less memory)."""
-    metadata = obj.get("metadata")
-    metadata = metadata if isinstance(metadata, dict) else {}
-    kept: dict[str, Any] = {"metadata": {k: metadata[k] for k in _METADATA if k in metadata}}
+    kept: dict[str, Any] = {"metadata": _identity(obj)}
     for key in ("kind", "apiVersion", "spec", "status", "type", "data", "binaryData"):
         if key in obj:
             kept[key] = obj[key]
@@ -119,9 +123,7 @@ def left_out(obj: Mapping[str, Any]) -> str | None:
 
 
 def _placeholder(obj: Mapping[str, Any], reason: str) -> dict[str, Any]:
-    metadata = obj.get("metadata")
-    metadata = metadata if isinstance(metadata, dict) else {}
-    return {"metadata": {k: metadata[k] for k in _METADATA if k in metadata}, LEFT_OUT: reason}
+    return {"metadata": _identity(obj), LEFT_OUT: reason}
 
 
 class TooManyObjects(KubeApiError):

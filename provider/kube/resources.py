@@ -56,6 +56,7 @@ __all__ = [
     "IMAGE_POLICY",
     "KINDS",
     "NO_FILES",
+    "PLURALS",
     "SPEC_MODELS",
     "VERIFIER",
     "VERSION",
@@ -78,6 +79,12 @@ CLUSTER_IMAGE_POLICY = "ClusterImagePolicy"
 IMAGE_POLICY = "ImagePolicy"
 VERIFIER = "Verifier"
 KINDS = (CLUSTER_IMAGE_POLICY, IMAGE_POLICY, VERIFIER)
+# Each kind's collection name in API paths (the CRDs' `names.plural`). Only ImagePolicy is namespaced.
+PLURALS: Mapping[str, str] = {
+    CLUSTER_IMAGE_POLICY: "clusterimagepolicies",
+    IMAGE_POLICY: "imagepolicies",
+    VERIFIER: "verifiers",
+}
 # The option base directory of a Verifier resource without files: nothing can exist below /dev/null, so a
 # relative option path names no file, and (confined) an absolute one is refused.
 NO_FILES = Path("/dev/null/countersign-no-files")

@@ -44,16 +44,27 @@ from provider.engine import Engine
 from provider.kube.api import KubeApi, KubeApiError, default_namespace, resource_path
 from provider.kube.informer import Informer, left_out
 from provider.kube.pullsecrets import PullSecrets
-from provider.kube.resources import Composition, Resource, ResourceError, attribute, compose
+from provider.kube.resources import (
+    CLUSTER_IMAGE_POLICY,
+    GROUP,
+    IMAGE_POLICY,
+    PLURALS,
+    VERIFIER,
+    VERSION,
+    Composition,
+    Resource,
+    ResourceError,
+    attribute,
+    compose,
+)
 from provider.kube.status import status_patch
 from provider.metrics import Metrics
 from provider.reload import ConfigReloader, Generation, Loaded
 
-__all__ = ["GROUP", "VERSION", "KubeSource"]
+__all__ = ["KubeSource"]
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION = "countersign.dev", "v1alpha1"
 DEBOUNCE = 0.3
 MAX_ATTRIBUTION_ROUNDS = 8
 MAX_FILE_BYTES = 1024 * 1024  # a Secret's own limit
@@ -66,12 +77,10 @@ MAX_NAMESPACE_BYTES = 32 * 1024 * 1024
 MAX_OBJECT_BYTES = 2 * 1024 * 1024
 NAMESPACE_PAGE = 16
 RESOURCE_STATES = ("ready", "invalid", "unavailable")
-# Resources by collection name: (kind, plural, namespaced).
-KINDS = {
-    "clusterimagepolicies": ("ClusterImagePolicy", "clusterimagepolicies", False),
-    "verifiers": ("Verifier", "verifiers", False),
-    "imagepolicies": ("ImagePolicy", "imagepolicies", True),
-}
+# The resources' kinds by collection name (their plural); then the provider's namespace's collections.
+KINDS = {PLURALS[kind]: kind for kind in (CLUSTER_IMAGE_POLICY, VERIFIER, IMAGE_POLICY)}
+NAMESPACE_COLLECTIONS = ("secrets", "configmaps")
+COLLECTIONS = (*KINDS, *NAMESPACE_COLLECTIONS)
 
 
 def _now() -> str:
@@ -133,7 +142,7 @@ class KubeSource:
             raise ValueError(f"kubernetes: {e}") from e
         loop = asyncio.get_running_loop()
         collections: dict[str, tuple[str, dict[str, str]]] = {
-            name: (resource_path(GROUP, VERSION, plural), {}) for name, (_, plural, _) in KINDS.items()
+            plural: (resource_path(GROUP, VERSION, plural), {}) for plural in KINDS
         }
         # Helm keeps release history in Secrets of the release namespace: not ours to hold.
         collections["secrets"] = (
@@ -142,7 +151,7 @@ class KubeSource:
         )
         collections["configmaps"] = (resource_path("", "v1", "configmaps", namespace=self.namespace), {})
         for name, (path, params) in collections.items():
-            namespaced = name in ("secrets", "configmaps")
+            namespaced = name in NAMESPACE_COLLECTIONS
             informer = Informer(
                 self.api,
                 path,
@@ -246,7 +255,9 @@ class KubeSource:
             first, docker = self._compose(document, base, objects, {})
             if (first.config.fingerprint, docker) != self._served_key:
                 return None
-            final, _ = self._compose(document, base, objects, self._refused)
+            # Without refusals the second composition is the first (compose is pure; the files are
+            # content-addressed): not done again.
+            final = self._compose(document, base, objects, self._refused)[0] if self._refused else first
         except (ConfigError, OSError, ResourceError):
             return None  # the load says what is wrong
         if final.config.fingerprint != self._composition.config.fingerprint:
@@ -254,7 +265,7 @@ class KubeSource:
         return final
 
     def _snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
-        return {name: dict(self.stores.get(name, {})) for name in (*KINDS, "secrets", "configmaps")}
+        return {name: dict(self.stores.get(name, {})) for name in COLLECTIONS}
 
     def _compose(
         self,
@@ -292,7 +303,7 @@ class KubeSource:
         return loaded
 
     def _count_resources(self, composition: Composition) -> None:
-        counts = {(kind, state): 0 for kind, _, _ in KINDS.values() for state in RESOURCE_STATES}
+        counts = {(kind, state): 0 for kind in KINDS.values() for state in RESOURCE_STATES}
         for status in composition.statuses.values():
             if status.valid:
                 state = "ready"
@@ -311,7 +322,7 @@ class KubeSource:
             raise ConfigError("kubernetes", "the resources are not listed yet; composed once they are")
         document, base = await asyncio.to_thread(self._read_file)
         objects = self._snapshot()
-        inputs = self._inputs_digest(objects)
+        inputs = await asyncio.to_thread(self._inputs_digest, objects)  # as in refresh: off the loop
         refused: dict[tuple[str, int], tuple[str, str]] = {}
         served_key: tuple[str, tuple[Path, ...]] | None = None
         for _ in range(MAX_ATTRIBUTION_ROUNDS):
@@ -355,7 +366,7 @@ class KubeSource:
         return data, self.config_path.parent
 
     def _resource(self, collection: str, obj: Mapping[str, Any]) -> Resource:
-        kind = KINDS[collection][0]
+        kind = KINDS[collection]
         metadata = obj.get("metadata") or {}
         spec = obj.get("spec")
         if not isinstance(spec, dict):
@@ -363,7 +374,7 @@ class KubeSource:
         generation = metadata.get("generation")
         return Resource(
             kind=kind,
-            namespace=str(metadata.get("namespace") or "") or None if KINDS[collection][2] else None,
+            namespace=str(metadata.get("namespace") or "") or None if kind == IMAGE_POLICY else None,
             name=str(metadata.get("name", "")),
             uid=str(metadata.get("uid", "")),
             generation=generation if isinstance(generation, int) else 0,
@@ -374,7 +385,7 @@ class KubeSource:
     def _inputs_digest(self, objects: Mapping[str, Mapping[str, dict[str, Any]]]) -> str:
         """What a composition depends on besides the file (which the reloader watches itself)."""
         digest = hashlib.sha256()
-        for name in (*KINDS, "secrets", "configmaps"):
+        for name in COLLECTIONS:
             for key, obj in sorted(objects.get(name, {}).items()):
                 metadata = obj.get("metadata") or {}
                 held = "left-out" if left_out(obj) is not None else "held"  # a relist may let it in
@@ -391,7 +402,7 @@ class KubeSource:
         self, resource: Resource, objects: Mapping[str, Mapping[str, dict[str, Any]]]
     ) -> Path | None:
         """The directory holding `resource`'s `spec.files` (None: it has none). Raises `ResourceError`."""
-        files = resource.spec.get("files") if resource.kind == "Verifier" else None
+        files = resource.spec.get("files") if resource.kind == VERIFIER else None
         if not files:
             return None
         if not isinstance(files, dict):
@@ -529,8 +540,8 @@ class KubeSource:
         if composition is None or self.api is None:
             return
         now = _now()
-        for collection, (kind, plural, namespaced) in KINDS.items():
-            for obj in self.stores.get(collection, {}).values():
+        for plural, kind in KINDS.items():
+            for obj in self.stores.get(plural, {}).values():
                 metadata = obj.get("metadata") or {}
                 status = composition.statuses.get(str(metadata.get("uid", "")))
                 if status is None or status.observed_generation != metadata.get("generation"):
@@ -542,7 +553,7 @@ class KubeSource:
                     GROUP,
                     VERSION,
                     plural,
-                    namespace=metadata.get("namespace") if namespaced else None,
+                    namespace=metadata.get("namespace") if kind == IMAGE_POLICY else None,
                     name=str(metadata.get("name")),
                 )
                 try:

@@ -36,8 +36,6 @@ class FakeApi:
         method: str,
         path: str,
         params: Mapping[str, str] | None = None,
-        body: object = None,
-        content_type: str | None = None,
     ) -> dict[str, Any]:
         self.list_calls.append(params)
         pages = self.lists[0]
