@@ -32,6 +32,9 @@ class Metrics:
         # The labelled children of the two counters counted on every registry request and cache lookup.
         self._request_counters: dict[tuple[str, str, str], Counter] = {}
         self._cache_counters: dict[tuple[str, str], Counter] = {}
+        # ... and of those counted on every Gatekeeper request (endpoints and statuses: a handful).
+        self._key_counters: dict[tuple[str, str], Counter] = {}
+        self._answered: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         self.request_latency = Histogram(
             "countersign_request_duration_seconds",
             "Time to answer a Gatekeeper request, by endpoint.",
@@ -175,6 +178,21 @@ class Metrics:
                 self._registries.add(registry)
         # as many children as registry_requests has label sets: bounded by the cap above
         _child(self._request_counters, self.registry_requests, (registry, method, status)).inc()
+
+    def answered(self, endpoint: str, status: int, seconds: float) -> None:
+        """One Gatekeeper request answered: its status and latency."""
+        child = self._answered.get((endpoint, status))
+        if child is None:
+            child = self._answered[endpoint, status] = (
+                self.requests.labels(endpoint, str(status)),
+                self.request_latency.labels(endpoint),
+            )
+        child[0].inc()
+        child[1].observe(seconds)
+
+    def count_keys(self, endpoint: str, outcome: str, count: int = 1) -> None:
+        """`count` distinct keys of one request answered with `outcome`."""
+        _child(self._key_counters, self.keys, (endpoint, outcome)).inc(count)
 
     def cache_lookup(self, cache: str, hit: bool) -> None:
         _child(self._cache_counters, self.cache, (cache, "hit" if hit else "miss")).inc()

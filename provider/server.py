@@ -94,8 +94,7 @@ def _provider_handler(endpoint: str) -> Callable[[web.Request], object]:
                 response = _json_response(encode_response(error_response(str(e))), status=400)
             else:
                 response, status = await _answer(endpoint, body, generation, metrics)
-        metrics.requests.labels(endpoint, str(status)).inc()
-        metrics.request_latency.labels(endpoint).observe(time.perf_counter() - started)
+        metrics.answered(endpoint, status, time.perf_counter() - started)
         return response
 
     return handle
@@ -125,17 +124,17 @@ async def _answer(
 
 def _count(metrics: Metrics, endpoint: str, outcomes: dict[str, Outcome], undecodable: int = 0) -> None:
     """Distinct keys by outcome; `undecodable` distinct keys that were not valid Unicode count as invalid."""
-    if undecodable:
-        metrics.keys.labels(endpoint, "invalid").inc(undecodable)
+    counts = {"allowed": 0, "denied": 0, "invalid": undecodable, "undecided": 0}
     for outcome in outcomes.values():
         if isinstance(outcome, Decided):
-            allowed = endpoint == "mutate" or outcome.allowed
-            label = "allowed" if allowed else "denied"
+            counts["allowed" if endpoint == "mutate" or outcome.allowed else "denied"] += 1
         elif isinstance(outcome, Invalid):
-            label = "invalid"
+            counts["invalid"] += 1
         else:
-            label = "undecided"
-        metrics.keys.labels(endpoint, label).inc()
+            counts["undecided"] += 1
+    for label, count in counts.items():
+        if count:
+            metrics.count_keys(endpoint, label, count)
 
 
 async def _healthz(request: web.Request) -> web.Response:

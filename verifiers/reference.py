@@ -25,6 +25,7 @@ JSON is parsed strictly (duplicate keys, NaN, nesting refused; the key is at mos
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,7 @@ _DIGEST_RE = re.compile(r"(sha256|sha512):([a-f0-9]+)")
 # distribution/reference's anchoredIdentifierRegexp: a bare 64-hex name is an image ID, not a repository
 # (containerd's CRI resolves it locally as `sha256:<hex>`), so ParseNormalizedNamed refuses it.
 _IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
+_SPACE_RE = re.compile(r"\s")  # for str patterns `\s` is exactly `str.isspace` (both Py_UNICODE_ISSPACE)
 _NAMESPACE_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")  # a Kubernetes namespace (DNS label)
 # A Kubernetes object name (ServiceAccount, Secret): a DNS subdomain, at most 253 characters.
 _OBJECT_NAME_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")
@@ -138,7 +140,7 @@ def parse_reference(text: str) -> ImageReference:
     """Parse and normalize an image reference; raise ReferenceError with the reason when it is invalid."""
     if not text:
         raise ReferenceError("empty image reference")
-    if any(c.isspace() for c in text):
+    if _SPACE_RE.search(text):
         raise ReferenceError(f"invalid image reference {text!r}: contains white space")
     if _IDENTIFIER_RE.fullmatch(text):
         raise ReferenceError(
@@ -204,9 +206,26 @@ class Key:
     version: int = 0
 
 
+#: Keys up to this many characters are remembered once parsed (a bounded LRU, `_KEY_CACHE_SIZE` entries:
+#: at most ~3 MiB whatever keys arrive); Gatekeeper sends a workload's images again and again.
+_CACHED_KEY_CHARS = 1024
+_KEY_CACHE_SIZE = 1024
+
+
 def parse_key(raw: str) -> Key:
     """Parse a versioned key (`{...}`), `[namespace]reference` or `reference`; raise ReferenceError when it
-    is not valid."""
+    is not valid. A `Key` is immutable: the same one may be returned for the same text."""
+    if len(raw) <= _CACHED_KEY_CHARS:
+        return _parse_key_cached(raw)
+    return _parse_key(raw)
+
+
+@functools.lru_cache(maxsize=_KEY_CACHE_SIZE)
+def _parse_key_cached(raw: str) -> Key:
+    return _parse_key(raw)  # an invalid key raises, and lru_cache remembers nothing for it
+
+
+def _parse_key(raw: str) -> Key:
     size = len(raw.encode("utf-8", "surrogatepass"))
     if size > MAX_KEY_BYTES:
         raise ReferenceError(f"key longer than {MAX_KEY_BYTES} bytes ({size} bytes)")

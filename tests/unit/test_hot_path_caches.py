@@ -1,4 +1,4 @@
-"""The per-request caches of the registry client's hot path give the answers they replace.
+"""The per-request caches of the hot path give the answers they replace.
 
 `origin` (called several times per request) remembers the origin of `http(s)://netloc` prefixes; the
 egress policy remembers `check_registry`'s outcome per registry. Both must answer exactly as the parse
@@ -7,6 +7,7 @@ they skip, refusals and errors included, and stay bounded (keys name arbitrary h
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,6 +16,8 @@ from provider.metrics import MAX_REGISTRY_LABELS, Metrics
 from provider.registry import egress
 from provider.registry.egress import EgressPolicy, EgressRefused
 from provider.registry.settings import origin
+from verifiers import reference
+from verifiers.reference import ReferenceError, parse_key, parse_reference
 
 URLS = [
     "http://127.0.0.1:5000/v2/app/manifests/sha256:" + "a" * 64,
@@ -115,3 +118,64 @@ def test_remembered_metric_children_count_as_the_labelled_counters_do() -> None:
     other = {"registry": "other", "method": "GET", "status": "200"}
     assert _sample(metrics, requests, other) == 6  # reg.example.com took one of the labels
     assert len(metrics._request_counters) == MAX_REGISTRY_LABELS + 2
+    for _ in range(2):
+        metrics.answered("verify", 200, 0.003)
+    metrics.answered("verify", 400, 0.2)
+    metrics.count_keys("verify", "allowed", 7)
+    metrics.count_keys("verify", "allowed")
+    metrics.count_keys("mutate", "undecided", 2)
+    status = "countersign_requests_total"
+    assert _sample(metrics, status, {"endpoint": "verify", "status": "200"}) == 2
+    assert _sample(metrics, status, {"endpoint": "verify", "status": "400"}) == 1
+    latency = "countersign_request_duration_seconds"
+    assert _sample(metrics, f"{latency}_count", {"endpoint": "verify"}) == 3
+    assert _sample(metrics, f"{latency}_sum", {"endpoint": "verify"}) == pytest.approx(0.206)
+    keys = "countersign_keys_total"
+    assert _sample(metrics, keys, {"endpoint": "verify", "outcome": "allowed"}) == 8
+    assert _sample(metrics, keys, {"endpoint": "mutate", "outcome": "undecided"}) == 2
+
+
+# Every code point class the key parser's white-space check meets: ASCII controls, the separators and the
+# Unicode spaces (str.isspace is true for all of U+001C..U+001F, U+0085, U+00A0, U+1680, U+2000..U+200A,
+# U+2028, U+2029, U+202F, U+205F, U+3000), and look-alikes that are not space (U+200B, U+FEFF).
+@pytest.mark.parametrize(
+    "code", [*range(0x00, 0x100), 0x1680, *range(0x2000, 0x2030), 0x205F, 0x3000, 0xFEFF]
+)
+def test_the_white_space_check_is_str_isspace(code: int) -> None:
+    char = chr(code)
+    text = f"registry.example.com/app{char}x:v1"
+    if char.isspace():
+        with pytest.raises(ReferenceError, match="white space"):
+            parse_reference(text)
+    else:  # refused for another reason or accepted: never for white space
+        try:
+            parse_reference(text)
+        except ReferenceError as e:
+            assert "white space" not in str(e)
+
+
+def test_parsed_keys_are_remembered_within_bounds() -> None:
+    reference._parse_key_cached.cache_clear()
+    key = "[team-a]registry.example.com/app:v1"
+    first = parse_key(key)
+    assert parse_key(key) is first  # remembered: Key is immutable
+    assert first == reference._parse_key(key)  # and equal to a fresh parse
+    with pytest.raises(ReferenceError):
+        parse_key("[team-a]registry.example.com/App:v1")
+    with pytest.raises(ReferenceError):  # an invalid key raises every time (nothing remembered for it)
+        parse_key("[team-a]registry.example.com/App:v1")
+    secrets = [f"pull-secret-{i:02d}-" + "x" * 60 for i in range(16)]
+    long_key = json.dumps(
+        {
+            "v": 1,
+            "image": "registry.example.com/app:v1",
+            "namespace": "team-a",
+            "serviceAccount": "default",
+            "imagePullSecrets": secrets,
+        }
+    )
+    assert len(long_key) > reference._CACHED_KEY_CHARS
+    assert parse_key(long_key) is not parse_key(long_key)  # past the length bound: parsed every time
+    for i in range(reference._KEY_CACHE_SIZE + 10):
+        parse_key(f"registry.example.com/app-{i}:v1")
+    assert reference._parse_key_cached.cache_info().currsize == reference._KEY_CACHE_SIZE
