@@ -8,6 +8,9 @@ Three outcomes, never confused (see docs/rego.md):
 - `Invalid`: the key is not an image reference; an item error; cacheable.
 - `Undecided`: could not be decided now (registry down, rate limited, deadline); never cached.
 
+A key whose policies name only tag-independent verifiers (`verifiers.base.TagIndependent`) also finds the
+verdict another tag of its digest got (the verdict cache's any-tag entry), with its `reference` rewritten.
+
 Concurrent requests for the same image share one verification. A verification that misses a request's
 deadline keeps running (bounded by `background_timeout`) so that its verdict warms the cache.
 
