@@ -172,9 +172,24 @@ class PackedTTLCache(Generic[K]):
         self._data.move_to_end(key)
         return stored[_EXPIRY.size :]
 
-    def put(self, key: K, value: bytes) -> None:
+    def get_expiring(self, key: K) -> tuple[bytes, float] | None:
+        """As `get`, with the value's expiry (on this cache's clock): to copy it under another key no
+        later than it expires (`put(..., expires=)`)."""
+        stored = self._data.get(key)
+        if stored is None:
+            return None
+        (expires,) = _EXPIRY.unpack_from(stored)
+        if expires <= self._clock():
+            self._remove(key)
+            return None
+        self._data.move_to_end(key)
+        return stored[_EXPIRY.size :], expires
+
+    def put(self, key: K, value: bytes, *, expires: float | None = None) -> None:
+        """Keep `value` for `ttl` seconds, or until `expires` (this cache's clock) when that is sooner."""
         self._remove(key)  # never leave an older value behind
-        stored = _EXPIRY.pack(self._clock() + self.ttl) + value
+        until = self._clock() + self.ttl
+        stored = _EXPIRY.pack(until if expires is None else min(until, expires)) + value
         cost = self._cost(key, stored)
         if self.ttl <= 0 or self.max_entries <= 0 or cost > self.max_bytes // 4:
             return

@@ -8,6 +8,9 @@ Three outcomes, never confused (see docs/rego.md):
 - `Invalid`: the key is not an image reference; an item error; cacheable.
 - `Undecided`: could not be decided now (registry down, rate limited, deadline); never cached.
 
+A key whose policies name only tag-independent verifiers (`verifiers.base.TagIndependent`) also finds the
+verdict another tag of its digest got (the verdict cache's any-tag entry), with its `reference` rewritten.
+
 Concurrent requests for the same image share one verification. A verification that misses a request's
 deadline keeps running (bounded by `background_timeout`) so that its verdict warms the cache.
 
@@ -63,6 +66,7 @@ from verifiers.base import (
     Undecided,
     Verifier,
     check_report,
+    is_tag_independent,
     option_paths_relative_to,
 )
 from verifiers.cpu import INLINE, CpuPool, CpuRunner
@@ -99,18 +103,40 @@ def unpack_verdict(packed: bytes) -> bytes:
     return decompressor.decompress(packed) + decompressor.flush()
 
 
-def _verdict_key(fingerprint: str, namespace: str, reference: str, digest: str, identity: str = "") -> bytes:
+def _verdict_key(
+    fingerprint: str,
+    namespace: str,
+    reference: str,
+    digest: str,
+    identity: str = "",
+    *,
+    any_tag: bool = False,
+) -> bytes:
     """The verdict cache's key: a 128-bit BLAKE2b of its parts (16 bytes, not several strings per entry).
 
     The policies a verdict was decided under are not named: they are a function of the configuration
     (its `fingerprint`, and the cache belongs to one engine, whose configuration never changes), the
-    `namespace` and the `reference`. `identity`: the workload credentials' (provider/registry/workload.py)
-    when the verification had some.
+    `namespace` and the repository `reference` names. `identity`: the workload credentials'
+    (provider/registry/workload.py) when the verification had some.
+
+    `any_tag`: the key of a verdict shared by every tag of `digest` (`reference` then `name@digest`), which
+    only verifications whose verifiers are all tag-independent use. It hashes another JSON shape (an
+    object, not a list), so it is never the exact key of any reference, a digest-pinned one included:
+    an exact entry is served as stored, a shared one only with its `reference` rewritten.
     """
     fields = [fingerprint, namespace, reference, digest]
     if identity:
         fields.append(identity)
-    return hashlib.blake2b(json.dumps(fields).encode(), digest_size=16).digest()
+    text = json.dumps({"anyTag": fields} if any_tag else fields)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def _for_reference(encoded: bytes, reference: str) -> bytes:
+    """A verdict made for another tag of the same digest, as the verification of `reference` makes it:
+    every other field is tag-free when every verifier is (`verifiers.base.TagIndependent`)."""
+    value = json.loads(encoded)
+    value["reference"] = reference
+    return encode_value(value)
 
 
 class WorkloadSource(Protocol):
@@ -225,6 +251,9 @@ class Engine:
         self._verdicts: PackedTTLCache[bytes] = PackedTTLCache(
             config.cache.verdict_ttl, config.cache.max_verdicts, config.cache.verdict_bytes
         )
+        # The verifiers that promise reports independent of the key's tag (fixed once built and bound): a
+        # key whose policies name only these shares its verdict with every tag of its digest.
+        self._tag_independent = frozenset(n for n, v in self.verifiers.items() if is_tag_independent(v))
         self._verifications: SingleFlight[tuple[object, ...], Outcome] = SingleFlight()
         # The memory seniority of each image's first attempt (see provider/budget.py), kept across retries.
         self._seniority: TTLCache[object, int] = TTLCache(
@@ -431,13 +460,29 @@ class Engine:
             return UndecidedKey(e.reason, e.message + notes)
         except RegistryError as e:
             return Decided(denial_value(key, "", _definite_reason(e), str(e)))
-        cache_key = _verdict_key(
-            self.config.fingerprint, key.namespace or "", str(ref), manifest.digest, identity
-        )
+        fingerprint, namespace, digest = self.config.fingerprint, key.namespace or "", manifest.digest
+        cache_key = _verdict_key(fingerprint, namespace, str(ref), digest, identity)
         cached = self._verdicts.get(cache_key)
         self.metrics.cache_lookup("verdict", cached is not None)
         if cached is not None:
             return Decided(encoded=unpack_verdict(cached))
+        # Each verifier once, whichever policies name it: the cluster policy's, then the namespace's others.
+        policies = (policy,) if namespace_policy is None else (policy, namespace_policy)
+        names = list(dict.fromkeys((*policy.verifiers, *policies[-1].verifiers)))
+        # When every one of them is tag-independent, another tag of this digest (or the digest itself),
+        # verified with the same configuration, namespace and credentials, decided this verdict already:
+        # the same one but for its `reference`. It expires when the one it is copied from does.
+        any_tag_key = None
+        if self._tag_independent.issuperset(names):
+            any_tag_key = _verdict_key(
+                fingerprint, namespace, ref.pinned(digest), digest, identity, any_tag=True
+            )
+            shared = self._verdicts.get_expiring(any_tag_key)
+            self.metrics.cache_lookup("verdict_digest", shared is not None)
+            if shared is not None:
+                encoded = _for_reference(unpack_verdict(shared[0]), str(ref))
+                self._verdicts.put(cache_key, pack_verdict(encoded), expires=shared[1])
+                return Decided(encoded=encoded)
         subject = Subject(
             reference=ref,
             digest=manifest.digest,
@@ -449,9 +494,6 @@ class Engine:
         deadline = DEADLINE.get() or asyncio.get_running_loop().time() + self.config.server.background_timeout
         # One Context, and so one memo, per image verification: never shared across images or requests.
         context = Context(registry=ImageReader(self.registry), deadline=deadline, memo=Memo(), cpu=self.cpu)
-        # Each verifier once, whichever policies name it: the cluster policy's, then the namespace's others.
-        policies = (policy,) if namespace_policy is None else (policy, namespace_policy)
-        names = list(dict.fromkeys((*policy.verifiers, *policies[-1].verifiers)))
         async with trace.acquiring(self._slots, "slots"):
             outcomes = await asyncio.gather(*(self._run_named(name, subject, context) for name in names))
         decision = combine_all(policies, outcomes)
@@ -463,7 +505,10 @@ class Engine:
         except (TypeError, ValueError) as e:
             log.error("verdict for %s is not serialisable: %s", safe_text(key.reference, 300), e)
             return UndecidedKey("internal_error", "the verdict could not be serialised (logged)")
-        self._verdicts.put(cache_key, pack_verdict(encoded))
+        packed = pack_verdict(encoded)
+        self._verdicts.put(cache_key, packed)
+        if any_tag_key is not None:
+            self._verdicts.put(any_tag_key, packed)
         return Decided(value, encoded=encoded)
 
     async def _run_named(self, name: str, subject: Subject, context: Context) -> VerifierOutcome:

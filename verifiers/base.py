@@ -20,6 +20,14 @@ A verifier that holds its own connections (the notation verifier's OCSP/CRL clie
 runtime-checkable protocols `BindsVerifiers` and `HoldsResources`: the engine calls a hook when the verifier
 is an instance of its protocol.
 
+A verifier whose report never depends on the tag the key named (only on the subject's registry,
+repository, digest, namespace and what the verification could read with the key's credentials) may say so
+with a class or instance attribute `tag_independent = True` (the optional marker `TagIndependent`; read it
+with `is_tag_independent`). When every verifier a key's policies name says so, the engine reuses the
+verdict of another tag of the same digest instead of running them again. Absent (the default), a verifier
+is taken to depend on the tag, as the exec verifier (which hands the tag to its program) and digest-pin
+(whose `verifyTag` reads it) do.
+
 Three outcomes, kept apart:
 
 - `Report(passed=True, ...)`: verified.
@@ -78,11 +86,13 @@ __all__ = [
     "RegistryReader",
     "Report",
     "Subject",
+    "TagIndependent",
     "Undecided",
     "VerifiedAttestation",
     "Verifier",
     "VerifierFactory",
     "check_report",
+    "is_tag_independent",
     "option_paths_relative_to",
     "plain_json",
     "resolve_option_path",
@@ -492,3 +502,23 @@ class HoldsResources(Protocol):
     """The optional `aclose` hook: a verifier that holds connections closes them (awaited at shutdown)."""
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class TagIndependent(Protocol):
+    """The optional marker `tag_independent = True`: this verifier's report (passed, reason, message, details)
+    depends only on the subject's registry, repository and digest (and its namespace, and what the key's
+    credentials and the configuration let it read), never on the tag the key named.
+
+    A promise, not a hint: the engine then serves a verdict made for `repo:v1` to `repo:v2` of the same
+    digest without calling `verify`, with only the verdict's `reference` changed. So no message or detail
+    may name `subject.reference`'s tag (name `subject.reference.name` and `subject.digest`). Absent, or any
+    value but `True`: the verifier runs for every tag (the safe default for plugins).
+    """
+
+    tag_independent: bool
+
+
+def is_tag_independent(verifier: object) -> bool:
+    """Whether `verifier` declares the `TagIndependent` marker (exactly `True`; anything else: no)."""
+    return isinstance(verifier, TagIndependent) and verifier.tag_independent is True

@@ -57,6 +57,7 @@ from verifiers.base import (
     Undecided,
     VerifiedAttestation,
     Verifier,
+    is_tag_independent,
 )
 from verifiers.errors import RegistryError
 from verifiers.options import Duration, IntRange, Message, NonEmptyStr, OptionsModel, check, parse_options
@@ -148,6 +149,9 @@ class SbomVerifier:
         self.max_age = timedelta(seconds=parsed.max_age) if parsed.max_age is not None else None
         self.max_bytes = parsed.max_bytes
         self.attested_by: str | None = parsed.attested_by
+        # Referrers and attestations are the digest's and no report names the key's tag
+        # (verifiers.base.TagIndependent); with `attestedBy`, only while its source says so too (`bind`).
+        self.tag_independent = True
         self._attester: AttestationSource | None = None
         # Parsed documents by content digest: the bytes behind a digest never change.
         self._parsed: dict[tuple[str, str], SbomInfo | SbomFormatError] = {}
@@ -172,6 +176,7 @@ class SbomVerifier:
                 "(or another verifier that yields verified attestations)",
             )
         self._attester = target
+        self.tag_independent = is_tag_independent(target)
 
     def _matches(self, media_type: str | None) -> bool:
         return media_type is not None and _essence(media_type) in self.artifact_types

@@ -140,6 +140,41 @@ async def test_a_plugin_that_behaves_conforms() -> None:
     )
 
 
+class NamesTheTag(ReadsReferrers):
+    """Declares the marker, then names the key's tag in its message."""
+
+    tag_independent = True
+
+    async def verify(self, subject: Subject, context: Context) -> Report:
+        await context.registry.referrers(subject)
+        return Report.fail("nothing_found", f"no approval for {subject.reference}")
+
+
+class DependsOnTheTag(ReadsReferrers):
+    """Declares the marker, then decides by the tag (a tag-free message: only the outcome differs)."""
+
+    tag_independent = True
+
+    async def verify(self, subject: Subject, context: Context) -> Report:
+        await context.registry.referrers(subject)
+        if (subject.reference.tag or "").endswith("-b"):
+            return Report.fail("other_tag", "no approval")
+        return Report.fail("nothing_found", "no approval")
+
+
+async def test_a_plugin_that_breaks_its_tag_independence_promise_is_caught() -> None:
+    assert "tag-independent" not in {
+        f.check for f in await check(ReadsReferrers)
+    }  # not declared: not checked
+    for plugin, expected in (
+        (NamesTheTag, "names the tag"),
+        (DependsOnTheTag, "another tag, another outcome"),
+    ):
+        findings = await check(plugin)
+        assert failed(findings) == {"tag-independent"}, format_findings(findings)
+        assert expected in next(f.message for f in findings if f.check == "tag-independent")
+
+
 async def test_a_plugin_that_passes_everything_is_caught() -> None:
     findings = await check(PassesEverything)
     assert {"plain-image", "malformed:integrity", "malformed:junk-manifests", "unavailable"} <= failed(
@@ -257,11 +292,12 @@ def test_digest_pin_conforms() -> None:
 def test_cosign_conforms() -> None:
     options = {"keys": [{"name": "release", "pem": pem_public_key(KEY).decode()}], "transparencyLog": "skip"}
     findings = assert_conforms("cosign", options, good_image=cosign_signed_image)
-    assert {"good-image", "good-image-with-junk"} <= {f.check for f in findings}
+    assert {"good-image", "good-image-with-junk", "tag-independent"} <= {f.check for f in findings}
+    assert "passed" in next(f.message for f in findings if f.check == "tag-independent")
 
 
 def test_sbom_conforms() -> None:
-    assert_conforms("sbom", {})
+    assert "tag-independent" in {f.check for f in assert_conforms("sbom", {})}
 
 
 def test_notation_conforms() -> None:
@@ -279,7 +315,7 @@ def test_notation_conforms() -> None:
         ],
     }
     options = {"trustPolicy": policy, "trustStores": [{"name": "ca:shop", "pem": chain.root_pem.decode()}]}
-    assert_conforms("notation", options)
+    assert "tag-independent" in {f.check for f in assert_conforms("notation", options)}
 
 
 @pytest.mark.parametrize("plugin", ["digest-pin", "sbom"])

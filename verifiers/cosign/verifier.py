@@ -261,6 +261,9 @@ def _verify_all(candidates: Sequence[Candidate], digest: str, policy: TrustPolic
 
 class CosignVerifier:
     type: ClassVar[str] = "cosign"
+    # Signatures are found and checked by digest (referrers, `sha256-<hex>.sig` tags): no report names the
+    # key's tag, so a verdict is shared by every tag of the digest (verifiers.base.TagIndependent).
+    tag_independent = True
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         parsed = parse_options(CosignOptions, options)

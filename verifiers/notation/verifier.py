@@ -160,6 +160,9 @@ def _rfc3339(moment: datetime | None) -> str | None:
 
 class NotationVerifier:
     type = "notation"
+    # Trust policies match the repository, signatures are the digest's referrers and reports name
+    # `name@digest`, never the key's tag (verifiers.base.TagIndependent).
+    tag_independent = True
 
     def __init__(
         self, name: str, options: Mapping[str, Any], *, revocation: RevocationChecker | None = None
@@ -251,6 +254,7 @@ class NotationVerifier:
                 f"trust policy {policy.name!r} skips verification for {repository}",
                 policy=policy.name,
             )
+        verified = f"{repository}@{subject.digest}"  # what was verified; never the key's tag
         referrers = await context.registry.referrers(subject)
         signatures: list[dict[str, Any]] = []
         skipped: list[oci.Skipped] = []
@@ -279,7 +283,7 @@ class NotationVerifier:
             if entry["passed"]:
                 return Report.ok(
                     Reason.VERIFIED,
-                    f"{subject.reference} has a notation signature trusted by policy {policy.name!r}",
+                    f"{verified} has a notation signature trusted by policy {policy.name!r}",
                     policy=policy.name,
                     signatures=signatures,
                     **oci.skipped_details(skipped),
@@ -292,7 +296,7 @@ class NotationVerifier:
             extra = f" ({len(skipped)} malformed referrer(s) skipped)" if skipped else ""
             return Report.fail(
                 Reason.NO_SIGNATURE,
-                f"{subject.reference} has no notation signature{extra}",
+                f"{verified} has no notation signature{extra}",
                 policy=policy.name,
                 **oci.skipped_details(skipped),
             )
@@ -301,7 +305,7 @@ class NotationVerifier:
         messages = "; ".join(f"{entry['signature']}: {entry['message']}" for entry in signatures[:4])
         return Report.fail(
             reason,
-            f"no notation signature of {subject.reference} is trusted by policy {policy.name!r}: {messages}",
+            f"no notation signature of {verified} is trusted by policy {policy.name!r}: {messages}",
             policy=policy.name,
             signatures=signatures,
             **oci.skipped_details(skipped),

@@ -36,6 +36,9 @@ made by `make_context`. The checks (one `Finding` each):
   `CancelledError` and leave no task running past its deadline.
 - `concurrency`: `concurrency` images (plain, with junk, good) verified one after the other, then all at
   once with reads answering late in different orders: the same outcomes.
+- `tag-independent` (only for a verifier that declares `tag_independent = True`, see
+  `verifiers.base.TagIndependent`): the good image (else the plain one) named by two other tags of its
+  digest gets the same report (or the same `Undecided`) under both, and neither names the tag.
 - `reports`: every `Report` seen has `passed` a bool, `reason` a snake_case string, `message` a string and
   `details` JSON-compatible (string keys, finite floats, 64-bit integers, UTF-8-encodable strings, at most
   32 levels deep); every `Undecided` a snake_case `reason` and a string `message`.
@@ -52,7 +55,7 @@ import asyncio
 import inspect
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from verifiers import base, oci
@@ -66,10 +69,12 @@ from verifiers.base import (
     Subject,
     Undecided,
     Verifier,
+    is_tag_independent,
 )
 from verifiers.errors import RegistryError
 from verifiers.exec import ExecVerifier
 from verifiers.plugins import PluginError, create_verifier
+from verifiers.reference import ImageReference
 from verifiers.testing.builders import DEFAULT_REGISTRY, artifact_manifest, digest_of, make_context
 from verifiers.testing.junk import ARTIFACT_TYPES, junk_blobs, junk_manifests
 from verifiers.testing.registry import InMemoryRegistry
@@ -189,6 +194,15 @@ class _Run:
             return ("undecided", self.undecided.reason, None)
         failure = self.definite or self.error
         return ("raised", type(failure).__name__ if failure is not None else "nothing", None)
+
+
+def _said(run: _Run) -> str:
+    """What a run says in words: its report's message and details, or its Undecided's message."""
+    if isinstance(run.report, Report):
+        return f"{run.report.message} {run.report.details!r}"
+    if run.undecided is not None:
+        return run.undecided.message
+    return run.summary()
 
 
 def _new_tasks(before: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
@@ -328,6 +342,33 @@ class _Checker:
         return problems
 
     # --- scenarios -----------------------------------------------------------------------------------
+
+    async def tag_independent(self, good: bool) -> None:
+        """Two tags of one digest: the same outcome, and neither tag in it (the marker's promise)."""
+        registry = InMemoryRegistry()
+        subject = self.subject(registry, good=good)
+        runs: list[_Run] = []
+        tags = ("conformance-tag-a", "conformance-tag-b")
+        for tag in tags:
+            ref = ImageReference(subject.reference.registry, subject.reference.repository, tag=tag)
+            registry.tag(ref, subject.digest)
+            run = await _run(
+                self.verifier, replace(subject, reference=ref), registry, self.deadline, self.grace
+            )
+            runs.append(run)
+        problems = [
+            p for run in runs for p in self.judge("tag-independent", run, allow_pass=True, registry=None)
+        ]
+        seen = [(run.report, _said(run), run.summary()) for run in runs]
+        if not problems and seen[0] != seen[1]:
+            problems.append(f"another tag, another outcome: {seen[0][2]} / {seen[1][2]}")
+        for run in runs:
+            named = [tag for tag in tags if tag in _said(run)]
+            if named:
+                problems.append(f"names the tag {named[0]!r}, although it declares tag_independent")
+        self.add(
+            "tag-independent", list(dict.fromkeys(problems)), f"the same for two tags: {runs[0].summary()}"
+        )
 
     async def plain(self) -> bool:
         registry = InMemoryRegistry()
@@ -636,6 +677,8 @@ async def check_conformance(
     await checker.faults(target_passes)
     await checker.cancelled()
     await checker.concurrent()
+    if is_tag_independent(verifier):
+        await checker.tag_independent(good_image is not None)
     checker.add(
         "reports",
         list(dict.fromkeys(checker.report_problems)),
