@@ -31,13 +31,14 @@ import logging
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol, TypeVar
 
 import provider.trace as trace
 from provider.budget import ACCOUNT, Account, MemoryBudget
 from provider.cache import PackedTTLCache, SingleFlight, TTLCache
-from provider.config import Config, ConfigError, VerifierConfig
+from provider.config import Config, ConfigError, Policy, VerifierConfig
 from provider.metrics import Metrics
 from provider.outcome import Decided, Invalid, Outcome, UndecidedKey, encode_value
 from provider.policy import covers, policy_for
@@ -131,12 +132,27 @@ def _verdict_key(
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
+def _always_read(ref: ImageReference) -> str | None:
+    return None
+
+
 def _for_reference(encoded: bytes, reference: str) -> bytes:
     """A verdict made for another tag of the same digest, as the verification of `reference` makes it:
     every other field is tag-free when every verifier is (`verifiers.base.TagIndependent`)."""
     value = json.loads(encoded)
     value["reference"] = reference
     return encode_value(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    """One look into the verdict cache: the key's own entry, the any-tag entry it looked at (or None),
+    what it found, and whether that came from the key's own entry."""
+
+    cache_key: bytes
+    any_tag_key: bytes | None
+    decided: Decided | None
+    exact: bool
 
 
 class WorkloadSource(Protocol):
@@ -243,6 +259,11 @@ class Engine:
         # v1 keys' own pull secrets; None: every key is verified with the operator's credentials only.
         self.workload = workload
         self.registry = registry
+        # What the caches alone answer for a reference (a registry without caches, as tests' in-memory
+        # one, always reads: every key takes the full path).
+        self._cached_digest: Callable[[ImageReference], str | None] = getattr(
+            registry, "cached_digest", _always_read
+        )
         self.verifiers = dict(verifiers)
         self.metrics = metrics or Metrics()
         # Registry responses in flight, for the whole process (a reloaded configuration's engine shares it).
@@ -348,6 +369,10 @@ class Engine:
             except ReferenceError as e:
                 results[raw] = Invalid(str(e))
                 continue
+            cached = self._answer_from_caches(key)
+            if cached is not None:
+                results[raw] = cached
+                continue
             flight: tuple[object, ...] = (key.namespace or "", str(key.reference))
             if self._workload_of(key) is not None:  # what decides its credentials (not known yet)
                 flight += (key.service_account, key.pull_secrets)
@@ -411,7 +436,9 @@ class Engine:
         with trace.span("image", "verify", key.reference):
             return await self._verify_image(key)
 
-    async def _verify_image(self, key: Key) -> Outcome:
+    def _policies(self, key: Key) -> Decided | tuple[Policy, Policy | None]:
+        """The cluster policy and the namespace's ImagePolicy (or None) that apply to `key`, or the denial
+        that its name alone decides (no policy, a policy that cannot be served). No I/O."""
         ref = key.reference
         # The policy depends only on the name, so an image no policy covers is denied without
         # contacting its registry (keys name arbitrary hosts; nothing is fetched for them).
@@ -436,6 +463,65 @@ class Engine:
                 message = f"{ref.name} is in the scopes of {applied.unavailable}; its images are denied"
                 ns_name = namespace_policy.name if namespace_policy is not None else ""
                 return Decided(denial_value(key, "", "policy_unavailable", message, policy.name, ns_name))
+        return policy, namespace_policy
+
+    def _verifier_names(self, policy: Policy, namespace_policy: Policy | None) -> list[str]:
+        """Each verifier once, whichever policies name it: the cluster policy's, then the namespace's."""
+        last = policy if namespace_policy is None else namespace_policy
+        return list(dict.fromkeys((*policy.verifiers, *last.verifiers)))
+
+    def _cached_verdict(self, key: Key, digest: str, identity: str, names: Sequence[str]) -> _Lookup:
+        """The verdict cache's answer for `key` at `digest`: under its own key, else (when every verifier in
+        `names` is tag-independent) the verdict another tag of this digest (or the digest itself) got with
+        the same configuration, namespace and credentials: the same one but for its `reference`, copied
+        under the key's own entry to expire when the one it is copied from does. Counts nothing."""
+        fingerprint, namespace, ref = self.config.fingerprint, key.namespace or "", key.reference
+        cache_key = _verdict_key(fingerprint, namespace, str(ref), digest, identity)
+        cached = self._verdicts.get(cache_key)
+        if cached is not None:
+            return _Lookup(cache_key, None, Decided(encoded=unpack_verdict(cached)), exact=True)
+        if not self._tag_independent.issuperset(names):
+            return _Lookup(cache_key, None, None, exact=False)
+        any_tag_key = _verdict_key(fingerprint, namespace, ref.pinned(digest), digest, identity, any_tag=True)
+        shared = self._verdicts.get_expiring(any_tag_key)
+        if shared is None:
+            return _Lookup(cache_key, any_tag_key, None, exact=False)
+        encoded = _for_reference(unpack_verdict(shared[0]), str(ref))
+        self._verdicts.put(cache_key, pack_verdict(encoded), expires=shared[1])
+        return _Lookup(cache_key, any_tag_key, Decided(encoded=encoded), exact=False)
+
+    def _count_lookup(self, lookup: _Lookup) -> None:
+        self.metrics.cache_lookup("verdict", lookup.exact)
+        if lookup.any_tag_key is not None:
+            self.metrics.cache_lookup("verdict_digest", lookup.decided is not None)
+
+    def _answer_from_caches(self, key: Key) -> Decided | None:
+        """What `_verify_image` would answer for `key` when the caches hold all it needs (the tag's digest,
+        the manifest, the verdict), or a denial its name alone decides: answered on the spot, without a
+        task, a deadline or a memory account, and counted as `_verify_image` counts. Else None."""
+        if self._workload_of(key) is not None:  # its credentials are read asynchronously
+            return None
+        found = self._policies(key)
+        if isinstance(found, Decided):
+            return found
+        digest = self._cached_digest(key.reference)
+        if digest is None:
+            return None
+        lookup = self._cached_verdict(key, digest, "", self._verifier_names(*found))
+        if lookup.decided is None:
+            return None  # `_verify_image` looks again and counts
+        if key.reference.digest is None:
+            self.metrics.cache_lookup("tag", True)
+        self.metrics.cache_lookup("content", True)
+        self._count_lookup(lookup)
+        return lookup.decided
+
+    async def _verify_image(self, key: Key) -> Outcome:
+        ref = key.reference
+        found = self._policies(key)
+        if isinstance(found, Decided):
+            return found
+        policy, namespace_policy = found
         identity = ""
         notes = ""
         workload = self._workload_of(key)
@@ -460,29 +546,12 @@ class Engine:
             return UndecidedKey(e.reason, e.message + notes)
         except RegistryError as e:
             return Decided(denial_value(key, "", _definite_reason(e), str(e)))
-        fingerprint, namespace, digest = self.config.fingerprint, key.namespace or "", manifest.digest
-        cache_key = _verdict_key(fingerprint, namespace, str(ref), digest, identity)
-        cached = self._verdicts.get(cache_key)
-        self.metrics.cache_lookup("verdict", cached is not None)
-        if cached is not None:
-            return Decided(encoded=unpack_verdict(cached))
-        # Each verifier once, whichever policies name it: the cluster policy's, then the namespace's others.
+        names = self._verifier_names(policy, namespace_policy)
         policies = (policy,) if namespace_policy is None else (policy, namespace_policy)
-        names = list(dict.fromkeys((*policy.verifiers, *policies[-1].verifiers)))
-        # When every one of them is tag-independent, another tag of this digest (or the digest itself),
-        # verified with the same configuration, namespace and credentials, decided this verdict already:
-        # the same one but for its `reference`. It expires when the one it is copied from does.
-        any_tag_key = None
-        if self._tag_independent.issuperset(names):
-            any_tag_key = _verdict_key(
-                fingerprint, namespace, ref.pinned(digest), digest, identity, any_tag=True
-            )
-            shared = self._verdicts.get_expiring(any_tag_key)
-            self.metrics.cache_lookup("verdict_digest", shared is not None)
-            if shared is not None:
-                encoded = _for_reference(unpack_verdict(shared[0]), str(ref))
-                self._verdicts.put(cache_key, pack_verdict(encoded), expires=shared[1])
-                return Decided(encoded=encoded)
+        lookup = self._cached_verdict(key, manifest.digest, identity, names)
+        self._count_lookup(lookup)
+        if lookup.decided is not None:
+            return lookup.decided
         subject = Subject(
             reference=ref,
             digest=manifest.digest,
@@ -506,9 +575,9 @@ class Engine:
             log.error("verdict for %s is not serialisable: %s", safe_text(key.reference, 300), e)
             return UndecidedKey("internal_error", "the verdict could not be serialised (logged)")
         packed = pack_verdict(encoded)
-        self._verdicts.put(cache_key, packed)
-        if any_tag_key is not None:
-            self._verdicts.put(any_tag_key, packed)
+        self._verdicts.put(lookup.cache_key, packed)
+        if lookup.any_tag_key is not None:
+            self._verdicts.put(lookup.any_tag_key, packed)
         return Decided(value, encoded=encoded)
 
     async def _run_named(self, name: str, subject: Subject, context: Context) -> VerifierOutcome:

@@ -88,6 +88,14 @@ class CachedRegistry:
         self._content.put(_key(ref, manifest.digest), manifest)
         return manifest
 
+    def cached_digest(self, ref: ImageReference) -> str | None:
+        """The digest `resolve(ref)` would answer from the caches alone (the tag's digest, its manifest
+        held), or None when it would read the registry. Counts nothing."""
+        digest = ref.digest if ref.digest is not None else self._tags.get(_key(ref, ref.reference))
+        if digest is None or not isinstance(self._content.get(_key(ref, digest)), Manifest):
+            return None
+        return digest
+
     async def manifest(self, ref: ImageReference, digest: str) -> Manifest:
         key = _key(ref, digest)
         cached = self._content.get(key)
