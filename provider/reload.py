@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from provider import heap
 from provider.config import Config, ConfigError, ServerConfig, load_config
 from provider.engine import Engine
 from provider.metrics import Metrics
@@ -201,6 +202,8 @@ class ConfigReloader:
             )
             if old is not None:
                 self._spawn(self._retire(old))
+            else:  # the first engine of a deferred start (the Kubernetes source): nothing served yet
+                heap.settle()
             return True
 
     async def _load_file(self, old: Generation | None) -> Loaded:
@@ -268,6 +271,8 @@ class ConfigReloader:
         if old.busy and not self._stop.is_set():
             log.warning("closing the previous configuration's engine with work still in flight (grace over)")
         await self._close(old)
+        if not self._stop.is_set():
+            heap.settle()  # the closed engine's cycles collected; the new one's objects frozen
 
     async def _close(self, generation: Generation) -> None:
         if generation.closed or not generation.owned:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from provider import heap
 from provider.config import Config
 from provider.engine import Engine
 from provider.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -280,6 +281,7 @@ async def run_server(
         await health.start()
         log.info("health and metrics on http://%s:%d", config.server.address, config.server.health_port)
     watcher = asyncio.create_task(reloader.watch())
+    heap.settle()  # what start-up built leaves the collector's walks (provider/heap.py)
     try:
         await stop.wait()
     finally:

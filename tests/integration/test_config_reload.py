@@ -5,6 +5,7 @@ kept, and a request in flight finishes on the engine it started with."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ import pytest
 import yaml
 from aiohttp import web
 
+from provider import heap
 from provider.config import load_config
 from provider.reload import ConfigReloader
 from provider.server import RELOADER, build_app, run_server
@@ -260,3 +262,33 @@ async def test_a_rotated_credential_file_reloads_the_configuration(
         await until(lambda: reloader.reloads == 1)
         await asyncio.sleep(0.3)
         assert reloader.reloads == 1  # the digest follows the new generation's files: no churn
+
+
+async def test_the_heap_is_settled_when_serving_starts_and_after_a_replaced_engine_closes(
+    olareg_registry: Registry, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settled: list[int] = []
+    real = heap.settle
+
+    def counting() -> float:
+        elapsed = real()
+        settled.append(gc.get_freeze_count())
+        return elapsed
+
+    monkeypatch.setattr(heap, "settle", counting)
+    path = tmp_path / "config.yaml"
+    write_config(path, pki, olareg_registry, ["pinned"], configReloadInterval="1h")
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(run_server(load_config(path), config_path=path, ready=ready.set_result))
+    try:
+        url = f"https://127.0.0.1:{await asyncio.wait_for(ready, 5)}"
+        await until(lambda: len(settled) == 1)
+        assert settled[0] > 10_000  # start-up's modules and objects left the collector's walks
+        write_config(path, pki, olareg_registry, ["sbom"], configReloadInterval="1h")
+        os.kill(os.getpid(), signal.SIGHUP)
+        await until(lambda: len(settled) == 2)  # the replaced engine closed, its cycles collected
+        assert await fingerprint(url, pki) == load_config(path).fingerprint  # the new one serves
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
+    gc.unfreeze()  # leave the test process's collector as it found it
