@@ -280,18 +280,19 @@ def cold_samples(
     runs: int,
     workdir: Path,
     label: str,
+    peers: Sequence[str] = PEERS,
 ) -> dict[str, list[tuple[float, float]]]:
-    """``runs`` fresh processes per provider, alternating, one batch of ``keys`` each."""
-    out: dict[str, list[tuple[float, float]]] = {name: [] for name in PEERS}
+    """``runs`` fresh processes per provider (of ``peers``), alternating, one batch of ``keys`` each."""
+    out: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
     for run in range(runs):
-        order = PEERS if run % 2 == 0 else PEERS[::-1]
+        order = list(peers) if run % 2 == 0 else list(peers)[::-1]
         for name in order:
             server = start(name, bed, hosts, workdir / f"{label}-{name}-{run}")
             try:
                 out[name].append(asyncio.run(timed_batch(server, keys)))
             finally:
                 server.stop()
-    for name in PEERS:
+    for name in peers:
         median_ms = statistics.median(s for s, _ in out[name]) * 1000
         log.warning("%s %s: median %.1f ms over %d runs", label, name, median_ms, runs)
     return out
@@ -390,8 +391,11 @@ def sample_load(results: Results, stop: threading.Event) -> None:
 # --- output ----------------------------------------------------------------------------------------------
 
 
-def _ratio(countersign: float, ratify: float) -> str:
-    return f"{ratify / countersign:.2f}" if countersign > 0 else "-"
+def _ratio(countersign: float, ratify: float, higher_is_better: bool = False) -> str:
+    """How many times better Countersign's figure is than Ratify's (> 1: Countersign ahead), whichever
+    way the row counts: a time or a size (lower is better), or a throughput (higher is better)."""
+    better, worse = (countersign, ratify) if higher_is_better else (ratify, countersign)
+    return f"{better / worse:.2f}" if worse > 0 else "-"
 
 
 def table(results: Results, options: Options) -> list[str]:
@@ -470,10 +474,10 @@ def table(results: Results, options: Options) -> list[str]:
             return f"{value:.0f} MiB"
         return f"{value:,.0f}"
 
-    lines = ["| scenario | Countersign | Ratify | Ratify / Countersign |", "|---|---|---|---|"]
+    lines = ["| scenario | Countersign | Ratify | Countersign ahead by (x) |", "|---|---|---|---|"]
     keys = [f"cold{size}" for size in options.sizes] + ["delayed"]
     for index, (scenario, c, r, unit) in enumerate(rows):
-        cells = [fmt(c, unit), fmt(r, unit), _ratio(c, r)]
+        cells = [fmt(c, unit), fmt(r, unit), _ratio(c, r, higher_is_better=unit == "")]
         if index < len(keys):
             cmin, rmin = fastest[keys[index]]
             cells = [f"{cells[0]} (min {cmin * 1000:.1f})", f"{cells[1]} (min {rmin * 1000:.1f})"]
