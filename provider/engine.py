@@ -11,6 +11,10 @@ Three outcomes, never confused (see docs/rego.md):
 A key whose policies name only tag-independent verifiers (`verifiers.base.TagIndependent`) also finds the
 verdict another tag of its digest got (the verdict cache's any-tag entry), with its `reference` rewritten.
 
+A key the caches fully answer (its tag's digest, its manifest and its verdict held), and a key its name
+alone denies, is answered in the batch loop itself (`_answer_from_caches`): no task, deadline or memory
+account, the same answer and cache metrics as the full path.
+
 Concurrent requests for the same image share one verification. A verification that misses a request's
 deadline keeps running (bounded by `background_timeout`) so that its verdict warms the cache.
 
