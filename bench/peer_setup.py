@@ -156,10 +156,15 @@ def make_test_bed(registry: Registry, workdir: Path, count: int, extra_tags: int
 
 def countersign_config(bed: TestBed, hosts: Sequence[str]) -> dict[str, Any]:
     """Countersign: cosign (the key, no transparency log) and notation (strict, the test certificate's CA
-    store) both required; tags and verdicts cached for an hour (the verify deadline: countersign_server)."""
+    store) both required; tags and verdicts cached for an hour (the verify deadline: countersign_server).
+
+    The same work as Ratify's: cosign reads signatures only (`legacyAttestations: false`; Ratify's cosign
+    verifier verifies the `.sig` signatures and never reads the `.att` tag)."""
+    verifiers = bed.signer.verifiers()
+    verifiers["cosign"]["options"] = {**verifiers["cosign"]["options"], "legacyAttestations": False}
     return {
         "registries": {host: {"insecure": True} for host in hosts},
-        "verifiers": bed.signer.verifiers(),
+        "verifiers": verifiers,
         "policies": require_both(),
         "cache": {"tagTTL": 3600, "verdictTTL": 3600},
     }

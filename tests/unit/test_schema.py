@@ -75,7 +75,8 @@ def test_built_in_verifier_options_are_typed_by_type() -> None:
     assert set(typed) == set(BUILTIN_OPTIONS) == {"cosign", "digest-pin", "exec", "notation", "sbom"}
     assert all(options["additionalProperties"] is False for options in typed.values())
     assert set(typed["cosign"]["properties"]) == {
-        "keys", "identities", "trustedRoot", "transparencyLog", "threshold", "formats", "attestations"
+        "keys", "identities", "trustedRoot", "transparencyLog", "threshold", "formats", "attestations",
+        "legacyAttestations"
     }  # fmt: skip
     assert typed["sbom"]["properties"]["maxAge"]["anyOf"][1]["type"] == "string"
     assert typed["notation"]["required"] == ["trustPolicy"]

@@ -16,13 +16,15 @@ Options:
     formats: [bundle, oci-1.1, legacy]          # where to look (default: all three)
     attestations:                # optional: predicate types that must each have a verified attestation
       - https://slsa.dev/provenance/v1
+    legacyAttestations: true     # read the legacy sha256-<hex>.att tag (false: one request less per image)
 
 File paths (`keys[].path`, `trustedRoot`) are relative to the configuration file's directory; `~` is expanded
 (`verifiers.base.resolve_option_path`). The files are read when the verifier is built.
 
 Attestations (`cosign attest`): in-toto statements in DSSE envelopes, found as Sigstore bundle v0.3
 referrers (cosign v3; looked for when `bundle` is among the formats) and in the legacy
-`sha256-<hex>.att` tag (cosign v2; looked for when `legacy` is among the formats). An attestation counts
+`sha256-<hex>.att` tag (cosign v2; looked for when `legacy` is among the formats and `legacyAttestations` is
+not false). An attestation counts
 only when it verified under the same policy as signatures (a configured key or identity, the
 transparency-log rule, and a statement subject that is the image digest); it never counts as a
 signature. The report's details list the verified ones:
@@ -188,6 +190,11 @@ class CosignOptions(OptionsModel):
     attestations: Annotated[
         list[NonEmptyStr], Message("expected a list of predicate types (non-empty strings)")
     ] = Field(default_factory=list)
+    # Whether the legacy `sha256-<hex>.att` tag is read (with `legacy` among the formats): one registry
+    # request per image that only attestations need.
+    legacy_attestations: Annotated[bool, Message("expected true or false")] = Field(
+        True, alias="legacyAttestations"
+    )
 
     def key_names(self) -> list[str]:
         return [k.name or f"key-{i + 1}" for i, k in enumerate(self.keys)]
@@ -291,8 +298,10 @@ class CosignVerifier:
         self.trusted_root = trusted_root
         self.require_tlog = tlog == "required"
         self.required_attestations: tuple[str, ...] = tuple(dict.fromkeys(required))
-        # Attestations live in bundle referrers (format "bundle") and in the legacy .att tag.
-        self._discovery_formats = self.formats | ({"legacy-att"} if "legacy" in self.formats else set())
+        # Attestations live in bundle referrers (format "bundle") and in the legacy .att tag, read unless
+        # `legacyAttestations: false`.
+        legacy_att = "legacy" in self.formats and parsed.legacy_attestations
+        self._discovery_formats = self.formats | ({"legacy-att"} if legacy_att else set())
 
     def policy(self) -> TrustPolicy:
         return TrustPolicy(

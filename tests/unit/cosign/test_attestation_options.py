@@ -434,3 +434,41 @@ async def test_attested_by_takes_any_attestation_source() -> None:
     report = await sbom_report(sbom)
     assert report.passed and report.details["matched"] == "release"
     assert report.details["attestedBy"] == "other"
+
+
+def _tags_read(registry: InMemoryRegistry) -> set[str]:
+    """The `sha256-<hex>.<suffix>` suffixes whose tags were resolved."""
+    return {
+        request.target.rpartition(".")[2]
+        for request in registry.requests
+        if request.op == "resolve" and ":sha256-" in request.target
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "tags"),
+    [
+        ({}, {"sig", "att"}),
+        ({"legacyAttestations": True}, {"sig", "att"}),
+        ({"legacyAttestations": False}, {"sig"}),
+        ({"formats": ["bundle"]}, set()),
+    ],
+    ids=["default", "true", "false", "no-legacy-format"],
+)
+async def test_the_legacy_att_tag_is_read_unless_legacy_attestations_is_false(
+    pem: str, extra: dict[str, Any], tags: set[str]
+) -> None:
+    verifier = CosignVerifier("release", cosign_options(pem, **extra))
+    registry = empty_registry()
+    report = await verifier.verify(subject(), Context(registry=registry, deadline=0.0))
+    assert report.reason == Reason.NO_SIGNATURE
+    assert _tags_read(registry) == tags
+
+
+@pytest.mark.parametrize("value", ["false", 0, None, []])
+def test_legacy_attestations_must_be_a_boolean(pem: str, value: object) -> None:
+    error = config_error(
+        {"release": {"type": "cosign", "options": cosign_options(pem, legacyAttestations=value)}}
+    )
+    assert error.path == "verifiers.release.options.legacyAttestations"
+    assert "expected true or false" in error.message
