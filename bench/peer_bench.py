@@ -661,7 +661,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "a fresh on-disk oras cache (localCachePath) per process (the default ~/.ratify/local_oras_cache "
         "survives restarts), RATIFY_LOG_LEVEL=error (at warning it logs a line for "
         "every tag key of every request; Countersign --log-level warning logs nothing here); both verify "
-        "deadlines 29 s. Cold times include the client's TLS handshake on a new connection."
+        "deadlines 29 s. Countersign's cosign verifier set to Ratify's work: legacyAttestations false (it "
+        "reads signatures only; by default Countersign also reads the legacy .att tag). Cold times include "
+        "the client's TLS handshake on a new connection."
     )
     if options.json_file is not None:
         document = {
