@@ -162,15 +162,8 @@ class PackedTTLCache(Generic[K]):
         return slot_cost(key) + bytes_cost(stored)
 
     def get(self, key: K) -> bytes | None:
-        stored = self._data.get(key)
-        if stored is None:
-            return None
-        (expires,) = _EXPIRY.unpack_from(stored)
-        if expires <= self._clock():
-            self._remove(key)
-            return None
-        self._data.move_to_end(key)
-        return stored[_EXPIRY.size :]
+        found = self.get_expiring(key)
+        return None if found is None else found[0]
 
     def get_expiring(self, key: K) -> tuple[bytes, float] | None:
         """As `get`, with the value's expiry (on this cache's clock): to copy it under another key no

@@ -14,9 +14,10 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.
 
 
 _Labels = TypeVar("_Labels", bound=tuple[str, ...])
+_Metric = TypeVar("_Metric", Counter, Histogram)
 
 
-def _child(children: dict[_Labels, Counter], metric: Counter, labels: _Labels) -> Counter:
+def _child(children: dict[_Labels, _Metric], metric: _Metric, labels: _Labels) -> _Metric:
     """`metric.labels(*labels)`, remembered in `children`: prometheus_client's own lookup takes a lock and
     checks the labels on every call."""
     child = children.get(labels)
@@ -34,7 +35,8 @@ class Metrics:
         self._cache_counters: dict[tuple[str, str], Counter] = {}
         # ... and of those counted on every Gatekeeper request (endpoints and statuses: a handful).
         self._key_counters: dict[tuple[str, str], Counter] = {}
-        self._answered: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._status_counters: dict[tuple[str, str], Counter] = {}
+        self._latencies: dict[tuple[str], Histogram] = {}
         self.request_latency = Histogram(
             "countersign_request_duration_seconds",
             "Time to answer a Gatekeeper request, by endpoint.",
@@ -181,14 +183,8 @@ class Metrics:
 
     def answered(self, endpoint: str, status: int, seconds: float) -> None:
         """One Gatekeeper request answered: its status and latency."""
-        child = self._answered.get((endpoint, status))
-        if child is None:
-            child = self._answered[endpoint, status] = (
-                self.requests.labels(endpoint, str(status)),
-                self.request_latency.labels(endpoint),
-            )
-        child[0].inc()
-        child[1].observe(seconds)
+        _child(self._status_counters, self.requests, (endpoint, str(status))).inc()
+        _child(self._latencies, self.request_latency, (endpoint,)).observe(seconds)
 
     def count_keys(self, endpoint: str, outcome: str, count: int = 1) -> None:
         """`count` distinct keys of one request answered with `outcome`."""
