@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.delay_proxy import DelayProxy
-from bench.peer_bench import PEERS, PeersError, cold_samples, ratify_binary
+from bench.peer_bench import PEERS, RATIFY, PeersError, cold_samples, ratify_binary
 from bench.peer_setup import TestBed, make_test_bed
+from tests.support.dual_signing import SIGNING_TOOLS
 from tests.support.registries import start_olareg
 from tests.support.tools import ToolNotFoundError, ensure_tool
 
@@ -59,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.peer = [p for p in PEERS if args.peer is None or p.lower() in args.peer]
     try:
-        for tool in ("olareg", "cosign2", "notation"):
+        for tool in ("olareg", *SIGNING_TOOLS):
             ensure_tool(tool)
-        if "Ratify" in args.peer:
+        if RATIFY in args.peer:
             ratify_binary()
     except ToolNotFoundError as error:
         print(f"bench.cold: {error} (`make bench-peers` builds every tool it needs)", file=sys.stderr)

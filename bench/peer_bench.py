@@ -56,6 +56,7 @@ from bench.delay_proxy import DelayProxy
 from bench.load import LoadResult, LoadSpec, check_provider_response, provider_request, tls13_client_context
 from bench.peer_setup import TestBed, countersign_config, countersign_server, make_test_bed, ratify_config
 from bench.stats import nearest_rank
+from tests.support.dual_signing import SIGNING_TOOLS
 from tests.support.processes import start_logged, terminate
 from tests.support.provider_process import read_memory_kib, start_provider
 from tests.support.registries import LOOPBACK, Registry, free_port, start_olareg, write_tls_files
@@ -605,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     options = parse_args(argv)
     try:
-        for tool in ("olareg", "cosign", "cosign2", "notation"):
+        for tool in ("olareg", *SIGNING_TOOLS):
             ensure_tool(tool)
         ratify_binary()
     except ToolNotFoundError as error:
