@@ -400,32 +400,26 @@ def _ratio(countersign: float, ratify: float, higher_is_better: bool = False) ->
 
 
 def table(results: Results, options: Options) -> list[str]:
-    rows: list[tuple[str, float, float, str]] = []  # scenario, countersign, ratify, unit
-    # The fastest sample of the cold rows, shown next to the median: on a machine shared with other work
-    # the median moves with the load, the minimum much less.
-    fastest: dict[str, tuple[float, float]] = {}
-    for size in options.sizes:
-        runs = options.runs_for(size)
-        med = {n: statistics.median(results.cold[n][size]) * 1000 for n in PEERS}
-        fastest[f"cold{size}"] = (min(results.cold[COUNTERSIGN][size]), min(results.cold[RATIFY][size]))
+    # scenario, Countersign, Ratify, unit, and for the cold rows the fastest sample of each (seconds): on a
+    # machine shared with other work the median moves with the load, the minimum much less.
+    rows: list[tuple[str, float, float, str, tuple[float, float] | None]] = []
+
+    def cold(scenario: str, samples: dict[str, list[float]]) -> None:
+        """A row of the two providers' median ``samples`` (seconds, shown in ms) and their fastest."""
+        med = {n: statistics.median(samples[n]) * 1000 for n in PEERS}
         rows.append(
-            (
-                f"cold, fresh process, {size} key{'s' if size > 1 else ''} (median of {runs})",
-                med[COUNTERSIGN],
-                med[RATIFY],
-                "ms",
-            )
+            (scenario, med[COUNTERSIGN], med[RATIFY], "ms", (min(samples[COUNTERSIGN]), min(samples[RATIFY])))
         )
-    med = {n: statistics.median(results.delayed[n]) * 1000 for n in PEERS}
-    fastest["delayed"] = (min(results.delayed[COUNTERSIGN]), min(results.delayed[RATIFY]))
-    rows.append(
-        (
-            f"cold {options.sizes[-1]} keys, registry +{2 * options.delay_ms:g} ms RTT (delay proxy, "
-            f"median of {options.runs_large})",
-            med[COUNTERSIGN],
-            med[RATIFY],
-            "ms",
+
+    for size in options.sizes:
+        cold(
+            f"cold, fresh process, {size} key{'s' if size > 1 else ''} (median of {options.runs_for(size)})",
+            {n: results.cold[n][size] for n in PEERS},
         )
+    cold(
+        f"cold {options.sizes[-1]} keys, registry +{2 * options.delay_ms:g} ms RTT (delay proxy, "
+        f"median of {options.runs_large})",
+        results.delayed,
     )
     cpu = {n: statistics.median(results.cold_cpu[n]) for n in PEERS}
     rows.append(
@@ -434,14 +428,15 @@ def table(results: Results, options: Options) -> list[str]:
             cpu[COUNTERSIGN],
             cpu[RATIFY],
             "s",
+            None,
         )
     )
 
     def both(
         scenario: str, of: dict[str, dict[str, float]], name: str, unit: str, scale: float = 1.0
-    ) -> tuple[str, float, float, str]:
+    ) -> tuple[str, float, float, str, None]:
         """A row of the two providers' ``of[peer][name]`` (times ``scale``)."""
-        return scenario, of[COUNTERSIGN][name] * scale, of[RATIFY][name] * scale, unit
+        return scenario, of[COUNTERSIGN][name] * scale, of[RATIFY][name] * scale, unit, None
 
     warm, mem = results.warm, results.memory
     n_keys = int(mem[COUNTERSIGN]["keys"])
@@ -476,11 +471,10 @@ def table(results: Results, options: Options) -> list[str]:
         return f"{value:,.0f}"
 
     lines = ["| scenario | Countersign | Ratify | Countersign ahead by (x) |", "|---|---|---|---|"]
-    keys = [f"cold{size}" for size in options.sizes] + ["delayed"]
-    for index, (scenario, c, r, unit) in enumerate(rows):
+    for scenario, c, r, unit, fastest in rows:
         cells = [fmt(c, unit), fmt(r, unit), _ratio(c, r, higher_is_better=unit == "")]
-        if index < len(keys):
-            cmin, rmin = fastest[keys[index]]
+        if fastest is not None:
+            cmin, rmin = fastest
             cells = [f"{cells[0]} (min {cmin * 1000:.1f})", f"{cells[1]} (min {rmin * 1000:.1f})"]
             cells.append(f"{_ratio(c, r)} (min {_ratio(cmin, rmin)})")
         lines.append(f"| {scenario} | {' | '.join(cells)} |")
