@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import logging
 import os
@@ -191,8 +192,6 @@ def start_ratify(bed: TestBed, workdir: Path) -> Running:
         lambda: terminate(process, 10.0),
     )
     context = tls13_client_context(running.ca_pem)
-    import http.client
-
     deadline = time.monotonic() + _START_TIMEOUT
     while True:
         if process.poll() is not None:

@@ -16,6 +16,7 @@ denied).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -102,8 +103,6 @@ async def _tag_all(registry: Registry, images: Sequence[PushedImage], tags: int)
 
 def make_test_bed(registry: Registry, workdir: Path, count: int, extra_tags: int, workers: int) -> TestBed:
     """Push and sign everything (close the result). Signing runs the real CLIs, ``workers`` at a time."""
-    import time
-
     started = time.perf_counter()
     # Countersign reads notation's own trust policy: strict, ca:peers, every repository.
     signer = DualSigner.create(workdir, _SIGNER)
