@@ -55,12 +55,12 @@ import trustme
 
 from bench.delay_proxy import DelayProxy
 from bench.load import LoadResult, LoadSpec, check_provider_response, provider_request, tls13_client_context
-from bench.peer_setup import TestBed, countersign_config, countersign_server, make_test_bed, ratify_config
+from bench.peer_setup import TestBed, countersign_config, countersign_server, ratify_config, served_test_bed
 from bench.stats import nearest_rank
 from tests.support.dual_signing import SIGNING_TOOLS
 from tests.support.processes import start_logged, terminate
 from tests.support.provider_process import read_memory_kib, start_provider
-from tests.support.registries import LOOPBACK, Registry, free_port, start_olareg, write_tls_files
+from tests.support.registries import LOOPBACK, free_port, write_tls_files
 from tests.support.tools import ToolNotFoundError, ensure_tool, tools_bin
 
 __all__ = ["main"]
@@ -564,32 +564,26 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 
 def run(options: Options, workdir: Path, results: Results) -> TestBed:
-    registry: Registry
-    with start_olareg(workdir / "olareg") as registry:
-        bed = make_test_bed(
-            registry, workdir / "signing", options.images, options.extra_tags, options.sign_workers
-        )
-        try:
-            log.warning("test bed ready in %.1f s", bed.sign_seconds)
+    with served_test_bed(workdir, options.images, options.extra_tags, options.sign_workers) as bed:
+        registry = bed.registry
+        log.warning("test bed ready in %.1f s", bed.sign_seconds)
+        for name in PEERS:
+            long_lived(name, bed, options, workdir, results)
+        hosts = [registry.host]
+        for size in options.sizes:
+            runs = options.runs_for(size)
+            samples = cold_samples(bed, bed.keys()[:size], hosts, runs, workdir, f"cold{size}")
             for name in PEERS:
-                long_lived(name, bed, options, workdir, results)
-            hosts = [registry.host]
-            for size in options.sizes:
-                runs = options.runs_for(size)
-                samples = cold_samples(bed, bed.keys()[:size], hosts, runs, workdir, f"cold{size}")
-                for name in PEERS:
-                    results.cold.setdefault(name, {})[size] = [s for s, _ in samples[name]]
-                    if size == options.sizes[-1]:
-                        results.cold_cpu[name] = [c for _, c in samples[name]]
-            with DelayProxy(registry.host, options.delay_ms, workdir / "delay-proxy.log") as proxy:
-                keys = bed.keys(proxy.host)[: options.sizes[-1]]
-                samples = cold_samples(
-                    bed, keys, [registry.host, proxy.host], options.runs_large, workdir, "delayed"
-                )
-                for name in PEERS:
-                    results.delayed[name] = [s for s, _ in samples[name]]
-        finally:
-            bed.close()
+                results.cold.setdefault(name, {})[size] = [s for s, _ in samples[name]]
+                if size == options.sizes[-1]:
+                    results.cold_cpu[name] = [c for _, c in samples[name]]
+        with DelayProxy(registry.host, options.delay_ms, workdir / "delay-proxy.log") as proxy:
+            keys = bed.keys(proxy.host)[: options.sizes[-1]]
+            samples = cold_samples(
+                bed, keys, [registry.host, proxy.host], options.runs_large, workdir, "delayed"
+            )
+            for name in PEERS:
+                results.delayed[name] = [s for s, _ in samples[name]]
     return bed
 
 

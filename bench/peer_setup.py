@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from tests.support import cosign, notation
 from tests.support.dual_signing import DualSigner, require_both
 from tests.support.images import PushedImage, push_image
 from tests.support.notation import NotationEnv
-from tests.support.registries import Registry
+from tests.support.registries import Registry, start_olareg
 
 __all__ = [
     "COSIGN_ARTIFACT_TYPE",
@@ -40,6 +41,7 @@ __all__ = [
     "countersign_server",
     "make_test_bed",
     "ratify_config",
+    "served_test_bed",
 ]
 
 COSIGN_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
@@ -151,6 +153,17 @@ def make_test_bed(registry: Registry, workdir: Path, count: int, extra_tags: int
         signer.close()
         other_env.close()
         raise
+
+
+@contextmanager
+def served_test_bed(workdir: Path, count: int, extra_tags: int, workers: int) -> Iterator[TestBed]:
+    """An olareg in ``workdir/olareg`` holding the test bed of :func:`make_test_bed`; both stop on exit."""
+    with start_olareg(workdir / "olareg") as registry:
+        bed = make_test_bed(registry, workdir / "signing", count, extra_tags, workers)
+        try:
+            yield bed
+        finally:
+            bed.close()
 
 
 def countersign_config(bed: TestBed, hosts: Sequence[str]) -> dict[str, Any]:
