@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.delay_proxy import DelayProxy
-from bench.peer_bench import PEERS, PeersError, cold_samples, ratify_binary
-from bench.peer_setup import TestBed, make_test_bed
-from tests.support.registries import start_olareg
+from bench.peer_bench import PEERS, RATIFY, PeersError, cold_samples, ratify_binary
+from bench.peer_setup import TestBed, served_test_bed
+from tests.support.dual_signing import SIGNING_TOOLS
 from tests.support.tools import ToolNotFoundError, ensure_tool
 
 __all__ = ["main"]
@@ -59,24 +59,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.peer = [p for p in PEERS if args.peer is None or p.lower() in args.peer]
     try:
-        for tool in ("olareg", "cosign2", "notation"):
+        for tool in ("olareg", *SIGNING_TOOLS):
             ensure_tool(tool)
-        if "Ratify" in args.peer:
+        if RATIFY in args.peer:
             ratify_binary()
     except ToolNotFoundError as error:
         print(f"bench.cold: {error} (`make bench-peers` builds every tool it needs)", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="countersign-cold-") as scratch:
-        workdir = Path(scratch)
-        with start_olareg(workdir / "olareg") as registry:
-            bed = make_test_bed(registry, workdir / "signing", max(args.keys), 0, 4)
-            try:
-                lines = _run(bed, [registry.host], args, workdir)
-            except PeersError as error:
-                print(f"bench.cold: FAILED: {error}", file=sys.stderr)
-                return 1
-            finally:
-                bed.close()
+    with (
+        tempfile.TemporaryDirectory(prefix="countersign-cold-") as scratch,
+        served_test_bed(Path(scratch), max(args.keys), 0, 4) as bed,
+    ):
+        try:
+            lines = _run(bed, [bed.registry.host], args, Path(scratch))
+        except PeersError as error:
+            print(f"bench.cold: FAILED: {error}", file=sys.stderr)
+            return 1
     print("\n".join(lines))
     return 0
 

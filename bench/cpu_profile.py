@@ -31,7 +31,7 @@ from bench.scenarios import require_allowed
 from bench.trace_bench import both_config, sign_both
 from provider.config import Config
 from provider.engine import Engine
-from tests.support.dual_signing import DualSigner
+from tests.support.dual_signing import SIGNING_TOOLS, DualSigner
 from tests.support.registries import start_olareg
 from tests.support.tools import ensure_tool
 
@@ -97,7 +97,7 @@ def _table(stats: pstats.Stats, order: str, per: int, top: int) -> list[str]:
 
 
 def run(keys: int, runs: int, top: int, out_file: Path | None, workers: int = 0) -> list[str]:
-    for tool in ("olareg", "cosign2", "notation"):
+    for tool in ("olareg", *SIGNING_TOOLS):
         ensure_tool(tool)
     lines: list[str] = []
     with (

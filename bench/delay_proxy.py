@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["DelayProxy", "main", "serve"]
+__all__ = ["DelayProxy", "main"]
 
 _CHUNK = 65536
 
@@ -93,12 +93,10 @@ async def _connection(
                 await writer.wait_closed()
 
 
-async def serve(target: str, delay: float, listen_port: int = 0) -> None:
+async def _serve(target: str, delay: float) -> None:
     host, _, port_text = target.rpartition(":")
     port = int(port_text)
-    server = await asyncio.start_server(
-        lambda r, w: _connection(r, w, host, port, delay), "127.0.0.1", listen_port
-    )
+    server = await asyncio.start_server(lambda r, w: _connection(r, w, host, port, delay), "127.0.0.1", 0)
     address = server.sockets[0].getsockname()
     print(f"listening {address[0]}:{address[1]}", flush=True)
     stop = asyncio.Event()
@@ -113,11 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.delay_proxy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", required=True, help="HOST:PORT to forward to (loopback)")
     parser.add_argument("--delay-ms", type=float, default=10.0, help="delay per direction, milliseconds")
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     args = parser.parse_args(argv)
     if not 0 <= args.delay_ms <= 10_000:
         parser.error("--delay-ms must be between 0 and 10000")
-    asyncio.run(serve(args.target, args.delay_ms / 1000, args.port))
+    asyncio.run(_serve(args.target, args.delay_ms / 1000))
     return 0
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import logging
 import os
@@ -54,11 +55,12 @@ import trustme
 
 from bench.delay_proxy import DelayProxy
 from bench.load import LoadResult, LoadSpec, check_provider_response, provider_request, tls13_client_context
-from bench.peer_setup import TestBed, countersign_config, countersign_server, make_test_bed, ratify_config
+from bench.peer_setup import TestBed, countersign_config, countersign_server, ratify_config, served_test_bed
 from bench.stats import nearest_rank
+from tests.support.dual_signing import SIGNING_TOOLS
 from tests.support.processes import start_logged, terminate
 from tests.support.provider_process import read_memory_kib, start_provider
-from tests.support.registries import LOOPBACK, Registry, free_port, start_olareg, write_tls_files
+from tests.support.registries import LOOPBACK, free_port, write_tls_files
 from tests.support.tools import ToolNotFoundError, ensure_tool, tools_bin
 
 __all__ = ["main"]
@@ -190,8 +192,6 @@ def start_ratify(bed: TestBed, workdir: Path) -> Running:
         lambda: terminate(process, 10.0),
     )
     context = tls13_client_context(running.ca_pem)
-    import http.client
-
     deadline = time.monotonic() + _START_TIMEOUT
     while True:
         if process.poll() is not None:
@@ -399,32 +399,26 @@ def _ratio(countersign: float, ratify: float, higher_is_better: bool = False) ->
 
 
 def table(results: Results, options: Options) -> list[str]:
-    rows: list[tuple[str, float, float, str]] = []  # scenario, countersign, ratify, unit
-    # The fastest sample of the cold rows, shown next to the median: on a machine shared with other work
-    # the median moves with the load, the minimum much less.
-    fastest: dict[str, tuple[float, float]] = {}
-    for size in options.sizes:
-        runs = options.runs_for(size)
-        med = {n: statistics.median(results.cold[n][size]) * 1000 for n in PEERS}
-        fastest[f"cold{size}"] = (min(results.cold[COUNTERSIGN][size]), min(results.cold[RATIFY][size]))
+    # scenario, Countersign, Ratify, unit, and for the cold rows the fastest sample of each (seconds): on a
+    # machine shared with other work the median moves with the load, the minimum much less.
+    rows: list[tuple[str, float, float, str, tuple[float, float] | None]] = []
+
+    def cold(scenario: str, samples: dict[str, list[float]]) -> None:
+        """A row of the two providers' median ``samples`` (seconds, shown in ms) and their fastest."""
+        med = {n: statistics.median(samples[n]) * 1000 for n in PEERS}
         rows.append(
-            (
-                f"cold, fresh process, {size} key{'s' if size > 1 else ''} (median of {runs})",
-                med[COUNTERSIGN],
-                med[RATIFY],
-                "ms",
-            )
+            (scenario, med[COUNTERSIGN], med[RATIFY], "ms", (min(samples[COUNTERSIGN]), min(samples[RATIFY])))
         )
-    med = {n: statistics.median(results.delayed[n]) * 1000 for n in PEERS}
-    fastest["delayed"] = (min(results.delayed[COUNTERSIGN]), min(results.delayed[RATIFY]))
-    rows.append(
-        (
-            f"cold {options.sizes[-1]} keys, registry +{2 * options.delay_ms:g} ms RTT (delay proxy, "
-            f"median of {options.runs_large})",
-            med[COUNTERSIGN],
-            med[RATIFY],
-            "ms",
+
+    for size in options.sizes:
+        cold(
+            f"cold, fresh process, {size} key{'s' if size > 1 else ''} (median of {options.runs_for(size)})",
+            {n: results.cold[n][size] for n in PEERS},
         )
+    cold(
+        f"cold {options.sizes[-1]} keys, registry +{2 * options.delay_ms:g} ms RTT (delay proxy, "
+        f"median of {options.runs_large})",
+        results.delayed,
     )
     cpu = {n: statistics.median(results.cold_cpu[n]) for n in PEERS}
     rows.append(
@@ -433,14 +427,15 @@ def table(results: Results, options: Options) -> list[str]:
             cpu[COUNTERSIGN],
             cpu[RATIFY],
             "s",
+            None,
         )
     )
 
     def both(
         scenario: str, of: dict[str, dict[str, float]], name: str, unit: str, scale: float = 1.0
-    ) -> tuple[str, float, float, str]:
+    ) -> tuple[str, float, float, str, None]:
         """A row of the two providers' ``of[peer][name]`` (times ``scale``)."""
-        return scenario, of[COUNTERSIGN][name] * scale, of[RATIFY][name] * scale, unit
+        return scenario, of[COUNTERSIGN][name] * scale, of[RATIFY][name] * scale, unit, None
 
     warm, mem = results.warm, results.memory
     n_keys = int(mem[COUNTERSIGN]["keys"])
@@ -475,11 +470,10 @@ def table(results: Results, options: Options) -> list[str]:
         return f"{value:,.0f}"
 
     lines = ["| scenario | Countersign | Ratify | Countersign ahead by (x) |", "|---|---|---|---|"]
-    keys = [f"cold{size}" for size in options.sizes] + ["delayed"]
-    for index, (scenario, c, r, unit) in enumerate(rows):
+    for scenario, c, r, unit, fastest in rows:
         cells = [fmt(c, unit), fmt(r, unit), _ratio(c, r, higher_is_better=unit == "")]
-        if index < len(keys):
-            cmin, rmin = fastest[keys[index]]
+        if fastest is not None:
+            cmin, rmin = fastest
             cells = [f"{cells[0]} (min {cmin * 1000:.1f})", f"{cells[1]} (min {rmin * 1000:.1f})"]
             cells.append(f"{_ratio(c, r)} (min {_ratio(cmin, rmin)})")
         lines.append(f"| {scenario} | {' | '.join(cells)} |")
@@ -570,32 +564,26 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 
 def run(options: Options, workdir: Path, results: Results) -> TestBed:
-    registry: Registry
-    with start_olareg(workdir / "olareg") as registry:
-        bed = make_test_bed(
-            registry, workdir / "signing", options.images, options.extra_tags, options.sign_workers
-        )
-        try:
-            log.warning("test bed ready in %.1f s", bed.sign_seconds)
+    with served_test_bed(workdir, options.images, options.extra_tags, options.sign_workers) as bed:
+        registry = bed.registry
+        log.warning("test bed ready in %.1f s", bed.sign_seconds)
+        for name in PEERS:
+            long_lived(name, bed, options, workdir, results)
+        hosts = [registry.host]
+        for size in options.sizes:
+            runs = options.runs_for(size)
+            samples = cold_samples(bed, bed.keys()[:size], hosts, runs, workdir, f"cold{size}")
             for name in PEERS:
-                long_lived(name, bed, options, workdir, results)
-            hosts = [registry.host]
-            for size in options.sizes:
-                runs = options.runs_for(size)
-                samples = cold_samples(bed, bed.keys()[:size], hosts, runs, workdir, f"cold{size}")
-                for name in PEERS:
-                    results.cold.setdefault(name, {})[size] = [s for s, _ in samples[name]]
-                    if size == options.sizes[-1]:
-                        results.cold_cpu[name] = [c for _, c in samples[name]]
-            with DelayProxy(registry.host, options.delay_ms, workdir / "delay-proxy.log") as proxy:
-                keys = bed.keys(proxy.host)[: options.sizes[-1]]
-                samples = cold_samples(
-                    bed, keys, [registry.host, proxy.host], options.runs_large, workdir, "delayed"
-                )
-                for name in PEERS:
-                    results.delayed[name] = [s for s, _ in samples[name]]
-        finally:
-            bed.close()
+                results.cold.setdefault(name, {})[size] = [s for s, _ in samples[name]]
+                if size == options.sizes[-1]:
+                    results.cold_cpu[name] = [c for _, c in samples[name]]
+        with DelayProxy(registry.host, options.delay_ms, workdir / "delay-proxy.log") as proxy:
+            keys = bed.keys(proxy.host)[: options.sizes[-1]]
+            samples = cold_samples(
+                bed, keys, [registry.host, proxy.host], options.runs_large, workdir, "delayed"
+            )
+            for name in PEERS:
+                results.delayed[name] = [s for s, _ in samples[name]]
     return bed
 
 
@@ -605,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     options = parse_args(argv)
     try:
-        for tool in ("olareg", "cosign", "cosign2", "notation"):
+        for tool in ("olareg", *SIGNING_TOOLS):
             ensure_tool(tool)
         ratify_binary()
     except ToolNotFoundError as error:

@@ -16,8 +16,10 @@ denied).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from tests.support import cosign, notation
 from tests.support.dual_signing import DualSigner, require_both
 from tests.support.images import PushedImage, push_image
 from tests.support.notation import NotationEnv
-from tests.support.registries import Registry
+from tests.support.registries import Registry, start_olareg
 
 __all__ = [
     "COSIGN_ARTIFACT_TYPE",
@@ -39,6 +41,7 @@ __all__ = [
     "countersign_server",
     "make_test_bed",
     "ratify_config",
+    "served_test_bed",
 ]
 
 COSIGN_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
@@ -102,8 +105,6 @@ async def _tag_all(registry: Registry, images: Sequence[PushedImage], tags: int)
 
 def make_test_bed(registry: Registry, workdir: Path, count: int, extra_tags: int, workers: int) -> TestBed:
     """Push and sign everything (close the result). Signing runs the real CLIs, ``workers`` at a time."""
-    import time
-
     started = time.perf_counter()
     # Countersign reads notation's own trust policy: strict, ca:peers, every repository.
     signer = DualSigner.create(workdir, _SIGNER)
@@ -152,6 +153,17 @@ def make_test_bed(registry: Registry, workdir: Path, count: int, extra_tags: int
         signer.close()
         other_env.close()
         raise
+
+
+@contextmanager
+def served_test_bed(workdir: Path, count: int, extra_tags: int, workers: int) -> Iterator[TestBed]:
+    """An olareg in ``workdir/olareg`` holding the test bed of :func:`make_test_bed`; both stop on exit."""
+    with start_olareg(workdir / "olareg") as registry:
+        bed = make_test_bed(registry, workdir / "signing", count, extra_tags, workers)
+        try:
+            yield bed
+        finally:
+            bed.close()
 
 
 def countersign_config(bed: TestBed, hosts: Sequence[str]) -> dict[str, Any]:

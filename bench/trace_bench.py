@@ -37,7 +37,7 @@ from provider.config import Config, parse_config
 from provider.engine import Engine, build_verifiers
 from provider.registry.cached import CachedRegistry
 from provider.registry.client import RegistryClient
-from tests.support.dual_signing import DualSigner, require_both
+from tests.support.dual_signing import SIGNING_TOOLS, DualSigner, require_both
 from tests.support.images import push_image
 from tests.support.registries import Registry, start_olareg, write_tls_files
 from tests.support.tools import ensure_tool
@@ -195,7 +195,7 @@ def run(
     tls: bool = False,
     kept_connections: bool = False,
 ) -> list[str]:
-    for tool in ("olareg", "cosign2", "notation"):
+    for tool in ("olareg", *SIGNING_TOOLS):
         ensure_tool(tool)
     out: list[str] = []
     with (

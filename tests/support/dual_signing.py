@@ -17,7 +17,10 @@ from tests.support.images import PushedImage
 from tests.support.notation import NotationEnv, SigningKey
 from tests.support.registries import Registry
 
-__all__ = ["DualSigner", "require_both"]
+__all__ = ["SIGNING_TOOLS", "DualSigner", "require_both"]
+
+#: The CLIs a DualSigner runs: cosign v3 generates the key pair, cosign v2 signs, notation does both.
+SIGNING_TOOLS = ("cosign", "cosign2", "notation")
 
 
 @dataclass(frozen=True, slots=True)
