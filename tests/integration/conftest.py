@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from provider.config import Config
 from provider.engine import Engine
+from tests.support.dual_signing import DualSigner
+from tests.support.tools import require_tool
 
 EngineFactory = Callable[[Config], Awaitable[Engine]]
 
@@ -25,3 +28,12 @@ async def engines() -> AsyncIterator[EngineFactory]:
     yield factory
     for engine in made:
         await engine.close()
+
+
+@pytest.fixture
+def dual_signer(tmp_path: Path) -> Iterator[DualSigner]:
+    """A cosign v2 key pair and a notation test key in homes of this test's own (real cosign2, notation)."""
+    for tool in ("cosign2", "notation"):
+        require_tool(tool)
+    with DualSigner.create(tmp_path, "signer") as made:
+        yield made

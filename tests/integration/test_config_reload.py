@@ -75,6 +75,18 @@ async def serving(path: Path) -> AsyncIterator[tuple[str, ConfigReloader]]:
         await runner.cleanup()
 
 
+@asynccontextmanager
+async def running(path: Path) -> AsyncIterator[str]:
+    """`run_server` itself (signal handlers, heap settling) serving ``path``'s configuration; its URL."""
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(run_server(load_config(path), config_path=path, ready=ready.set_result))
+    try:
+        yield f"https://127.0.0.1:{await asyncio.wait_for(ready, 5)}"
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
+
+
 async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -198,10 +210,7 @@ async def test_sighup_reloads_even_an_unchanged_file(
 ) -> None:
     path = tmp_path / "config.yaml"
     write_config(path, pki, olareg_registry, ["pinned"], configReloadInterval="1h")
-    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    server = asyncio.create_task(run_server(load_config(path), config_path=path, ready=ready.set_result))
-    try:
-        url = f"https://127.0.0.1:{await asyncio.wait_for(ready, 5)}"
+    async with running(path) as url:
         os.kill(os.getpid(), signal.SIGHUP)  # run_server handles it before calling `ready`
         for _ in range(250):
             if 'countersign_config_reloads_total{result="success"} 1.0' in await get(url, pki, "/metrics"):
@@ -209,9 +218,6 @@ async def test_sighup_reloads_even_an_unchanged_file(
             await asyncio.sleep(0.02)
         else:
             pytest.fail("SIGHUP did not reload the configuration")
-    finally:
-        server.cancel()
-        await asyncio.gather(server, return_exceptions=True)
 
 
 async def test_a_request_in_flight_finishes_on_the_engine_it_started_with(
@@ -278,17 +284,13 @@ async def test_the_heap_is_settled_when_serving_starts_and_after_a_replaced_engi
     monkeypatch.setattr(heap, "settle", counting)
     path = tmp_path / "config.yaml"
     write_config(path, pki, olareg_registry, ["pinned"], configReloadInterval="1h")
-    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    server = asyncio.create_task(run_server(load_config(path), config_path=path, ready=ready.set_result))
     try:
-        url = f"https://127.0.0.1:{await asyncio.wait_for(ready, 5)}"
-        await until(lambda: len(settled) == 1)
-        assert settled[0] > 10_000  # start-up's modules and objects left the collector's walks
-        write_config(path, pki, olareg_registry, ["sbom"], configReloadInterval="1h")
-        os.kill(os.getpid(), signal.SIGHUP)
-        await until(lambda: len(settled) == 2)  # the replaced engine closed, its cycles collected
-        assert await fingerprint(url, pki) == load_config(path).fingerprint  # the new one serves
+        async with running(path) as url:
+            await until(lambda: len(settled) == 1)
+            assert settled[0] > 10_000  # start-up's modules and objects left the collector's walks
+            write_config(path, pki, olareg_registry, ["sbom"], configReloadInterval="1h")
+            os.kill(os.getpid(), signal.SIGHUP)
+            await until(lambda: len(settled) == 2)  # the replaced engine closed, its cycles collected
+            assert await fingerprint(url, pki) == load_config(path).fingerprint  # the new one serves
     finally:
-        server.cancel()
-        await asyncio.gather(server, return_exceptions=True)
-    gc.unfreeze()  # leave the test process's collector as it found it
+        gc.unfreeze()  # leave the test process's collector as it found it (a failure included)

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from tests.support.dual_signing import DualSigner, require_both
 from tests.support.images import push_image
-from tests.support.registries import start_olareg
-from tests.support.tools import ensure_tool
+from tests.support.registries import Registry
 
 _CHILD = """
 import asyncio, json, sys
@@ -37,32 +36,29 @@ asyncio.run(main())
 """
 
 
-def test_the_first_verification_of_a_fresh_process_imports_nothing(tmp_path: Path) -> None:
-    for tool in ("olareg", "cosign2", "notation"):
-        ensure_tool(tool)
-    with (
-        DualSigner.create(tmp_path, "first") as signer,
-        start_olareg(tmp_path / "olareg") as registry,
-    ):
-        image = push_image(registry, "first/app", "v1", seed="countersign-first-request")
-        signer.sign(registry, image)
-        config = {
-            "registries": {registry.host: {"insecure": True}, "tls.example": {"minTLS": "1.3"}},
-            "verifiers": signer.verifiers(),
-            "policies": require_both(),
-        }
-        config_file = tmp_path / "config.json"
-        config_file.write_text(json.dumps(config))
-        key_ref = f"{registry.host}/{image.repository}:v1"
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-        child = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(config_file), key_ref],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            check=False,
-        )
+def test_the_first_verification_of_a_fresh_process_imports_nothing(
+    olareg_registry: Registry, repo_name: str, dual_signer: DualSigner, tmp_path: Path
+) -> None:
+    registry = olareg_registry
+    image = push_image(registry, repo_name, "v1", seed="countersign-first-request")
+    dual_signer.sign(registry, image)
+    config = {
+        "registries": {registry.host: {"insecure": True}, "tls.example": {"minTLS": "1.3"}},
+        "verifiers": dual_signer.verifiers(),
+        "policies": require_both(),
+    }
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config))
+    key_ref = f"{registry.host}/{image.repository}:v1"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(config_file), key_ref],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
     assert child.returncode == 0, child.stderr[-2000:]
     report = json.loads(child.stdout.strip().splitlines()[-1])
     assert report["value"]["allowed"] is True, report

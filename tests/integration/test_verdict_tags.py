@@ -8,7 +8,6 @@ runs) and it is, byte for byte, the verdict a fresh engine makes for `t2`. With 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from tests.integration.conftest import EngineFactory
 from tests.support.dual_signing import DualSigner
 from tests.support.images import attach_sbom, push_image
 from tests.support.registries import Registry
-from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -50,26 +48,18 @@ async def verdict(engine: Engine, key: str) -> Decided:
     return outcome
 
 
-@pytest.fixture
-def signer(tmp_path: Path) -> Any:
-    for tool in ("cosign2", "notation"):
-        require_tool(tool)
-    with DualSigner.create(tmp_path, "tags") as made:
-        yield made
-
-
 @pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
 async def test_a_new_tag_of_a_verified_image_reuses_its_verdict(
-    olareg_registry: Registry, repo_name: str, signer: DualSigner, engines: EngineFactory, signed: bool
+    olareg_registry: Registry, repo_name: str, dual_signer: DualSigner, engines: EngineFactory, signed: bool
 ) -> None:
     registry = olareg_registry
     image = push_image(registry, repo_name, "v1", seed=SEED)
     again = push_image(registry, repo_name, "t2", seed=SEED)
     assert again.digest == image.digest
     if signed:
-        signer.sign(registry, image)
+        dual_signer.sign(registry, image)
         attach_sbom(registry, image)
-    verifiers: dict[str, Any] = {**signer.verifiers(), "sbom": {"type": "sbom"}}
+    verifiers: dict[str, Any] = {**dual_signer.verifiers(), "sbom": {"type": "sbom"}}
     config = parse_config(
         {
             "registries": {registry.host: {"insecure": True}},
@@ -97,13 +87,13 @@ async def test_a_new_tag_of_a_verified_image_reuses_its_verdict(
 
 
 async def test_digest_pin_in_the_policy_makes_a_new_tag_verify_again(
-    olareg_registry: Registry, repo_name: str, signer: DualSigner, engines: EngineFactory
+    olareg_registry: Registry, repo_name: str, dual_signer: DualSigner, engines: EngineFactory
 ) -> None:
     registry = olareg_registry
     image = push_image(registry, repo_name, "v1", seed=SEED)
     push_image(registry, repo_name, "t2", seed=SEED)
-    signer.sign(registry, image)
-    verifiers: dict[str, Any] = {**signer.verifiers(), "pinned": {"type": "digest-pin"}}
+    dual_signer.sign(registry, image)
+    verifiers: dict[str, Any] = {**dual_signer.verifiers(), "pinned": {"type": "digest-pin"}}
     config = parse_config(
         {
             "registries": {registry.host: {"insecure": True}},

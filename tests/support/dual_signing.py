@@ -1,7 +1,7 @@
 """Images signed twice, by the real cosign v2 (a key, the legacy ``sha256-<hex>.sig`` tag) and by the real
 notation CLI (JWS, a ``notation cert generate-test`` certificate), and Countersign's verifiers that trust
 both: the set-up of the benchmarks (bench/trace_bench.py, bench/cpu_profile.py, bench/peer_setup.py) and of
-tests/integration/test_first_request.py.
+the integration tests (the ``dual_signer`` fixture of tests/integration/conftest.py).
 """
 
 from __future__ import annotations

@@ -17,17 +17,16 @@ import pytest
 from provider.config import Config, Policy
 from provider.engine import Engine
 from provider.outcome import Decided
-from tests.unit.test_engine_reports import Registry
+from tests.support.engine_registry import EngineRegistry
 from verifiers.base import Context, Report, Subject
-from verifiers.cpu import INLINE, CpuPool, default_workers
-from verifiers.testing import InMemoryRegistry
+from verifiers.cpu import INLINE, CpuPool, CpuRunner, default_workers
+from verifiers.testing import InMemoryRegistry, make_context
 
 _WAIT = 5.0
 
 
-def _context(cpu: CpuPool | None = None) -> Context:
-    registry = InMemoryRegistry()
-    return Context(registry=registry, deadline=0.0) if cpu is None else Context(registry, 0.0, cpu=cpu)
+def _context(cpu: CpuRunner = INLINE) -> Context:
+    return make_context(InMemoryRegistry(), cpu=cpu)
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -188,12 +187,6 @@ def test_a_closed_pool_refuses_work_and_bad_sizes_are_refused() -> None:
     assert CpuPool().workers == default_workers() >= 1
 
 
-class _ClosableRegistry(Registry):
-    @property
-    def client(self) -> Registry:  # the engine closes its registry's client too
-        return self
-
-
 class _Threaded:
     """A verifier that reports which thread its `run_cpu` work ran on."""
 
@@ -211,7 +204,7 @@ def test_the_engine_runs_verifiers_cpu_work_inline_or_on_its_own_pool(workers: i
         policy = Policy("p", ("*",), None, "allOf", ("threaded",), 1)
         config = Config(policies=(policy,), fingerprint="t")
         verifiers = {"threaded": _Threaded()}
-        engine = Engine(config, _ClosableRegistry(), verifiers, cpu_workers=workers)  # type: ignore[arg-type]
+        engine = Engine(config, EngineRegistry("reg.test/app:1"), verifiers, cpu_workers=workers)  # type: ignore[arg-type]
         try:
             results = await engine.verify(["reg.test/app:1"], 5.0)
         finally:

@@ -19,30 +19,17 @@ from provider.config import Config, Policy
 from provider.engine import Engine
 from provider.outcome import Decided, UndecidedKey
 from provider.protocol import response_for
-from provider.registry.content import Manifest
+from tests.support.engine_registry import EngineRegistry
 from verifiers.base import Context, Memo, Report, Subject, Undecided
-from verifiers.reference import ImageReference
-from verifiers.testing import InMemoryRegistry
 
 
-class Registry:
-    """The engine's registry (`resolve` gives the manifest) over the kit's in-memory registry, holding one
-    image in each repository the tests name; counts resolutions."""
+class Registry(EngineRegistry):
+    """The engine's registry holding one image in each repository the tests name."""
 
     def __init__(self) -> None:
-        self.content = InMemoryRegistry()
-        for repository in ("reg.test/app", "reg.test/bad", "reg.test/good"):
-            self.content.push_image(f"{repository}:1")
-        self.resolved = 0
-
-    async def resolve(self, ref: ImageReference) -> Manifest:
-        self.resolved += 1
-        descriptor = await self.content.resolve(ref)
-        data, media_type = await self.content.manifest(ref, descriptor.digest)
-        return Manifest(digest=descriptor.digest, media_type=media_type, data=data)
-
-    async def close(self) -> None:
-        pass
+        super().__init__(
+            *(f"{repository}:1" for repository in ("reg.test/app", "reg.test/bad", "reg.test/good"))
+        )
 
 
 class Scripted:

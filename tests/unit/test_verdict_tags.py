@@ -20,8 +20,8 @@ from provider.engine import Engine, _verdict_key
 from provider.metrics import Metrics
 from provider.outcome import Decided
 from provider.registry.auth import Credentials
-from provider.registry.content import Manifest
 from provider.registry.workload import WorkloadCredentials
+from tests.support.engine_registry import EngineRegistry
 from verifiers.base import (
     Context,
     Report,
@@ -34,34 +34,21 @@ from verifiers.cosign.verifier import CosignVerifier
 from verifiers.digest_pin import DigestPinVerifier
 from verifiers.exec import ExecVerifier
 from verifiers.notation.verifier import NotationVerifier
-from verifiers.reference import ImageReference, Key
+from verifiers.reference import Key
 from verifiers.sbom import SbomVerifier
-from verifiers.testing import InMemoryRegistry
 
 REPO = "reg.test/app"
 
 
-class Registry:
-    """The engine's registry (`resolve` gives the manifest) over the kit's in-memory registry; counts
-    resolutions."""
+class Registry(EngineRegistry):
+    """The engine's registry: `REPO`'s image under v1, t2, t3 and t4, another image under `other`."""
 
     def __init__(self) -> None:
-        self.content = InMemoryRegistry()
+        super().__init__()
         self.digest = self.content.push_image(f"{REPO}:v1").digest
         for tag in ("t2", "t3", "t4"):
             self.content.tag(f"{REPO}:{tag}", self.digest)
         self.content.push_image(f"{REPO}:other", layers=(b"another image\n",))
-        self.resolved = 0
-        self.memory = {"content": 0, "tag": 0}  # what the engine's memory gauges read
-
-    async def resolve(self, ref: ImageReference) -> Manifest:
-        self.resolved += 1
-        descriptor = await self.content.resolve(ref)
-        data, media_type = await self.content.manifest(ref, descriptor.digest)
-        return Manifest(digest=descriptor.digest, media_type=media_type, data=data)
-
-    async def close(self) -> None:
-        pass
 
 
 class Counting:
