@@ -136,10 +136,6 @@ def _verdict_key(
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
-def _always_read(ref: ImageReference) -> str | None:
-    return None
-
-
 def _for_reference(encoded: bytes, reference: str) -> bytes:
     """A verdict made for another tag of the same digest, as the verification of `reference` makes it:
     every other field is tag-free when every verifier is (`verifiers.base.TagIndependent`)."""
@@ -263,11 +259,6 @@ class Engine:
         # v1 keys' own pull secrets; None: every key is verified with the operator's credentials only.
         self.workload = workload
         self.registry = registry
-        # What the caches alone answer for a reference (a registry without caches, as tests' in-memory
-        # one, always reads: every key takes the full path).
-        self._cached_digest: Callable[[ImageReference], str | None] = getattr(
-            registry, "cached_digest", _always_read
-        )
         self.verifiers = dict(verifiers)
         self.metrics = metrics or Metrics()
         # Registry responses in flight, for the whole process (a reloaded configuration's engine shares it).
@@ -508,7 +499,7 @@ class Engine:
         found = self._policies(key)
         if isinstance(found, Decided):
             return found
-        digest = self._cached_digest(key.reference)
+        digest = self.registry.cached_digest(key.reference)
         if digest is None:
             return None
         lookup = self._cached_verdict(key, digest, "", self._verifier_names(*found))

@@ -21,12 +21,11 @@ __all__ = ["settle"]
 log = logging.getLogger(__name__)
 
 
-def settle() -> float:
-    """Collect everything, then freeze the survivors out of later collections; the seconds it took."""
+def settle() -> None:
+    """Collect everything, then freeze the survivors out of later collections."""
     started = time.perf_counter()
     gc.unfreeze()
     gc.collect()
     gc.freeze()
     elapsed = time.perf_counter() - started
     log.debug("heap settled in %.1f ms: %d objects frozen", elapsed * 1000, gc.get_freeze_count())
-    return elapsed

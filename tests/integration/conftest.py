@@ -9,7 +9,7 @@ import pytest
 
 from provider.config import Config
 from provider.engine import Engine
-from tests.support.dual_signing import DualSigner
+from tests.support.dual_signing import SIGNING_TOOLS, DualSigner
 from tests.support.tools import require_tool
 
 EngineFactory = Callable[[Config], Awaitable[Engine]]
@@ -32,8 +32,8 @@ async def engines() -> AsyncIterator[EngineFactory]:
 
 @pytest.fixture
 def dual_signer(tmp_path: Path) -> Iterator[DualSigner]:
-    """A cosign v2 key pair and a notation test key in homes of this test's own (real cosign2, notation)."""
-    for tool in ("cosign2", "notation"):
+    """A cosign v2 key pair (made by cosign) and a notation test key in homes of this test's own."""
+    for tool in SIGNING_TOOLS:
         require_tool(tool)
     with DualSigner.create(tmp_path, "signer") as made:
         yield made

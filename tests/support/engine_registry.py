@@ -28,6 +28,10 @@ class EngineRegistry:
     def client(self) -> Self:  # the engine closes its registry's client too
         return self
 
+    def cached_digest(self, ref: ImageReference) -> str | None:
+        """No caches here: every key takes the engine's full path (its `resolve`)."""
+        return None
+
     async def resolve(self, ref: ImageReference) -> Manifest:
         self.resolved += 1
         descriptor = await self.content.resolve(ref)

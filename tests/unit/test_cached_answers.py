@@ -107,11 +107,10 @@ async def test_a_cached_verdict_is_answered_on_the_spot_and_counted_as_the_full_
         reads = list(client.reads)
         before = counts(engine)
         # The same keys again through the full path (the fast path switched off): what it answers and counts.
-        cached_digest = engine._cached_digest
-        engine._cached_digest = lambda ref: None
+        engine.registry.cached_digest = lambda ref: None  # type: ignore[method-assign]
         full = await verify(engine, keys)
         full_counts = {k: v - before.get(k, 0.0) for k, v in counts(engine).items()}
-        engine._cached_digest = cached_digest
+        del engine.registry.cached_digest  # the class's own again
         before = counts(engine)
         no_full_path(engine)
         fast = await verify(engine, keys)
