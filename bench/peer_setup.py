@@ -70,6 +70,10 @@ class TestBed:
     agreement: list[AgreementCase]
     sign_seconds: float = 0.0
 
+    def repositories(self) -> list[str]:
+        """The signed images' repositories, in the order of :meth:`keys`."""
+        return [image.repository for image in self.images]
+
     def keys(self, host: str | None = None) -> list[str]:
         """``HOST/peers/app-NNN:v1`` for every signed image (``host``: e.g. the delay proxy's)."""
         return [f"{host or self.registry.host}/{image.repository}:v1" for image in self.images]
