@@ -56,6 +56,7 @@ import trustme
 from bench.delay_proxy import DelayProxy
 from bench.load import LoadResult, LoadSpec, check_provider_response, provider_request, tls13_client_context
 from bench.peer_setup import TestBed, countersign_config, countersign_server, ratify_config, served_test_bed
+from bench.read_floor import floor_samples
 from bench.stats import nearest_rank
 from tests.support.dual_signing import SIGNING_TOOLS
 from tests.support.processes import start_logged, terminate
@@ -70,6 +71,8 @@ log = logging.getLogger("bench.peers")
 _REQUEST_TIMEOUT = 60.0
 _START_TIMEOUT = 60.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: The cold size of issue 14's 2x target, whose reads alone bench-peers also measures (bench.read_floor).
+_FLOOR_SIZE = 10
 COUNTERSIGN, RATIFY = "Countersign", "Ratify"
 PEERS = (COUNTERSIGN, RATIFY)
 
@@ -253,6 +256,8 @@ class Results:
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
     agreement: list[dict[str, str]] = field(default_factory=list)
     load: list[tuple[float, float]] = field(default_factory=list)  # (time, 1-minute load average)
+    #: the reads alone (bench.read_floor, a bare aiohttp client): scenario ("cold10", "delayed") -> seconds
+    floor: dict[str, list[float]] = field(default_factory=dict)
 
 
 def start(name: str, bed: TestBed, hosts: Sequence[str], workdir: Path) -> Running:
@@ -480,6 +485,29 @@ def table(results: Results, options: Options) -> list[str]:
     return lines
 
 
+def target_lines(results: Results, options: Options) -> list[str]:
+    """Issue 14's two cold targets: Ratify's median divided by the factor asked for (the budget), beside
+    what the batch's reads alone cost a bare aiohttp client on the same registry (bench.read_floor, no
+    verification around them) and Countersign's median, all from this run."""
+    scenarios = []
+    if f"cold{_FLOOR_SIZE}" in results.floor:
+        by_peer = {n: results.cold[n][_FLOOR_SIZE] for n in PEERS}
+        scenarios.append((f"cold {_FLOOR_SIZE} keys, 2x", 2.0, by_peer, results.floor[f"cold{_FLOOR_SIZE}"]))
+    if "delayed" in results.floor:
+        label = f"cold {options.sizes[-1]} keys at +{2 * options.delay_ms:g} ms RTT, 3x"
+        scenarios.append((label, 3.0, results.delayed, results.floor["delayed"]))
+    lines = [
+        "| target | Ratify | its budget | the reads alone (bare aiohttp) | Countersign |",
+        "|---|---|---|---|---|",
+    ]
+    for label, factor, by_peer, floor in scenarios:
+        ratify, countersign = (statistics.median(by_peer[n]) * 1000 for n in (RATIFY, COUNTERSIGN))
+        reads = statistics.median(floor) * 1000
+        cells = (f"{value:.1f} ms" for value in (ratify, ratify / factor, reads, countersign))
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    return lines
+
+
 def agreement_lines(results: Results) -> tuple[list[str], bool]:
     lines = ["| agreement image | expected | Countersign | Ratify |", "|---|---|---|---|"]
     agreed = True
@@ -577,6 +605,9 @@ def run(options: Options, workdir: Path, results: Results) -> TestBed:
                 results.cold.setdefault(name, {})[size] = [s for s, _ in samples[name]]
                 if size == options.sizes[-1]:
                     results.cold_cpu[name] = [c for _, c in samples[name]]
+            if size == _FLOOR_SIZE:
+                floor = floor_samples(registry.url, bed.repositories()[:size], runs)
+                results.floor[f"cold{size}"] = [s for s, _ in floor]
         with DelayProxy(registry.host, options.delay_ms, workdir / "delay-proxy.log") as proxy:
             keys = bed.keys(proxy.host)[: options.sizes[-1]]
             samples = cold_samples(
@@ -584,6 +615,9 @@ def run(options: Options, workdir: Path, results: Results) -> TestBed:
             )
             for name in PEERS:
                 results.delayed[name] = [s for s, _ in samples[name]]
+            repositories = bed.repositories()[: options.sizes[-1]]
+            floor = floor_samples(f"http://{proxy.host}", repositories, options.runs_large)
+            results.floor["delayed"] = [s for s, _ in floor]
     return bed
 
 
@@ -626,6 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_end = os.getloadavg()
     during = [value for _, value in results.load]
     lines = table(results, options)
+    targets = target_lines(results, options)
     agree, agreed = agreement_lines(results)
     cpus = len(os.sched_getaffinity(0))
     print(
@@ -635,6 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print()
     print("\n".join(lines))
+    print()
+    print("\n".join(targets))
     print()
     print("\n".join(agree))
     print()
@@ -662,8 +699,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warm": results.warm,
             "memory": results.memory,
             "agreement": results.agreement,
+            "reads_alone_s": results.floor,
             "load_average": {"start": load_start, "end": load_end, "samples": results.load},
             "table": lines,
+            "targets": targets,
         }
         options.json_file.write_text(json.dumps(document, indent=2) + "\n")
     if not agreed:
