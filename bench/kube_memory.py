@@ -11,6 +11,7 @@ etcd and kube-apiserver come from the pinned tools (``tools/install.sh kube``), 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -89,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"the Kubernetes source adds {extra:.1f} MiB")
     finally:
         cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 

@@ -650,7 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             with tempfile.TemporaryDirectory(prefix="countersign-peers-") as scratch:
                 bed = run(options, Path(scratch), results)
-    except PeersError as error:
+    except RuntimeError as error:  # PeersError, BenchError, a provider that did not start, a bed not built
         print(f"bench-peers: FAILED: {error}", file=sys.stderr)
         return 1
     finally:
