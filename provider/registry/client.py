@@ -37,6 +37,7 @@ from provider.registry.content import (
     checked_manifest,
     compute_digest,
     index_descriptors,
+    listed_descriptors,
     off_loop,
 )
 from provider.registry.egress import EgressPolicy, EgressRefused, FilteringResolver, refusal_of
@@ -281,7 +282,10 @@ class RegistryClient:
             )
             return []
         what = f"referrers tag {ref.name}:{tag}"
-        found = await off_loop(index.data, index_descriptors, index.data, what)
+        if isinstance(index.document, oci.ImageIndex):  # checked by get_manifest: its entries, as parsed
+            found = listed_descriptors(index.document, what)
+        else:
+            found = await off_loop(index.data, index_descriptors, index.data, what)
         if len(found) > self.limits.max_referrers:
             raise TooLarge(f"{ref.name}@{digest} has more than {self.limits.max_referrers} referrers")
         return found
