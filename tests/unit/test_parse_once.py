@@ -190,6 +190,7 @@ def test_read_image_manifest_is_the_same_with_and_without_the_parse(
 ) -> None:
     data = json.dumps(doc).encode()
     manifest = _check(data, "")
+    expected: tuple[str, Any]
     try:
         expected = ("manifest", oci.parse_image_manifest(data, manifest.media_type, max_bytes=max_bytes))
     except oci.ContentError as e:
