@@ -421,8 +421,9 @@ class ExecVerifier:
             try:
                 if descriptor.size > budget:
                     raise _Skip(f"its manifest ({descriptor.size} bytes) does not fit in referrers.maxBytes")
-                data, media_type = await context.registry.manifest(subject.reference, descriptor.digest)
-                manifest = oci.parse_image_manifest(data, media_type)
+                data, manifest = await oci.read_image_manifest(
+                    context.registry, subject.reference, descriptor.digest
+                )
                 if not manifest.refers_to(subject.digest):
                     raise _Skip(f"its subject is not {subject.digest}")
                 if _essence(manifest.kind) not in wanted.artifact_types:

@@ -311,8 +311,9 @@ class SbomVerifier:
         """The report when this referrer's SBOM verifies, a failure, or (a str) why its manifest is junk."""
         where = f"SBOM referrer {descriptor.digest}"
         try:
-            data, media_type = await context.registry.manifest(subject.reference, descriptor.digest)
-            manifest = oci.parse_image_manifest(data, media_type)
+            _, manifest = await oci.read_image_manifest(
+                context.registry, subject.reference, descriptor.digest
+            )
         except Undecided:
             raise
         except oci.ContentError as e:

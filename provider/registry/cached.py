@@ -23,7 +23,9 @@ from provider.metrics import Metrics
 from provider.registry.client import RegistryClient
 from provider.registry.content import Manifest
 from provider.registry.workload import host_identity
+from verifiers import oci
 from verifiers.base import Descriptor, RegistryReader, Subject
+from verifiers.oci import ChecksManifests
 from verifiers.reference import ImageReference
 
 __all__ = ["CachedRegistry", "ImageReader"]
@@ -85,7 +87,7 @@ class CachedRegistry:
             return await self.manifest(ref, digest)
         manifest = await self._manifest_flights.do(tag_key, lambda: self.client.get_manifest(ref, tag))
         self._tags.put(tag_key, manifest.digest)
-        self._content.put(_key(ref, manifest.digest), manifest)
+        self._content.put(_key(ref, manifest.digest), manifest.bare())
         return manifest
 
     def cached_digest(self, ref: ImageReference) -> str | None:
@@ -103,7 +105,7 @@ class CachedRegistry:
         if isinstance(cached, Manifest):
             return cached
         manifest = await self._manifest_flights.do(key, lambda: self.client.get_manifest(ref, digest))
-        self._content.put(key, manifest)
+        self._content.put(key, manifest.bare())
         return manifest
 
     async def blob(self, ref: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
@@ -132,12 +134,37 @@ class CachedRegistry:
             await flights.drain()
 
 
-class ImageReader(RegistryReader):
-    """What one image's verifiers read through: referrers listed once, then filtered per verifier."""
+# Parsed manifests one image verification keeps (`ImageReader`): its verifiers read a few each.
+MAX_DOCUMENTS = 64
+
+
+class ImageReader(RegistryReader, ChecksManifests):
+    """What one image's verifiers read through: referrers listed once, then filtered per verifier; the
+    manifests it read, with their parse (`checked_manifest`), so that a verifier does not parse again."""
 
     def __init__(self, registry: CachedRegistry) -> None:
         self._registry = registry
         self._referrers: dict[tuple[str, str], asyncio.Task[list[Descriptor]]] = {}
+        # The validated parse of manifests this verification read fresh from the registry (by repository
+        # and digest; the caches keep bytes only): a tag resolved, then read by its digest (cosign's `.sig`),
+        # is parsed once. Its memory was reserved with the read, in this verification's account.
+        self._documents: dict[tuple[str, str], oci.ImageManifest | oci.ImageIndex] = {}
+
+    def _keep(
+        self, reference: ImageReference, manifest: Manifest
+    ) -> oci.ImageManifest | oci.ImageIndex | None:
+        """`manifest`'s parse: the one it carries (kept for a later read of it), else one kept before."""
+        key = (reference.name, manifest.digest)
+        document = manifest.document
+        if document is None:
+            kept = self._documents.get(key)
+            # the same bytes served as another media type (a registry may) parse as that type: not this
+            return kept if kept is not None and kept.media_type == manifest.media_type else None
+        if key not in self._documents:
+            if len(self._documents) >= MAX_DOCUMENTS:
+                del self._documents[next(iter(self._documents))]
+            self._documents[key] = document
+        return document
 
     async def referrers(self, subject: Subject, artifact_type: str | None = None) -> Sequence[Descriptor]:
         key = (subject.reference.name, subject.digest)
@@ -159,8 +186,14 @@ class ImageReader(RegistryReader):
         m = await self._registry.manifest(reference, digest)
         return m.data, m.media_type
 
+    async def checked_manifest(self, reference: ImageReference, digest: str) -> oci.CheckedManifest:
+        m = await self._registry.manifest(reference, digest)
+        return oci.CheckedManifest(m.data, m.media_type, self._keep(reference, m))
+
     async def blob(self, reference: ImageReference, descriptor: Descriptor, max_bytes: int) -> bytes:
         return await self._registry.blob(reference, descriptor, max_bytes)
 
     async def resolve(self, reference: ImageReference) -> Descriptor:
-        return (await self._registry.resolve(reference)).descriptor
+        manifest = await self._registry.resolve(reference)
+        self._keep(reference, manifest)
+        return manifest.descriptor

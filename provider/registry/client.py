@@ -37,10 +37,11 @@ from provider.registry.content import (
     checked_manifest,
     compute_digest,
     index_descriptors,
+    listed_descriptors,
     off_loop,
 )
 from provider.registry.egress import EgressPolicy, EgressRefused, FilteringResolver, refusal_of
-from provider.registry.settings import Limits, RegistrySettings, base_url, origin, redact
+from provider.registry.settings import DEFAULT_SETTINGS, Limits, RegistrySettings, base_url, origin, redact
 from provider.registry.tokens import RegistryAuth, TokenReply, TokenRequest
 from verifiers import oci
 from verifiers.base import Descriptor
@@ -66,6 +67,7 @@ OCI_INDEX = oci.OCI_INDEX
 DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("countersign_deadline", default=None)
 
 _REDIRECTS = (301, 302, 303, 307, 308)
+_ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
 _RETRYABLE = (429, 502, 503, 504)
 
 
@@ -165,7 +167,7 @@ class RegistryClient:
 
     async def _get_manifest(self, ref: ImageReference, reference: str | None) -> Manifest:
         reference = reference or ref.reference
-        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        headers = {"Accept": _ACCEPT_MANIFESTS}
         path = f"/v2/{ref.repository}/manifests/{reference}"
         async with self._request("GET", ref, path, headers=headers) as resp:
             if resp.status == 404:
@@ -281,7 +283,10 @@ class RegistryClient:
             )
             return []
         what = f"referrers tag {ref.name}:{tag}"
-        found = await off_loop(index.data, index_descriptors, index.data, what)
+        if isinstance(index.document, oci.ImageIndex):  # checked by get_manifest: its entries, as parsed
+            found = listed_descriptors(index.document, what)
+        else:
+            found = await off_loop(index.data, index_descriptors, index.data, what)
         if len(found) > self.limits.max_referrers:
             raise TooLarge(f"{ref.name}@{digest} has more than {self.limits.max_referrers} referrers")
         return found
@@ -309,7 +314,8 @@ class RegistryClient:
         reserved = 0
         if account is not None and length is not None:
             reserved = min(read_cost(length), max(account.room, length))
-            await account.reserve(reserved, what)
+            if not account.try_reserve(reserved):
+                await account.reserve(reserved, what)
         chunks: list[bytes] = []
         total = 0
         try:
@@ -320,7 +326,8 @@ class RegistryClient:
                         raise TooLarge(f"{what} is over the limit of {limit} bytes")
                     if account is not None and total > reserved - read_cost(0):
                         target = max(total, min(read_cost(total), reserved + account.room))
-                        await account.reserve(target - reserved, what)
+                        if not account.try_reserve(target - reserved):
+                            await account.reserve(target - reserved, what)
                         reserved = target
                     chunks.append(chunk)
         except TimeoutError as e:
@@ -332,13 +339,14 @@ class RegistryClient:
         if account is not None:
             exact = json_parse_cost(data)
             if exact > reserved:
-                await account.reserve(exact - reserved, what)
+                if not account.try_reserve(exact - reserved):
+                    await account.reserve(exact - reserved, what)
             else:
                 account.give_back(reserved - exact)
         return data
 
     def _settings_for(self, registry: str) -> RegistrySettings:
-        return self._settings.get(registry, RegistrySettings())
+        return self._settings.get(registry, DEFAULT_SETTINGS)
 
     def _base_url(self, registry: str) -> str:
         return base_url(registry, self._settings_for(registry))
@@ -352,7 +360,7 @@ class RegistryClient:
         """
         settings = self._settings.get(registry)
         if settings is None:
-            registry, settings = "", RegistrySettings()
+            registry, settings = "", DEFAULT_SETTINGS
         if settings.insecure:
             return False
         ctx = self._ssl.get(registry)

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from verifiers import oci
@@ -30,6 +30,7 @@ __all__ = [
     "checked_manifest",
     "compute_digest",
     "index_descriptors",
+    "listed_descriptors",
     "off_loop",
     "parse_descriptor",
 ]
@@ -44,11 +45,23 @@ _R = TypeVar("_R")
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """A manifest's verified bytes, not its parsed JSON (parse on use): what caches hold is what it costs."""
+    """A manifest's verified bytes and, fresh from the registry, their validated parse (`document`).
+
+    What caches hold is the bytes alone (`bare`: what it costs is what they count); `document` travels
+    from the client to the verification that read it (`ImageReader.checked_manifest`), whose memory
+    account paid for the parse (`json_parse_cost`), so the verifier does not parse the bytes again."""
 
     digest: str
     media_type: str  # one of MANIFEST_MEDIA_TYPES (the shared constant, not a copy per manifest)
     data: bytes
+    # `oci.manifest_from_json` of `data` as served (media type `media_type`); None once cached.
+    document: oci.ImageManifest | oci.ImageIndex | None = field(default=None, compare=False, repr=False)
+
+    def bare(self) -> Manifest:
+        """This manifest without its parse (what a cache keeps)."""
+        if self.document is None:
+            return self
+        return Manifest(self.digest, self.media_type, self.data)
 
     @property
     def size(self) -> int:
@@ -83,12 +96,18 @@ def parse_json(data: bytes, what: str) -> dict[str, Any]:
         raise InvalidContent(f"{what}: {e}") from None
 
 
-def manifest_media_type(doc: Mapping[str, Any], content_type: str, what: str) -> str:
-    """Validate the whole manifest or index (`verifiers.oci`); its media type (one shared string)."""
+def checked_document(
+    doc: Mapping[str, Any], content_type: str, what: str
+) -> oci.ImageManifest | oci.ImageIndex:
+    """Validate the whole manifest or index (`verifiers.oci`); InvalidContent when it is not valid."""
     try:
-        media_type = oci.manifest_from_json(doc, content_type).media_type
+        return oci.manifest_from_json(doc, content_type)
     except oci.ContentError as e:
         raise InvalidContent(f"manifest {what}: {e}") from None
+
+
+def _shared(media_type: str) -> str:
+    """The media type as one of the shared MANIFEST_MEDIA_TYPES strings (not a copy per manifest)."""
     return MANIFEST_MEDIA_TYPES[MANIFEST_MEDIA_TYPES.index(media_type)]
 
 
@@ -113,9 +132,9 @@ def checked_manifest(
             f"but the bytes hash to {digest}"
         )
     doc = parse_json(data, f"manifest {ref.name}@{digest}")
-    media_type = manifest_media_type(doc, content_type, f"{ref.name}@{digest}")
-    del doc  # parsed to be checked, not kept
-    return Manifest(digest=digest, media_type=media_type, data=data)
+    document = checked_document(doc, content_type, f"{ref.name}@{digest}")
+    del doc  # the JSON is not kept, its validated model is
+    return Manifest(digest=digest, media_type=_shared(document.media_type), data=data, document=document)
 
 
 def index_descriptors(data: bytes, what: str) -> list[Descriptor]:
@@ -124,6 +143,13 @@ def index_descriptors(data: bytes, what: str) -> list[Descriptor]:
         listing = oci.referrers_from_json(parse_json(data, what))
     except oci.ContentError as e:
         raise InvalidContent(f"{what}: {e}") from None
+    return listed_descriptors(listing, what)
+
+
+def listed_descriptors(listing: oci.ReferrerList | oci.ImageIndex, what: str) -> list[Descriptor]:
+    """The valid entries of a referrer listing already parsed (`index_descriptors`, or a checked index's
+    `document`: the same entries and skips, `oci.referrers_from_json` made both); skips logged."""
+    entries = listing.referrers if isinstance(listing, oci.ReferrerList) else listing.manifests
     if listing.skipped_count:
         log.warning(
             "%s: skipped %d invalid entries: %s",
@@ -131,7 +157,7 @@ def index_descriptors(data: bytes, what: str) -> list[Descriptor]:
             listing.skipped_count,
             "; ".join(s.reason for s in listing.skipped),
         )
-    return list(listing.referrers)
+    return list(entries)
 
 
 # Above this size, hashing and parsing registry content runs in a worker thread, so one large manifest or

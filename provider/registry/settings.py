@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from provider.registry.auth import Credentials
 from verifiers.reference import DOCKER_HUB
 
-__all__ = ["HUB_API_HOST", "Limits", "RegistrySettings", "base_url", "origin", "redact"]
+__all__ = ["DEFAULT_SETTINGS", "HUB_API_HOST", "Limits", "RegistrySettings", "base_url", "origin", "redact"]
 
 HUB_API_HOST = "registry-1.docker.io"
 
@@ -51,6 +51,10 @@ class RegistrySettings:
     ca_file: Path | None = None
     min_tls: str = "1.2"
     credentials: Credentials | None = None
+
+
+#: The settings of a registry the configuration does not name (frozen: one instance serves every lookup).
+DEFAULT_SETTINGS = RegistrySettings()
 
 
 def base_url(registry: str, settings: RegistrySettings) -> str:

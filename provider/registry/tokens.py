@@ -26,7 +26,7 @@ from urllib.parse import urlencode, urlsplit
 from provider.cache import KeyedLocks, TTLCache, bytes_cost, ttl_slot_cost
 from provider.registry.auth import Challenge, Credentials, CredentialStore, parse_challenges
 from provider.registry.egress import EgressPolicy
-from provider.registry.settings import RegistrySettings, base_url, origin, redact
+from provider.registry.settings import DEFAULT_SETTINGS, RegistrySettings, base_url, origin, redact
 from provider.registry.workload import host_identity, workload_credentials
 from verifiers import oci
 from verifiers.errors import AuthenticationFailed, TooLarge, Unavailable
@@ -113,7 +113,7 @@ class RegistryAuth:
         self._basic: set[str] = set()  # registries that asked for Basic auth
 
     def _settings_for(self, registry: str) -> RegistrySettings:
-        return self._settings.get(registry, RegistrySettings())
+        return self._settings.get(registry, DEFAULT_SETTINGS)
 
     @staticmethod
     def _token_key(registry: str, scope: str) -> tuple[str, ...]:

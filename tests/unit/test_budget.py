@@ -335,3 +335,54 @@ async def test_giving_back_everything_makes_an_account_a_newcomer_again() -> Non
     budget.release(90)
     await waiting
     assert young.held == 15
+
+
+def _state(budget: MemoryBudget, *accounts: Account) -> tuple[Any, ...]:
+    return (
+        budget.used,
+        budget.waiting,
+        budget.waiting_reads,
+        dict(budget._holders),
+        tuple((a.held, a.closed, a._holding) for a in accounts),
+    )
+
+
+@pytest.mark.parametrize("seed", range(400))
+def test_try_reserve_does_what_reserve_does_when_it_would_not_wait(seed: int) -> None:
+    """`Account.try_reserve` (the registry client's fast path) reserves exactly what `reserve` would when
+    `reserve` grants at once; otherwise it changes nothing, and `reserve` decides. The deadline has
+    passed, so `reserve` never waits: it grants at once or refuses."""
+
+    async def scenario(fast: bool) -> tuple[str, tuple[Any, ...]]:
+        rng = random.Random(seed)
+        budget = MemoryBudget(rng.randint(1, 1000))
+        deadline = asyncio.get_running_loop().time() - 1.0
+        older = Account(budget, 10_000, deadline)
+        account = Account(budget, rng.randint(1, 1500), deadline)
+        for holder in (older, account):
+            if rng.random() < 0.6:
+                budget.used += (n := min(rng.randint(1, 400), budget.capacity - budget.used))
+                holder.held += n
+                if n > 0:
+                    holder._holding = True
+                    budget._hold(holder._serial)
+        if rng.random() < 0.3:  # a read waits for room ahead of us
+            budget._waiters.append((budget.capacity, asyncio.get_running_loop().create_future()))
+        if rng.random() < 0.1:
+            account.close()
+        n = rng.randint(-1, 800)
+        if fast:
+            before = _state(budget, older, account)
+            if account.try_reserve(n):
+                return "granted", _state(budget, older, account)
+            assert _state(budget, older, account) == before  # nothing done: `reserve` decides
+        try:
+            await account.reserve(n, "x")
+        except Overloaded:
+            return "refused", _state(budget, older, account)
+        return ("granted" if not fast else "granted by reserve"), _state(budget, older, account)
+
+    slow = asyncio.run(scenario(False))
+    fast = asyncio.run(scenario(True))
+    assert fast[1] == slow[1]
+    assert fast[0] == slow[0] or (fast[0], slow[0]) == ("granted by reserve", "granted")

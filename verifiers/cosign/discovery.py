@@ -103,8 +103,8 @@ class _Walker:
 
     async def manifest(self, digest: str) -> oci.ImageManifest:
         """A signature manifest, parsed with the validated model (ContentError when it is junk)."""
-        data, media_type = await self.context.registry.manifest(self.subject.reference, digest)
-        return oci.parse_image_manifest(data, media_type)
+        _, manifest = await oci.read_image_manifest(self.context.registry, self.subject.reference, digest)
+        return manifest
 
     async def blob(self, layer: Descriptor) -> bytes:
         return await self.context.registry.blob(self.subject.reference, layer, MAX_SIGNATURE_BYTES)

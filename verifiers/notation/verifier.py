@@ -317,8 +317,7 @@ class NotationVerifier:
         """The referrer's manifest when it is a notation signature; ContentError when it is junk."""
         if descriptor.artifact_type not in (None, "", ARTIFACT_TYPE):
             return None
-        data, media_type = await context.registry.manifest(subject.reference, descriptor.digest)
-        manifest = oci.parse_image_manifest(data, media_type)
+        _, manifest = await oci.read_image_manifest(context.registry, subject.reference, descriptor.digest)
         if manifest.kind != ARTIFACT_TYPE:
             return None
         if not manifest.refers_to(subject.digest):

@@ -13,6 +13,11 @@ with bounded nesting (`MAX_DEPTH`), so hostile documents cannot raise RecursionE
 AttributeError or TypeError. `load_json` / `load_object` are the same bounded parser for any other
 untrusted JSON (token responses, annotation values holding JSON).
 
+A verifier reading a referrer's manifest through its `Context` calls
+`data, manifest = await oci.read_image_manifest(context.registry, subject.reference, digest)`: the same as
+`registry.manifest` then `parse_image_manifest`, without parsing again what the reader already checked
+(`verifiers.oci.reading`).
+
 This package must not import `provider` (verifiers are usable as a library).
 """
 
@@ -33,6 +38,8 @@ from verifiers.oci.model import (
     ImageManifest,
     ReferrerList,
     Skipped,
+    check_document_size,
+    image_manifest_only,
     index_from_json,
     manifest_from_json,
     parse_descriptor,
@@ -43,6 +50,7 @@ from verifiers.oci.model import (
     referrers_from_json,
     skipped_details,
 )
+from verifiers.oci.reading import CheckedManifest, ChecksManifests, read_image_manifest
 
 __all__ = [
     "DOCKER_MANIFEST",
@@ -55,12 +63,16 @@ __all__ = [
     "MAX_SKIPPED",
     "OCI_INDEX",
     "OCI_MANIFEST",
+    "CheckedManifest",
+    "ChecksManifests",
     "ContentError",
     "Descriptor",
     "ImageIndex",
     "ImageManifest",
     "ReferrerList",
     "Skipped",
+    "check_document_size",
+    "image_manifest_only",
     "index_from_json",
     "load_json",
     "load_object",
@@ -70,6 +82,7 @@ __all__ = [
     "parse_index",
     "parse_manifest",
     "parse_referrers",
+    "read_image_manifest",
     "referrers_from_json",
     "show",
     "skipped_details",

@@ -49,6 +49,8 @@ __all__ = [
     "ImageManifest",
     "ReferrerList",
     "Skipped",
+    "check_document_size",
+    "image_manifest_only",
     "index_from_json",
     "manifest_from_json",
     "parse_descriptor",
@@ -317,9 +319,14 @@ def referrers_from_json(doc: Mapping[str, Any]) -> ReferrerList:
 # --- from bytes -------------------------------------------------------------------------------------------
 
 
-def _load(data: bytes, max_bytes: int) -> dict[str, Any]:
+def check_document_size(data: bytes, max_bytes: int = MAX_DOCUMENT_BYTES) -> None:
+    """ContentError when `data` is over `max_bytes` (what every `parse_*` here checks first)."""
     if len(data) > max_bytes:
         raise ContentError("", f"{len(data)} bytes, over the limit of {max_bytes}")
+
+
+def _load(data: bytes, max_bytes: int) -> dict[str, Any]:
+    check_document_size(data, max_bytes)
     return load_object(data, max_depth=MAX_DEPTH)
 
 
@@ -334,7 +341,11 @@ def parse_image_manifest(
     data: bytes, content_type: str | None = None, *, max_bytes: int = MAX_DOCUMENT_BYTES
 ) -> ImageManifest:
     """An image manifest (not an index) from registry bytes: what every signature or SBOM referrer is."""
-    manifest = parse_manifest(data, content_type, max_bytes=max_bytes)
+    return image_manifest_only(parse_manifest(data, content_type, max_bytes=max_bytes))
+
+
+def image_manifest_only(manifest: ImageManifest | ImageIndex) -> ImageManifest:
+    """`manifest` when it is an image manifest; ContentError for an index (as `parse_image_manifest`)."""
     if not isinstance(manifest, ImageManifest):
         raise ContentError("mediaType", f"expected an image manifest, got {manifest.media_type}")
     return manifest
