@@ -73,6 +73,8 @@ _START_TIMEOUT = 60.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: The cold size of issue 14's 2x target, whose reads alone bench-peers also measures (bench.read_floor).
 _FLOOR_SIZE = 10
+#: A registry no policy of the bench allows (a loopback address Countersign refuses unless configured).
+_REFUSED_HOST = "127.0.0.2:1"
 COUNTERSIGN, RATIFY = "Countersign", "Ratify"
 PEERS = (COUNTERSIGN, RATIFY)
 
@@ -258,6 +260,8 @@ class Results:
     load: list[tuple[float, float]] = field(default_factory=list)  # (time, 1-minute load average)
     #: the reads alone (bench.read_floor, a bare aiohttp client): scenario ("cold10", "delayed") -> seconds
     floor: dict[str, list[float]] = field(default_factory=dict)
+    #: Countersign's answer alone: a fresh process's first request of keys that need no registry (seconds)
+    answer: list[float] = field(default_factory=list)
 
 
 def start(name: str, bed: TestBed, hosts: Sequence[str], workdir: Path) -> Running:
@@ -276,6 +280,32 @@ async def timed_batch(server: Running, keys: Sequence[str]) -> tuple[float, floa
         cpu = server.cpu_seconds() - cpu
     require_allowed(server, status, payload, keys)
     return elapsed, cpu
+
+
+async def _answer_alone(server: Running, size: int) -> float:
+    """Wall seconds of one request of ``size`` keys the policy refuses before any registry read (a host
+    it does not allow), on a new connection: what answering costs, without verifying."""
+    keys = [f"{_REFUSED_HOST}/peers/none-{index:03d}:v1" for index in range(size)]
+    async with new_session(server) as session:
+        started = time.perf_counter()
+        status, payload = await post(session, server, keys)
+        elapsed = time.perf_counter() - started
+    outcomes = verdicts(server, status, payload, keys)
+    if sorted(outcomes) != sorted(keys) or any(value == "allow" for value in outcomes.values()):
+        raise PeersError(f"{server.name}: the refused keys were answered {outcomes}")
+    return elapsed
+
+
+def answer_samples(bed: TestBed, hosts: Sequence[str], size: int, runs: int, workdir: Path) -> list[float]:
+    """``runs`` fresh Countersign processes, each's first request: :func:`_answer_alone`."""
+    out = []
+    for run in range(runs):
+        server = start(COUNTERSIGN, bed, hosts, workdir / f"answer-{run}")
+        try:
+            out.append(asyncio.run(_answer_alone(server, size)))
+        finally:
+            server.stop()
+    return out
 
 
 def cold_samples(
@@ -488,22 +518,29 @@ def table(results: Results, options: Options) -> list[str]:
 def target_lines(results: Results, options: Options) -> list[str]:
     """Issue 14's two cold targets: Ratify's median divided by the factor asked for (the budget), beside
     what the batch's reads alone cost a bare aiohttp client on the same registry (bench.read_floor, no
-    verification around them) and Countersign's median, all from this run."""
-    scenarios = []
+    verification around them), for the 10-key batch what Countersign's answer alone costs (a fresh
+    process's first request of keys needing no registry), what that leaves of the budget for verifying,
+    and Countersign's median: all from this run."""
+    scenarios: list[tuple[str, float, dict[str, list[float]], list[float], list[float]]] = []
     if f"cold{_FLOOR_SIZE}" in results.floor:
         by_peer = {n: results.cold[n][_FLOOR_SIZE] for n in PEERS}
-        scenarios.append((f"cold {_FLOOR_SIZE} keys, 2x", 2.0, by_peer, results.floor[f"cold{_FLOOR_SIZE}"]))
+        floor = results.floor[f"cold{_FLOOR_SIZE}"]
+        scenarios.append((f"cold {_FLOOR_SIZE} keys, 2x", 2.0, by_peer, floor, results.answer))
     if "delayed" in results.floor:
         label = f"cold {options.sizes[-1]} keys at +{2 * options.delay_ms:g} ms RTT, 3x"
-        scenarios.append((label, 3.0, results.delayed, results.floor["delayed"]))
+        scenarios.append((label, 3.0, results.delayed, results.floor["delayed"], []))
     lines = [
-        "| target | Ratify | its budget | the reads alone (bare aiohttp) | Countersign |",
-        "|---|---|---|---|---|",
+        "| target | Ratify | its budget | the reads alone (bare aiohttp) | the answer alone | left for "
+        "verifying | Countersign |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for label, factor, by_peer, floor in scenarios:
+    for label, factor, by_peer, floor, answer in scenarios:
         ratify, countersign = (statistics.median(by_peer[n]) * 1000 for n in (RATIFY, COUNTERSIGN))
-        reads = statistics.median(floor) * 1000
-        cells = (f"{value:.1f} ms" for value in (ratify, ratify / factor, reads, countersign))
+        budget, reads = ratify / factor, statistics.median(floor) * 1000
+        answered = statistics.median(answer) * 1000 if answer else 0.0
+        cells = [f"{ratify:.1f} ms", f"{budget:.1f} ms", f"{reads:.1f} ms"]
+        cells.append(f"{answered:.1f} ms" if answer else "not measured")
+        cells += [f"{budget - reads - answered:.1f} ms", f"{countersign:.1f} ms"]
         lines.append(f"| {label} | {' | '.join(cells)} |")
     return lines
 
@@ -608,6 +645,7 @@ def run(options: Options, workdir: Path, results: Results) -> TestBed:
             if size == _FLOOR_SIZE:
                 floor = floor_samples(registry.url, bed.repositories()[:size], runs)
                 results.floor[f"cold{size}"] = [s for s, _ in floor]
+                results.answer = answer_samples(bed, hosts, size, runs, workdir)
         with DelayProxy(registry.host, options.delay_ms, workdir / "delay-proxy.log") as proxy:
             keys = bed.keys(proxy.host)[: options.sizes[-1]]
             samples = cold_samples(
@@ -700,6 +738,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "memory": results.memory,
             "agreement": results.agreement,
             "reads_alone_s": results.floor,
+            "answer_alone_s": results.answer,
             "load_average": {"start": load_start, "end": load_end, "samples": results.load},
             "table": lines,
             "targets": targets,

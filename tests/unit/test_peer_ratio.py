@@ -27,10 +27,14 @@ def test_the_targets_table_divides_ratify_by_the_factor_asked_for() -> None:
         cold={COUNTERSIGN: {10: [0.034, 0.036]}, RATIFY: {10: [0.030, 0.028]}},
         delayed={COUNTERSIGN: [0.30], RATIFY: [0.33]},
         floor={"cold10": [0.010, 0.012], "delayed": [0.26]},
+        answer=[0.005, 0.004, 0.006],
     )
     lines = target_lines(results, options)
-    assert lines[2] == "| cold 10 keys, 2x | 29.0 ms | 14.5 ms | 11.0 ms | 35.0 ms |"
-    assert lines[3] == "| cold 100 keys at +20 ms RTT, 3x | 330.0 ms | 110.0 ms | 260.0 ms | 300.0 ms |"
+    assert lines[2] == "| cold 10 keys, 2x | 29.0 ms | 14.5 ms | 11.0 ms | 5.0 ms | -1.5 ms | 35.0 ms |"
+    assert lines[3] == (
+        "| cold 100 keys at +20 ms RTT, 3x | 330.0 ms | 110.0 ms | 260.0 ms | not measured | -150.0 ms "
+        "| 300.0 ms |"
+    )
 
 
 def test_the_targets_table_leaves_out_what_was_not_measured() -> None:
