@@ -3,11 +3,13 @@
 The set-up of bench/trace_bench.py (olareg on 127.0.0.1; ``--keys`` images each signed by cosign v2, key,
 legacy ``.sig``, and by notation, JWS; policy ``allOf [cosign, notation]``); one unmeasured cold batch,
 then ``--runs`` cold batches (a fresh Engine each) unprofiled and ``--runs`` under cProfile. Printed: the
-CPU per image (process user and system, and the event loop thread's own), and the top functions by own time
-and by cumulative time (totals over the profiled images). ``--out`` keeps the
-pstats file (``python -m pstats FILE``). The profiler's clock is the thread's CPU time (other processes'
-load does not count). cProfile roughly doubles the CPU of what it profiles; read the
-shares, not the absolute figures.
+CPU per image (process user and system, and the event loop thread's own), the garbage collector's share
+of it (collections and their wall time, from ``gc.callbacks``, in the unprofiled batches), and the top
+functions by own time and by cumulative time (totals over the profiled images). ``--out`` keeps the
+pstats file (``python -m pstats FILE``). ``--gc-threshold N`` sets the collector's generation-0 threshold
+(``gc.set_threshold``) before the batches, to measure another one. The profiler's clock is the thread's
+CPU time (other processes' load does not count). cProfile roughly doubles the CPU of what it profiles;
+read the shares, not the absolute figures.
 """
 
 from __future__ import annotations
@@ -46,6 +48,34 @@ class BatchCpu:
     user: float
     system: float
     loop: float
+    gc_runs: tuple[int, int, int]
+    gc_seconds: float
+
+
+class _Collections:
+    """The collector's runs by generation and their time, from `gc.callbacks`, while `on`."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.runs = [0, 0, 0]
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if not self.on:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.runs[info["generation"]] += 1
+            self.seconds += time.perf_counter() - self._started
+
+    def __enter__(self) -> _Collections:
+        self.on, self.runs, self.seconds = True, [0, 0, 0], 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.on = False
 
 
 async def _batches(
@@ -53,22 +83,40 @@ async def _batches(
 ) -> list[BatchCpu]:
     """`runs` cold batches (fresh engines, `workers` CPU pool threads), each's CPU."""
     samples: list[BatchCpu] = []
-    for _ in range(runs):
-        engine = await Engine.create(config, cpu_workers=workers)
-        try:
-            gc.collect()
-            before, loop = os.times(), time.thread_time()
-            if profiler is not None:
-                profiler.enable()
-            results = await engine.verify(keys, 60.0)
-            if profiler is not None:
-                profiler.disable()
-            after, loop = os.times(), time.thread_time() - loop
-            samples.append(BatchCpu(after.user - before.user, after.system - before.system, loop))
-        finally:
-            await engine.close()
-        require_allowed(keys, results)
+    collections = _Collections()
+    gc.callbacks.append(collections)
+    try:
+        for _ in range(runs):
+            samples.append(await _batch(config, keys, profiler, workers, collections))
+    finally:
+        gc.callbacks.remove(collections)
     return samples
+
+
+async def _batch(
+    config: Config,
+    keys: Sequence[str],
+    profiler: cProfile.Profile | None,
+    workers: int,
+    collections: _Collections,
+) -> BatchCpu:
+    """One cold batch (a fresh engine): its CPU and the collector's runs within it."""
+    engine = await Engine.create(config, cpu_workers=workers)
+    try:
+        gc.collect()
+        before, loop = os.times(), time.thread_time()
+        if profiler is not None:
+            profiler.enable()
+        with collections:
+            results = await engine.verify(keys, 60.0)
+        if profiler is not None:
+            profiler.disable()
+        after, loop = os.times(), time.thread_time() - loop
+    finally:
+        await engine.close()
+    require_allowed(keys, results)
+    runs = (collections.runs[0], collections.runs[1], collections.runs[2])
+    return BatchCpu(after.user - before.user, after.system - before.system, loop, runs, collections.seconds)
 
 
 def _us(samples: list[BatchCpu], keys: int) -> str:
@@ -87,6 +135,17 @@ def _us(samples: list[BatchCpu], keys: int) -> str:
     )
 
 
+def _collector(samples: list[BatchCpu], keys: int) -> str:
+    """The collector's runs per batch and time per image (medians over batches)."""
+    runs = [statistics.median([s.gc_runs[g] for s in samples]) for g in range(3)]
+    took = statistics.median([s.gc_seconds for s in samples]) * 1e6 / keys
+    threshold = "/".join(str(t) for t in gc.get_threshold())
+    return (
+        f"collector (thresholds {threshold}): {took:.0f} us per image; per batch gen0 {runs[0]:g}, "
+        f"gen1 {runs[1]:g}, gen2 {runs[2]:g} collections"
+    )
+
+
 def _table(stats: pstats.Stats, order: str, per: int, top: int) -> list[str]:
     out = io.StringIO()
     stats.stream = out  # type: ignore[attr-defined]
@@ -96,7 +155,11 @@ def _table(stats: pstats.Stats, order: str, per: int, top: int) -> list[str]:
     return lines
 
 
-def run(keys: int, runs: int, top: int, out_file: Path | None, workers: int = 0) -> list[str]:
+def run(
+    keys: int, runs: int, top: int, out_file: Path | None, workers: int = 0, gc_threshold: int | None = None
+) -> list[str]:
+    if gc_threshold is not None:
+        gc.set_threshold(gc_threshold, *gc.get_threshold()[1:])
     for tool in ("olareg", *SIGNING_TOOLS):
         ensure_tool(tool)
     lines: list[str] = []
@@ -115,6 +178,7 @@ def run(keys: int, runs: int, top: int, out_file: Path | None, workers: int = 0)
     pool = f"a CPU pool of {workers} threads" if workers > 0 else "verifier work inline"
     lines.append(f"{runs} cold batches of {keys} keys ({pool}), CPU per image (median over batches):")
     lines.append(f"  unprofiled: {_us(plain, keys)}")
+    lines.append(f"  {_collector(plain, keys)}")
     if not profiled:
         return lines
     lines.append(f"  under cProfile: {_us(profiled, keys)}")
@@ -137,8 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cpu-workers", type=int, default=0, help="threads of the engine's CPU pool (0: inline, the default)"
     )
+    parser.add_argument(
+        "--gc-threshold", type=int, default=None, metavar="N", help="the collector's generation-0 threshold"
+    )
     args = parser.parse_args(argv)
-    print("\n".join(run(args.keys, args.runs, args.top, args.out, args.cpu_workers)))
+    print("\n".join(run(args.keys, args.runs, args.top, args.out, args.cpu_workers, args.gc_threshold)))
     return 0
 
 

@@ -280,7 +280,11 @@ def plain_json(
     its field path and a plugin's `details` as an invalid response, with their own bounds.
     """
     walk = _Walk(max_depth, max_nodes, max_chars, error or _invalid_report)
-    return walk.copy(value, path, 0)
+    try:
+        return walk.copy(value, 0)
+    except _Problem as e:
+        problem = e  # raised below, outside this handler: the error does not chain to the _Problem
+    raise walk.error(path + "".join(reversed(problem.steps)), problem.message)
 
 
 def _invalid_report(where: str | None, message: str) -> Exception:
@@ -293,8 +297,22 @@ def _short(text: str, limit: int = 40) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+class _Problem(Exception):
+    """A value `plain_json` refuses, on its way up the walk: each container it leaves adds its step to the
+    path (`.key`, `[2]`, innermost first), so the path is built only when something fails."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.steps: list[str] = []
+
+
 class _Walk:
-    """One `plain_json` copy: its bounds, what it has used of them, and how it reports a problem."""
+    """One `plain_json` copy: its bounds, what it has used of them, and how it reports a problem.
+
+    A problem at a value raises `_Problem`, which `plain_json` turns into `error(path, message)`; a bound
+    on the whole value (nodes, characters) calls `error(None, message)` at once.
+    """
 
     __slots__ = ("chars", "error", "max_chars", "max_depth", "max_nodes", "nodes")
 
@@ -306,42 +324,55 @@ class _Walk:
         self.nodes = 0
         self.chars = 0
 
-    def copy(self, value: object, path: str, depth: int) -> Any:
+    def copy(self, value: object, depth: int) -> Any:
         self.nodes += 1
         if self.nodes > self.max_nodes:
             raise self.error(None, f"more than {self.max_nodes} values")
-        if value is None or isinstance(value, bool):
-            return value
-        if isinstance(value, int):
-            if not -_MAX_INT <= value < _MAX_INT:
-                raise self.error(path, "integer out of the 64-bit range")
-            return int.__int__(value)  # a plain int, whatever a subclass overrides
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise self.error(path, f"{value} is not a JSON number")
-            return float.__float__(value)
         if isinstance(value, str):
             self.chars += len(value)
             if self.chars > self.max_chars:
                 raise self.error(None, f"more than {self.max_chars} characters of strings")
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise self.error(path, "a string holds an unpaired surrogate") from None
+            if not str.isascii(value):  # only non-ASCII text can hold a surrogate
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise _Problem("a string holds an unpaired surrogate") from None
             return str.__str__(value)
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            if not -_MAX_INT <= value < _MAX_INT:
+                raise _Problem("integer out of the 64-bit range")
+            return int.__int__(value)  # a plain int, whatever a subclass overrides
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise _Problem(f"{value} is not a JSON number")
+            return float.__float__(value)
         if depth >= self.max_depth:
-            raise self.error(path, f"nested more than {self.max_depth} levels deep")
+            raise _Problem(f"nested more than {self.max_depth} levels deep")
         if isinstance(value, Mapping):
             out: dict[str, Any] = {}
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise self.error(path, f"a key is {type(key).__name__}, not a string")
-                where = f"{path}.{_short(key)}"
-                out[self.copy(key, where, depth)] = self.copy(item, where, depth + 1)
+            key: object = None
+            try:
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        raise _Problem(f"a key is {type(key).__name__}, not a string")
+                    out[self.copy(key, depth)] = self.copy(item, depth + 1)
+            except _Problem as e:
+                if isinstance(key, str):  # not the key check itself, which is at this mapping's path
+                    e.steps.append(f".{_short(key)}")
+                raise
             return out
         if isinstance(value, list | tuple):
-            return [self.copy(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
-        raise self.error(path, f"{type(value).__name__} is not a JSON value")
+            items: list[Any] = []
+            try:
+                for item in value:
+                    items.append(self.copy(item, depth + 1))
+            except _Problem as e:
+                e.steps.append(f"[{len(items)}]")  # the item that failed: the one after those copied
+                raise
+            return items
+        raise _Problem(f"{type(value).__name__} is not a JSON value")
 
 
 @runtime_checkable

@@ -38,3 +38,37 @@ def test_settle_collects_cycles_then_freezes_what_survives() -> None:
         assert dead() is None
     finally:
         gc.unfreeze()
+
+
+class _Cycle:
+    """An object that refers to itself: only the collector frees it. Counts how many are alive."""
+
+    __slots__ = ("me",)
+    alive = 0
+
+    def __init__(self) -> None:
+        self.me: _Cycle | None = self
+        _Cycle.alive += 1
+
+    def __del__(self) -> None:
+        _Cycle.alive -= 1
+
+
+def test_loosen_raises_only_the_young_threshold_and_cycles_are_still_collected() -> None:
+    before = gc.get_threshold()
+    try:
+        heap.loosen()
+        assert gc.get_threshold() == (heap.GEN0_THRESHOLD, *before[1:])
+        gc.collect()
+        _Cycle.alive = 0
+        peak = 0
+        for _ in range(10 * heap.GEN0_THRESHOLD):
+            _Cycle()
+            peak = max(peak, _Cycle.alive)
+        # Each cycle is one tracked object: the young collection frees them every GEN0_THRESHOLD or so.
+        assert heap.GEN0_THRESHOLD // 2 < peak <= heap.GEN0_THRESHOLD + 100
+        assert _Cycle.alive <= heap.GEN0_THRESHOLD + 100
+        gc.collect()
+        assert _Cycle.alive == 0
+    finally:
+        gc.set_threshold(*before)
