@@ -255,30 +255,26 @@ class Account:
         if self.closed:  # closed while this read waited
             budget.release(got)
             raise Overloaded(f"{what}: read after its verification ended")
-        self.held += got
-        if not self._holding:
-            self._holding = True
-            budget._hold(self._serial)
+        self._credit(got)
 
     def try_reserve(self, n: int) -> bool:
         """`reserve(n)` when it would be granted at once (not closed, within the limit, no waiter ahead and
-        room in the budget): reserved, True. Otherwise nothing is done and False: call `reserve`, which
-        waits or refuses by the rules above. Synchronous: a read's reservations cost no coroutine when
-        the budget has room (the usual case)."""
+        room in the budget: `MemoryBudget.try_acquire`): reserved, True. Otherwise nothing is done and
+        False: call `reserve`, which waits or refuses by the rules above. Synchronous: a read's
+        reservations cost no coroutine when the budget has room (the usual case)."""
         if n <= 0:
             return True
-        if self.closed or self.held + n > self.limit:
+        if self.closed or self.held + n > self.limit or not self.budget.try_acquire(n):
             return False
-        budget = self.budget
-        got = min(n, budget.capacity)
-        if budget._waiters or budget.used + got > budget.capacity:
-            return False
-        budget.used += got
+        self._credit(min(n, self.budget.capacity))
+        return True
+
+    def _credit(self, got: int) -> None:
+        """Count `got` bytes the budget granted as held by this account."""
         self.held += got
         if not self._holding:
             self._holding = True
-            budget._hold(self._serial)
-        return True
+            self.budget._hold(self._serial)
 
     def give_back(self, n: int) -> None:
         """Release `n` of the bytes held (a read turned out to need less than was reserved for it)."""
