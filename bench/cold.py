@@ -13,15 +13,12 @@ import logging
 import os
 import statistics
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench.delay_proxy import DelayProxy
-from bench.peer_bench import PEERS, RATIFY, PeersError, cold_samples, ratify_binary
-from bench.peer_setup import TestBed, served_test_bed
-from tests.support.dual_signing import SIGNING_TOOLS
-from tests.support.tools import ToolNotFoundError, ensure_tool
+from bench.peer_bench import PEERS, RATIFY, cold_samples, ratify_binary
+from bench.peer_setup import TestBed, main_on_test_bed
 
 __all__ = ["main"]
 
@@ -58,25 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peer", action="append", choices=[p.lower() for p in PEERS])
     args = parser.parse_args(argv)
     args.peer = [p for p in PEERS if args.peer is None or p.lower() in args.peer]
-    try:
-        for tool in ("olareg", *SIGNING_TOOLS):
-            ensure_tool(tool)
-        if RATIFY in args.peer:
-            ratify_binary()
-    except ToolNotFoundError as error:
-        print(f"bench.cold: {error} (`make bench-peers` builds every tool it needs)", file=sys.stderr)
-        return 2
-    with (
-        tempfile.TemporaryDirectory(prefix="countersign-cold-") as scratch,
-        served_test_bed(Path(scratch), max(args.keys), 0, 4) as bed,
-    ):
-        try:
-            lines = _run(bed, [bed.registry.host], args, Path(scratch))
-        except PeersError as error:
-            print(f"bench.cold: FAILED: {error}", file=sys.stderr)
-            return 1
-    print("\n".join(lines))
-    return 0
+    check = ratify_binary if RATIFY in args.peer else lambda: None
+    return main_on_test_bed(
+        "bench.cold",
+        max(args.keys),
+        lambda bed, scratch: _run(bed, [bed.registry.host], args, scratch),
+        check,
+    )
 
 
 if __name__ == "__main__":

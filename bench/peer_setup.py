@@ -16,8 +16,10 @@ denied).
 from __future__ import annotations
 
 import asyncio
+import sys
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,10 +29,11 @@ from typing import Any
 import aiohttp
 
 from tests.support import cosign, notation
-from tests.support.dual_signing import DualSigner, require_both
+from tests.support.dual_signing import SIGNING_TOOLS, DualSigner, require_both
 from tests.support.images import PushedImage, push_image
 from tests.support.notation import NotationEnv
 from tests.support.registries import Registry, start_olareg
+from tests.support.tools import ToolNotFoundError, ensure_tool
 
 __all__ = [
     "COSIGN_ARTIFACT_TYPE",
@@ -168,6 +171,35 @@ def served_test_bed(workdir: Path, count: int, extra_tags: int, workers: int) ->
             yield bed
         finally:
             bed.close()
+
+
+def main_on_test_bed(
+    prog: str,
+    count: int,
+    run: Callable[[TestBed, Path], list[str]],
+    check_tools: Callable[[], object] = lambda: None,
+) -> int:
+    """A bench's ``main`` around a served test bed of ``count`` images: every tool it needs there (olareg,
+    the signing tools, and whatever ``check_tools`` checks), else exit 2 saying how to build them; then
+    ``run(bed, scratch directory)``'s lines printed and 0, or ``FAILED`` and 1 on a runtime error."""
+    try:
+        for tool in ("olareg", *SIGNING_TOOLS):
+            ensure_tool(tool)
+        check_tools()
+    except ToolNotFoundError as error:
+        print(f"{prog}: {error} (`make bench-peers` builds every tool it needs)", file=sys.stderr)
+        return 2
+    with (
+        tempfile.TemporaryDirectory(prefix=f"countersign-{prog.rpartition('.')[2]}-") as scratch,
+        served_test_bed(Path(scratch), count, 0, 4) as bed,
+    ):
+        try:
+            lines = run(bed, Path(scratch))
+        except RuntimeError as error:
+            print(f"{prog}: FAILED: {error}", file=sys.stderr)
+            return 1
+    print("\n".join(lines))
+    return 0
 
 
 def countersign_config(bed: TestBed, hosts: Sequence[str]) -> dict[str, Any]:

@@ -32,7 +32,6 @@ import os
 import ssl
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,10 +41,8 @@ import aiohttp
 import trustme
 
 from bench.delay_proxy import DelayProxy
-from bench.peer_setup import TestBed, served_test_bed
-from tests.support.dual_signing import SIGNING_TOOLS
+from bench.peer_setup import TestBed, main_on_test_bed
 from tests.support.registries import Registry, start_registry, write_tls_files
-from tests.support.tools import ToolNotFoundError, ensure_tool
 
 __all__ = ["CLIENTS", "floor_samples", "main"]
 
@@ -329,23 +326,14 @@ def _run(bed: TestBed, args: argparse.Namespace, workdir: Path) -> list[str]:
                 lines += [_line(f"{route.label} {size}", name, samples[name]) for name in clients]
         if args.delay_ms:
             size = max(args.keys)
-            label = f"+{2 * args.delay_ms:g}ms {size}"
-            with DelayProxy(bed.registry.host, args.delay_ms, workdir / "delay-plain.log") as proxy:
-                samples = _samples(
-                    Route("plain", f"http://{proxy.host}", None, args.connections),
-                    plain,
-                    repos[:size],
-                    args.runs,
-                )
-                lines += [_line(f"{label} plain", name, samples[name]) for name in plain]
-            with DelayProxy(tls.host, args.delay_ms, workdir / "delay-tls.log") as proxy:
-                samples = _samples(
-                    Route("TLS", f"https://{proxy.host}", tls.ca_file, args.connections),
-                    args.client,
-                    repos[:size],
-                    args.runs,
-                )
-                lines += [_line(f"{label} TLS", name, samples[name]) for name in args.client]
+            for label, target, scheme, ca_file, clients in (
+                ("plain", bed.registry.host, "http", None, plain),
+                ("TLS", tls.host, "https", tls.ca_file, args.client),
+            ):
+                with DelayProxy(target, args.delay_ms, workdir / f"delay-{label}.log") as proxy:
+                    route = Route(label, f"{scheme}://{proxy.host}", ca_file, args.connections)
+                    samples = _samples(route, clients, repos[:size], args.runs)
+                lines += [_line(f"+{2 * args.delay_ms:g}ms {size} {label}", n, samples[n]) for n in clients]
     return lines
 
 
@@ -366,23 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.client = args.client or [c for c in CLIENTS if c != "httpx-h1"]
-    try:
-        for tool in ("olareg", *SIGNING_TOOLS):
-            ensure_tool(tool)
-    except ToolNotFoundError as error:
-        print(f"bench.read_floor: {error} (`make bench-peers` builds every tool it needs)", file=sys.stderr)
-        return 2
-    with (
-        tempfile.TemporaryDirectory(prefix="countersign-read-floor-") as scratch,
-        served_test_bed(Path(scratch), max(args.keys), 0, 4) as bed,
-    ):
-        try:
-            lines = _run(bed, args, Path(scratch))
-        except RuntimeError as error:
-            print(f"bench.read_floor: FAILED: {error}", file=sys.stderr)
-            return 1
-    print("\n".join(lines))
-    return 0
+    return main_on_test_bed("bench.read_floor", max(args.keys), lambda bed, scratch: _run(bed, args, scratch))
 
 
 if __name__ == "__main__":
