@@ -74,6 +74,16 @@ class Metrics:
             ["cache", "result"],
             registry=self.registry,
         )
+        # The series every provider has, at zero from the start (a rate or an alert on them needs no first
+        # event), and their children made now rather than on the first request.
+        for endpoint in ("verify", "mutate"):
+            _child(self._status_counters, self.requests, (endpoint, "200"))
+            _child(self._latencies, self.request_latency, (endpoint,))
+            for outcome in ("allowed", "denied", "invalid", "undecided"):
+                _child(self._key_counters, self.keys, (endpoint, outcome))
+        for cache in ("verdict", "verdict_digest", "tag", "content"):
+            for result in ("hit", "miss"):
+                _child(self._cache_counters, self.cache, (cache, result))
         self.memory = Gauge(
             "countersign_memory_bytes",
             "Memory counted by pool: registry responses in flight (in_flight, bounded by "
