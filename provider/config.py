@@ -102,6 +102,8 @@ class ServerConfig:
     port: int = 8443
     tls: TLSConfig | None = None
     health_port: int | None = None
+    # Before listening, verify a sample image signed at start-up end to end (provider/warmup).
+    warm_up: bool = True
     max_keys: int = 1000
     max_key_bytes: int = 4096
     max_body_bytes: int = 1024 * 1024
@@ -308,6 +310,7 @@ class ServerSection(_Model):
     port: Annotated[int, IntRange(0, 65535)] = _SERVER.port
     tls: TLSSection | None = None
     health_port: Annotated[int, IntRange(1, 65535)] | None = None
+    warm_up: bool = _SERVER.warm_up
     limits: ServerLimitsSection = Field(default_factory=ServerLimitsSection)
     deadlines: DeadlinesSection = Field(default_factory=DeadlinesSection)
     timeouts: TimeoutsSection = Field(default_factory=TimeoutsSection)
@@ -685,6 +688,7 @@ def parse_config(data: object, base: Path = Path("."), *, require_policies: bool
         port=s.port,
         tls=tls,
         health_port=s.health_port,
+        warm_up=s.warm_up,
         max_keys=s.limits.max_keys,
         max_key_bytes=s.limits.max_key_bytes,
         max_body_bytes=s.limits.max_body_bytes,

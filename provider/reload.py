@@ -28,8 +28,15 @@ __all__ = ["ConfigReloader", "Generation", "Loaded", "Loader"]
 log = logging.getLogger(__name__)
 
 
-# Settings bound to the listening sockets (and the certificate watcher): a reload keeps the old values.
-_RESTART_ONLY = {"address": "address", "port": "port", "health_port": "healthPort", "tls": "tls"}
+# Settings bound to the listening sockets (and the certificate watcher), and the start-up warm-up: a reload
+# keeps the old values.
+_RESTART_ONLY = {
+    "address": "address",
+    "port": "port",
+    "health_port": "healthPort",
+    "tls": "tls",
+    "warm_up": "warmUp",
+}
 
 
 @dataclasses.dataclass(eq=False)

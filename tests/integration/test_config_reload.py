@@ -196,11 +196,13 @@ async def test_restart_only_settings_keep_their_values_and_the_rest_applies(
     path = tmp_path / "config.yaml"
     write_config(path, pki, olareg_registry, ["pinned"])
     async with serving(path) as (url, reloader):
-        write_config(path, pki, olareg_registry, ["sbom"], port=18443, healthPort=18444)
+        write_config(path, pki, olareg_registry, ["sbom"], port=18443, healthPort=18444, warmUp=False)
         await until(lambda: reloader.reloads == 1)
         assert reloader.current is not None
-        assert (reloader.current.config.server.port, reloader.current.config.server.health_port) == (0, None)
+        server = reloader.current.config.server
+        assert (server.port, server.health_port, server.warm_up) == (0, None, True)
         assert "server.port changed" in caplog.text and "server.healthPort changed" in caplog.text
+        assert "server.warmUp changed" in caplog.text
         assert not await allowed(url, pki, image.pinned)
         assert "countersign_config_restart_required 1.0" in await get(url, pki, "/metrics")
 

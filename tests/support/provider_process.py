@@ -105,9 +105,11 @@ def start_provider(
     timeout: float = 30.0,
     wait_ready: bool = True,
     env: Mapping[str, str] | None = None,
+    log_level: str = "warning",
 ) -> ProviderProcess:
     """Start the provider with ``config`` (``server`` merged with TLS and ports); wait until it is ready
-    (with ``wait_ready``; otherwise until its health port answers). ``env`` adds environment variables."""
+    (with ``wait_ready``; otherwise until its health port answers). ``env`` adds environment variables;
+    ``log_level`` is the provider's ``--log-level``."""
     workdir.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
     tls = write_tls_files(ca, workdir / "tls")
@@ -134,7 +136,7 @@ def start_provider(
             "-m",
             "provider.cli",
             "--log-level",
-            "warning",
+            log_level,
             "serve",
             "--config",
             str(config_file),
