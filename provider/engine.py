@@ -286,6 +286,8 @@ class Engine:
         self.cpu: CpuRunner = CpuPool(cpu_workers) if cpu_workers > 0 else INLINE
         for pool in ("in_flight", "verdict", "content", "tag"):
             self.metrics.memory.labels(pool).set_function(functools.partial(self._memory_of, pool))
+        for verifier in self.verifiers.values():
+            self.metrics.add_verifier(verifier.name, verifier.type)
 
     @classmethod
     async def create(
@@ -618,7 +620,7 @@ class Engine:
         self, name: str, kind: str, report: Report | None, undecided: Undecided | None
     ) -> VerifierOutcome:
         result = "undecided" if report is None else ("passed" if report.passed else "failed")
-        self.metrics.verifier_results.labels(name, kind, result).inc()
+        self.metrics.verifier_result(name, kind, result)
         return VerifierOutcome(name, kind, report, undecided)
 
     # --- mutate ----------------------------------------------------------------------------------------

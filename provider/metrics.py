@@ -37,6 +37,7 @@ class Metrics:
         self._key_counters: dict[tuple[str, str], Counter] = {}
         self._status_counters: dict[tuple[str, str], Counter] = {}
         self._latencies: dict[tuple[str], Histogram] = {}
+        self._verifier_counters: dict[tuple[str, str, str], Counter] = {}
         self.request_latency = Histogram(
             "countersign_request_duration_seconds",
             "Time to answer a Gatekeeper request, by endpoint.",
@@ -199,6 +200,16 @@ class Metrics:
     def count_keys(self, endpoint: str, outcome: str, count: int = 1) -> None:
         """`count` distinct keys of one request answered with `outcome`."""
         _child(self._key_counters, self.keys, (endpoint, outcome)).inc(count)
+
+    def verifier_result(self, verifier: str, kind: str, outcome: str) -> None:
+        """One verifier run; `outcome`: passed, failed or undecided. Verifier names come from the
+        configuration and its resources: as many children as verifiers defined, times three."""
+        _child(self._verifier_counters, self.verifier_results, (verifier, kind, outcome)).inc()
+
+    def add_verifier(self, verifier: str, kind: str) -> None:
+        """A verifier's three series, at zero until it runs."""
+        for outcome in ("passed", "failed", "undecided"):
+            _child(self._verifier_counters, self.verifier_results, (verifier, kind, outcome))
 
     def cache_lookup(self, cache: str, hit: bool) -> None:
         _child(self._cache_counters, self.cache, (cache, "hit" if hit else "miss")).inc()

@@ -28,3 +28,14 @@ def test_counting_goes_to_the_series_made_at_the_start() -> None:
     assert 'countersign_keys_total{endpoint="verify",outcome="allowed"} 3.0' in text
     assert 'countersign_cache_requests_total{cache="tag",result="miss"} 1.0' in text
     assert 'countersign_requests_total{endpoint="mutate",status="200"} 0.0' in text
+
+
+def test_a_verifier_has_its_three_series_from_the_start_and_counts_into_them() -> None:
+    metrics = Metrics()
+    metrics.add_verifier("cosign", "cosign")
+    metrics.verifier_result("cosign", "cosign", "failed")
+    text = metrics.render().decode()
+    series = 'countersign_verifier_results_total{{outcome="{}",type="cosign",verifier="cosign"}}'
+    assert f"{series.format('passed')} 0.0" in text
+    assert f"{series.format('failed')} 1.0" in text
+    assert f"{series.format('undecided')} 0.0" in text
