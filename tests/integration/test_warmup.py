@@ -7,6 +7,7 @@ configured with and without counting the warm-up in its metrics.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import socket
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from provider.engine import Engine
 from provider.warmup import warm_up
 from provider.warmup.sample import REPOSITORY, TAG, Sample, make_sample
 from tests.support.cosign import CosignEnv, Tool, cosign_verify
@@ -29,6 +31,19 @@ async def test_the_warm_up_verifies_and_pins_its_sample(kinds: tuple[str, ...]) 
     done = await warm_up(kinds=kinds)
     assert done.problem is None
     assert 0 < done.seconds < 10
+
+
+def _live_engines() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, Engine))
+
+
+async def test_nothing_of_the_warm_up_engine_outlives_it() -> None:
+    # aiohttp caches every application's middleware chain for the life of the process: the warm-up lets
+    # go of its engine (and so its caches, verifiers and configuration) itself.
+    before = _live_engines()
+    assert (await warm_up()).problem is None
+    assert _live_engines() == before
 
 
 def _trusting_another_cosign_key(host: str, now: datetime, kinds: Collection[str]) -> Sample:
