@@ -46,9 +46,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import trustme
@@ -126,9 +127,13 @@ def new_session(server: Running, connections: int = 1) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=_REQUEST_TIMEOUT))
 
 
-def start_countersign(bed: TestBed, hosts: Sequence[str], workdir: Path) -> Running:
+def start_countersign(
+    bed: TestBed, hosts: Sequence[str], workdir: Path, server: Mapping[str, Any] | None = None
+) -> Running:
+    """Countersign on the bed; ``server``: settings over bench-peers' own (``countersign_server``)."""
+    settings = {**countersign_server(), **(server or {})}
     provider = start_provider(
-        countersign_config(bed, hosts), workdir, server=countersign_server(), timeout=_START_TIMEOUT
+        countersign_config(bed, hosts), workdir, server=settings, timeout=_START_TIMEOUT
     )
     return Running(
         COUNTERSIGN,
