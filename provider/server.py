@@ -258,12 +258,7 @@ async def run_server(
     if config.server.warm_up:
         from provider.warmup import kinds_for, warm_up  # it builds its own application with build_app
 
-        done = await warm_up(kinds=kinds_for(config))
-        if done.problem is None:
-            seconds = done.seconds
-            log.info("warm-up: a sample image signed at start-up verified end to end in %.3f s", seconds)
-        else:
-            log.error("warm-up: the sample image signed at start-up was not verified (%s)", done.problem)
+        (await warm_up(kinds=kinds_for(config))).log()
     app = build_app(config, config_path=config_path, kubeconfig=kubeconfig)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()

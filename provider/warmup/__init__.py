@@ -21,9 +21,10 @@ What it runs, all on 127.0.0.1 at ports the OS picks, for ~0.1 s:
 Nothing of the served configuration is touched: no registry it names is contacted, and its engine,
 caches, metrics and connection pools are built after the warm-up, from nothing. The keys exist only in
 memory; the certificate and its key are written to a private temporary directory removed at the end.
-A warm-up that fails or takes longer than its bound is logged (an error: the sample, signed by this
-process, was not verified, so verification itself may be broken here) and start-up goes on; every
-request is still verified on its own.
+A sample that is not verified is logged as an error (it was signed by this process: verification itself
+is broken here, and Gatekeeper's requests will meet it too); a warm-up that cannot run (no temporary
+directory, no loopback address) or takes longer than its bound, as a warning. Either way start-up goes
+on: every request is still verified on its own.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from provider.tls import make_server_ssl_context
 from provider.warmup.registry import SampleRegistry
 from provider.warmup.sample import KINDS, Sample, make_sample
 
-__all__ = ["WarmUp", "kinds_for", "warm_up"]
+__all__ = ["SampleRefused", "WarmUp", "kinds_for", "warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,28 @@ log = logging.getLogger(__name__)
 TIMEOUT = 10.0
 
 
+class SampleRefused(ValueError):
+    """The warm-up's application answered, and did not allow or pin the sample as it should have."""
+
+
 @dataclass(frozen=True, slots=True)
 class WarmUp:
-    """How the warm-up went: seconds taken, and what went wrong (None: the sample verified and pinned)."""
+    """How the warm-up went: seconds taken, what went wrong (None: the sample verified and pinned), and
+    whether it is that the sample was refused (verification is broken here) rather than that the warm-up
+    could not run (no temporary directory, no loopback address, out of time)."""
 
     seconds: float
     problem: str | None
+    refused: bool = False
+
+    def log(self) -> None:
+        """Info when it verified; an error when the sample was refused; a warning when it could not run."""
+        if self.problem is None:
+            log.info("a sample image signed at start-up verified end to end in %.3f s", self.seconds)
+        elif self.refused:
+            log.error("the sample image signed at start-up was not verified (%s)", self.problem)
+        else:
+            log.warning("skipped, it could not run (%s)", self.problem)
 
 
 def _listener_files(directory: Path, now: datetime) -> tuple[TLSConfig, bytes]:
@@ -105,18 +122,18 @@ def _client_context(ca_pem: bytes) -> ssl.SSLContext:
 
 
 async def _post(session: aiohttp.ClientSession, url: str, key: str) -> object:
-    """The `value` of the one item answered for `key`; raises `ValueError` for anything else."""
+    """The `value` of the one item answered for `key`; raises `SampleRefused` for anything else."""
     body = {"apiVersion": API_VERSION, "kind": "ProviderRequest", "request": {"keys": [key]}}
     async with session.post(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     ) as r:
         payload = await r.read()
         if r.status != 200:
-            raise ValueError(f"{url}: HTTP {r.status}")
+            raise SampleRefused(f"{url}: HTTP {r.status}")
     response = json.loads(payload)["response"]
     items = response.get("items") or []
     if response.get("systemError") or len(items) != 1 or items[0].get("key") != key or items[0].get("error"):
-        raise ValueError(f"{url}: answered {payload[:300]!r}")
+        raise SampleRefused(f"{url}: answered {payload[:300]!r}")
     return items[0].get("value")
 
 
@@ -144,10 +161,10 @@ async def _exercise(sample: Sample, directory: Path, now: datetime) -> None:
         async with aiohttp.ClientSession(connector=connector) as session:
             verdict = await _post(session, f"{base}/v1/verify", sample.key)
             if not isinstance(verdict, dict) or verdict.get("allowed") is not True:
-                raise ValueError(f"the sample was not allowed: {json.dumps(verdict)[:600]}")
+                raise SampleRefused(f"the sample was not allowed: {json.dumps(verdict)[:600]}")
             pinned = await _post(session, f"{base}/v1/mutate", sample.tagged)
             if pinned != sample.pinned:
-                raise ValueError(f"the sample was pinned to {pinned!r}, not {sample.pinned!r}")
+                raise SampleRefused(f"the sample was pinned to {pinned!r}, not {sample.pinned!r}")
     finally:
         await runner.cleanup()
         # aiohttp keeps the application in a module-level cache of middleware chains (keyed by handler
@@ -177,6 +194,7 @@ async def warm_up(
     started = time.perf_counter()
     registry = SampleRegistry()
     problem: str | None = None
+    refused = False
     try:
         async with asyncio.timeout(seconds):
             host = await registry.start()
@@ -187,8 +205,10 @@ async def warm_up(
                 await _exercise(registry.sample, Path(directory), now)
     except TimeoutError:
         problem = f"took longer than {seconds:g} s"
+    except SampleRefused as e:
+        problem, refused = str(e), True
     except Exception as e:  # reported, never fatal: every request is verified on its own
         problem = f"{type(e).__name__}: {e}"
     finally:
         await registry.stop()
-    return WarmUp(time.perf_counter() - started, problem)
+    return WarmUp(time.perf_counter() - started, problem, refused)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import socket
+import tempfile
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +54,7 @@ def _trusting_another_cosign_key(host: str, now: datetime, kinds: Collection[str
 
 async def test_a_sample_the_warm_up_cannot_verify_is_reported_with_the_reason() -> None:
     done = await warm_up(make=_trusting_another_cosign_key)
-    assert done.problem is not None
+    assert done.problem is not None and done.refused
     assert "the sample was not allowed" in done.problem
     assert "cosign" in done.problem and "untrusted" in done.problem.lower()
 
@@ -61,6 +62,16 @@ async def test_a_sample_the_warm_up_cannot_verify_is_reported_with_the_reason() 
 async def test_a_warm_up_over_its_bound_says_so() -> None:
     done = await warm_up(0.001)
     assert done.problem == "took longer than 0.001 s"
+    assert not done.refused  # it could not run: not a verdict on verification
+
+
+async def test_a_warm_up_that_cannot_write_its_certificate_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "absent"))
+    done = await warm_up()
+    assert done.problem is not None and "FileNotFoundError" in done.problem
+    assert not done.refused
 
 
 # --- the reference tools ----------------------------------------------------------------------------------
@@ -138,7 +149,7 @@ async def test_a_served_provider_warms_up_apart_from_what_it_serves(
     provider = start_provider(config, tmp_path / "provider", log_level="info")
     try:
         log = provider.log_file.read_text()
-        assert "warm-up: a sample image signed at start-up verified end to end" in log
+        assert "provider.warmup: a sample image signed at start-up verified end to end" in log
         assert _connections(silent_registry) == 0  # no configured registry was contacted
         async with aiohttp.ClientSession() as session:
             metrics_url = f"http://127.0.0.1:{provider.health_port}/metrics"
@@ -157,8 +168,8 @@ async def test_a_served_provider_warms_up_apart_from_what_it_serves(
         assert _connections(silent_registry) == 0
     finally:
         provider.stop()
-    assert "warm-up" not in "\n".join(
-        line for line in provider.log_file.read_text().splitlines() if "ERROR" in line
+    assert "provider.warmup" not in "\n".join(
+        line for line in provider.log_file.read_text().splitlines() if "ERROR" in line or "WARNING" in line
     )
 
 
@@ -171,6 +182,6 @@ def test_a_provider_told_not_to_warm_up_does_not(tmp_path: Path) -> None:
     try:
         log = provider.log_file.read_text()
         assert "countersign serving on" in log  # the info lines are there
-        assert "warm-up" not in log
+        assert "provider.warmup" not in log
     finally:
         provider.stop()

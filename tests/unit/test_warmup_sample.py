@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from provider.config import Config, parse_config
-from provider.warmup import kinds_for
+from provider.warmup import WarmUp, kinds_for
 from provider.warmup.sample import REPOSITORY, TAG, Sample, make_sample
 
 NOW = datetime(2026, 12, 7, 4, 0, tzinfo=UTC)
@@ -136,3 +137,17 @@ def test_the_warm_up_signs_for_the_verifier_types_the_configuration_has() -> Non
     # Kubernetes resources name their verifiers later: both kinds.
     kube = _config({"pinned": pinned}, kubernetes={"enabled": True, "namespace": "countersign"})
     assert kinds_for(kube) == {"cosign", "notation"}
+
+
+def test_the_warm_up_logs_a_refused_sample_as_an_error_and_a_skipped_one_as_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="provider.warmup")
+    WarmUp(0.05, None).log()
+    WarmUp(0.05, "the sample was not allowed: {...}", refused=True).log()
+    WarmUp(10.0, "took longer than 10 s").log()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "a sample image signed at start-up verified end to end in 0.050 s"),
+        ("ERROR", "the sample image signed at start-up was not verified (the sample was not allowed: {...})"),
+        ("WARNING", "skipped, it could not run (took longer than 10 s)"),
+    ]
