@@ -8,18 +8,18 @@ error for anything else. The sample is set once the port is known (the sample's 
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from aiohttp import web
 
 from provider.warmup.sample import REPOSITORY, Sample
+from verifiers import oci
+from verifiers.testing.builders import digest_of
 
 __all__ = ["SampleRegistry"]
 
 _PATH = re.compile(rf"/v2/{re.escape(REPOSITORY)}/(manifests|blobs|referrers)/([A-Za-z0-9_.:+-]{{1,160}})")
-_INDEX = "application/vnd.oci.image.index.v1+json"
-_NO_REFERRERS = b'{"schemaVersion":2,"mediaType":"' + _INDEX.encode() + b'","manifests":[]}'
+_NO_REFERRERS = b'{"schemaVersion":2,"mediaType":"' + oci.OCI_INDEX.encode() + b'","manifests":[]}'
 _NOT_FOUND = b'{"errors":[{"code":"NOT_FOUND","message":"not in the warm-up registry"}]}'
 
 
@@ -53,7 +53,7 @@ class SampleRegistry:
             data = sample.blobs.get(reference)
             return None if data is None else ("application/octet-stream", data)
         if reference.startswith("sha256:"):  # referrers
-            return (_INDEX, sample.referrers.get(reference, _NO_REFERRERS))
+            return (oci.OCI_INDEX, sample.referrers.get(reference, _NO_REFERRERS))
         return None
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -68,5 +68,5 @@ class SampleRegistry:
         media_type, data = found
         headers = {"Content-Type": media_type}
         if match.group(1) == "manifests":
-            headers["Docker-Content-Digest"] = "sha256:" + hashlib.sha256(data).hexdigest()
+            headers["Docker-Content-Digest"] = digest_of(data)
         return web.Response(body=data, headers=headers)

@@ -14,7 +14,6 @@ The policy requires every one of them. The private keys are dropped once used an
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -26,6 +25,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from verifiers import oci
+from verifiers.base import Descriptor
+from verifiers.testing.builders import (
+    EMPTY_CONFIG,
+    artifact_manifest,
+    descriptor_json,
+    digest_of,
+    image_config,
+    image_manifest,
+)
+
 __all__ = ["KINDS", "REPOSITORY", "TAG", "Sample", "make_sample"]
 
 REPOSITORY = "countersign/warm-up"
@@ -33,12 +43,8 @@ TAG = "v1"
 #: The signatures a sample can carry, by the type of the verifier that checks them.
 KINDS = ("cosign", "notation")
 
-_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-_INDEX = "application/vnd.oci.image.index.v1+json"
-_EMPTY = "application/vnd.oci.empty.v1+json"
-_NOTATION_SIGNATURE = "application/vnd.cncf.notary.signature"
-_NOTATION_PAYLOAD = "application/vnd.cncf.notary.payload.v1+json"
-_SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+_IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
+_LAYER = "application/vnd.oci.image.layer.v1.tar"
 _EMPTY_TAR = bytes(1024)  # two zero blocks: a tar archive with no entries
 # The leaf's subject; notation's `x509.subject:` identities need C, ST and O.
 _SUBJECT = "C=ZZ, ST=Start-up, O=Countersign, CN=countersign warm-up"
@@ -48,16 +54,8 @@ def _json(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _descriptor(media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
-    return {"mediaType": media_type, "digest": _digest(data), "size": len(data), **extra}
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,21 +147,23 @@ def _chain(now: datetime) -> tuple[rsa.RSAPrivateKey, x509.Certificate, x509.Cer
 
 
 def _jws(
-    leaf_key: rsa.RSAPrivateKey, chain: tuple[x509.Certificate, ...], target: dict[str, Any], now: datetime
+    leaf_key: rsa.RSAPrivateKey, chain: tuple[x509.Certificate, ...], target: Descriptor, now: datetime
 ) -> bytes:
     """A notation JWS envelope (notary.x509, PS256) over `target`, the image's descriptor."""
+    from verifiers.notation.model import NOTARY_PAYLOAD_MEDIA_TYPE  # see _Builder.notation
+
     protected = _b64url(
         _json(
             {
                 "alg": "PS256",
                 "crit": ["io.cncf.notary.signingScheme"],
-                "cty": _NOTATION_PAYLOAD,
+                "cty": NOTARY_PAYLOAD_MEDIA_TYPE,
                 "io.cncf.notary.signingScheme": "notary.x509",
                 "io.cncf.notary.signingTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
         )
     )
-    payload = _b64url(_json({"targetArtifact": target}))
+    payload = _b64url(_json({"targetArtifact": descriptor_json(target)}))
     signature = leaf_key.sign(
         f"{protected}.{payload}".encode(),
         padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
@@ -179,63 +179,55 @@ def _jws(
 
 
 class _Builder:
-    """The sample's content as it is added: blobs, and manifests under their digest and tags."""
+    """The sample's content as it is added: blobs, and manifests under their digest and tags. The manifests
+    are the plugin kit's (`verifiers.testing.builders`: compact JSON, fields in a fixed order); the cosign
+    and notation names are their verifiers' own, imported when that kind is signed (a configuration without
+    the verifier never loads its code)."""
 
     def __init__(self) -> None:
-        self.blobs: dict[str, bytes] = {}
+        self.blobs: dict[str, bytes] = {EMPTY_CONFIG.digest: b"{}"}
         self.manifests: dict[str, tuple[str, bytes]] = {}
         self.referrers: dict[str, bytes] = {}
 
-    def blob(self, media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
-        self.blobs[_digest(data)] = data
-        return _descriptor(media_type, data, **extra)
+    def blob(self, media_type: str, data: bytes, annotations: Mapping[str, str] | None = None) -> Descriptor:
+        digest = digest_of(data)
+        self.blobs[digest] = data
+        return Descriptor(media_type, digest, len(data), annotations=dict(annotations or {}))
 
-    def manifest(self, doc: dict[str, Any], *tags: str) -> dict[str, Any]:
-        data = _json({"schemaVersion": 2, "mediaType": _MANIFEST, **doc})
-        for reference in (_digest(data), *tags):
-            self.manifests[reference] = (_MANIFEST, data)
-        return _descriptor(_MANIFEST, data)
+    def manifest(self, data: bytes, *tags: str) -> Descriptor:
+        digest = digest_of(data)
+        for reference in (digest, *tags):
+            self.manifests[reference] = (oci.OCI_MANIFEST, data)
+        return Descriptor(oci.OCI_MANIFEST, digest, len(data))
 
-    def image(self) -> dict[str, Any]:
-        config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
-        return self.manifest(
-            {
-                "config": self.blob("application/vnd.oci.image.config.v1+json", _json(config)),
-                "layers": [self.blob("application/vnd.oci.image.layer.v1.tar", _EMPTY_TAR)],
-            },
-            TAG,
-        )
+    def image(self) -> Descriptor:
+        config = self.blob(_IMAGE_CONFIG, image_config())
+        return self.manifest(image_manifest(config, [self.blob(_LAYER, _EMPTY_TAR)]), TAG)
 
-    def cosign(self, host: str, image: dict[str, Any]) -> dict[str, Any]:
+    def cosign(self, host: str, image: Descriptor) -> dict[str, Any]:
         """The simple-signing payload signed by a fresh key, the layer of the `.sig` tag's manifest; the
         verifier trusting that key."""
+        from verifiers.cosign.model import ANNOTATION_SIGNATURE, SIMPLE_SIGNING_MEDIA_TYPE
+
         key = ec.generate_private_key(ec.SECP256R1())
-        digest = image["digest"]
         payload = _json(
             {
                 "critical": {
                     "identity": {"docker-reference": f"{host}/{REPOSITORY}"},
-                    "image": {"docker-manifest-digest": digest},
+                    "image": {"docker-manifest-digest": image.digest},
                     "type": "cosign container image signature",
                 },
                 "optional": None,
             }
         )
         signature = base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
-        config = {
-            "architecture": "",
-            "os": "",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [_digest(payload)]},
-        }
-        annotations = {"dev.cosignproject.cosign/signature": signature}
-        self.manifest(
-            {
-                "config": self.blob("application/vnd.oci.image.config.v1+json", _json(config)),
-                "layers": [self.blob(_SIMPLE_SIGNING, payload, annotations=annotations)],
-            },
-            digest.replace(":", "-") + ".sig",
+        # cosign's own config of a `.sig` manifest: the payload as the one layer's diff id
+        rootfs = {"type": "layers", "diff_ids": [digest_of(payload)]}
+        config = self.blob(
+            _IMAGE_CONFIG, _json({"architecture": "", "os": "", "config": {}, "rootfs": rootfs})
         )
+        layer = self.blob(SIMPLE_SIGNING_MEDIA_TYPE, payload, {ANNOTATION_SIGNATURE: signature})
+        self.manifest(image_manifest(config, [layer]), image.digest.replace(":", "-") + ".sig")
         pem = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -244,28 +236,24 @@ class _Builder:
             "options": {"keys": [{"name": "warm-up", "pem": pem.decode()}], "transparencyLog": "skip"},
         }
 
-    def notation(self, image: dict[str, Any], now: datetime) -> dict[str, Any]:
+    def notation(self, image: Descriptor, now: datetime) -> dict[str, Any]:
         """The JWS envelope of a fresh chain in an artifact manifest whose subject is the image, listed as
         its referrer; the verifier trusting that chain's root for the leaf's subject (strict)."""
+        from verifiers.notation.envelope import JWS_MEDIA_TYPE
+        from verifiers.notation.verifier import ARTIFACT_TYPE, THUMBPRINT_ANNOTATION
+
         leaf_key, leaf, root = _chain(now)
-        envelope = _jws(leaf_key, (leaf, root), image, now)
-        thumbprints = [
-            hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).hexdigest() for c in (leaf, root)
-        ]
-        annotations = {"io.cncf.notary.x509chain.thumbprint#S256": json.dumps(thumbprints)}
+        envelope = self.blob(JWS_MEDIA_TYPE, _jws(leaf_key, (leaf, root), image, now))
+        thumbprints = [c.fingerprint(hashes.SHA256()).hex() for c in (leaf, root)]
+        annotations = {THUMBPRINT_ANNOTATION: json.dumps(thumbprints)}
         signature = self.manifest(
-            {
-                "artifactType": _NOTATION_SIGNATURE,
-                "config": self.blob(_EMPTY, b"{}"),
-                "layers": [self.blob("application/jose+json", envelope)],
-                "subject": image,
-                "annotations": annotations,
-            }
+            artifact_manifest(image, ARTIFACT_TYPE, [envelope], annotations=annotations)
         )
-        listed = {**signature, "artifactType": _NOTATION_SIGNATURE, "annotations": annotations}
-        self.referrers[image["digest"]] = _json(
-            {"schemaVersion": 2, "mediaType": _INDEX, "manifests": [listed]}
+        listed = Descriptor(
+            signature.media_type, signature.digest, signature.size, ARTIFACT_TYPE, annotations
         )
+        index = {"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": [descriptor_json(listed)]}
+        self.referrers[image.digest] = _json(index)
         trust_policy = {
             "version": "1.0",
             "trustPolicies": [
@@ -305,5 +293,5 @@ def make_sample(host: str, now: datetime, kinds: Collection[str] = KINDS) -> Sam
         verifiers["pinned"] = {"type": "digest-pin"}
     policies = [{"name": "warm-up", "scopes": ["*"], "allOf": list(verifiers)}]
     return Sample(
-        host, image["digest"], content.manifests, content.blobs, content.referrers, verifiers, policies
+        host, image.digest, content.manifests, content.blobs, content.referrers, verifiers, policies
     )

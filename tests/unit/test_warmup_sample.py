@@ -8,7 +8,6 @@ tests/integration/test_warmup.py.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -19,13 +18,10 @@ import pytest
 from provider.config import Config, parse_config
 from provider.warmup import WarmUp, kinds_for
 from provider.warmup.sample import REPOSITORY, TAG, Sample, make_sample
+from verifiers.testing import digest_of
 
 NOW = datetime(2026, 12, 7, 4, 0, tzinfo=UTC)
 HOST = "127.0.0.1:5999"
-
-
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _manifest(sample: Sample, reference: str) -> dict[str, Any]:
@@ -37,24 +33,24 @@ def _manifest(sample: Sample, reference: str) -> dict[str, Any]:
 
 def _assert_blob(sample: Sample, descriptor: dict[str, Any]) -> bytes:
     data = sample.blobs[descriptor["digest"]]
-    assert _digest(data) == descriptor["digest"] and len(data) == descriptor["size"]
+    assert digest_of(data) == descriptor["digest"] and len(data) == descriptor["size"]
     return data
 
 
-def test_every_manifest_and_blob_is_addressed_by_its_own_digest() -> None:
+def test_every_manifest_and_blob_is_addressed_by_its_owndigest_of() -> None:
     sample = make_sample(HOST, NOW)
     for reference, (_, data) in sample.manifests.items():
         if reference.startswith("sha256:"):
-            assert _digest(data) == reference
+            assert digest_of(data) == reference
         doc = _manifest(sample, reference)
         for descriptor in [doc["config"], *doc["layers"]]:
             _assert_blob(sample, descriptor)
-    assert _digest(sample.manifests[TAG][1]) == sample.digest
+    assert digest_of(sample.manifests[TAG][1]) == sample.digest
     assert sample.tagged == f"{HOST}/{REPOSITORY}:{TAG}"
     assert sample.pinned == f"{HOST}/{REPOSITORY}@{sample.digest}"
 
 
-def test_the_cosign_signature_is_the_sig_tag_over_the_image_digest() -> None:
+def test_the_cosign_signature_is_the_sig_tag_over_the_imagedigest_of() -> None:
     sample = make_sample(HOST, NOW)
     sig = _manifest(sample, sample.digest.replace(":", "-") + ".sig")
     (layer,) = sig["layers"]
