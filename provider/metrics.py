@@ -7,7 +7,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "KEY_OUTCOMES", "Metrics"]
 
 MAX_REGISTRY_LABELS = 64
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 10.0)
@@ -24,6 +24,10 @@ def _child(children: dict[_Labels, _Metric], metric: _Metric, labels: _Labels) -
     if child is None:
         child = children[labels] = metric.labels(*labels)
     return child
+
+
+#: What a key is answered with (`countersign_keys_total`'s `outcome`).
+KEY_OUTCOMES = ("allowed", "denied", "invalid", "undecided")
 
 
 class Metrics:
@@ -80,7 +84,7 @@ class Metrics:
         for endpoint in ("verify", "mutate"):
             _child(self._status_counters, self.requests, (endpoint, "200"))
             _child(self._latencies, self.request_latency, (endpoint,))
-            for outcome in ("allowed", "denied", "invalid", "undecided"):
+            for outcome in KEY_OUTCOMES:
                 _child(self._key_counters, self.keys, (endpoint, outcome))
         for cache in ("verdict", "verdict_digest", "tag", "content"):
             for result in ("hit", "miss"):

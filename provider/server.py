@@ -26,7 +26,7 @@ from aiohttp import web
 from provider import heap
 from provider.config import Config
 from provider.engine import Engine
-from provider.metrics import CONTENT_TYPE_LATEST, Metrics
+from provider.metrics import CONTENT_TYPE_LATEST, KEY_OUTCOMES, Metrics
 from provider.outcome import Decided, Invalid, Outcome
 from provider.protocol import (
     ProtocolError,
@@ -125,7 +125,8 @@ async def _answer(
 
 def _count(metrics: Metrics, endpoint: str, outcomes: dict[str, Outcome], undecodable: int = 0) -> None:
     """Distinct keys by outcome; `undecodable` distinct keys that were not valid Unicode count as invalid."""
-    counts = {"allowed": 0, "denied": 0, "invalid": undecodable, "undecided": 0}
+    counts = dict.fromkeys(KEY_OUTCOMES, 0)
+    counts["invalid"] = undecodable
     for outcome in outcomes.values():
         if isinstance(outcome, Decided):
             counts["allowed" if endpoint == "mutate" or outcome.allowed else "denied"] += 1
