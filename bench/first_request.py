@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import statistics
@@ -24,43 +25,40 @@ from bench.peer_bench import (
     COUNTERSIGN,
     RATIFY,
     Running,
+    fresh_processes,
     ratify_binary,
+    start,
     start_countersign,
-    start_ratify,
     timed_batch,
 )
 from bench.peer_setup import TestBed, main_on_test_bed
 
-__all__ = ["VARIANTS", "main"]
+__all__ = ["main", "variants"]
 
-Starter = Callable[[TestBed, Sequence[str], Path], Running]
 
-VARIANTS: dict[str, Starter] = {
-    COUNTERSIGN: lambda bed, hosts, workdir: start_countersign(bed, hosts, workdir),
-    f"{COUNTERSIGN} (warmUp: false)": lambda bed, hosts, workdir: start_countersign(
-        bed, hosts, workdir, {"warmUp": False}
-    ),
-    RATIFY: lambda bed, hosts, workdir: start_ratify(bed, workdir),
-}
+def variants(bed: TestBed) -> dict[str, Callable[[Path], Running]]:
+    """Countersign, Countersign without its start-up warm-up, and Ratify, on ``bed``: starters by name."""
+    hosts = [bed.registry.host]
+    return {
+        COUNTERSIGN: functools.partial(start_countersign, bed, hosts),
+        f"{COUNTERSIGN} (warmUp: false)": functools.partial(
+            start_countersign, bed, hosts, server={"warmUp": False}
+        ),
+        RATIFY: functools.partial(start, RATIFY, bed, hosts),
+    }
 
 
 def samples(bed: TestBed, runs: int, requests: int, workdir: Path) -> dict[str, list[list[float]]]:
     """Per variant, per request (1st, 2nd, ...), the wall seconds of each run."""
-    hosts = [bed.registry.host]
     keys = bed.keys()
-    out: dict[str, list[list[float]]] = {name: [[] for _ in range(requests)] for name in VARIANTS}
-    for run in range(runs):
-        names = list(VARIANTS) if run % 2 == 0 else list(VARIANTS)[::-1]
-        for name in names:
-            server = VARIANTS[name](bed, hosts, workdir / f"first-{run}-{names.index(name)}")
-            try:
-                for index in range(requests):
-                    key = keys[run * requests + index]
-                    wall, _ = asyncio.run(timed_batch(server, [key]))
-                    out[name][index].append(wall)
-            finally:
-                server.stop()
-    return out
+
+    def walls(server: Running, run: int) -> list[float]:
+        return [asyncio.run(timed_batch(server, [keys[run * requests + i]]))[0] for i in range(requests)]
+
+    per_run = fresh_processes(variants(bed), runs, workdir / "first", walls)
+    return {
+        name: [list(request) for request in zip(*measured, strict=True)] for name, measured in per_run.items()
+    }
 
 
 def lines(results: dict[str, list[list[float]]]) -> list[str]:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import http.client
 import json
 import logging
@@ -49,23 +50,31 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import trustme
 
 from bench.delay_proxy import DelayProxy
 from bench.load import LoadResult, LoadSpec, check_provider_response, provider_request, tls13_client_context
-from bench.peer_setup import TestBed, countersign_config, countersign_server, ratify_config, served_test_bed
+from bench.peer_setup import (
+    TestBed,
+    countersign_config,
+    countersign_server,
+    ensure_bed_tools,
+    ratify_config,
+    served_test_bed,
+)
 from bench.read_floor import floor_samples
 from bench.stats import nearest_rank
-from tests.support.dual_signing import SIGNING_TOOLS
 from tests.support.processes import start_logged, terminate
 from tests.support.provider_process import read_memory_kib, start_provider
 from tests.support.registries import LOOPBACK, free_port, write_tls_files
-from tests.support.tools import ToolNotFoundError, ensure_tool, tools_bin
+from tests.support.tools import ToolNotFoundError, tools_bin
 
 __all__ = ["main"]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("bench.peers")
 
@@ -304,16 +313,35 @@ async def _answer_alone(server: Running, size: int) -> float:
     return elapsed
 
 
+def fresh_processes(
+    starters: Mapping[str, Callable[[Path], Running]],
+    runs: int,
+    workdir: Path,
+    measure: Callable[[Running, int], _T],
+) -> dict[str, list[_T]]:
+    """``runs`` rounds of one fresh process per starter, in alternating order (forward, then backward),
+    each measured by ``measure(server, run)``, then stopped: each starter's measurements in run order. A
+    process's directory is ``workdir/<the starter's position>-<run>``."""
+    names = list(starters)
+    out: dict[str, list[_T]] = {name: [] for name in names}
+    for run in range(runs):
+        for name in names if run % 2 == 0 else names[::-1]:
+            server = starters[name](workdir / f"{names.index(name)}-{run}")
+            try:
+                out[name].append(measure(server, run))
+            finally:
+                server.stop()
+    return out
+
+
 def answer_samples(bed: TestBed, hosts: Sequence[str], size: int, runs: int, workdir: Path) -> list[float]:
     """``runs`` fresh Countersign processes, each's first request: :func:`_answer_alone`."""
-    out = []
-    for run in range(runs):
-        server = start(COUNTERSIGN, bed, hosts, workdir / f"answer-{run}")
-        try:
-            out.append(asyncio.run(_answer_alone(server, size)))
-        finally:
-            server.stop()
-    return out
+
+    def answer(server: Running, run: int) -> float:
+        return asyncio.run(_answer_alone(server, size))
+
+    starter = functools.partial(start, COUNTERSIGN, bed, hosts)
+    return fresh_processes({COUNTERSIGN: starter}, runs, workdir / "answer", answer)[COUNTERSIGN]
 
 
 def cold_samples(
@@ -326,15 +354,12 @@ def cold_samples(
     peers: Sequence[str] = PEERS,
 ) -> dict[str, list[tuple[float, float]]]:
     """``runs`` fresh processes per provider (of ``peers``), alternating, one batch of ``keys`` each."""
-    out: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
-    for run in range(runs):
-        order = list(peers) if run % 2 == 0 else list(peers)[::-1]
-        for name in order:
-            server = start(name, bed, hosts, workdir / f"{label}-{name}-{run}")
-            try:
-                out[name].append(asyncio.run(timed_batch(server, keys)))
-            finally:
-                server.stop()
+
+    def batch(server: Running, run: int) -> tuple[float, float]:
+        return asyncio.run(timed_batch(server, keys))
+
+    starters = {name: functools.partial(start, name, bed, hosts) for name in peers}
+    out = fresh_processes(starters, runs, workdir / label, batch)
     for name in peers:
         median_ms = statistics.median(s for s, _ in out[name]) * 1000
         log.warning("%s %s: median %.1f ms over %d runs", label, name, median_ms, runs)
@@ -673,8 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     options = parse_args(argv)
     try:
-        for tool in ("olareg", *SIGNING_TOOLS):
-            ensure_tool(tool)
+        ensure_bed_tools()
         ratify_binary()
     except ToolNotFoundError as error:
         print(f"bench-peers: {error}", file=sys.stderr)

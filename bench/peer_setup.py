@@ -173,6 +173,12 @@ def served_test_bed(workdir: Path, count: int, extra_tags: int, workers: int) ->
             bed.close()
 
 
+def ensure_bed_tools() -> None:
+    """Every tool a served test bed needs (olareg and the signing tools): ToolNotFoundError otherwise."""
+    for tool in ("olareg", *SIGNING_TOOLS):
+        ensure_tool(tool)
+
+
 def main_on_test_bed(
     prog: str,
     count: int,
@@ -183,8 +189,7 @@ def main_on_test_bed(
     the signing tools, and whatever ``check_tools`` checks), else exit 2 saying how to build them; then
     ``run(bed, scratch directory)``'s lines printed and 0, or ``FAILED`` and 1 on a runtime error."""
     try:
-        for tool in ("olareg", *SIGNING_TOOLS):
-            ensure_tool(tool)
+        ensure_bed_tools()
         check_tools()
     except ToolNotFoundError as error:
         print(f"{prog}: {error} (`make bench-peers` builds every tool it needs)", file=sys.stderr)
