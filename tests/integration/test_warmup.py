@@ -19,7 +19,7 @@ import pytest
 
 from provider.engine import Engine
 from provider.warmup import warm_up
-from provider.warmup.sample import REPOSITORY, TAG, Sample, make_sample
+from provider.warmup.sample import REPOSITORY, Sample, make_sample
 from tests.support.cosign import CosignEnv, Tool, cosign_verify
 from tests.support.junk import push_blob, push_manifest
 from tests.support.notation import NotationEnv, add_trust_store, notation_verify, write_trust_policy
@@ -84,12 +84,9 @@ def sample_in(olareg_registry: Registry) -> Sample:
     base = f"http://{olareg_registry.host}"
     for data in sample.blobs.values():
         push_blob(base, REPOSITORY, data)
-    signatures = [r for r in sample.manifests if r.startswith("sha256:") and r != sample.digest]
-    push_manifest(base, REPOSITORY, sample.manifests[TAG][1], tag=TAG)
-    for reference in signatures:
-        push_manifest(base, REPOSITORY, sample.manifests[reference][1])
-    sig_tag = sample.digest.replace(":", "-") + ".sig"
-    push_manifest(base, REPOSITORY, sample.manifests[sig_tag][1], tag=sig_tag)
+    for reference, (media_type, data) in sample.manifests.items():  # by digest, and under each tag
+        tag = None if reference.startswith("sha256:") else reference
+        push_manifest(base, REPOSITORY, data, media_type, tag=tag)
     return sample
 
 
