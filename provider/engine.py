@@ -32,6 +32,7 @@ import functools
 import hashlib
 import json
 import logging
+import weakref
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -244,6 +245,12 @@ def _option_base(config: Config, verifier: VerifierConfig) -> AbstractContextMan
     return option_paths_relative_to(verifier.base_dir, confined=verifier.confined)
 
 
+def _memory_of(engine: weakref.ref[Engine], pool: str) -> float:
+    """What `pool` counts in the engine (0 once it is gone): the memory gauges' function."""
+    alive = engine()
+    return 0.0 if alive is None else float(alive.memory_use[pool])
+
+
 class Engine:
     def __init__(
         self,
@@ -285,7 +292,10 @@ class Engine:
         # (mostly Python, which holds the GIL) to threads made cold batches slower and costlier here.
         self.cpu: CpuRunner = CpuPool(cpu_workers) if cpu_workers > 0 else INLINE
         for pool in ("in_flight", "verdict", "content", "tag"):
-            self.metrics.memory.labels(pool).set_function(functools.partial(self._memory_of, pool))
+            # by a weak reference: the metrics (which may outlive this engine) never keep it alive
+            self.metrics.memory.labels(pool).set_function(
+                functools.partial(_memory_of, weakref.ref(self), pool)
+            )
         for verifier in self.verifiers.values():
             self.metrics.add_verifier(verifier.name, verifier.type)
 
@@ -325,9 +335,6 @@ class Engine:
             metrics=metrics,
         )
         return cls(config, registry, verifiers, metrics, memory, workload, cpu_workers)
-
-    def _memory_of(self, pool: str) -> float:
-        return float(self.memory_use[pool])
 
     @property
     def memory_use(self) -> dict[str, int]:

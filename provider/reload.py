@@ -127,12 +127,14 @@ class ConfigReloader:
             self._spawn(self._watch())
 
     async def stop(self) -> None:
-        """Finish a reload under way, then close every generation (background work is cancelled)."""
+        """Finish a reload under way, then close every generation (background work is cancelled); none is
+        current any more (a request is answered 503, and nothing here keeps the closed engine)."""
         self._stop.set()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.current is not None:
             await self._close(self.current)
+            self.current = None
 
     @contextmanager
     def use(self) -> Iterator[Generation]:

@@ -139,7 +139,7 @@ async def _post(session: aiohttp.ClientSession, url: str, key: str) -> object:
 
 async def _exercise(sample: Sample, directory: Path, now: datetime) -> None:
     # Imported here: provider.server imports this module when it starts the warm-up.
-    from provider.server import METRICS, RELOADER, build_app, guarded_site
+    from provider.server import build_app, guarded_site
 
     config = parse_config(
         {
@@ -166,12 +166,9 @@ async def _exercise(sample: Sample, directory: Path, now: datetime) -> None:
             if pinned != sample.pinned:
                 raise SampleRefused(f"the sample was pinned to {pinned!r}, not {sample.pinned!r}")
     finally:
+        # aiohttp keeps the application in a module-level cache of middleware chains for the life of the
+        # process: cleaning up stops its reloader, which lets go of the engine (~60 KiB of metrics stay).
         await runner.cleanup()
-        # aiohttp keeps the application in a module-level cache of middleware chains (keyed by handler
-        # and application) for the life of the process: let go of the engine (its generation, and the
-        # memory gauges that call it), its caches and configuration; ~60 KiB of metrics stay.
-        app[RELOADER].current = None
-        app[METRICS].memory.clear()
 
 
 def kinds_for(config: Config) -> frozenset[str]:

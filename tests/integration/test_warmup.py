@@ -40,8 +40,8 @@ def _live_engines() -> int:
 
 
 async def test_nothing_of_the_warm_up_engine_outlives_it() -> None:
-    # aiohttp caches every application's middleware chain for the life of the process: the warm-up lets
-    # go of its engine (and so its caches, verifiers and configuration) itself.
+    # aiohttp caches every application's middleware chain for the life of the process: what the warm-up's
+    # application holds (a stopped reloader, metrics) must not hold its engine.
     before = _live_engines()
     assert (await warm_up()).problem is None
     assert _live_engines() == before

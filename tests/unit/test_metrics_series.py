@@ -3,6 +3,11 @@ absence, needs no first request (and the first request does not pay for making t
 
 from __future__ import annotations
 
+import gc
+import weakref
+
+from provider.config import parse_config
+from provider.engine import Engine
 from provider.metrics import Metrics
 
 
@@ -39,3 +44,21 @@ def test_a_verifier_has_its_three_series_from_the_start_and_counts_into_them() -
     assert f"{series.format('passed')} 0.0" in text
     assert f"{series.format('failed')} 1.0" in text
     assert f"{series.format('undecided')} 0.0" in text
+
+
+async def test_the_memory_gauges_keep_no_engine_alive() -> None:
+    # A Metrics can outlive its engine (the warm-up's, kept by aiohttp's cache of its application).
+    metrics = Metrics()
+    config = parse_config(
+        {
+            "verifiers": {"pinned": {"type": "digest-pin"}},
+            "policies": [{"name": "default", "scopes": ["*"], "allOf": ["pinned"]}],
+        }
+    )
+    engine = await Engine.create(config, metrics)
+    gone = weakref.ref(engine)
+    await engine.close()
+    del engine
+    gc.collect()
+    assert gone() is None
+    assert 'countersign_memory_bytes{pool="verdict"} 0.0' in metrics.render().decode()
